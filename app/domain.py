@@ -1,0 +1,214 @@
+"""Plain dataclasses that cross layer boundaries.
+
+The engine produces them, the services pass them on, the store persists them and the
+export layer turns them into dataset rows. Nothing here imports torch, SQLAlchemy or
+Gradio, so every layer may depend on this module and on nothing above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+Effort = Literal["low", "medium", "high"]
+Phase = Literal["thinking", "answer"]
+StopReason = Literal["end", "budget_cut", "max_tokens", "cancelled", "error"]
+Rating = Literal[-1, 0, 1]
+
+#: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
+#: "low" suits a CPU laptop, "high" is where s1-style "Wait" forcing starts to matter.
+EFFORT_BUDGETS: dict[str, tuple[int, int]] = {
+    "low": (256, 0),
+    "medium": (1024, 0),
+    "high": (4096, 512),
+}
+
+STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "max_tokens", "cancelled", "error")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that decides how one prompt is generated; stored with every run.
+
+    ``max_thinking_tokens=None`` means "take it from ``effort``"; an explicit number wins.
+    ``temperature == 0`` means greedy decoding (then ``top_p`` is ignored).
+    """
+
+    thinking: bool = True
+    effort: Effort | None = "low"
+    max_thinking_tokens: int | None = None
+    min_thinking_tokens: int | None = None
+    continuation: str = "Wait"
+    max_continuations: int = 8
+    answer_cue: str = "Final Answer:"
+    max_answer_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.95
+    seed: int | None = None
+    samples: int = 1
+
+    def resolved_budget(self) -> tuple[int, int]:
+        """Return ``(max_thinking_tokens, min_thinking_tokens)`` after applying the effort preset."""
+        preset_max, preset_min = EFFORT_BUDGETS.get(self.effort or "", (EFFORT_BUDGETS["low"]))
+        max_t = self.max_thinking_tokens if self.max_thinking_tokens is not None else preset_max
+        min_t = self.min_thinking_tokens if self.min_thinking_tokens is not None else preset_min
+        return max_t, min(min_t, max_t)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field, its value and the fix."""
+        if self.effort is not None and self.effort not in EFFORT_BUDGETS:
+            raise ValueError(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
+        for name in ("max_thinking_tokens", "min_thinking_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name}={value} must be >= 0")
+        max_t, _ = self.resolved_budget()
+        if (
+            self.min_thinking_tokens is not None
+            and self.max_thinking_tokens is not None
+            and self.min_thinking_tokens > self.max_thinking_tokens
+        ):
+            raise ValueError(
+                f"min_thinking_tokens={self.min_thinking_tokens} is larger than "
+                f"max_thinking_tokens={self.max_thinking_tokens}; lower the minimum or raise the maximum"
+            )
+        if self.max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens={self.max_answer_tokens} must be >= 1")
+        if self.max_continuations < 0:
+            raise ValueError(f"max_continuations={self.max_continuations} must be >= 0")
+        if not 0 <= self.temperature <= 5:
+            raise ValueError(f"temperature={self.temperature} must be between 0 (greedy) and 5")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if not 1 <= self.samples <= 64:
+            raise ValueError(f"samples={self.samples} must be between 1 and 64")
+        if max_t < 0:
+            raise ValueError("thinking budget must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> GenerationSettings:
+        return replace(self, **changes)
+
+
+@dataclass
+class SampleResult:
+    """One generated trace: the raw text, its two halves, and how it went."""
+
+    index: int
+    raw_text: str
+    thinking: str
+    answer: str
+    thinking_tokens: int
+    answer_tokens: int
+    stop_reason: StopReason
+    continuations: int = 0
+    seconds: float = 0.0
+    time_to_first_token: float | None = None
+    thinking_seconds: float | None = None
+    tokens_per_second: float = 0.0
+    error: str | None = None
+    extracted_answer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    """What one call of the engine returns: the samples plus what produced them."""
+
+    model: str
+    format: str
+    settings: GenerationSettings
+    samples: list[SampleResult]
+    prompt: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``--json`` shape."""
+        return {
+            "model": self.model,
+            "format": self.format,
+            "settings": self.settings.to_dict(),
+            "samples": [
+                {
+                    "thinking": s.thinking,
+                    "answer": s.answer,
+                    "thinking_tokens": s.thinking_tokens,
+                    "answer_tokens": s.answer_tokens,
+                    "stop_reason": s.stop_reason,
+                    "seconds": round(s.seconds, 3),
+                    "continuations": s.continuations,
+                    "extracted_answer": s.extracted_answer,
+                }
+                for s in self.samples
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """A span of a trace an annotator can rate. ``start``/``end`` index into the source text."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+    source: Phase = "thinking"
+
+
+# --- annotation and export --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRating:
+    """The current rating of one step by one annotator (``first_error`` marks where PRM800K stops)."""
+
+    step_index: int
+    rating: int  # -1, 0, +1
+    annotator: str
+    created_at: datetime
+    comment: str = ""
+    first_error: bool = False
+
+
+@dataclass(frozen=True)
+class LabelledSample:
+    """A sample with its steps and one annotator's current step ratings, ready for export."""
+
+    sample_id: int
+    run_id: int
+    prompt: str
+    thinking: str
+    answer: str
+    steps: list[Step]
+    ratings: list[StepRating]
+    annotator: str
+    model: str
+    marked_correct: bool | None = None  # a person's verdict on the whole sample, for SFT/KTO
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One recorded choice between two samples of the same prompt."""
+
+    prompt: str
+    chosen_thinking: str
+    chosen_answer: str
+    rejected_thinking: str
+    rejected_answer: str
+    annotator: str
+    model: str
+    reason: str = ""
+    created_at: datetime | None = None

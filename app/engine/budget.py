@@ -1,0 +1,269 @@
+"""Budget forcing ("s1: Simple test-time scaling") as one transformers ``LogitsProcessor``.
+
+The processor keeps a small state machine per batch row -- thinking, answer, done -- and steers
+``model.generate`` by forcing tokens, so the KV cache is reused across every forced transition and
+no text is ever re-encoded:
+
+1. while thinking, end-of-sequence is never sampled: if it is the model's top choice the end
+   delimiter (and the answer cue) is forced instead, so every sample ends with an answer;
+2. while below ``min_thinking`` (and fewer than ``max_continuations`` were used), an attempt to end
+   thinking -- the close tag or end-of-sequence being the top choice -- is replaced by the
+   continuation string ("Wait");
+3. when ``max_thinking`` thinking tokens were written, the end delimiter and cue are forced: the
+   thinking token count never exceeds the budget;
+4. in the answer, end-of-sequence is forced after ``max_answer`` tokens.
+
+Thinking tokens are the tokens generated inside the thinking block, injected continuations
+included, the close delimiter excluded. Answer tokens include the forced cue. Knows nothing about
+prompts, streaming or storage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor
+
+THINKING, ANSWER, DONE = "thinking", "answer", "done"
+#: Token labels: thinking text, control (delimiters), answer text.
+T, C, A = "t", "c", "a"
+
+_STOP_TOKEN_NAMES = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<｜end▁of▁sentence｜>",
+    "<|end_of_role|>",
+)
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """Every id that ends the assistant's turn: EOS from the tokenizer, the generation config and chat markers."""
+    ids: list[int] = []
+
+    def add(value: Any) -> None:
+        if value is None:
+            return
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, int) and v >= 0 and v not in ids:
+                ids.append(v)
+
+    add(tokenizer.eos_token_id)
+    if generation_config is not None:
+        add(getattr(generation_config, "eos_token_id", None))
+    vocab = tokenizer.get_vocab()
+    for name in _STOP_TOKEN_NAMES:
+        if name in vocab:
+            add(vocab[name])
+    return ids
+
+
+def tag_start_ids(tokenizer: Any, tag: str) -> list[int]:
+    """Tokens that begin ``tag`` as the model would write it after typical preceding text."""
+    ids: list[int] = []
+    for prefix in ("", " ", "\n", "\n\n", ".", ". ", ".\n", ")", "?", "!", ":"):
+        encoded = tokenizer.encode(prefix + tag, add_special_tokens=False)
+        for tok in encoded:
+            piece = tokenizer.decode([tok])
+            if tag[0] in piece:
+                if tok not in ids:
+                    ids.append(tok)
+                break
+    return ids
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The token-level policy for one generate call, validated on construction."""
+
+    thinking: bool
+    max_thinking: int
+    min_thinking: int
+    max_continuations: int
+    max_answer: int
+    close_tag: str
+    continuation_ids: tuple[int, ...]
+    end_ids: tuple[int, ...]
+    cue_ids: tuple[int, ...]
+    stop_ids: tuple[int, ...]
+    tag_start_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.max_thinking < 0:
+            raise ValueError(f"max_thinking={self.max_thinking} must be >= 0")
+        if self.min_thinking > self.max_thinking:
+            raise ValueError(f"min_thinking={self.min_thinking} exceeds max_thinking={self.max_thinking}")
+        if self.max_answer < 1:
+            raise ValueError(f"max_answer={self.max_answer} must be >= 1")
+        if not self.stop_ids:
+            raise ValueError("stop_ids is empty: the tokenizer defines no end-of-sequence token")
+        if self.thinking and not self.end_ids:
+            raise ValueError("end_ids is empty: the format's close tag encodes to no tokens")
+
+    @classmethod
+    def build(
+        cls,
+        tokenizer: Any,
+        *,
+        thinking: bool,
+        max_thinking: int,
+        min_thinking: int,
+        max_continuations: int,
+        max_answer: int,
+        close_tag: str,
+        continuation: str,
+        answer_cue: str,
+        stop_ids: list[int],
+    ) -> BudgetPlan:
+        def enc(text: str) -> tuple[int, ...]:
+            return tuple(tokenizer.encode(text, add_special_tokens=False)) if text else ()
+
+        cont_text = continuation if continuation[:1].isspace() else "\n" + continuation
+        return cls(
+            thinking=thinking,
+            max_thinking=max_thinking,
+            min_thinking=min_thinking,
+            max_continuations=max_continuations,
+            max_answer=max_answer,
+            close_tag=close_tag,
+            continuation_ids=enc(cont_text) if continuation else (),
+            end_ids=enc(f"\n{close_tag}\n\n"),
+            cue_ids=enc(answer_cue),
+            stop_ids=tuple(stop_ids),
+            tag_start_ids=tuple(tag_start_ids(tokenizer, close_tag)),
+        )
+
+
+@dataclass
+class RowState:
+    """What one batch row has generated so far, and what it must do next."""
+
+    phase: str
+    ids: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    continuations: int = 0
+    cut: bool = False
+    answer_capped: bool = False
+    queue: deque = field(default_factory=deque)
+    forced_label: str | None = None
+    first_token_at: float | None = None
+    thinking_done_at: float | None = None
+    done_at: float | None = None
+
+
+class ThinkingBudgetProcessor(LogitsProcessor):
+    """Apply a :class:`BudgetPlan` to every row of a batch (see the module docstring for the rules)."""
+
+    def __init__(self, plan: BudgetPlan, tokenizer: Any, batch_size: int, prompt_length: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        self.plan = plan
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.rows = [RowState(phase=THINKING if plan.thinking else ANSWER) for _ in range(batch_size)]
+        self.generated = 0  # positions ingested so far
+        self._stop = set(plan.stop_ids)
+        self._tag_start = set(plan.tag_start_ids)
+        self._stop_index = torch.tensor(plan.stop_ids, dtype=torch.long)
+        self._tag_index = torch.tensor(plan.tag_start_ids or [], dtype=torch.long)
+        self._tail_window = len(tokenizer.encode(plan.close_tag, add_special_tokens=False)) + 3
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def sync(self, input_ids: torch.Tensor) -> None:
+        """Ingest every generated position of ``input_ids`` not seen yet."""
+        total = input_ids.shape[1] - self.prompt_length
+        while self.generated < total:
+            column = input_ids[:, self.prompt_length + self.generated].tolist()
+            self.ingest_step(column)
+
+    def ingest_step(self, tokens: list[int]) -> None:
+        """Record one decoding step (one token per row)."""
+        now = time.perf_counter()
+        self.generated += 1
+        for row, token in zip(self.rows, tokens, strict=True):
+            if row.phase != DONE:
+                self._ingest(row, int(token), now)
+
+    def _ingest(self, row: RowState, token: int, now: float) -> None:
+        label = row.forced_label or (T if row.phase == THINKING else A)
+        row.forced_label = None
+        if row.first_token_at is None:
+            row.first_token_at = now
+        if row.phase == ANSWER and token in self._stop:
+            row.phase, row.done_at = DONE, now
+            return
+        row.ids.append(token)
+        row.labels.append(label)
+        if row.phase == THINKING:
+            if label == T:
+                row.thinking_tokens += 1
+                self._detect_natural_close(row, now)
+            elif label == C and not any(lab == C for _, lab in row.queue):
+                row.phase, row.thinking_done_at = ANSWER, now
+        else:
+            row.answer_tokens += 1
+
+    def _detect_natural_close(self, row: RowState, now: float) -> None:
+        tail = row.ids[-self._tail_window :]
+        if self.plan.close_tag not in self.tokenizer.decode(tail, skip_special_tokens=False):
+            return
+        for k in range(1, len(tail) + 1):  # the shortest suffix holding the tag = the delimiter tokens
+            if self.plan.close_tag in self.tokenizer.decode(tail[-k:], skip_special_tokens=False):
+                break
+        row.labels[-k:] = [C] * k
+        row.thinking_tokens -= k
+        row.phase, row.thinking_done_at = ANSWER, now
+
+    # -- the processor ----------------------------------------------------------------------------
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.sync(input_ids)
+        plan = self.plan
+        top = scores.argmax(dim=-1).tolist()
+        for r, row in enumerate(self.rows):
+            if row.phase == DONE:
+                continue
+            if not row.queue and row.phase == THINKING:
+                self._plan_thinking(row, scores, r, top[r])
+            elif not row.queue and row.phase == ANSWER and row.answer_tokens >= plan.max_answer:
+                row.answer_capped = True
+                row.queue.append((plan.stop_ids[0], A))
+            if row.queue:
+                token, row.forced_label = row.queue.popleft()
+                scores[r, :] = -float("inf")
+                scores[r, token] = 0.0
+        return scores
+
+    def _plan_thinking(self, row: RowState, scores: torch.Tensor, r: int, top: int) -> None:
+        plan = self.plan
+        if row.thinking_tokens >= plan.max_thinking:
+            row.cut = True
+            self._queue_end(row)
+            return
+        scores[r, self._stop_index.to(scores.device)] = -float("inf")
+        below_min = row.thinking_tokens < plan.min_thinking and row.continuations < plan.max_continuations
+        if below_min and len(self._tag_index):
+            scores[r, self._tag_index.to(scores.device)] = -float("inf")
+        wants_to_end = top in self._stop or (below_min and top in self._tag_start)
+        if not wants_to_end:
+            return
+        if below_min:
+            if row.thinking_tokens + len(plan.continuation_ids) <= plan.max_thinking and plan.continuation_ids:
+                row.continuations += 1
+                row.queue.extend((tok, T) for tok in plan.continuation_ids)
+            # otherwise the masks above make the model take its next choice and keep thinking
+        elif top in self._stop:
+            self._queue_end(row)
+
+    def _queue_end(self, row: RowState) -> None:
+        row.queue.extend((tok, C) for tok in self.plan.end_ids)
+        row.queue.extend((tok, A) for tok in self.plan.cue_ids)

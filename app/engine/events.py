@@ -1,0 +1,65 @@
+"""Streaming events and the cancel handle: what a generation stream yields and how it is stopped."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from app.domain import GenerationResult
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """New thinking text of sample ``sample``."""
+
+    sample: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    """New answer text of sample ``sample``."""
+
+    sample: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """Sample ``sample`` moved into ``phase`` ("thinking", "answer" or "done")."""
+
+    sample: int
+    phase: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One decoding step finished: ``tokens`` generated per row so far, ``done`` rows finished."""
+
+    tokens: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of every stream, also after a cancel or an error."""
+
+    result: GenerationResult
+
+
+Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Finished
+
+
+class CancelToken:
+    """Thread-safe flag a UI or CLI sets to stop a running generation within a token or two."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,277 @@
+"""The engine: one prompt -> k traces, streamed as events, under the thinking budget.
+
+``Engine.stream`` runs ``model.generate`` in a worker thread with three hooks: the
+:class:`~app.engine.budget.ThinkingBudgetProcessor` (budget forcing), a stopping criterion that
+watches the :class:`~app.engine.events.CancelToken`, and a streamer that ticks after each decoding
+step so the caller can turn the rows' tokens into thinking/answer deltas. ``k`` samples are one
+batched generate over ``k`` copies of the prompt (identical rows: no padding). One generation runs
+at a time per model. Knows nothing about storage or UI.
+"""
+
+from __future__ import annotations
+
+import gc
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.engine.budget import DONE, THINKING, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
+from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
+from app.engine.formats import build_prompt
+from app.engine.loading import LoadedModel
+
+Messages = list[dict[str, str]]
+_TICK, _END = object(), object()
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, token: CancelToken) -> None:
+        self.token = token
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.token.cancelled, dtype=torch.bool, device=input_ids.device)
+
+
+class _TickStreamer(BaseStreamer):
+    """Feeds each step's tokens to the budget state and wakes the consumer."""
+
+    def __init__(self, processor: ThinkingBudgetProcessor, events: queue.Queue) -> None:
+        self.processor = processor
+        self.events = events
+        self.steps = -1  # generate() first hands over the prompt
+
+    def put(self, value: torch.Tensor) -> None:
+        self.steps += 1
+        if self.steps == 0:
+            return
+        # On GPU, generate may stream one step late; the processor may have ingested it already.
+        if self.processor.generated < self.steps:
+            self.processor.ingest_step(value.reshape(-1).tolist())
+        self.events.put(_TICK)
+
+    def end(self) -> None:
+        self.events.put(_TICK)
+
+
+def split_text(text: str, open_tag: str, close_tag: str, starts_thinking: bool, final: bool) -> tuple[str, str]:
+    """Split generated text into (thinking, answer) at ``close_tag``.
+
+    While streaming (``final=False``) a trailing partial close tag is held back, so "</thi" never
+    flashes into the visible thinking.
+    """
+    if not starts_thinking:
+        return "", text
+    head, sep, tail = text.partition(close_tag)
+    if sep:
+        return head.removeprefix(open_tag), tail
+    if not final:
+        for k in range(min(len(close_tag) - 1, len(head)), 0, -1):
+            if head.endswith(close_tag[:k]):
+                head = head[:-k]
+                break
+    return head.removeprefix(open_tag), ""
+
+
+class Engine:
+    """Generate traces from a :class:`LoadedModel` under :class:`GenerationSettings`."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.model = loaded.model
+        self.format = loaded.format
+        self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
+        self._lock = threading.Lock()
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def generate(
+        self, messages: Messages | str, settings: GenerationSettings, cancel: CancelToken | None = None
+    ) -> GenerationResult:
+        """Run to completion and return the result (no deltas)."""
+        result = None
+        for event in self.stream(messages, settings, cancel, deltas=False):
+            if isinstance(event, Finished):
+                result = event.result
+        assert result is not None
+        return result
+
+    def stream(
+        self,
+        messages: Messages | str,
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+        *,
+        deltas: bool = True,
+    ) -> Iterator[Event]:
+        """Yield deltas, phase changes and progress while generating; always end with :class:`Finished`."""
+        settings.validate()
+        msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        cancel = cancel or CancelToken()
+        thinking = settings.thinking
+        prompt = build_prompt(self.format, self.tokenizer, msgs, thinking)
+        max_think, min_think = settings.resolved_budget()
+        plan = BudgetPlan.build(
+            self.tokenizer,
+            thinking=thinking,
+            max_thinking=max_think,
+            min_thinking=min_think,
+            max_continuations=settings.max_continuations,
+            max_answer=settings.max_answer_tokens,
+            close_tag=self.format.close_tag,
+            continuation=settings.continuation,
+            answer_cue=settings.answer_cue,
+            stop_ids=self.stop_ids,
+        )
+        k = settings.samples
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        device = self.model.device
+        input_ids = encoded["input_ids"].to(device).repeat(k, 1)
+        attention = encoded["attention_mask"].to(device).repeat(k, 1)
+        processor = ThinkingBudgetProcessor(plan, self.tokenizer, k, input_ids.shape[1])
+        events: queue.Queue = queue.Queue()
+        streamer = _TickStreamer(processor, events)
+        forced = len(plan.end_ids) + len(plan.cue_ids) + 1
+        max_new = (max_think + forced if thinking else 0) + settings.max_answer_tokens + 1
+        sampling = settings.temperature > 0
+        gen_kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "max_new_tokens": max_new,
+            "do_sample": sampling,
+            "logits_processor": [processor],
+            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
+            "streamer": streamer,
+            "eos_token_id": self.stop_ids,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "top_k": None,
+        }
+        if sampling:
+            gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None)
+
+        errors: list[BaseException] = []
+        started = time.perf_counter()
+
+        def work() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    if settings.seed is not None:
+                        torch.manual_seed(settings.seed)
+                    output = self.model.generate(**gen_kwargs)
+                    processor.sync(output)
+                    del output
+            except BaseException as exc:  # reported as stop_reason "error", never lost
+                errors.append(exc)
+            finally:
+                events.put(_END)
+
+        thread = threading.Thread(target=work, name="tracelab-generate", daemon=True)
+        thread.start()
+        shown = [("", "", row.phase) for row in processor.rows]
+        try:
+            while True:
+                item = events.get()
+                if item is _END:
+                    break
+                if deltas and events.empty():  # coalesce: render only the newest state
+                    yield from self._deltas(processor.rows, shown, thinking)
+                    done = sum(row.phase == DONE for row in processor.rows)
+                    yield Progress(tokens=processor.generated, done=done, total=k)
+        finally:
+            if thread.is_alive():  # the consumer went away: stop the worker, don't leak it
+                cancel.cancel()
+            thread.join()
+            self._free()
+        if deltas:
+            yield from self._deltas(processor.rows, shown, thinking, final=True)
+        error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
+        samples = [
+            self._sample(i, row, thinking, started, cancel.cancelled, error) for i, row in enumerate(processor.rows)
+        ]
+        yield Finished(
+            GenerationResult(
+                model=self.loaded.name,
+                format=self.format.name,
+                settings=settings,
+                samples=samples,
+                prompt=msgs[-1]["content"],
+                messages=msgs,
+                seconds=time.perf_counter() - started,
+                error=error,
+            )
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _text(self, row: RowState, thinking: bool, final: bool) -> tuple[str, str, str]:
+        raw = self.tokenizer.decode(list(row.ids), skip_special_tokens=False)
+        think, answer = split_text(raw, self.format.open_tag, self.format.close_tag, thinking, final)
+        if self.format.answer_open:
+            answer = answer.replace(self.format.answer_open, "").replace(self.format.answer_close, "")
+        return raw, think, answer
+
+    def _deltas(
+        self, rows: list[RowState], shown: list[tuple[str, str, str]], thinking: bool, final: bool = False
+    ) -> Iterator[Event]:
+        for i, row in enumerate(rows):
+            _, think, answer = self._text(row, thinking, final)
+            if not final:  # hold back a multi-byte character still being generated
+                think, answer = think.rstrip("\ufffd"), answer.rstrip("\ufffd")
+            old_think, old_answer, old_phase = shown[i]
+            if len(think) > len(old_think) and think.startswith(old_think):
+                yield ThinkingDelta(i, think[len(old_think) :])
+                old_think = think
+            if row.phase != old_phase:
+                yield PhaseChange(i, row.phase)
+            if len(answer) > len(old_answer) and answer.startswith(old_answer):
+                yield AnswerDelta(i, answer[len(old_answer) :])
+                old_answer = answer
+            shown[i] = (old_think, old_answer, row.phase)
+
+    def _sample(
+        self, index: int, row: RowState, thinking: bool, started: float, cancelled: bool, error: str | None
+    ) -> SampleResult:
+        raw, think, answer = self._text(row, thinking, final=True)
+        end = row.done_at or time.perf_counter()
+        if error:
+            reason = "error"
+        elif row.phase != DONE and cancelled:
+            reason = "cancelled"
+        elif row.cut:
+            reason = "budget_cut"
+        elif row.answer_capped or row.phase != DONE:
+            reason = "max_tokens"
+        else:
+            reason = "end"
+        seconds = end - started
+        first = row.first_token_at
+        decode_seconds = end - first if first else 0.0
+        return SampleResult(
+            index=index,
+            raw_text=raw,
+            thinking=think.strip(),
+            answer=answer.strip(),
+            thinking_tokens=row.thinking_tokens,
+            answer_tokens=row.answer_tokens,
+            stop_reason=reason,  # type: ignore[arg-type]
+            continuations=row.continuations,
+            seconds=seconds,
+            time_to_first_token=(first - started) if first else None,
+            thinking_seconds=(row.thinking_done_at - started) if row.thinking_done_at and thinking else None,
+            tokens_per_second=(len(row.ids) / decode_seconds) if decode_seconds > 0 else 0.0,
+            error=error,
+        )
+
+    def _free(self) -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,249 @@
+"""Model loading: a Hub id, a local folder, a ``.gguf`` file, ``bundled`` or ``tiny`` -> a :class:`LoadedModel`.
+
+Owns device and quantisation choices (bitsandbytes 4-bit NF4 / 8-bit on CUDA only) and turns every
+way loading can fail into a :class:`LoadError` whose message names the problem and the fix.
+``tiny`` is a randomly initialised two-layer Qwen3 with the bundled tokenizer: useless answers,
+but it generates in milliseconds, which is what UI and logic tests need.
+Knows nothing about prompts, budgets or storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
+from app.engine.formats import FormatError, ReasoningFormat, detect_format, get_format
+
+log = logging.getLogger(__name__)
+
+Quantize = Literal["auto", "4bit", "8bit", "none"]
+QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class LoadError(RuntimeError):
+    """Loading failed; the message says what went wrong and how to fix it."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, with what a header needs to describe it."""
+
+    model: Any
+    tokenizer: Any
+    spec: str
+    name: str
+    format: ReasoningFormat
+    device: str
+    quantization: str
+    dtype: str
+    load_seconds: float
+    source: str  # "bundled" | "tiny" | "hub" | "folder" | "gguf"
+
+    @property
+    def is_small_demo(self) -> bool:
+        """True for the bundled 135M model and the random tiny one: not real reasoning models."""
+        return self.source in ("bundled", "tiny")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "spec": self.spec,
+            "format": self.format.name,
+            "device": self.device,
+            "quantization": self.quantization,
+            "dtype": self.dtype,
+            "load_seconds": round(self.load_seconds, 2),
+            "source": self.source,
+        }
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_quantize(quantize: str, on_cuda: bool) -> str:
+    """``auto`` -> 4bit on CUDA, none on CPU; 4bit/8bit without CUDA is a clear error."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise LoadError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
+    if quantize == "auto":
+        return "4bit" if on_cuda else "none"
+    if quantize in ("4bit", "8bit") and not on_cuda:
+        raise LoadError(
+            f"--quantize {quantize} uses bitsandbytes, which needs a CUDA GPU, and none was found. "
+            "Run with --quantize none (or auto) on this machine."
+        )
+    return quantize
+
+
+def _quantization_config(quantize: str) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def _classify(spec: str) -> tuple[str, Path | None]:
+    if spec in ("bundled", "tiny"):
+        return spec, None
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file():
+            if path.suffix == ".gguf":
+                return "gguf", path
+            raise LoadError(f"{spec} is a file but not a .gguf model; pass a model folder, a .gguf file or a Hub id")
+        if not (path / "config.json").is_file():
+            raise LoadError(
+                f"{spec} is a folder but not a model: it has no config.json. Pass a folder written by "
+                "save_pretrained (config.json + weights), a .gguf file, a Hub id or 'bundled'."
+            )
+        return "folder", path
+    if spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise LoadError(f"No such file or folder: {spec}. Check the path, or pass a Hub id such as Qwen/Qwen3-4B.")
+    return "hub", None
+
+
+def build_tiny(tokenizer_dir: Path, seed: int = 0) -> tuple[Any, Any]:
+    """A random two-layer Qwen3 (hidden 64) with the bundled tokenizer; builds in ~0.1 s."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config).eval()
+    return model, tokenizer
+
+
+def load_model(
+    spec: str = "bundled",
+    *,
+    quantize: str = "auto",
+    format_name: str | None = None,
+    cache_dir: Path | None = None,
+    device: str | None = None,
+) -> LoadedModel:
+    """Load ``spec`` for generation. See the module docstring for what ``spec`` may be."""
+    import torch
+
+    started = time.perf_counter()
+    kind, path = _classify(spec)
+    on_cuda = cuda_available() if device is None else device.startswith("cuda")
+    device = device or ("cuda" if on_cuda else "cpu")
+    quant = "none" if kind == "tiny" else resolve_quantize(quantize, on_cuda)
+    dtype = torch.bfloat16 if on_cuda else torch.float32
+
+    try:
+        if kind == "tiny":
+            model, tokenizer = build_tiny(ensure_bundled(cache_dir))
+            name = "tiny-random-qwen3 (test model)"
+        elif kind == "gguf":
+            assert path is not None
+            model, tokenizer = _from_pretrained(str(path.parent), quant, dtype, on_cuda, gguf_file=path.name)
+            name = path.name
+        else:
+            source = str(ensure_bundled(cache_dir)) if kind == "bundled" else str(path or spec)
+            model, tokenizer = _from_pretrained(source, quant, dtype, on_cuda, hub=kind == "hub", spec=spec)
+            name = BUNDLED_NAME if kind == "bundled" else spec
+    except BundledModelError as exc:
+        raise LoadError(str(exc)) from exc
+
+    if kind == "tiny" or not on_cuda:  # from_pretrained already placed CUDA models (device_map)
+        model.to(device)
+    model.eval()
+    try:
+        fmt = get_format(format_name) if format_name else detect_format(tokenizer.chat_template, name)
+    except FormatError as exc:
+        raise LoadError(str(exc)) from exc
+    if fmt.name != "plain" and not tokenizer.chat_template:
+        raise LoadError(
+            f"{name} has no chat template, so the {fmt.name!r} format can't build its prompt. "
+            "Run with --format plain to use a plain 'User:/Assistant:' prompt."
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec,
+        name=name,
+        format=fmt,
+        device=device,
+        quantization=quant,
+        dtype=str(dtype).removeprefix("torch."),
+        load_seconds=time.perf_counter() - started,
+        source=kind,
+    )
+
+
+def _from_pretrained(
+    source: str,
+    quant: str,
+    dtype: Any,
+    on_cuda: bool,
+    *,
+    gguf_file: str | None = None,
+    hub: bool = False,
+    spec: str = "",
+) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    qconfig = _quantization_config(quant)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+        kwargs["device_map"] = "auto"
+    elif on_cuda:
+        kwargs["device_map"] = "cuda"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        if hub:
+            raise LoadError(
+                f"Could not fetch {spec!r} from the Hugging Face Hub ({_first_line(exc)}). If you are offline, "
+                "pass a local model folder, a .gguf file or --model bundled; if the model is gated, run "
+                "`hf auth login` first."
+            ) from exc
+        raise LoadError(f"Could not load a model from {source}: {_first_line(exc)}") from exc
+    except ValueError as exc:
+        raise LoadError(f"Could not load a model from {spec or source}: {_first_line(exc)}") from exc
+    if gguf_file:  # de-quantised to plain tensors; keep later save_pretrained calls working
+        model.hf_quantizer = None
+    return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

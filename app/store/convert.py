@@ -1,0 +1,78 @@
+"""ORM rows -> records (``records.py``). The only place that reads row attributes into dataclasses."""
+
+from __future__ import annotations
+
+from app.domain import GenerationSettings
+from app.store import models
+from app.store.records import LabelRecord, StoredRun, StoredSample, StoredStep
+
+
+def step_record(row: models.Step) -> StoredStep:
+    return StoredStep(
+        step_id=row.id,
+        sample_id=row.sample_id,
+        index=row.index,
+        source=row.source,
+        text=row.text,
+        start=row.start,
+        end=row.end,
+        active=row.active,
+    )
+
+
+def sample_record(row: models.Sample, steps: list[StoredStep]) -> StoredSample:
+    return StoredSample(
+        sample_id=row.id,
+        run_id=row.run_id,
+        index=row.index,
+        raw_text=row.raw_text,
+        thinking=row.thinking,
+        answer=row.answer,
+        extracted_answer=row.extracted_answer,
+        thinking_tokens=row.thinking_tokens,
+        answer_tokens=row.answer_tokens,
+        stop_reason=row.stop_reason,
+        continuations=row.continuations,
+        seconds=row.seconds,
+        time_to_first_token=row.time_to_first_token,
+        thinking_seconds=row.thinking_seconds,
+        tokens_per_second=row.tokens_per_second,
+        error=row.error,
+        steps=steps,
+    )
+
+
+def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
+    return StoredRun(
+        run_id=row.id,
+        prompt_id=row.prompt_id,
+        prompt=row.prompt.text,
+        kind=row.kind,
+        status=row.status,
+        model=row.model,
+        format=row.format,
+        settings=GenerationSettings.from_dict(row.settings),
+        seed=row.seed,
+        error=row.error,
+        gold=row.gold,
+        sweep_id=row.sweep_id,
+        label=row.label,
+        messages=list(row.messages),
+        seconds=row.seconds,
+        created_at=row.created_at,
+        samples=samples,
+    )
+
+
+def label_record(label: models.StepLabel, step: models.Step, annotator: str) -> LabelRecord:
+    return LabelRecord(
+        label_id=label.id,
+        step_id=step.id,
+        step_index=step.index,
+        annotator=annotator,
+        rating=label.rating,
+        comment=label.comment,
+        first_error=label.first_error,
+        created_at=label.created_at,
+        step_active=step.active,
+    )

@@ -1,0 +1,254 @@
+"""SQLAlchemy 2.0 declarative models: the tables and their constraints, nothing else.
+
+Rows never leave the store: ``convert.py`` turns them into the dataclasses of ``records.py`` and
+``app.domain``. The schema itself is created and changed only by the Alembic migrations in
+``migrations/versions``; a test checks that those migrations and these models agree.
+
+Two tables are append-only histories: ``step_labels`` and ``sample_verdicts``. The current label of a step
+by an annotator is the row with the highest id for that (step, annotator) pair, so a change of mind adds a
+row and nothing a person did is lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Constraint names spelled out, so migrations on SQLite (batch mode) and Postgres can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_KINDS: tuple[str, ...] = ("playground", "consistency", "compare", "sweep")
+RUN_STATUSES: tuple[str, ...] = ("done", "cancelled", "error")
+STEP_SOURCES: tuple[str, ...] = ("thinking", "answer")
+ANNOTATOR_NAME_MAX = 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: the same on SQLite (no time zones) and Postgres.
+
+    A naive value passed in is taken to be UTC already.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def _in(column: str, values: tuple[Any, ...]) -> str:
+    """A portable ``column IN (...)`` CHECK expression over constant values (no user input)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(ANNOTATOR_NAME_MAX), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prompt(Base):
+    """A problem text, stored once: runs of the same text (any model, any settings) share it."""
+
+    __tablename__ = "prompts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the UTF-8 text
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A budget/settings sweep over a problem set; its runs point back here."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    settings: Mapped[dict[str, Any]]
+    problems: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """One call of the engine for one prompt: its settings, outcome and timings."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", RUN_KINDS), name="kind"),
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_model", "model"),
+        Index("ix_runs_kind", "kind"),
+        Index("ix_runs_prompt_id", "prompt_id"),
+        Index("ix_runs_sweep_id", "sweep_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]]
+    seed: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    gold: Mapped[str | None] = mapped_column(Text)
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
+    label: Mapped[str | None] = mapped_column(String(255))  # the variant's name, e.g. "budget 256"
+    messages: Mapped[list[Any]]  # multi-turn context that preceded the prompt
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(lazy="joined", innerjoin=True)
+    samples: Mapped[list[Sample]] = relationship(
+        back_populates="run", order_by="Sample.index", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Sample(Base):
+    """One generated trace of a run."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        Index("ix_samples_run_id_index", "run_id", "index", unique=True),
+        Index("ix_samples_stop_reason", "stop_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    raw_text: Mapped[str] = mapped_column(Text)
+    thinking: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    extracted_answer: Mapped[str | None] = mapped_column(Text)
+    thinking_tokens: Mapped[int]
+    answer_tokens: Mapped[int]
+    stop_reason: Mapped[str] = mapped_column(String(32))
+    continuations: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    time_to_first_token: Mapped[float | None] = mapped_column(Float)
+    thinking_seconds: Mapped[float | None] = mapped_column(Float)
+    tokens_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="samples")
+
+
+class Step(Base):
+    """A rateable span of a sample. Merging or splitting deactivates rows and adds new ones, never rewrites text,
+    so every label keeps pointing at the exact text it was given for. ``index`` orders the active steps."""
+
+    __tablename__ = "steps"
+    __table_args__ = (
+        CheckConstraint(_in("source", STEP_SOURCES), name="source"),
+        Index("ix_steps_sample_id_active_index", "sample_id", "active", "index"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    source: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int]
+    end: Mapped[int]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepLabel(Base):
+    """Append-only: one row per rating given. The current label per (step, annotator) is the newest row."""
+
+    __tablename__ = "step_labels"
+    __table_args__ = (
+        CheckConstraint("rating IN (-1, 0, 1)", name="rating"),
+        Index("ix_step_labels_step_id_annotator_id", "step_id", "annotator_id"),
+        Index("ix_step_labels_annotator_id_created_at", "annotator_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    first_error: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SampleVerdict(Base):
+    """Append-only: a person's verdict on a whole sample (correct or not; NULL withdraws it). Newest row wins."""
+
+    __tablename__ = "sample_verdicts"
+    __table_args__ = (
+        Index("ix_sample_verdicts_sample_id_annotator_id", "sample_id", "annotator_id"),
+        Index("ix_sample_verdicts_annotator_id_created_at", "annotator_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Preference(Base):
+    """One recorded choice between two samples of the same prompt. A ranking of n samples is stored as its
+    n*(n-1)/2 implied pairs sharing a ``rank_group``."""
+
+    __tablename__ = "preferences"
+    __table_args__ = (
+        CheckConstraint("chosen_sample_id <> rejected_sample_id", name="distinct_samples"),
+        Index("ix_preferences_prompt_id", "prompt_id"),
+        Index("ix_preferences_chosen_sample_id", "chosen_sample_id"),
+        Index("ix_preferences_rejected_sample_id", "rejected_sample_id"),
+        Index("ix_preferences_annotator_id_created_at", "annotator_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    chosen_sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    rejected_sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    rank_group: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

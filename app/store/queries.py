@@ -1,0 +1,34 @@
+"""Reusable SELECT fragments for the "current" views over the append-only label and verdict tables.
+
+Current = the row with the highest id per (step, annotator) or (sample, annotator). Ids, not timestamps,
+decide: they are unique and grow with every insert, while two clicks can share a timestamp.
+Only labels on active steps count: a step replaced by a merge or split keeps its history but no current label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+
+from app.store.models import SampleVerdict, Step, StepLabel
+
+
+def current_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+    """Ids of the current label per (active step, annotator), narrowed by ``where`` (on Step / StepLabel)."""
+    return (
+        select(func.max(StepLabel.id))
+        .join(Step, Step.id == StepLabel.step_id)
+        .where(Step.active.is_(True), *where)
+        .group_by(StepLabel.step_id, StepLabel.annotator_id)
+    )
+
+
+def current_verdict_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+    """Ids of the current verdict per (sample, annotator), narrowed by ``where`` (on SampleVerdict)."""
+    return select(func.max(SampleVerdict.id)).where(*where).group_by(SampleVerdict.sample_id, SampleVerdict.annotator_id)
+
+
+def excerpt(column: Any, length: int = 160) -> ColumnElement[str]:
+    """The first ``length`` characters of a text column, cut in the database (``substr`` is portable)."""
+    return func.substr(column, 1, length)

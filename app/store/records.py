@@ -1,0 +1,194 @@
+"""Read-side records: the plain, frozen dataclasses ``Store`` methods return instead of ORM rows.
+
+They know nothing of SQLAlchemy, so the UI, the CLI and the export layer can hold them after the session
+is gone. Where a record mirrors a domain object it can turn back into one (``to_result``, ``to_step``,
+``to_rating``), e.g. to replay a stored run in the playground.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.domain import GenerationResult, GenerationSettings, SampleResult, Step, StepRating
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    step_id: int
+    sample_id: int
+    index: int
+    source: str  # "thinking" | "answer"
+    text: str
+    start: int
+    end: int
+    active: bool = True
+
+    def to_step(self) -> Step:
+        return Step(index=self.index, text=self.text, start=self.start, end=self.end, source=self.source)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    sample_id: int
+    run_id: int
+    index: int
+    raw_text: str
+    thinking: str
+    answer: str
+    extracted_answer: str | None
+    thinking_tokens: int
+    answer_tokens: int
+    stop_reason: str
+    continuations: int
+    seconds: float
+    time_to_first_token: float | None
+    thinking_seconds: float | None
+    tokens_per_second: float
+    error: str | None
+    steps: list[StoredStep] = field(default_factory=list)  # active steps, in order
+
+    def to_result(self) -> SampleResult:
+        return SampleResult(
+            index=self.index,
+            raw_text=self.raw_text,
+            thinking=self.thinking,
+            answer=self.answer,
+            thinking_tokens=self.thinking_tokens,
+            answer_tokens=self.answer_tokens,
+            stop_reason=self.stop_reason,  # type: ignore[arg-type]
+            continuations=self.continuations,
+            seconds=self.seconds,
+            time_to_first_token=self.time_to_first_token,
+            thinking_seconds=self.thinking_seconds,
+            tokens_per_second=self.tokens_per_second,
+            error=self.error,
+            extracted_answer=self.extracted_answer,
+        )
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    run_id: int
+    prompt_id: int
+    prompt: str
+    kind: str
+    status: str
+    model: str
+    format: str
+    settings: GenerationSettings
+    seed: int | None
+    error: str | None
+    gold: str | None
+    sweep_id: int | None
+    label: str | None
+    messages: list[dict[str, str]]
+    seconds: float
+    created_at: datetime
+    samples: list[StoredSample] = field(default_factory=list)
+
+    def to_result(self) -> GenerationResult:
+        """The run as the engine returned it (for replaying it in the playground)."""
+        return GenerationResult(
+            model=self.model,
+            format=self.format,
+            settings=self.settings,
+            samples=[s.to_result() for s in self.samples],
+            prompt=self.prompt,
+            messages=list(self.messages),
+            seconds=self.seconds,
+            error=self.error,
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the History table."""
+
+    run_id: int
+    created_at: datetime
+    kind: str
+    status: str
+    model: str
+    format: str
+    prompt_excerpt: str
+    n_samples: int
+    answers: tuple[str | None, ...]  # extracted answer per sample, in sample order
+    stop_reasons: tuple[str, ...]  # per sample, in sample order
+    thinking_tokens: int  # summed over samples
+    seconds: float
+    label: str | None
+    sweep_id: int | None
+    gold: str | None
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    sweep_id: int
+    name: str
+    settings: dict[str, Any]
+    problems: list[dict[str, Any]]
+    created_at: datetime
+    n_runs: int
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One step label row; ``current_labels`` returns the newest per (step, annotator)."""
+
+    label_id: int
+    step_id: int
+    step_index: int
+    annotator: str
+    rating: int
+    comment: str
+    first_error: bool
+    created_at: datetime
+    step_active: bool = True
+
+    def to_rating(self) -> StepRating:
+        return StepRating(
+            step_index=self.step_index,
+            rating=self.rating,
+            annotator=self.annotator,
+            created_at=self.created_at,
+            comment=self.comment,
+            first_error=self.first_error,
+        )
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One sample in an annotator's labelling queue."""
+
+    sample_id: int
+    run_id: int
+    sample_index: int
+    prompt_excerpt: str
+    model: str
+    n_steps: int
+    n_labelled: int  # active steps with a current label by the annotator (by anyone if no annotator given)
+    done: bool  # every step labelled, or a first error marked
+
+
+@dataclass(frozen=True)
+class LabelProgress:
+    labelled: int  # samples done (see QueueItem.done)
+    total: int  # samples with at least one step
+
+    @property
+    def text(self) -> str:
+        return f"{self.labelled} of {self.total} samples labelled"
+
+
+@dataclass(frozen=True)
+class PreferenceRecord:
+    preference_id: int
+    prompt_id: int
+    chosen_sample_id: int
+    rejected_sample_id: int
+    annotator: str
+    reason: str
+    rank_group: str | None
+    created_at: datetime
