@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from app.export.rows import (
     format_completion,
     prm800k_row,
     prm_row,
+    text_prompt,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
@@ -35,7 +37,9 @@ def make_sample(
     """A sample with one step per entry of ``ratings`` (None = the annotator left it unrated)."""
     steps = [Step(index=i, text=f" step {i}\n", start=0, end=0) for i in range(len(ratings))]
     rated = [
-        StepRating(step_index=i, rating=r, annotator=annotator, created_at=T0 + timedelta(seconds=10 * i), comment=f"c{i}")
+        StepRating(
+            step_index=i, rating=r, annotator=annotator, created_at=T0 + timedelta(seconds=10 * i), comment=f"c{i}"
+        )
         for i, r in enumerate(ratings)
         if r is not None
     ]
@@ -83,9 +87,13 @@ def test_completion_without_thinking_is_just_the_answer():
 def test_prm_steps_in_order_with_bool_labels_and_stripped_text():
     sample = make_sample([1, 1, 1])
     # shuffle the stored order: the row must follow step.index
-    sample = LabelledSample(**{**sample.__dict__, "steps": list(reversed(sample.steps))})
+    sample = replace(sample, steps=list(reversed(sample.steps)))
     row = prm_row(sample)
-    assert row == {"prompt": "What is 6*7?", "completions": ["step 0", "step 1", "step 2"], "labels": [True, True, True]}
+    assert row == {
+        "prompt": "What is 6*7?",
+        "completions": ["step 0", "step 1", "step 2"],
+        "labels": [True, True, True],
+    }
 
 
 def test_prm_first_error_is_the_last_step_included():
@@ -186,10 +194,15 @@ def test_all_samples_skipped_is_an_error_that_says_why():
 # --- preference -------------------------------------------------------------------------------
 
 
+def test_text_prompt_ends_on_exactly_one_newline():
+    assert text_prompt("What is 6*7?") == "What is 6*7?\n"
+    assert text_prompt("What is 6*7?  \n\n") == "What is 6*7?\n"
+
+
 def test_preference_standard_rows_keep_thinking():
     batch = build_rows("preference", pairs=[make_pair()])
     assert batch.rows == [
-        {"prompt": "What is 6*7?", "chosen": "<think>\nthink A\n</think>\n\n42", "rejected": "41"},
+        {"prompt": "What is 6*7?\n", "chosen": "<think>\nthink A\n</think>\n\n42", "rejected": "41"},
     ]
     assert batch.label_balance == {"pairs": 1}
 
@@ -211,7 +224,11 @@ def test_kto_rows_come_from_verdicts_only():
     samples.append(make_sample([1], sample_id=3, marked_correct=None))
     batch = build_rows("kto", samples=samples)
     assert [r["label"] for r in batch.rows] == [True, False]
-    assert batch.rows[0] == {"prompt": "What is 6*7?", "completion": "<think>\nLet me think.\n</think>\n\n42", "label": True}
+    assert batch.rows[0] == {
+        "prompt": "What is 6*7?\n",
+        "completion": "<think>\nLet me think.\n</think>\n\n42",
+        "label": True,
+    }
     assert batch.label_balance == {"positive": 1, "negative": 1}
     assert batch.skipped == 1
 
@@ -259,9 +276,12 @@ def test_prm800k_keeps_raw_ratings_comments_and_timing():
         "rating": 1,
         "comment": "c0",
         "first_error": False,
-        "labelled_at": "2025-03-01T12:00:00",
+        "labelled_at": "2025-03-01T12:00:00.000000",
     }
-    assert (row["labelled_at_start"], row["labelled_at_end"]) == ("2025-03-01T12:00:00", "2025-03-01T12:00:30")
+    assert (row["labelled_at_start"], row["labelled_at_end"]) == (
+        "2025-03-01T12:00:00.000000",
+        "2025-03-01T12:00:30.000000",
+    )
     assert (row["model"], row["annotator"]) == ("tiny/model", "alice")
 
 

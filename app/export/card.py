@@ -26,13 +26,13 @@ _TAGS: dict[str, list[str]] = {
 
 _SHAPES: dict[str, str] = {
     "prm": '{"prompt": "...", "completions": ["step 1", "step 2", ...], "labels": [true, false, ...]}',
-    "preference": '{"prompt": "...", "chosen": "<think>\\n...\\n</think>\\n\\nanswer", "rejected": "..."}',
+    "preference": '{"prompt": "...\\n", "chosen": "<think>\\n...\\n</think>\\n\\nanswer", "rejected": "..."}',
     "preference/conversational": (
         '{"prompt": [{"role": "user", "content": "..."}],\n'
         ' "chosen": [{"role": "assistant", "content": "<think>\\n...\\n</think>\\n\\nanswer"}],\n'
         ' "rejected": [{"role": "assistant", "content": "..."}]}'
     ),
-    "kto": '{"prompt": "...", "completion": "<think>\\n...\\n</think>\\n\\nanswer", "label": true}',
+    "kto": '{"prompt": "...\\n", "completion": "<think>\\n...\\n</think>\\n\\nanswer", "label": true}',
     "kto/conversational": (
         '{"prompt": [{"role": "user", "content": "..."}],\n'
         ' "completion": [{"role": "assistant", "content": "..."}], "label": true}'
@@ -99,6 +99,11 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _names(values: list[str]) -> str:
     return ", ".join(f"`{v.replace('`', '')}`" for v in values) or "-"
 
@@ -113,7 +118,10 @@ def _balance(batch: RowBatch) -> tuple[str, str]:
     if batch.format == "kto":
         total = b.get("positive", 0) + b.get("negative", 0)
         share = f" ({100 * b.get('positive', 0) / total:.0f}% positive)" if total else ""
-        return "Labels", f"positive (desirable) {b.get('positive', 0)} · negative (undesirable) {b.get('negative', 0)}{share}"
+        return (
+            "Labels",
+            f"positive (desirable) {b.get('positive', 0)} · negative (undesirable) {b.get('negative', 0)}{share}",
+        )
     if batch.format == "prm800k":
         return "Step ratings", f"+1: {b.get('+1', 0)} · 0: {b.get('0', 0)} · -1: {b.get('-1', 0)}"
     if batch.format == "preference":
@@ -129,7 +137,11 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "tags": ["tracelab", "trl", *_TAGS.get(batch.format, [])],
         "size_categories": [size_category(len(batch.rows))],
     }
-    shape_key = f"{batch.format}/conversational" if batch.conversational and batch.format in ("preference", "kto") else batch.format
+    shape_key = (
+        f"{batch.format}/conversational"
+        if batch.conversational and batch.format in ("preference", "kto")
+        else batch.format
+    )
     skipped = str(batch.skipped)
     if batch.skip_reasons:
         skipped += " (" + "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items()) + ")"
@@ -145,7 +157,14 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         ("Exported", created.strftime("%Y-%m-%d %H:%M %Z").strip()),
     ]
     if batch.format == "prm":
-        table.append(("Neutral (0) steps", {"true": "labelled true", "false": "labelled false"}.get(batch.neutral, "not labelled (joined to the next step)")))
+        table.append(
+            (
+                "Neutral (0) steps",
+                {"true": "labelled true", "false": "labelled false"}.get(
+                    batch.neutral, "not labelled (joined to the next step)"
+                ),
+            )
+        )
     lines = [
         "---",
         yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
@@ -157,7 +176,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "",
         "| | |",
         "|---|---|",
-        *(f"| {k} | {v} |" for k, v in table),
+        *(f"| {k} | {_cell(v)} |" for k, v in table),
         "",
         "## Row format",
         "",

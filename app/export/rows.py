@@ -8,7 +8,8 @@ samples). It knows nothing of files, the database, Gradio or torch: it takes the
 Row shapes (field names are what TRL and other consumers read):
 
 - ``prm``        ``{"prompt": str, "completions": [str], "labels": [bool]}`` (TRL stepwise supervision)
-- ``preference`` ``{"prompt": str, "chosen": str, "rejected": str}`` or, conversational,
+- ``preference`` ``{"prompt": str, "chosen": str, "rejected": str}`` (prompt ends with "\\n", see
+                 :func:`text_prompt`) or, conversational,
                  ``{"prompt": [{"role": "user", ...}], "chosen": [{"role": "assistant", ...}], "rejected": [...]}``
 - ``kto``        ``{"prompt": str, "completion": str, "label": bool}`` (conversational form as for preference)
 - ``sft``        ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``
@@ -106,6 +107,17 @@ def format_completion(thinking: str, answer: str) -> str:
     return f"<think>\n{thinking}\n</think>\n\n{answer}"
 
 
+def text_prompt(prompt: str) -> str:
+    """The prompt of a standard (plain-text) preference/KTO row: trailing space trimmed, one "\n" added.
+
+    TRL tokenises ``prompt + completion`` as one string and takes the completion to start where
+    that diverges from the tokenised prompt. Without a separator, BPE merges across the boundary
+    ("?" + "<think>" -> "?<"), so the prompt's last token would be trained as completion. A single
+    newline is a token boundary for the common BPE pre-tokenisers (checked on SmolLM2's).
+    """
+    return prompt.rstrip() + "\n"
+
+
 def _user(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
@@ -119,7 +131,9 @@ def validate_options(fmt: str, neutral: str = "true") -> None:
     if fmt not in FORMATS:
         raise ExportError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
     if neutral not in NEUTRAL_POLICIES:
-        raise ExportError(f"neutral={neutral!r} is not one of {', '.join(NEUTRAL_POLICIES)} (how 0-rated steps are labelled)")
+        raise ExportError(
+            f"neutral={neutral!r} is not one of {', '.join(NEUTRAL_POLICIES)} (how 0-rated steps are labelled)"
+        )
 
 
 def _ordered_steps(sample: LabelledSample) -> list[Step]:
@@ -132,6 +146,15 @@ def _ratings_by_step(sample: LabelledSample) -> dict[int, StepRating]:
     for rating in sorted(sample.ratings, key=lambda r: r.created_at):
         current[rating.step_index] = rating
     return current
+
+
+def _timestamp(moment: datetime) -> str:
+    """ISO 8601 with microseconds, always: a fixed width keeps the JSONL column a string column.
+
+    (datasets' JSON reader turns "2025-03-01T12:00:00" into a timestamp but leaves
+    "...12:00:00.123456" a string, so mixed precision would give one column two types.)
+    """
+    return moment.isoformat(timespec="microseconds")
 
 
 def _sorted_unique(values: Iterable[str]) -> list[str]:
@@ -219,7 +242,7 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
     completion here, so ``label.steps[i].completions[0]`` is flattened to ``steps[i]`` with its
     ``text`` and ``rating`` (-1/0/+1, kept as is) plus our ``index``, ``source`` (thinking/answer),
     ``comment`` and ``labelled_at``; ``timestamp``/``total_time`` -> ``labelled_at_start`` and
-    ``labelled_at_end`` (first and last rating time, ISO 8601). Steps run up to the last rated
+    ``labelled_at_end`` (first and last rating time, ISO 8601 with microseconds). Steps run up to the last rated
     one; an unrated step before that keeps ``rating: null`` (nothing is dropped here).
     ``first_error`` marks the first -1 step. ``finish_reason`` is ``found_error`` when a step is
     rated -1, ``solution`` when every step is rated and none is -1, else ``partial`` (PRM800K's
@@ -243,7 +266,7 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
                 "rating": rating.rating if rating else None,
                 "comment": rating.comment if rating else "",
                 "first_error": step.index == first_error,
-                "labelled_at": rating.created_at.isoformat() if rating else None,
+                "labelled_at": _timestamp(rating.created_at) if rating else None,
             }
         )
     if first_error is not None:
@@ -259,8 +282,8 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
         "annotator": sample.annotator,
         "steps": out_steps,
         "finish_reason": finish_reason,
-        "labelled_at_start": times[0].isoformat(),
-        "labelled_at_end": times[-1].isoformat(),
+        "labelled_at_start": _timestamp(times[0]),
+        "labelled_at_end": _timestamp(times[-1]),
     }
 
 
@@ -296,7 +319,7 @@ def preference_row(pair: PreferencePair, conversational: bool = False) -> dict[s
     rejected = format_completion(pair.rejected_thinking, pair.rejected_answer)
     if conversational:
         return {"prompt": _user(pair.prompt), "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
-    return {"prompt": pair.prompt, "chosen": chosen, "rejected": rejected}
+    return {"prompt": text_prompt(pair.prompt), "chosen": chosen, "rejected": rejected}
 
 
 def preference_rows(pairs: Sequence[PreferencePair], conversational: bool = False) -> RowBatch:
@@ -330,7 +353,7 @@ def kto_rows(samples: Sequence[LabelledSample], conversational: bool = False) ->
         if conversational:
             row = {"prompt": _user(sample.prompt), "completion": _assistant(completion)}
         else:
-            row = {"prompt": sample.prompt, "completion": completion}
+            row = {"prompt": text_prompt(sample.prompt), "completion": completion}
         rows.append({**row, "label": bool(sample.marked_correct)})
         used.append(sample)
     positive = sum(row["label"] for row in rows)
@@ -375,7 +398,10 @@ _EMPTY_HINTS: dict[str, tuple[str, str]] = {
     "prm": ("labelled samples", "label some steps in the Annotate tab first"),
     "prm800k": ("labelled samples", "label some steps in the Annotate tab first"),
     "preference": ("preference pairs", "pick the better of two traces in the Annotate tab first"),
-    "kto": ("samples with a correct/incorrect verdict", "mark some samples correct or incorrect in the Annotate tab first"),
+    "kto": (
+        "samples with a correct/incorrect verdict",
+        "mark some samples correct or incorrect in the Annotate tab first",
+    ),
     "sft": ("samples marked correct", "mark some samples correct in the Annotate tab first"),
 }
 

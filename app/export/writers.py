@@ -93,9 +93,13 @@ def check_target(path: Path, output: str, overwrite: bool = False) -> None:
             )
         return
     if path.is_dir():
-        raise ExportError(f"{path} is a folder, but output={output!r} writes one file; choose a file path or output='hf'")
+        raise ExportError(
+            f"{path} is a folder, but output={output!r} writes one file; choose a file path or output='hf'"
+        )
     if path.stat().st_size > 0 and not overwrite:
-        raise ExportError(f"{path} already exists and is not empty; pass overwrite=True to replace it, or choose another path")
+        raise ExportError(
+            f"{path} already exists and is not empty; pass overwrite=True to replace it, or choose another path"
+        )
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:

@@ -13,11 +13,23 @@ comparison for) the inputs that can make sympy run away: long strings and towers
 
 from __future__ import annotations
 
+import logging
 import re
 from fractions import Fraction
 from functools import lru_cache
 
 from math_verify import parse, verify
+
+
+class _DropTimeoutDisabledNotice(logging.Filter):
+    """math-verify warns once per process that its timeouts are off; here that is deliberate (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DropTimeoutDisabledNotice())
 
 # --- patterns -------------------------------------------------------------------------------
 
@@ -53,7 +65,7 @@ _A_LINE = re.compile(r"(?:^|\s)A:[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 _ANSWER_IS = re.compile(r"\banswer\s+is\s*:?[ \t]*([^\n]+)", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _LONG_WORD = re.compile(r"[A-Za-z]{3,}")
-_EDGE_PUNCT = " \t\n.,;:!?\"'`()[]{}*_"
+_EDGE_PUNCT = " \t\n.,;:!?\"'`*_"
 # Powers of powers, big exponents and big factorials make sympy compute for minutes.
 _RISKY = re.compile(r"\^\s*\{?[^{}]*?(?:\^|\d{3,})|\d{3,}\s*!|[)}]\s*!|\*\*")
 _MAX_MATH_CHARS = 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 
 from app.domain import Phase, Step
 
@@ -128,7 +129,7 @@ def _pieces(text: str) -> list[tuple[int, int]]:
     pieces: list[tuple[int, int]] = []
     for line in _LINE.finditer(text):
         cuts = [line.start(), *(m.start() for m in _PIVOT_CUT.finditer(text, line.start(), line.end())), line.end()]
-        for start, end in zip(cuts, cuts[1:]):
+        for start, end in pairwise(cuts):
             chunk = text[start:end]
             stripped = chunk.strip()
             if stripped:

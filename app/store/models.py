@@ -51,6 +51,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def to_utc(moment: datetime) -> datetime:
+    """The same instant as an aware UTC datetime; a naive value is taken to be UTC already."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC, returns aware UTC: the same on SQLite (no time zones) and Postgres.
 
@@ -61,9 +66,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value
+        return to_utc(value).replace(tzinfo=None) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=timezone.utc) if value is not None else None
@@ -140,7 +143,7 @@ class Run(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    prompt: Mapped[Prompt] = relationship(lazy="joined", innerjoin=True)
+    prompt: Mapped[Prompt] = relationship()
     samples: Mapped[list[Sample]] = relationship(
         back_populates="run", order_by="Sample.index", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -173,6 +176,8 @@ class Sample(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="samples")
+    # Every step row, replaced ones included; reads go through queries that keep only the active ones.
+    steps: Mapped[list[Step]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Step(Base):

@@ -26,7 +26,9 @@ def current_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
 
 def current_verdict_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
     """Ids of the current verdict per (sample, annotator), narrowed by ``where`` (on SampleVerdict)."""
-    return select(func.max(SampleVerdict.id)).where(*where).group_by(SampleVerdict.sample_id, SampleVerdict.annotator_id)
+    return (
+        select(func.max(SampleVerdict.id)).where(*where).group_by(SampleVerdict.sample_id, SampleVerdict.annotator_id)
+    )
 
 
 def excerpt(column: Any, length: int = 160) -> ColumnElement[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult, Step, StepRating
+from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating, StopReason
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class StoredStep:
     active: bool = True
 
     def to_step(self) -> Step:
-        return Step(index=self.index, text=self.text, start=self.start, end=self.end, source=self.source)  # type: ignore[arg-type]
+        return Step(index=self.index, text=self.text, start=self.start, end=self.end, source=cast(Phase, self.source))
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class StoredSample:
             answer=self.answer,
             thinking_tokens=self.thinking_tokens,
             answer_tokens=self.answer_tokens,
-            stop_reason=self.stop_reason,  # type: ignore[arg-type]
+            stop_reason=cast(StopReason, self.stop_reason),
             continuations=self.continuations,
             seconds=self.seconds,
             time_to_first_token=self.time_to_first_token,

@@ -1,0 +1,252 @@
+"""Command line: ``python -m app serve | generate | sweep | export`` -- thin adapters over app.services.
+
+Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
+Bad input exits with status 2 and a one-line message naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from app.domain import EFFORT_BUDGETS, GenerationSettings
+from app.settings import AppSettings
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The AppSettings table, as flags; unset flags fall back to TRACELAB_* and then the default."""
+    for f in fields(AppSettings):
+        flag = f"--{f.name.replace('_', '-')}"
+        kwargs: dict[str, Any] = {"default": None, "help": f"{f.metadata['help']} [env TRACELAB_{f.name.upper()}]"}
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if isinstance(f.default, int):
+            kwargs["type"] = int
+        parser.add_argument(flag, dest=f"app_{f.name}", **kwargs)
+
+
+def _add_generation_flags(parser: argparse.ArgumentParser, *, samples: bool = True) -> None:
+    g = parser.add_argument_group("thinking and sampling")
+    g.add_argument("--think", dest="thinking", action="store_true", default=True, help="Think first (default)")
+    g.add_argument("--no-think", dest="thinking", action="store_false", help="Answer without thinking")
+    g.add_argument(
+        "--effort",
+        choices=list(EFFORT_BUDGETS),
+        default="low",
+        help="Budget preset: "
+        + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
+    )
+    g.add_argument("--max-thinking-tokens", type=int, help="Cut thinking after N tokens (overrides --effort)")
+    g.add_argument("--min-thinking-tokens", type=int, help="Replace attempts to stop thinking before N tokens")
+    g.add_argument("--continuation", default="Wait", help="Text injected to keep thinking (default: Wait)")
+    g.add_argument("--max-continuations", type=int, default=8, help="At most N injected continuations")
+    g.add_argument("--answer-cue", default="Final Answer:", help="Text forced after a budget cut")
+    g.add_argument("--max-answer-tokens", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=None, help="0 = greedy (default with 1 sample, else 0.7)")
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--seed", type=int)
+    if samples:
+        g.add_argument("--samples", type=int, default=1, help="k traces in one batched generate")
+
+
+def generation_settings(args: argparse.Namespace, samples: int | None = None) -> GenerationSettings:
+    k = samples if samples is not None else getattr(args, "samples", 1)
+    temperature = args.temperature if args.temperature is not None else (0.7 if k > 1 else 0.0)
+    return GenerationSettings(
+        thinking=args.thinking,
+        effort=args.effort,
+        max_thinking_tokens=args.max_thinking_tokens,
+        min_thinking_tokens=args.min_thinking_tokens,
+        continuation=args.continuation,
+        max_continuations=args.max_continuations,
+        answer_cue=args.answer_cue,
+        max_answer_tokens=args.max_answer_tokens,
+        temperature=temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        samples=k,
+    )
+
+
+def app_settings(args: argparse.Namespace) -> AppSettings:
+    overrides = {f.name: getattr(args, f"app_{f.name}", None) for f in fields(AppSettings)}
+    return AppSettings.from_env(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracelab", description="A playground for reasoning LLMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="Start the web app")
+    _add_model_flags(serve)
+
+    gen = sub.add_parser("generate", help="Generate trace(s) for one prompt")
+    gen.add_argument("prompt")
+    _add_model_flags(gen)
+    _add_generation_flags(gen)
+    gen.add_argument("--json", action="store_true", help="Print one JSON object instead of text")
+    gen.add_argument("--no-save", action="store_true", help="Don't save the run to the database")
+
+    sweep = sub.add_parser("sweep", help="Accuracy vs thinking budget over a problem set")
+    sweep.add_argument("--problems", default="bundled", help="JSONL with question and answer; 'bundled' = GSM8K sample")
+    sweep.add_argument("--budgets", default="0,64,256", help="Comma-separated thinking budgets; 0 = thinking off")
+    sweep.add_argument("--limit", type=int, default=20, help="Use the first N problems")
+    sweep.add_argument("--json", action="store_true")
+    _add_model_flags(sweep)
+    _add_generation_flags(sweep)
+
+    export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
+    export.add_argument("--format", dest="export_format", required=True,
+                        choices=["prm", "preference", "kto", "sft", "prm800k"])
+    export.add_argument("--out", required=True, type=Path, help=".jsonl, .parquet, or a folder (HF dataset)")
+    export.add_argument("--output", choices=["jsonl", "parquet", "hf"], help="Override the kind taken from --out")
+    export.add_argument("--annotator")
+    export.add_argument("--model", dest="filter_model")
+    export.add_argument("--since", help="ISO date, e.g. 2026-11-01")
+    export.add_argument("--neutral", choices=["true", "false", "skip"], default="true",
+                        help="prm: how a 0 (neutral) step is labelled")
+    export.add_argument("--conversational", action="store_true", help="preference: message lists")
+    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")
+    export.add_argument("--data-dir", dest="app_data_dir", help="Folder of the default SQLite file")
+    return parser
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from app.engine.events import Finished, PhaseChange
+    from app.services.runs import Saved, stream_run
+    from app.services.runtime import Runtime
+
+    settings = generation_settings(args)
+    settings.validate()
+    _progress("loading model…")
+    rt = Runtime.start(app_settings(args))
+    _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device}")
+    result, run_id = None, None
+    events = (
+        stream_run(rt, args.prompt, settings)
+        if not args.no_save
+        else rt.engine.stream(args.prompt, settings, deltas=False)
+    )
+    for event in events:
+        if isinstance(event, PhaseChange) and settings.samples == 1:
+            _progress(f"… {event.phase}")
+        elif isinstance(event, Finished):
+            result = event.result
+        elif isinstance(event, Saved):
+            run_id = event.run_id
+    assert result is not None
+    if args.no_save:
+        from app.services.runs import finish_result
+
+        finish_result(result)
+    if args.json:
+        payload = result.to_json()
+        payload["run_id"] = run_id
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        for s in result.samples:
+            head = f"sample {s.index + 1}/{len(result.samples)}" if len(result.samples) > 1 else "trace"
+            print(f"=== {head} · {s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {s.stop_reason}")
+            if s.thinking:
+                print("--- thinking ---")
+                print(s.thinking)
+            print("--- answer ---")
+            print(s.answer)
+            print()
+    if result.error:
+        _progress(f"error: {result.error}")
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.ui.server import serve
+
+    serve(app_settings(args))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from app.services.runtime import Runtime
+    from app.services.sweep import load_problems, parse_budgets, run_sweep
+
+    budgets = parse_budgets(args.budgets)
+    problems = load_problems(args.problems, limit=args.limit)
+    settings = generation_settings(args)
+    rt = Runtime.start(app_settings(args))
+    report = run_sweep(rt, problems, budgets, settings, progress=lambda done, total: _progress(f"{done}/{total}"))
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(report.to_text())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from app.services.exporting import export_dataset
+    from app.store.db import open_store
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ValueError(f"--since {args.since!r} is not a date; use YYYY-MM-DD") from None
+    settings = AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir)
+    store = open_store(settings.db_url)
+    summary = export_dataset(
+        store,
+        args.export_format,
+        args.out,
+        output=args.output,
+        annotator=args.annotator,
+        model=args.filter_model,
+        since=since,
+        neutral=args.neutral,
+        conversational=args.conversational,
+        overwrite=args.overwrite,
+    )
+    print(summary.message)
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "serve": cmd_serve, "sweep": cmd_sweep, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "transformers", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every expected failure is a one-line message, not a traceback
+        from app.errors import is_user_error
+
+        if not is_user_error(exc) or args.verbose:
+            raise
+        print(f"tracelab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Running a prompt: stream the engine, then extract answers, segment steps and save -- always.
+
+The one use-case the playground, self-consistency, compare and sweep views, and the CLI all share.
+Every run is saved, including cancelled and failed ones (with the error), so nothing a person
+waited for is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from app.domain import GenerationResult, GenerationSettings
+from app.engine.events import CancelToken, Event, Finished
+from app.reasoning.answers import extract_sample_answer
+from app.reasoning.steps import segment_trace
+from app.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The last event of :func:`stream_run`: the run is in the store under ``run_id``."""
+
+    run_id: int
+    result: GenerationResult
+
+
+def run_status(result: GenerationResult) -> str:
+    """``error`` if anything failed, ``cancelled`` if a sample was cut short by the user, else ``done``."""
+    reasons = {s.stop_reason for s in result.samples}
+    if result.error or "error" in reasons:
+        return "error"
+    return "cancelled" if "cancelled" in reasons else "done"
+
+
+def finish_result(result: GenerationResult) -> list[list]:
+    """Fill each sample's extracted answer and return its steps (the store saves both)."""
+    steps = []
+    for sample in result.samples:
+        sample.extracted_answer = extract_sample_answer(sample.thinking, sample.answer)
+        steps.append(segment_trace(sample.thinking, sample.answer))
+    return steps
+
+
+def save_result(
+    rt: Runtime,
+    result: GenerationResult,
+    *,
+    kind: str = "playground",
+    gold: str | None = None,
+    sweep_id: int | None = None,
+    label: str | None = None,
+) -> int:
+    steps = finish_result(result)
+    return rt.store.save_run(
+        result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label
+    )
+
+
+def stream_run(
+    rt: Runtime,
+    messages: Messages | str,
+    settings: GenerationSettings,
+    cancel: CancelToken | None = None,
+    *,
+    kind: str = "playground",
+    gold: str | None = None,
+    sweep_id: int | None = None,
+    label: str | None = None,
+) -> Iterator[Event | Saved]:
+    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs."""
+    settings.validate()
+    msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+    if not msgs or not msgs[-1].get("content", "").strip():
+        raise ValueError("The prompt is empty: type a question first.")
+    result: GenerationResult | None = None
+    try:
+        for event in rt.engine.stream(msgs, settings, cancel):
+            if isinstance(event, Finished):
+                result = event.result
+            yield event
+    except Exception as exc:  # e.g. a prompt the format can't render: save the failure, don't lose it
+        log.exception("generation failed")
+        result = GenerationResult(
+            model=rt.loaded.name,
+            format=rt.loaded.format.name,
+            settings=settings,
+            samples=[],
+            prompt=msgs[-1]["content"],
+            messages=msgs,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        yield Finished(result)
+    finally:
+        if result is None:  # the consumer stopped iterating before the engine finished
+            if cancel is not None:
+                cancel.cancel()
+    assert result is not None
+    run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
+    yield Saved(run_id, result)
+
+
+def run_prompt(
+    rt: Runtime,
+    messages: Messages | str,
+    settings: GenerationSettings,
+    cancel: CancelToken | None = None,
+    **kwargs,
+) -> Saved:
+    """Run to completion and return what was saved (no deltas)."""
+    saved = None
+    for event in stream_run(rt, messages, settings, cancel, **kwargs):
+        if isinstance(event, Saved):
+            saved = event
+    assert saved is not None
+    return saved

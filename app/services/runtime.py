@@ -1,0 +1,48 @@
+"""The runtime: the heavy objects a server or CLI command shares -- loaded model, engine, store.
+
+Built once per process from :class:`~app.settings.AppSettings` and passed to every service
+function; nothing here is an import-time global, so tests build as many as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.generation import Engine
+from app.engine.loading import LoadedModel, load_model
+from app.settings import AppSettings
+from app.store.db import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What every service needs: the engine over the loaded model, and the store."""
+
+    settings: AppSettings
+    loaded: LoadedModel
+    engine: Engine
+    store: Any  # app.store.Store
+
+    @classmethod
+    def start(cls, settings: AppSettings) -> Runtime:
+        store = open_store(settings.db_url)  # first: a bad --db fails fast, before a slow model load
+        loaded = load_model(
+            settings.model,
+            quantize=settings.quantize,
+            format_name=settings.format or None,
+            cache_dir=settings.cache_path,
+        )
+        log.info("Loaded %s (%s) on %s in %.1f s", loaded.name, loaded.format.name, loaded.device, loaded.load_seconds)
+        return cls(settings=settings, loaded=loaded, engine=Engine(loaded), store=store)
+
+    def header(self) -> dict[str, Any]:
+        """What the UI header and ``/info`` show about the loaded model."""
+        info = self.loaded.describe()
+        info["small_demo"] = self.loaded.is_small_demo
+        info["trained_to_think"] = self.loaded.format.trained_to_think
+        info["hybrid"] = self.loaded.format.hybrid
+        return info

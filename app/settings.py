@@ -1,0 +1,96 @@
+"""Every server setting in one typed table: default, environment variable and help text.
+
+The CLI builds its ``serve`` flags from this table and the README documents each row (a test
+fails when one is missing), so a setting exists in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class AppSettings:
+    """Server settings. Each is ``--flag`` on ``python -m app serve`` and ``TRACELAB_<NAME>`` in the environment."""
+
+    model: str = _setting(
+        "bundled",
+        "Model to load: a Hub id (Qwen/Qwen3-4B), a local folder, a .gguf file, 'bundled' (SmolLM2-135M, "
+        "CPU-friendly), 'tiny' (random weights, for tests).",
+    )
+    quantize: str = _setting(
+        "auto",
+        "bitsandbytes quantisation: 4bit (NF4, bf16 compute), 8bit or none; auto = 4bit on CUDA, none on CPU.",
+        choices=("auto", "4bit", "8bit", "none"),
+    )
+    format: str = _setting("", "Reasoning format override (qwen3, smollm3, deepseek-r1, granite, phi4-reasoning, "
+                           "prompted, plain); empty = detect from the chat template.")
+    db: str = _setting("", "SQLAlchemy database URL; empty = sqlite:///<data dir>/tracelab.db.")
+    data_dir: str = _setting(str(Path.home() / ".local" / "share" / "tracelab"), "Folder for the default SQLite file.")
+    cache_dir: str = _setting("", "Folder for converted models; empty = ~/.cache/tracelab.")
+    host: str = _setting("127.0.0.1", "Interface to listen on (the Docker image sets 0.0.0.0).")
+    port: int = _setting(7860, "Port to listen on.")
+    auth: str = _setting("", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line.")
+    max_samples: int = _setting(32, "Largest k a user may ask for in Self-consistency.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> AppSettings:
+        """Defaults <- ``TRACELAB_*`` environment <- explicit overrides (CLI flags that were given)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"TRACELAB_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = type(f.default)(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+        if not 0 < int(self.port) < 65536:
+            raise ValueError(f"port={self.port} must be between 1 and 65535")
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{Path(self.data_dir).expanduser() / 'tracelab.db'}"
+
+    @property
+    def cache_path(self) -> Path | None:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else None
+
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        """Parse ``auth`` into (user, password) pairs; a clear error for a malformed entry."""
+        if not self.auth:
+            return []
+        source = Path(self.auth).expanduser()
+        text = source.read_text() if source.is_file() else self.auth.replace(",", "\n")
+        pairs = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, password = line.partition(":")
+            if not sep or not user or not password:
+                raise ValueError(f"auth entry {line!r} must look like user:password")
+            pairs.append((user.strip(), password.strip()))
+        return pairs
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """Rows of (flag, env var, default, help) for docs and ``--help``."""
+    return [
+        (f"--{f.name.replace('_', '-')}", f"TRACELAB_{f.name.upper()}", str(f.default), f.metadata["help"])
+        for f in fields(AppSettings)
+    ]

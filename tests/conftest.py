@@ -1,0 +1,83 @@
+"""Shared fixtures: the real bundled model (converted once per machine), the tiny random model,
+and real SQLite stores in tmp_path. Nothing here fakes the model or the database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.engine.bundled import default_cache_dir, ensure_bundled
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Runs started by tests never write to the user's real database."""
+    old = os.environ.get("TRACELAB_DATA_DIR")
+    os.environ["TRACELAB_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    yield
+    if old is None:
+        os.environ.pop("TRACELAB_DATA_DIR", None)
+    else:
+        os.environ["TRACELAB_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The machine's model cache (~/.cache/tracelab or $TRACELAB_CACHE_DIR): the conversion is paid once."""
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def bundled_dir(cache_dir: Path) -> Path:
+    return ensure_bundled(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer_dir(bundled_dir: Path) -> Path:
+    """A folder with the SmolLM2 tokenizer files (the bundled model's cache)."""
+    return bundled_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(bundled_dir: Path, cache_dir: Path):
+    from app.engine.loading import load_model
+
+    return load_model("tiny", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_loaded):
+    from app.engine.generation import Engine
+
+    return Engine(tiny_loaded)
+
+
+@pytest.fixture(scope="session")
+def bundled_loaded(bundled_dir: Path, cache_dir: Path):
+    from app.engine.loading import load_model
+
+    return load_model("bundled", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def bundled_engine(bundled_loaded):
+    from app.engine.generation import Engine
+
+    return Engine(bundled_loaded)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tracelab.db'}"
+
+
+@pytest.fixture
+def tiny_runtime(tiny_loaded, tiny_engine, db_url: str, tmp_path: Path):
+    from app.services.runtime import Runtime
+    from app.settings import AppSettings
+    from app.store.db import open_store
+
+    settings = AppSettings.from_env(model="tiny", db=db_url, data_dir=str(tmp_path))
+    return Runtime(settings=settings, loaded=tiny_loaded, engine=tiny_engine, store=open_store(db_url))

@@ -1,0 +1,84 @@
+"""Streaming events, cancelling and seeded batched sampling, on the tiny model through generate()."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.domain import GenerationSettings
+from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
+from app.engine.generation import split_text
+
+
+def test_deltas_add_up_to_the_final_text_in_order(tiny_engine):
+    settings = GenerationSettings(max_thinking_tokens=30, max_answer_tokens=10, samples=2, temperature=1.0, seed=0)
+    events = list(tiny_engine.stream("Explain 3*4", settings))
+    assert isinstance(events[-1], Finished)
+    result = events[-1].result
+    for i, sample in enumerate(result.samples):
+        mine = [e for e in events if getattr(e, "sample", None) == i]
+        thinking = "".join(e.text for e in mine if isinstance(e, ThinkingDelta))
+        answer = "".join(e.text for e in mine if isinstance(e, AnswerDelta))
+        assert thinking.strip() == sample.thinking
+        assert answer.strip() == sample.answer
+        kinds = [type(e).__name__ for e in mine]
+        assert kinds.index("ThinkingDelta") < mine.index(PhaseChange(i, "answer")) < kinds.index("AnswerDelta")
+    assert any(isinstance(e, Progress) for e in events)
+
+
+def test_stats_are_filled(tiny_engine):
+    s = tiny_engine.generate("hi", GenerationSettings(max_thinking_tokens=10, max_answer_tokens=5)).samples[0]
+    assert s.time_to_first_token is not None and 0 < s.time_to_first_token <= s.seconds
+    assert s.thinking_seconds is not None and s.thinking_seconds <= s.seconds
+    assert s.tokens_per_second > 0
+    assert s.raw_text.count("</think>") == 1
+
+
+def test_same_seed_same_samples_different_seed_different(tiny_engine):
+    settings = GenerationSettings(max_thinking_tokens=20, max_answer_tokens=8, samples=4, temperature=1.0, seed=1)
+    a = [s.raw_text for s in tiny_engine.generate("x", settings).samples]
+    b = [s.raw_text for s in tiny_engine.generate("x", settings).samples]
+    c = [s.raw_text for s in tiny_engine.generate("x", settings.with_(seed=2)).samples]
+    assert a == b and a != c
+    assert len(set(a)) > 1  # the k rows of one batch are different samples
+
+
+def test_cancel_stops_within_a_few_tokens_and_keeps_the_text(tiny_engine):
+    cancel = CancelToken()
+    settings = GenerationSettings(max_thinking_tokens=4000, max_answer_tokens=10)
+    seen = 0
+    started = time.perf_counter()
+    result = None
+    for event in tiny_engine.stream("count forever", settings, cancel):
+        if isinstance(event, ThinkingDelta):
+            seen += 1
+            if seen == 5:
+                cancel.cancel()
+        if isinstance(event, Finished):
+            result = event.result
+    sample = result.samples[0]
+    assert sample.stop_reason == "cancelled"
+    assert 0 < sample.thinking_tokens < 40 and sample.raw_text  # what was generated is kept
+    assert time.perf_counter() - started < 20
+
+
+def test_cancel_from_another_thread(tiny_engine):
+    cancel = CancelToken()
+    threading.Timer(0.3, cancel.cancel).start()
+    result = tiny_engine.generate("go", GenerationSettings(max_thinking_tokens=20000, max_answer_tokens=5), cancel)
+    assert result.samples[0].stop_reason == "cancelled"
+
+
+def test_bad_settings_name_the_field():
+    import pytest
+
+    with pytest.raises(ValueError, match="min_thinking_tokens=50 is larger than max_thinking_tokens=10"):
+        GenerationSettings(min_thinking_tokens=50, max_thinking_tokens=10).validate()
+    with pytest.raises(ValueError, match="effort='huge'"):
+        GenerationSettings(effort="huge").validate()  # type: ignore[arg-type]
+
+
+def test_split_holds_back_a_partial_close_tag_while_streaming():
+    assert split_text("abc</thi", "<think>", "</think>", True, final=False) == ("abc", "")
+    assert split_text("abc</think>ans", "<think>", "</think>", True, final=False) == ("abc", "ans")
+    assert split_text("plain", "<think>", "</think>", False, final=False) == ("", "plain")

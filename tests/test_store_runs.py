@@ -1,0 +1,139 @@
+"""Saving runs, the History list, loading, deleting, and sweeps."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_store_support import make_result, make_steps, new_store, save_example
+
+from app.store import NotFound, Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return new_store(tmp_path)
+
+
+def test_a_result_with_three_samples_round_trips(store: Store) -> None:
+    result = make_result()
+    run_id = store.save_run(result, make_steps(result), gold="12", label="budget 256")
+    run = store.get_run(run_id)
+    assert run.to_result() == result  # every field of every sample, settings and messages included
+    assert (run.kind, run.status, run.gold, run.label, run.seed) == ("playground", "done", "12", "budget 256", 7)
+    assert [s.extracted_answer for s in run.samples] == ["12", "13", "14"]
+    assert [[st.to_step() for st in s.steps] for s in run.samples] == make_steps(result)
+    assert run.created_at.tzinfo is not None
+
+
+def test_the_same_prompt_text_is_stored_once(store: Store) -> None:
+    first, second = save_example(store), save_example(store, make_result(model="other/model"))
+    assert store.get_run(first).prompt_id == store.get_run(second).prompt_id
+
+
+def test_a_failed_run_keeps_its_status_and_error(store: Store) -> None:
+    result = replace(make_result(n_samples=1), error="CUDA out of memory")
+    run = store.get_run(store.save_run(result, [], status="error"))
+    assert (run.status, run.error, run.samples[0].steps) == ("error", "CUDA out of memory", [])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"kind": "chat"}, "kind='chat' is not one of"), ({"status": "ok"}, "status='ok' is not one of")],
+)
+def test_save_run_refuses_unknown_kind_and_status(store: Store, kwargs: dict, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        store.save_run(make_result(), [], **kwargs)
+
+
+def test_save_run_refuses_steps_that_do_not_match_the_samples(store: Store) -> None:
+    result = make_result()
+    with pytest.raises(StoreError, match="steps for 1 samples but the result has 3"):
+        store.save_run(result, make_steps(result)[:1])
+    assert store.count_runs() == 0
+
+
+def test_list_runs_is_newest_first_and_summarises_samples(store: Store) -> None:
+    ids = [save_example(store, make_result(f"problem {i}")) for i in range(3)]
+    runs = store.list_runs()
+    assert [r.run_id for r in runs] == ids[::-1]
+    assert runs[0].prompt_excerpt == "problem 2"
+    assert (runs[0].n_samples, runs[0].answers, runs[0].stop_reasons) == (3, ("12", "13", "14"), ("end",) * 3)
+    assert runs[0].thinking_tokens == 20 + 21 + 22
+    assert [r.run_id for r in store.list_runs(limit=1, offset=1)] == [ids[1]]
+
+
+def test_list_runs_searches_prompts_and_answers_case_insensitively(store: Store) -> None:
+    apples = save_example(store, make_result("How many APPLES does Tom have?"))
+    answer = save_example(store, make_result("Another question", answers=["Paris", "Lyon", "Nice"]))
+    save_example(store, make_result("100% of nothing"))
+    assert [r.run_id for r in store.list_runs(search="apples")] == [apples]
+    assert [r.run_id for r in store.list_runs(search="lyon")] == [answer]
+    assert len(store.list_runs(search="%")) == 1  # LIKE wildcards are matched literally
+    assert store.list_runs(search="zebra") == []
+
+
+def test_list_runs_filters_by_model_stop_reason_and_kind(store: Store) -> None:
+    cut = store.save_run(make_result("a", model="big", stop_reason="budget_cut"), [], kind="consistency")
+    plain = save_example(store, make_result("b"))
+    assert [r.run_id for r in store.list_runs(model="big")] == [cut]
+    assert [r.run_id for r in store.list_runs(stop_reason="budget_cut")] == [cut]
+    assert [r.run_id for r in store.list_runs(kind="playground")] == [plain]
+    assert [r.run_id for r in store.list_runs(model="big", kind="playground")] == []
+
+
+def test_get_run_of_a_missing_run_says_which(store: Store) -> None:
+    with pytest.raises(NotFound, match="run 42 does not exist"):
+        store.get_run(42)
+
+
+def test_delete_run_cascades_to_everything_under_it(store: Store, tmp_path: Path) -> None:
+    doomed, kept = save_example(store), save_example(store)
+    for run_id in (doomed, kept):
+        samples = store.get_run(run_id).samples
+        store.add_label(samples[0].steps[0].step_id, "alice", 1)
+        store.set_verdict(samples[0].sample_id, "alice", True)
+        store.add_preference(samples[0].sample_id, samples[1].sample_id, "alice")
+    store.delete_run(doomed)
+    with pytest.raises(NotFound):
+        store.get_run(doomed)
+    with sqlite3.connect(tmp_path / "tracelab.db") as conn:
+        counts = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("runs", "samples", "steps", "step_labels", "sample_verdicts", "preferences")
+        }
+    assert counts == {"runs": 1, "samples": 3, "steps": 12, "step_labels": 1, "sample_verdicts": 1, "preferences": 1}
+    assert store.get_run(kept).samples[0].steps[0].step_id in store.current_labels(
+        store.get_run(kept).samples[0].sample_id, "alice"
+    )
+    with pytest.raises(NotFound, match="nothing was deleted"):
+        store.delete_run(doomed)
+
+
+def test_sweeps_group_their_runs(store: Store) -> None:
+    sweep_id = store.create_sweep("budgets", {"budgets": [64, 256]}, [{"question": "q1", "gold": "1"}])
+    ids = [
+        store.save_run(make_result(), [], kind="sweep", sweep_id=sweep_id, label=f"budget {b}", gold="1")
+        for b in (64, 256)
+    ]
+    save_example(store)  # not part of the sweep
+    assert [r.run_id for r in store.sweep_runs(sweep_id)] == ids
+    assert [r.label for r in store.sweep_runs(sweep_id)] == ["budget 64", "budget 256"]
+    (summary,) = store.list_sweeps()
+    assert (summary.name, summary.n_runs, summary.settings, summary.problems) == (
+        "budgets",
+        2,
+        {"budgets": [64, 256]},
+        [{"question": "q1", "gold": "1"}],
+    )
+
+
+def test_sweep_errors_name_the_sweep(store: Store) -> None:
+    with pytest.raises(NotFound, match="sweep 9 does not exist"):
+        store.sweep_runs(9)
+    with pytest.raises(NotFound, match="sweep 9 does not exist"):
+        store.save_run(make_result(), [], sweep_id=9)
+    with pytest.raises(StoreError, match="sweep name is empty"):
+        store.create_sweep("  ", {}, [])
