@@ -1,7 +1,7 @@
-"""Several writers and readers on one SQLite file, each with its own Store (as separate app processes would).
+"""Several writers and readers on one database, each with its own Store (as separate app processes would).
 
-Real threads and real processes against a real file: nothing may fail with "database is locked" and no
-write may be lost.
+Real threads and real processes against a real SQLite file (and Postgres, when configured): nothing may fail
+with "database is locked" and no write may be lost.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
-from test_store_support import make_result, new_store, save_example
+import pytest
+from test_store_support import BACKENDS, fresh_url, make_result, new_store, save_example
 
-from app.store import Store
+from app.store import Store, open_store
 
 WRITES = 200
 
@@ -46,16 +47,18 @@ def _expected_current(step_ids: list[int], annotator: str) -> dict[int, str]:
     return {step: f"{annotator} {i}" for step, i in last.items()}
 
 
-def test_two_annotators_label_one_sample_at_once_without_losing_a_write(tmp_path: Path) -> None:
-    sample = new_store(tmp_path).get_run(save_example(new_store(tmp_path))).samples[0]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_annotators_label_one_sample_at_once_without_losing_a_write(backend: str, tmp_path: Path) -> None:
+    url = fresh_url(backend, tmp_path)
+    store = open_store(url)
+    sample = store.get_run(save_example(store)).samples[0]
     step_ids = [s.step_id for s in sample.steps]
     barrier = threading.Barrier(2)
     errors = _run_threads(
-        (_label_many, new_store(tmp_path), "alice", step_ids, barrier),
-        (_label_many, new_store(tmp_path), "bob", step_ids, barrier),
+        (_label_many, open_store(url), "alice", step_ids, barrier),
+        (_label_many, open_store(url), "bob", step_ids, barrier),
     )
     assert errors == []
-    store = new_store(tmp_path)
     for annotator in ("alice", "bob"):
         history = [h for step in step_ids for h in store.label_history(step) if h.annotator == annotator]
         assert len(history) == WRITES
@@ -63,7 +66,7 @@ def test_two_annotators_label_one_sample_at_once_without_losing_a_write(tmp_path
         assert {step: label.comment for step, label in current.items()} == _expected_current(step_ids, annotator)
 
 
-WRITER = """
+WRITER = f"""
 import sys, time
 from pathlib import Path
 from app.store import open_store
@@ -71,9 +74,9 @@ url, annotator, go, steps = sys.argv[1], sys.argv[2], Path(sys.argv[3]), [int(s)
 store = open_store(url)
 while not go.exists():
     time.sleep(0.005)
-for i in range({writes}):
+for i in range({WRITES}):
     store.add_label(steps[i % len(steps)], annotator, (i % 3) - 1, comment=f"{{annotator}} {{i}}")
-""".format(writes=WRITES)
+"""
 
 
 def test_two_processes_label_the_same_sample_at_once(tmp_path: Path) -> None:
@@ -100,8 +103,10 @@ def test_two_processes_label_the_same_sample_at_once(tmp_path: Path) -> None:
     assert sum(len(store.label_history(step)) for step in step_ids) == 2 * WRITES
 
 
-def test_a_reader_lists_runs_while_a_writer_saves_them(tmp_path: Path) -> None:
-    new_store(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reader_lists_runs_while_a_writer_saves_them(backend: str, tmp_path: Path) -> None:
+    url = fresh_url(backend, tmp_path)
+    open_store(url)
     saves = 60
     done = threading.Event()
     seen: list[int] = []
@@ -120,7 +125,7 @@ def test_a_reader_lists_runs_while_a_writer_saves_them(tmp_path: Path) -> None:
             assert all(r.n_samples == 3 for r in runs)  # a run is never seen half-saved
             store.label_queue(annotator="alice")
 
-    errors = _run_threads((write, new_store(tmp_path)), (read, new_store(tmp_path)))
+    errors = _run_threads((write, open_store(url)), (read, open_store(url)))
     assert errors == []
     assert seen == sorted(seen) and len(seen) > 1
-    assert new_store(tmp_path).count_runs() == saves
+    assert open_store(url).count_runs() == saves

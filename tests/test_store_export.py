@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_store_support import make_result, make_steps, new_store, save_example
+from test_store_support import BACKENDS, fresh_url, make_result, make_steps, save_example
 
 from app.domain import LabelledSample
-from app.store import Store
+from app.store import Store, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store = open_store(fresh_url(request.param, tmp_path))
+    yield store
+    store.close()
 
 
 def test_labelled_samples_give_one_row_per_sample_and_annotator(store: Store) -> None:
@@ -84,7 +87,12 @@ def test_preference_pairs_carry_both_traces(store: Store) -> None:
     a, b, _ = store.get_run(store.save_run(result, [])).samples
     store.add_preference(b.sample_id, a.sample_id, "alice", reason="right answer")
     (pair,) = store.preference_pairs()
-    assert (pair.prompt, pair.annotator, pair.model, pair.reason) == (result.prompt, "alice", result.model, "right answer")
+    assert (pair.prompt, pair.annotator, pair.model, pair.reason) == (
+        result.prompt,
+        "alice",
+        result.model,
+        "right answer",
+    )
     assert (pair.chosen_thinking, pair.chosen_answer) == (b.thinking, b.answer)
     assert (pair.rejected_thinking, pair.rejected_answer) == (a.thinking, a.answer)
     assert pair.created_at is not None

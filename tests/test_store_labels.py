@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_store_support import THINKING, make_result, new_store, save_example
+from test_store_support import BACKENDS, THINKING, fresh_url, make_result, row_count, save_example
 
-from app.store import NotFound, Store, StoreError, StoredSample
+from app.store import NotFound, Store, StoredSample, StoreError, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store = open_store(fresh_url(request.param, tmp_path))
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -25,17 +27,14 @@ def _ids(sample: StoredSample) -> list[int]:
     return [step.step_id for step in sample.steps]
 
 
-def test_a_change_of_mind_keeps_both_rows_and_the_newest_is_current(
-    store: Store, sample: StoredSample, tmp_path: Path
-) -> None:
+def test_a_change_of_mind_keeps_both_rows_and_the_newest_is_current(store: Store, sample: StoredSample) -> None:
     step = sample.steps[0].step_id
     store.add_label(step, "alice", 1, comment="looks right")
     store.add_label(step, "alice", -1, comment="no, 2 + 2 is fine but the claim is not")
     current = store.current_labels(sample.sample_id, "alice")
     assert (current[step].rating, current[step].comment) == (-1, "no, 2 + 2 is fine but the claim is not")
     assert [(h.rating, h.annotator) for h in store.label_history(step)] == [(1, "alice"), (-1, "alice")]
-    with sqlite3.connect(tmp_path / "tracelab.db") as conn:
-        assert conn.execute("SELECT count(*) FROM step_labels").fetchone()[0] == 2
+    assert row_count(store, "step_labels") == 2
 
 
 def test_current_labels_keep_annotators_apart(store: Store, sample: StoredSample) -> None:
@@ -97,7 +96,10 @@ def test_split_replaces_a_step_by_two_and_keeps_labels_on_other_steps(store: Sto
     steps = store.steps_for_sample(sample.sample_id)
     assert [s.step_id for s in steps] == [first, head, tail, third, answer]
     assert [s.index for s in steps] == [0, 1, 2, 3, 4]
-    assert [(s.text, THINKING[s.start : s.end]) for s in steps[1:3]] == [("Then 4 * 3", "Then 4 * 3"), ("= 12.", "= 12.")]
+    assert [(s.text, THINKING[s.start : s.end]) for s in steps[1:3]] == [
+        ("Then 4 * 3", "Then 4 * 3"),
+        ("= 12.", "= 12."),
+    ]
     assert set(store.current_labels(sample.sample_id, "alice")) == {first}
     assert len(store.label_history(second)) == 1
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_store_support import make_result, new_store, save_example
+from test_store_support import BACKENDS, fresh_url, make_result, save_example
 
-from app.store import NotFound, Store, StoreError
+from app.store import NotFound, Store, StoreError, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store = open_store(fresh_url(request.param, tmp_path))
+    yield store
+    store.close()
 
 
 def test_a_preference_is_recorded_with_its_prompt_and_reason(store: Store) -> None:

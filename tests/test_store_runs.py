@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_store_support import make_result, make_steps, new_store, save_example
+from test_store_support import BACKENDS, fresh_url, make_result, make_steps, row_count, save_example
 
-from app.store import NotFound, Store, StoreError
+from app.store import NotFound, Store, StoreError, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return new_store(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store = open_store(fresh_url(request.param, tmp_path))
+    yield store
+    store.close()
 
 
 def test_a_result_with_three_samples_round_trips(store: Store) -> None:
@@ -89,7 +91,7 @@ def test_get_run_of_a_missing_run_says_which(store: Store) -> None:
         store.get_run(42)
 
 
-def test_delete_run_cascades_to_everything_under_it(store: Store, tmp_path: Path) -> None:
+def test_delete_run_cascades_to_everything_under_it(store: Store) -> None:
     doomed, kept = save_example(store), save_example(store)
     for run_id in (doomed, kept):
         samples = store.get_run(run_id).samples
@@ -99,11 +101,8 @@ def test_delete_run_cascades_to_everything_under_it(store: Store, tmp_path: Path
     store.delete_run(doomed)
     with pytest.raises(NotFound):
         store.get_run(doomed)
-    with sqlite3.connect(tmp_path / "tracelab.db") as conn:
-        counts = {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("runs", "samples", "steps", "step_labels", "sample_verdicts", "preferences")
-        }
+    tables = ("runs", "samples", "steps", "step_labels", "sample_verdicts", "preferences")
+    counts = {table: row_count(store, table) for table in tables}
     assert counts == {"runs": 1, "samples": 3, "steps": 12, "step_labels": 1, "sample_verdicts": 1, "preferences": 1}
     assert store.get_run(kept).samples[0].steps[0].step_id in store.current_labels(
         store.get_run(kept).samples[0].sample_id, "alice"

@@ -1,11 +1,22 @@
-"""Builders shared by the store tests (no tests here): a small GenerationResult and its steps."""
+"""Builders shared by the store tests (no tests here): a small GenerationResult, its steps, fresh databases.
+
+The store tests run on SQLite files in tmp_path. Set ``TRACELAB_TEST_POSTGRES_URL`` (a database the tests may
+wipe, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/tracelab_test) to run the backend-neutral ones on
+Postgres too.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, Step
 from app.store import Store, open_store
+
+POSTGRES_URL = os.environ.get("TRACELAB_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 
 THINKING = "First, 2 + 2 = 4. Then 4 * 3 = 12. So the answer is 12."
 SENTENCES = ["First, 2 + 2 = 4.", "Then 4 * 3 = 12.", "So the answer is 12."]
@@ -13,6 +24,23 @@ SENTENCES = ["First, 2 + 2 = 4.", "Then 4 * 3 = 12.", "So the answer is 12."]
 
 def new_store(tmp_path: Path, name: str = "tracelab.db") -> Store:
     return open_store(f"sqlite:///{tmp_path / name}")
+
+
+def fresh_url(backend: str, tmp_path: Path) -> str:
+    """The URL of an empty database: a new SQLite file, or the test Postgres database wiped clean."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'tracelab.db'}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+def row_count(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # table: a constant in the test
 
 
 def make_result(

@@ -226,6 +226,11 @@ def _from_pretrained(
         kwargs["device_map"] = "auto"
     elif on_cuda:
         kwargs["device_map"] = "cuda"
+    if hub and not _in_hub_cache(source) and not _hub_reachable():
+        raise LoadError(
+            f"Could not fetch {spec!r}: the Hugging Face Hub is unreachable and the model is not in the local "
+            "cache. Pass a local model folder, a .gguf file or --model bundled, or connect and retry."
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
@@ -242,6 +247,29 @@ def _from_pretrained(
     if gguf_file:  # de-quantised to plain tensors; keep later save_pretrained calls working
         model.hf_quantizer = None
     return model, tokenizer
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds instead of after a minute of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

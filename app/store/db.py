@@ -128,8 +128,10 @@ def open_store(url: str) -> Store:
         ) from exc
     except DatabaseError as exc:
         engine.dispose()
-        raise StoreError(
-            f"cannot open the database {shown}: {exc.orig}; check that the path is a writable SQLite file "
-            "(not another kind of file) or that the database server is running and the credentials are right"
-        ) from exc
+        fix = (
+            "check that the path is a writable SQLite file (not another kind of file)"
+            if engine.dialect.name == "sqlite"
+            else "check that the database server is running, the database exists and the credentials are right"
+        )
+        raise StoreError(f"cannot open the database {shown}: {exc.orig}; {fix}") from exc
     return Store(engine)

@@ -1,0 +1,307 @@
+"""Self-consistency: sample k traces of one prompt in ONE batched generate, vote, and measure overthinking.
+
+Owns: the ``ConsistencyReport`` (one card per sample, the vote, per-sample correctness and the position
+where the final answer first appeared in the thinking), rebuilding that report from a stored run, and the
+side-by-side alignment of two samples' steps (difflib over step texts).
+Does not know: Gradio or plotly; the UI turns these plain dataclasses into cards and charts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.engine.events import CancelToken, Progress
+from app.reasoning.answers import answers_equal, extract_answer
+from app.reasoning.steps import segment_trace
+from app.reasoning.vote import VoteResult, first_answer_position, overthinking_tokens, vote
+from app.services.runs import Saved, run_status, stream_run
+from app.services.runtime import Runtime
+from app.store.records import StoredSample
+
+#: Largest k the service accepts; the UI may lower it (``AppSettings.max_samples``).
+MAX_K = 32
+
+
+@dataclass
+class SampleCard:
+    """One sampled trace as a card shows it, with its vote-related measures."""
+
+    index: int
+    thinking: str
+    answer: str
+    extracted_answer: str | None
+    thinking_tokens: int
+    answer_tokens: int
+    stop_reason: str
+    seconds: float
+    correct: bool | None  # None when no gold answer was given
+    in_majority: bool
+    first_answer_position: float | None  # 0..1 through the thinking; None if never stated there
+    overthinking_tokens: int | None  # thinking tokens spent after the answer first appeared
+
+
+@dataclass
+class ConsistencyReport:
+    """What a self-consistency run produced: the cards and the vote (``vote.counts`` drives the bar chart)."""
+
+    run_id: int
+    prompt: str
+    gold: str | None
+    model: str
+    settings: GenerationSettings
+    samples: list[SampleCard]
+    vote: VoteResult
+    seconds: float
+    status: str  # done | cancelled | error
+    error: str | None = None
+
+    @property
+    def k(self) -> int:
+        return len(self.samples)
+
+    def mean_overthinking(self) -> float | None:
+        values = [s.overthinking_tokens for s in self.samples if s.overthinking_tokens is not None]
+        return sum(values) / len(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "prompt": self.prompt,
+            "gold": self.gold,
+            "model": self.model,
+            "status": self.status,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "k": self.k,
+            "settings": self.settings.to_dict(),
+            "vote": {
+                "majority": self.vote.majority,
+                "share": self.vote.share,
+                "agreement": self.vote.agreement,
+                "counts": [[answer, count] for answer, count in self.vote.counts],
+                "abstained": self.vote.abstained,
+                "majority_correct": self.vote.majority_correct,
+            },
+            "mean_overthinking_tokens": self.mean_overthinking(),
+            "samples": [asdict(s) for s in self.samples],
+        }
+
+
+def consistency_settings(base: GenerationSettings, k: int) -> GenerationSettings:
+    """``base`` with ``samples=k``; a greedy base gets temperature 0.7, or all k traces would be identical."""
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k={k} must be between 1 and {MAX_K}")
+    temperature = base.temperature if base.temperature > 0 or k == 1 else 0.7
+    return base.with_(samples=k, temperature=temperature)
+
+
+def build_report(
+    result: GenerationResult, run_id: int, gold: str | None, *, status: str | None = None
+) -> ConsistencyReport:
+    """Vote over ``result``'s extracted answers and measure each sample (pure; no model, no store)."""
+    gold = normalise_gold(gold)
+    answers = [s.extracted_answer for s in result.samples]
+    outcome = vote(answers, gold)
+    cards = []
+    for i, s in enumerate(result.samples):
+        position = first_answer_position(s.thinking, s.extracted_answer)
+        cards.append(
+            SampleCard(
+                index=s.index,
+                thinking=s.thinking,
+                answer=s.answer,
+                extracted_answer=s.extracted_answer,
+                thinking_tokens=s.thinking_tokens,
+                answer_tokens=s.answer_tokens,
+                stop_reason=s.stop_reason,
+                seconds=s.seconds,
+                correct=outcome.correct[i] if outcome.correct is not None else None,
+                in_majority=answers_equal(s.extracted_answer, outcome.majority),
+                first_answer_position=position,
+                overthinking_tokens=overthinking_tokens(s.thinking_tokens, position),
+            )
+        )
+    return ConsistencyReport(
+        run_id=run_id,
+        prompt=result.prompt,
+        gold=gold,
+        model=result.model,
+        settings=result.settings,
+        samples=cards,
+        vote=outcome,
+        seconds=result.seconds,
+        status=status or run_status(result),
+        error=result.error,
+    )
+
+
+def normalise_gold(gold: str | None) -> str | None:
+    """A gold answer as typed ("18", "$18", or a GSM8K solution ending "#### 18"), or None when blank."""
+    if gold is None or not gold.strip():
+        return None
+    text = gold.strip()
+    if "####" in text or "\n" in text:
+        return extract_answer(text) or text
+    return text
+
+
+def stream_consistency(
+    rt: Runtime,
+    prompt: str,
+    settings: GenerationSettings,
+    *,
+    k: int | None = None,
+    gold: str | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[Progress | ConsistencyReport]:
+    """Yield the engine's :class:`Progress` events while the k samples decode, then the report.
+
+    All k samples are one batched generate (``settings.samples = k``), saved as one run of kind
+    ``consistency`` with the gold answer, so the run can be reopened and labelled later.
+    """
+    settings = consistency_settings(settings, k if k is not None else settings.samples)
+    gold = normalise_gold(gold)
+    for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold):
+        if isinstance(event, Progress):
+            yield event
+        elif isinstance(event, Saved):
+            yield build_report(event.result, event.run_id, gold)
+
+
+def sample_consistency(
+    rt: Runtime,
+    prompt: str,
+    settings: GenerationSettings,
+    *,
+    k: int | None = None,
+    gold: str | None = None,
+    cancel: CancelToken | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> ConsistencyReport:
+    """Run :func:`stream_consistency` to the end; ``progress`` gets every :class:`Progress` event."""
+    report = None
+    for item in stream_consistency(rt, prompt, settings, k=k, gold=gold, cancel=cancel):
+        if isinstance(item, Progress):
+            if progress is not None:
+                progress(item)
+        else:
+            report = item
+    assert report is not None
+    return report
+
+
+def load_consistency_report(rt: Runtime, run_id: int, gold: str | None = None) -> ConsistencyReport:
+    """Rebuild the report of a stored run (``gold`` defaults to the one saved with it)."""
+    run = rt.store.get_run(run_id)
+    return build_report(run.to_result(), run.run_id, gold if gold is not None else run.gold, status=run.status)
+
+
+def _stored_samples(rt: Runtime, run_id: int, *indices: int) -> list[StoredSample]:
+    run = rt.store.get_run(run_id)
+    for index in indices:
+        if not 0 <= index < len(run.samples):
+            raise ValueError(
+                f"sample {index + 1} does not exist: run {run_id} has samples 1 to {len(run.samples)}; pick one of those"
+            )
+    return [run.samples[i] for i in indices]
+
+
+# --- side by side ---------------------------------------------------------------------------------
+
+RowTag = Literal["equal", "replace", "delete", "insert"]
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class AlignedRow:
+    """One row of the side-by-side view: a step of A, a step of B, or both (``None`` = nothing opposite).
+
+    ``tag`` is difflib's opcode: ``equal`` (same step text), ``replace`` (steps that differ in place),
+    ``delete`` (only in A) or ``insert`` (only in B). ``similarity`` is the 0..1 character ratio.
+    """
+
+    tag: RowTag
+    left: str | None
+    right: str | None
+    left_index: int | None
+    right_index: int | None
+    similarity: float
+
+
+@dataclass
+class SideBySide:
+    """Two samples of one run, their steps aligned."""
+
+    run_id: int
+    a: SampleResult
+    b: SampleResult
+    rows: list[AlignedRow] = field(default_factory=list)
+
+    @property
+    def identical_steps(self) -> int:
+        return sum(1 for row in self.rows if row.tag == "equal")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "a": self.a.index,
+            "b": self.b.index,
+            "identical_steps": self.identical_steps,
+            "rows": [asdict(row) for row in self.rows],
+        }
+
+
+def _norm(step: str) -> str:
+    return _SPACE.sub(" ", step).strip().lower()
+
+
+def align_steps(left: Sequence[str], right: Sequence[str]) -> list[AlignedRow]:
+    """Align two step lists with difflib (steps compare whitespace- and case-insensitively).
+
+    A ``replace`` block pairs steps one to one and leaves the surplus on its own side, so the reader
+    sees what each trace did differently at the same point.
+    """
+    matcher = difflib.SequenceMatcher(a=[_norm(s) for s in left], b=[_norm(s) for s in right], autojunk=False)
+    rows: list[AlignedRow] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for offset in range(max(i2 - i1, j2 - j1)):
+            i, j = i1 + offset, j1 + offset
+            li = i if i < i2 else None
+            rj = j if j < j2 else None
+            lt = left[li] if li is not None else None
+            rt = right[rj] if rj is not None else None
+            if tag == "equal":
+                row_tag: RowTag = "equal"
+            elif lt is not None and rt is not None:
+                row_tag = "replace"
+            else:
+                row_tag = "delete" if lt is not None else "insert"
+            similarity = difflib.SequenceMatcher(a=lt or "", b=rt or "", autojunk=False).ratio() if lt and rt else 0.0
+            rows.append(AlignedRow(row_tag, lt, rt, li, rj, 1.0 if row_tag == "equal" else similarity))
+    return rows
+
+
+def side_by_side(rt: Runtime, run_id: int, a: int, b: int) -> SideBySide:
+    """Samples ``a`` and ``b`` (0-based) of run ``run_id`` with their steps (thinking, then answer) aligned.
+
+    ``NotFound`` for an unknown run, ``ValueError`` for a sample index the run does not have.
+    """
+    left, right = _stored_samples(rt, run_id, a, b)
+    return SideBySide(
+        run_id=run_id,
+        a=left.to_result(),
+        b=right.to_result(),
+        rows=align_steps(_step_texts(left), _step_texts(right)),
+    )
+
+
+def _step_texts(sample: StoredSample) -> list[str]:
+    """The sample's current steps (an annotator may have merged or split them), else a fresh segmentation."""
+    if sample.steps:
+        return [step.text for step in sample.steps]
+    return [step.text for step in segment_trace(sample.thinking, sample.answer)]
