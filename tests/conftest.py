@@ -81,3 +81,35 @@ def tiny_runtime(tiny_loaded, tiny_engine, db_url: str, tmp_path: Path):
 
     settings = AppSettings.from_env(model="tiny", db=db_url, data_dir=str(tmp_path))
     return Runtime(settings=settings, loaded=tiny_loaded, engine=tiny_engine, store=open_store(db_url))
+
+
+# --- UI: the real app on a free loopback port, shared by a test module --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_app(tiny_loaded, tiny_engine, tmp_path_factory: pytest.TempPathFactory):
+    """(runtime, url) of the real app over the tiny model and its own SQLite file, for one test module."""
+    from ui_support import make_runtime, running_app
+
+    rt = make_runtime(tiny_loaded, tiny_engine, tmp_path_factory.mktemp("ui-tiny") / "tracelab.db")
+    with running_app(rt) as url:
+        yield rt, url
+
+
+@pytest.fixture(scope="module")
+def bundled_app(bundled_loaded, bundled_engine, tmp_path_factory: pytest.TempPathFactory):
+    """(runtime, url) of the real app over the bundled SmolLM2-135M, for one test module."""
+    from ui_support import make_runtime, running_app
+
+    rt = make_runtime(bundled_loaded, bundled_engine, tmp_path_factory.mktemp("ui-bundled") / "tracelab.db")
+    with running_app(rt) as url:
+        yield rt, url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (skips, or fails under TRACELAB_REQUIRE_BROWSER=1, when it is missing)."""
+    from ui_support import chromium
+
+    with chromium() as b:
+        yield b

@@ -78,7 +78,9 @@ class CompareReport:
 def variant_budgets(budgets: list[int]) -> list[int]:
     """``[0, b1, b2, ...]``: thinking off first, then the distinct positive budgets in ascending order."""
     if any(b < 0 for b in budgets):
-        raise ValueError(f"budgets {budgets} include a negative number; use 0 for thinking off and positive token counts")
+        raise ValueError(
+            f"budgets {budgets} include a negative number; use 0 for thinking off and positive token counts"
+        )
     positive = sorted({b for b in budgets if b > 0})
     if not positive:
         raise ValueError("give at least one thinking budget above 0 (e.g. 64,256) to compare with thinking off")
@@ -123,7 +125,13 @@ def compare_thinking(
         if cancel is not None and cancel.cancelled:
             break
         saved = run_prompt(
-            rt, prompt, variant_settings(settings, budget), cancel, kind="compare", gold=gold, label=variant_label(budget)
+            rt,
+            prompt,
+            variant_settings(settings, budget),
+            cancel,
+            kind="compare",
+            gold=gold,
+            label=variant_label(budget),
         )
         runs.append((budget, saved))
         if progress:
@@ -146,7 +154,7 @@ def compare_thinking(
                 answer_tokens=sample.answer_tokens if sample else 0,
                 seconds=saved.result.seconds,
                 stop_reason=sample.stop_reason if sample else "error",
-                agrees_with_off=answers_equal(answers[i], off_answer),
+                agrees_with_off=i == 0 or _same(answers[i], off_answer),
                 agrees_with_majority=answers_equal(answers[i], outcome.majority),
                 correct=outcome.correct[i] if outcome.correct is not None else None,
             )
@@ -164,6 +172,11 @@ def compare_thinking(
     )
 
 
+def _same(a: str | None, b: str | None) -> bool:
+    """Equal answers, or both without one (two abstentions agree with each other)."""
+    return (a is None and b is None) or answers_equal(a, b)
+
+
 def verdict(variants: list[Variant], graded: bool, cancelled: bool = False) -> str:
     """One sentence answering "is thinking worth it here?" from the variants' answers and costs."""
     if cancelled:
@@ -179,10 +192,14 @@ def verdict(variants: list[Variant], graded: bool, cancelled: bool = False) -> s
         if off.correct and len(right) == len(thought):
             return f"Not needed here: the answer is already correct with thinking off; {cost}."
         if off.correct:
-            return f"Mixed: correct with thinking off, but not at every budget (correct at: {', '.join(right) or 'none'})."
+            return (
+                f"Mixed: correct with thinking off, but not at every budget (correct at: {', '.join(right) or 'none'})."
+            )
         if right:
             cheapest = min((v for v in thought if v.correct), key=lambda v: v.budget)
-            return f"Worth it: wrong with thinking off, correct from {cheapest.label} ({cheapest.thinking_tokens} tokens)."
+            return (
+                f"Worth it: wrong with thinking off, correct from {cheapest.label} ({cheapest.thinking_tokens} tokens)."
+            )
         return f"No help here: every variant is wrong; {cost}."
     if all(v.agrees_with_off for v in thought):
         return f"Thinking did not change the answer; {cost}. Add a gold answer to see which is right."

@@ -253,7 +253,9 @@ class SweepReport:
     def to_text(self) -> str:
         head = f"sweep {self.sweep_id} · {self.model} · {len(self.problems)} problems · k={self.k}"
         lines = [head + (" · CANCELLED (partial)" if self.cancelled else ""), ""]
-        lines.append(f"{'budget':>12} {'problems':>8} {'pass@1':>8} {'maj@k':>8} {'think tok':>10} {'tokens':>8} {'s/prob':>7}")
+        lines.append(
+            f"{'budget':>12} {'problems':>8} {'pass@1':>8} {'maj@k':>8} {'think tok':>10} {'tokens':>8} {'s/prob':>7}"
+        )
         for p in self.points():
             lines.append(
                 f"{p.label:>12} {p.n_problems:>8} {p.pass_at_1:>8.1%} {p.majority_at_k:>8.1%} "

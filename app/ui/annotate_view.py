@@ -1,0 +1,145 @@
+"""Pure rendering for the Annotate tab: labelling views -> HTML snippets and table rows, plus the page's
+keyboard-shortcut script. No events, no store: every function takes the service's dataclasses.
+
+Everything a model or a person wrote goes through ``safe_text`` and is placed only in element content, never in
+an attribute, so a ``<script>`` in a trace shows as text. Attributes carry numbers only (``data-pos``,
+``data-step-id``, ``data-rating``), which the browser tests and the click-to-select script read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.services.labeling import RATING_TEXT, QueueView, SampleBrief, SampleView
+from app.store.records import LabelRecord
+from app.ui.render import safe_text as esc
+
+RATING_STYLE: dict[int | None, tuple[str, str]] = {
+    1: ("#16a34a", "+1"),
+    0: ("#6b7280", "0"),
+    -1: ("#dc2626", "-1"),
+    None: ("#94a3b8", "·"),
+}
+QUEUE_HEADERS = ["sample", "run", "#", "model", "prompt", "steps", "labelled", "done"]
+HISTORY_HEADERS = ["time (UTC)", "annotator", "rating", "first error", "comment"]
+
+#: Shortcut key -> elem_id of the button it clicks.
+SHORTCUTS: dict[str, str] = {
+    "1": "tl-rate-good", "+": "tl-rate-good", "2": "tl-rate-neutral", "0": "tl-rate-neutral",
+    "3": "tl-rate-bad", "-": "tl-rate-bad", "f": "tl-first-error", "j": "tl-step-next", "k": "tl-step-prev",
+    "n": "tl-next-sample",
+}  # fmt: skip
+
+#: One document-level keydown listener (installed once per page) that clicks the button of a shortcut. Keys typed
+#: into a text field, or with a modifier, are left alone; a hidden button (another tab is showing) is not clicked.
+KEYS_JS = """
+if (!window.__tracelabAnnotateKeys) {
+  window.__tracelabAnnotateKeys = true;
+  const keys = __KEYS__;
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    const el = keys[e.key] && document.getElementById(keys[e.key]);
+    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    if (!btn || btn.disabled || btn.offsetParent === null) return;
+    e.preventDefault();
+    btn.click();
+  });
+}
+""".replace("__KEYS__", json.dumps(SHORTCUTS))
+
+#: Clicking a step in the list selects it (the Python side reads ``evt.pos``).
+STEP_CLICK_JS = """
+element.addEventListener("click", (e) => {
+  const step = e.target.closest("[data-pos]");
+  if (step) trigger("click", {pos: Number(step.dataset.pos)});
+});
+"""
+
+SHORTCUT_HELP = (
+    "<small>Keys: <b>1</b>/<b>+</b> good · <b>2</b>/<b>0</b> neutral · <b>3</b>/<b>-</b> wrong · "
+    "<b>f</b> first error · <b>j</b>/<b>k</b> next/previous step · <b>n</b> next sample. "
+    "Click a step to select it.</small>"
+)
+PLACEHOLDER = "<p>Pick a sample in the queue (click a row, type its id, or press <b>n</b>).</p>"
+NO_NAME = "<p>Type your name above and press Enter to start labelling.</p>"
+
+
+def steps_html(view: SampleView, cursor: int) -> str:
+    """The steps with their current rating: the selected one outlined, those after the first error dimmed."""
+    if not view.steps:
+        return "<p>This sample has no steps.</p>"
+    rows = []
+    for pos, step in enumerate(view.steps):
+        color, badge = RATING_STYLE[step.rating]
+        border = "2px solid #2563eb" if pos == cursor else "1px solid #e5e7eb"
+        dim = "opacity:.45;" if step.after_first_error else ""
+        flag = " · <b style='color:#dc2626'>first error</b>" if step.first_error else ""
+        note = f"<div style='color:#6b7280;font-style:italic'>{esc(step.comment)}</div>" if step.comment else ""
+        rating = "" if step.rating is None else step.rating
+        rows.append(
+            f"<div class='tl-step' data-pos='{pos}' data-step-id='{step.step_id}' data-rating='{rating}' "
+            f"style='border:{border};border-radius:6px;padding:6px 8px;margin:4px 0;cursor:pointer;{dim}'>"
+            f"<span style='background:{color};color:white;border-radius:4px;padding:0 6px;font-weight:600'>"
+            f"{badge}</span> <small>#{step.index} · {esc(step.source)}{flag}</small>"
+            f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>{note}</div>"
+        )
+    return "".join(rows)
+
+
+def header_html(view: SampleView) -> str:
+    """Which sample this is, whose labels are shown, how far along, and the prompt."""
+    state = "done" if view.done else f"{view.n_labelled} of {len(view.steps)} steps labelled"
+    return (
+        f"<div class='tl-sample' data-sample-id='{view.sample_id}'><small>Sample {view.sample_id} · run "
+        f"{view.run_id} #{view.sample_index} · {esc(view.model)} · stop: {esc(view.stop_reason)} · answer: "
+        f"{esc(view.extracted_answer or '—')} · labelling as <b>{esc(view.annotator)}</b> · {state}</small>"
+        f"<div style='white-space:pre-wrap;font-weight:600;margin:4px 0'>{esc(view.prompt)}</div></div>"
+    )
+
+
+def current_html(view: SampleView, cursor: int) -> str:
+    """The selected step, large enough to read while rating it."""
+    if not view.steps:
+        return ""
+    step = view.steps[cursor]
+    note = " (after the first error: PRM800K leaves it unlabelled)" if step.after_first_error else ""
+    return (
+        f"<small>Step #{step.index} of {len(view.steps)}{note}</small>"
+        f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>"
+    )
+
+
+def sample_html(brief: SampleBrief | None) -> str:
+    """Another sample of the prompt, for a preference: thinking folded, answer shown."""
+    if brief is None:
+        return "<p>No other sample of this prompt yet (sample k > 1 in Self-consistency to get some).</p>"
+    return (
+        f"<small>Sample {brief.sample_id} · run {brief.run_id} #{brief.sample_index} · {esc(brief.model)}</small>"
+        f"<details><summary>thinking</summary><div style='white-space:pre-wrap'>{esc(brief.thinking)}</div>"
+        f"</details><div style='white-space:pre-wrap'><b>Answer:</b> {esc(brief.answer)}</div>"
+    )
+
+
+def candidate_choices(briefs: list[SampleBrief]) -> list[tuple[str, int]]:
+    return [
+        (f"sample {b.sample_id} (run {b.run_id} #{b.sample_index}, {b.model}): {b.extracted_answer or '—'}", b.sample_id)
+        for b in briefs
+    ]
+
+
+def queue_rows(queue: QueueView) -> list[list[Any]]:
+    return [
+        [i.sample_id, i.run_id, i.sample_index, i.model, i.prompt_excerpt, i.n_steps, i.n_labelled, "✓" * i.done]
+        for i in queue.items
+    ]
+
+
+def history_rows(history: list[LabelRecord]) -> list[list[Any]]:
+    return [
+        [h.created_at.strftime("%Y-%m-%d %H:%M:%S"), h.annotator, RATING_TEXT[h.rating], "yes" * h.first_error,
+         h.comment]
+        for h in history
+    ]  # fmt: skip

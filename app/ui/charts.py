@@ -1,0 +1,201 @@
+"""Pure plotly figure builders for the analysis tabs: data in, ``go.Figure`` out.
+
+Owns: the vote bar chart, the thinking-tokens-vs-answer scatter, the accuracy-vs-budget curves and the
+tokens-per-budget chart, and their colours. Does not know Gradio, the store or the model; it takes the
+services' report dataclasses (or plain lists), so each builder can be tested without a browser. Plotly
+renders trace text as SVG text, not HTML, but we still shorten and escape labels: they are model output.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from app.reasoning.answers import answers_equal
+from app.services.consistency import ConsistencyReport
+from app.services.sweep import BudgetPoint
+
+CORRECT, WRONG, NEUTRAL, MAJORITY, NONE = "#2e7d32", "#c62828", "#78909c", "#1565c0", "#bdbdbd"
+PALETTE = ("#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f", "#4e342e", "#283593")
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 50, "b": 50}, "height": 360}
+
+
+def short_label(text: str | None, limit: int = 24) -> str:
+    """A chart-safe label: "(no answer)" for None, one line, at most ``limit`` characters, HTML-escaped."""
+    if text is None:
+        return "(no answer)"
+    one_line = " ".join(text.split())
+    if len(one_line) > limit:
+        one_line = one_line[: limit - 1] + "…"
+    return html.escape(one_line)
+
+
+def _unique_labels(answers: Sequence[str | None]) -> list[str]:
+    """Short labels, made distinct when two long answers shorten to the same text (bars must not merge)."""
+    seen: dict[str, int] = {}
+    out = []
+    for answer in answers:
+        label = short_label(answer)
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def vote_bar(report: ConsistencyReport) -> go.Figure:
+    """One bar per distinct answer (largest first): green/red against the gold answer, else the majority blue."""
+    counts = report.vote.counts
+    answers = [answer for answer, _ in counts]
+    values = [count for _, count in counts]
+    if report.vote.abstained:
+        answers.append(None)  # type: ignore[arg-type]
+        values.append(report.vote.abstained)
+    colours = []
+    for i, answer in enumerate(answers):
+        if answer is None:
+            colours.append(NONE)
+        elif report.gold is not None:
+            colours.append(CORRECT if answers_equal(answer, report.gold) else WRONG)
+        else:
+            colours.append(MAJORITY if i == 0 else NEUTRAL)
+    n = max(report.vote.n, 1)
+    fig = go.Figure(
+        go.Bar(
+            x=_unique_labels(answers),
+            y=values,
+            marker_color=colours,
+            text=[f"{v} ({v / n:.0%})" for v in values],
+            textposition="auto",
+            hovertext=[html.escape(a) if a is not None else "no answer extracted" for a in answers],
+            hoverinfo="text+y",
+        )
+    )
+    title = f"Answer distribution over {report.vote.n} samples"
+    if report.vote.majority_correct is not None:
+        title += " · majority " + ("correct" if report.vote.majority_correct else "wrong")
+    fig.update_layout(title=title, xaxis_title="extracted answer", yaxis_title="samples", **_LAYOUT)
+    fig.update_yaxes(rangemode="tozero", dtick=1 if max(values, default=1) <= 10 else None)
+    return fig
+
+
+def tokens_scatter(report: ConsistencyReport) -> go.Figure:
+    """Thinking tokens (x) per answer (y), one point per sample, coloured by answer or by correctness.
+
+    A hollow diamond marks where the answer first appeared in the thinking: the gap to the filled
+    point is the "overthinking" (tokens spent after the answer was already reached).
+    """
+    fig = go.Figure()
+    groups: dict[str, list] = {}
+    order: list[str] = []
+    for card in report.samples:
+        if report.gold is not None:
+            key = "correct" if card.correct else "wrong" if card.extracted_answer is not None else "(no answer)"
+        else:
+            key = short_label(card.extracted_answer)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(card)
+    y_labels = _unique_labels([answer for answer, _ in report.vote.counts]) + ["(no answer)"]
+    answer_label = dict(zip([a for a, _ in report.vote.counts], y_labels, strict=False))
+
+    def y_of(card) -> str:
+        for answer, label in answer_label.items():
+            if card.extracted_answer is not None and answers_equal(card.extracted_answer, answer):
+                return label
+        return "(no answer)"
+
+    for n, key in enumerate(order):
+        cards = groups[key]
+        colour = {"correct": CORRECT, "wrong": WRONG, "(no answer)": NONE}.get(key, PALETTE[n % len(PALETTE)])
+        fig.add_trace(
+            go.Scatter(
+                x=[c.thinking_tokens for c in cards],
+                y=[y_of(c) for c in cards],
+                mode="markers",
+                name=key,
+                marker={"size": 12, "color": colour, "line": {"width": 1, "color": "white"}},
+                text=[
+                    f"sample {c.index + 1}: {c.thinking_tokens} thinking tokens, {c.stop_reason}"
+                    + (f", {c.overthinking_tokens} after the answer appeared" if c.overthinking_tokens else "")
+                    for c in cards
+                ],
+                hoverinfo="text",
+            )
+        )
+    reached = [c for c in report.samples if c.overthinking_tokens is not None]
+    if reached:
+        fig.add_trace(
+            go.Scatter(
+                x=[c.thinking_tokens - c.overthinking_tokens for c in reached],
+                y=[y_of(c) for c in reached],
+                mode="markers",
+                name="answer first reached",
+                marker={"size": 10, "symbol": "diamond-open", "color": "#455a64"},
+                text=[
+                    f"sample {c.index + 1}: answer first stated at ~{c.thinking_tokens - c.overthinking_tokens} tokens"
+                    for c in reached
+                ],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title="Thinking tokens vs answer (◇ = where the answer first appeared)",
+        xaxis_title="thinking tokens",
+        yaxis_title="answer",
+        **_LAYOUT,
+    )
+    fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+def _budget_axis(points: Sequence[BudgetPoint]) -> tuple[list[str], list[str]]:
+    return [p.label for p in points], [f"{p.n_problems} problems" for p in points]
+
+
+def accuracy_curve(points: Sequence[BudgetPoint], k: int) -> go.Figure:
+    """pass@1 and majority@k against the thinking budget (categorical axis: "thinking off", "budget 64", ...)."""
+    x, notes = _budget_axis(points)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[p.pass_at_1 for p in points],
+            mode="lines+markers",
+            name="pass@1",
+            line={"color": PALETTE[0]},
+            text=notes,
+            hoverinfo="x+y+text",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[p.majority_at_k for p in points],
+            mode="lines+markers",
+            name=f"majority@{k}",
+            line={"color": PALETTE[1], "dash": "dash"},
+            text=notes,
+            hoverinfo="x+y+text",
+        )
+    )
+    fig.update_layout(
+        title="Accuracy vs thinking budget", xaxis_title="thinking budget", yaxis_title="accuracy", **_LAYOUT
+    )
+    fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    return fig
+
+
+def tokens_per_budget(points: Sequence[BudgetPoint]) -> go.Figure:
+    """Mean thinking and total tokens per sample at each budget (what the accuracy costs)."""
+    x, _ = _budget_axis(points)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=[p.mean_thinking_tokens for p in points], name="thinking", marker_color=PALETTE[2]))
+    fig.add_trace(
+        go.Bar(x=x, y=[p.mean_tokens - p.mean_thinking_tokens for p in points], name="answer", marker_color=PALETTE[3])
+    )
+    fig.update_layout(
+        title="Mean tokens per sample", barmode="stack", xaxis_title="thinking budget", yaxis_title="tokens", **_LAYOUT
+    )
+    return fig

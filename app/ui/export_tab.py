@@ -1,0 +1,127 @@
+"""The Export tab: the UI twin of ``python -m app export``.
+
+Choose a format (prm | preference | kto | sft | prm800k), an output (JSONL, Parquet, or a Hugging Face dataset
+folder, zipped for download) and filters (annotator, model, since); get a file to download and the summary
+sentence. An empty selection is an error with the exporter's message, never an empty file. A thin adapter over
+``app.services.exporting.export_dataset``; the click is also the ``export`` API endpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.export import FORMATS, NEUTRAL_POLICIES, OUTPUTS
+from app.services.exporting import export_dataset
+from app.services.runtime import Runtime
+from app.store.errors import StoreError
+
+SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
+ALL = ""  # the filter value meaning "no filter"
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """An ISO date or date-time (UTC when no zone is given), or None for an empty field."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise gr.Error(f"since={text!r} is not a date; write it like 2026-11-01 or 2026-11-01T09:30") from exc
+
+
+def run_export(
+    store: Any,
+    fmt: str,
+    output: str,
+    annotator: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    neutral: str = "true",
+    conversational: bool = False,
+    *,
+    folder: Path | None = None,
+) -> tuple[str, str]:
+    """Export into a fresh folder under the temp dir (which Gradio may serve); return (download path, message).
+
+    A dataset folder (``output="hf"``) is zipped, since a browser downloads one file.
+    """
+    folder = folder or Path(tempfile.mkdtemp(prefix="tracelab-export-"))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = folder / f"tracelab-{fmt}-{stamp}{SUFFIX.get(output, '')}"
+    try:
+        summary = export_dataset(
+            store,
+            fmt,
+            out,
+            output=output,
+            annotator=(annotator or "").strip() or None,
+            model=(model or "").strip() or None,
+            since=parse_since(since),
+            neutral=neutral,
+            conversational=bool(conversational),
+        )
+    except (ValueError, StoreError) as exc:  # ExportError is a ValueError: bad option or nothing to export
+        shutil.rmtree(folder, ignore_errors=True)
+        raise gr.Error(str(exc)) from exc
+    path = summary.path
+    if summary.output == "hf":
+        path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
+    message = summary.message.replace(str(out), out.name)
+    if summary.output == "hf":
+        message += f" Download: {path.name} (unzip, then datasets.load_dataset(folder))."
+    return str(path), message
+
+
+def _choices(rt: Runtime) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    annotators = [("everyone", ALL), *((a, a) for a in rt.store.list_annotators())]
+    models = [("all models", ALL), *((m, m) for m in sorted({r.model for r in rt.store.list_runs(limit=500)}))]
+    return annotators, models
+
+
+def build_tab(rt: Runtime) -> None:
+    """Build the Export tab inside the caller's ``gr.Tab``."""
+    annotators, models = _choices(rt)
+    with gr.Row():
+        fmt = gr.Dropdown([(f"{k}: {v}", k) for k, v in FORMATS.items()], value="prm", label="Format", scale=3)
+        output = gr.Radio(
+            list(OUTPUTS), value="parquet", label="Output", info="hf = a dataset folder with a card, zipped"
+        )
+    with gr.Row():
+        annotator = gr.Dropdown(annotators, value=ALL, label="Annotator", allow_custom_value=True)
+        model = gr.Dropdown(models, value=ALL, label="Model", allow_custom_value=True)
+        since = gr.Textbox("", label="Labelled since (optional)", placeholder="2026-11-01")
+    with gr.Row():
+        neutral = gr.Radio(
+            list(NEUTRAL_POLICIES), value="true", label="prm: a neutral (0) step is", info="true = not an error"
+        )
+        conversational = gr.Checkbox(label="Conversational rows (preference / kto)")
+    button = gr.Button("Export", variant="primary", elem_id="tl-export")
+    download = gr.File(label="Download", elem_id="tl-export-file")
+    summary = gr.Markdown(label="Summary", elem_id="tl-export-summary")
+
+    def on_export(
+        fmt: str, output: str, annotator: str, model: str, since: str, neutral: str, conversational: bool
+    ) -> tuple[str, str]:
+        return run_export(rt.store, fmt, output, annotator, model, since, neutral, conversational)
+
+    button.click(
+        on_export,
+        [fmt, output, annotator, model, since, neutral, conversational],
+        [download, summary],
+        api_name="export",
+        api_description="Export labels as prm|preference|kto|sft|prm800k in jsonl|parquet|hf (zipped); "
+        "returns (file, summary message)",
+    )
+
+    def refresh() -> tuple[Any, Any]:
+        names, model_ids = _choices(rt)
+        return gr.update(choices=names), gr.update(choices=model_ids)
+
+    gr.context.Context.root_block.load(refresh, None, [annotator, model], api_visibility="private")

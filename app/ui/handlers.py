@@ -1,0 +1,340 @@
+"""Playground event handlers: thin adapters from Gradio inputs to :func:`app.services.runs.stream_run`.
+
+Owns what is specific to a browser session and nothing else: the cancel registry (which running
+generation a Stop click or the ``cancel`` API call should stop), turning the controls into
+:class:`GenerationSettings`, the chat's turns (:class:`Chat`, kept in ``gr.State``) and throttling
+the stream of UI updates. Generation, saving and answer extraction live in ``app.services``.
+
+Other tabs reuse :data:`MODEL_QUEUE` (every event that runs the model shares one queue slot) and
+:data:`CANCELS` with :func:`session_key` to make their own Stop buttons.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.domain import GenerationSettings, SampleResult
+from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
+from app.services.runs import Saved, stream_run
+from app.services.runtime import Runtime
+from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
+
+#: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs.
+MODEL_QUEUE: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
+#: Seconds between two streamed UI updates: enough to look live without flooding the browser.
+UPDATE_EVERY = 0.1
+EFFORTS = ("low", "medium", "high", "custom")
+EXAMPLES_PATH = Path(__file__).resolve().parents[2] / "assets" / "gsm8k_sample.jsonl"
+
+PlaygroundOutput = tuple[list[gr.ChatMessage], str, dict[str, Any] | None, "Chat"]
+
+
+# --- cancelling -----------------------------------------------------------------------------------
+
+
+class CancelRegistry:
+    """Which :class:`CancelToken` belongs to which browser session (or ``gradio_client`` session).
+
+    ``prepare`` is called when a prompt is submitted (so a Stop while the run still waits in the queue
+    counts), ``begin``/``end`` bracket the generation, ``cancel`` stops all of a session's runs. The
+    generator then finishes normally and saves the run with stop reason ``cancelled`` -- which is why
+    Stop does not rely on Gradio's ``cancels=``, which would close the generator before it saves.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, CancelToken] = {}
+        self._active: dict[str, list[CancelToken]] = {}
+
+    def prepare(self, key: str) -> CancelToken:
+        with self._lock:
+            token = self._pending[key] = CancelToken()
+            return token
+
+    def begin(self, key: str) -> CancelToken:
+        with self._lock:
+            token = self._pending.pop(key, None) or CancelToken()
+            self._active.setdefault(key, []).append(token)
+            return token
+
+    def end(self, key: str, token: CancelToken) -> None:
+        with self._lock:
+            tokens = self._active.get(key, [])
+            if token in tokens:
+                tokens.remove(token)
+            if not tokens:
+                self._active.pop(key, None)
+
+    def cancel(self, key: str) -> int:
+        """Cancel the session's queued and running generations; return how many were running."""
+        with self._lock:
+            pending = self._pending.pop(key, None)
+            active = list(self._active.get(key, []))
+        if pending is not None:
+            pending.cancel()
+        for token in active:
+            token.cancel()
+        return len(active)
+
+    def running(self, key: str) -> int:
+        with self._lock:
+            return len(self._active.get(key, []))
+
+
+CANCELS = CancelRegistry()
+
+
+def session_key(request: gr.Request | None) -> str:
+    """The Gradio session (a browser tab, or one ``gradio_client.Client``) a request belongs to."""
+    return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
+
+
+# --- controls -> settings -------------------------------------------------------------------------
+
+
+def build_settings(
+    thinking: bool,
+    effort: str,
+    max_thinking_tokens: float | None,
+    min_thinking_tokens: float | None,
+    continuation: str | None,
+    max_answer_tokens: float | None,
+    temperature: float | None,
+    top_p: float | None,
+    seed: float | None,
+) -> GenerationSettings:
+    """The playground's controls as validated settings; a ``gr.Error`` naming the field when one is bad."""
+    effort = (effort or "low").lower()
+    if effort not in EFFORTS:
+        raise gr.Error(f"effort={effort!r} is not one of {', '.join(EFFORTS)}")
+    custom = effort == "custom"
+    try:
+        settings = GenerationSettings(
+            thinking=bool(thinking),
+            effort=None if custom else effort,  # type: ignore[arg-type]
+            max_thinking_tokens=_int(max_thinking_tokens) if custom else None,
+            min_thinking_tokens=(_int(min_thinking_tokens) or 0) if custom else None,
+            continuation=continuation if continuation else "Wait",
+            max_answer_tokens=_int(max_answer_tokens) or 256,
+            temperature=float(temperature or 0.0),
+            top_p=float(top_p if top_p is not None else 0.95),
+            seed=_seed(seed),
+        )
+        if custom and settings.max_thinking_tokens is None:
+            raise ValueError("a custom budget needs max thinking tokens; type a number, e.g. 512")
+        settings.validate()
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(str(exc)) from None
+    return settings
+
+
+def _seed(value: float | str | None) -> int | None:
+    """A seed below 0 (the control's default, -1) or an empty field means "not fixed"."""
+    seed = _int(value)
+    return seed if seed is not None and seed >= 0 else None
+
+
+def _int(value: float | str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(float(value))
+
+
+# --- the chat -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One finished exchange: the prompt, the sample it produced (None if it failed first) and its run."""
+
+    prompt: str
+    sample: SampleResult | None
+    settings: GenerationSettings
+    run_id: int | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A playground conversation: immutable, so each event stores a new one in ``gr.State``."""
+
+    turns: tuple[Turn, ...] = ()
+
+    def add(self, turn: Turn) -> Chat:
+        return replace(self, turns=(*self.turns, turn))
+
+    def context(self, prompt: str, *, keep_thinking: bool, open_tag: str, close_tag: str) -> list[dict[str, str]]:
+        """Messages for the next generation. Earlier thinking is left out unless ``keep_thinking``
+        (Qwen3's advice for multi-turn); a turn without an answer (failed, stopped early) is skipped."""
+        messages: list[dict[str, str]] = []
+        for turn in self.turns:
+            if turn.sample is None or not turn.sample.answer:
+                continue
+            answer = turn.sample.answer
+            if keep_thinking and turn.sample.thinking:
+                answer = f"{open_tag}\n{turn.sample.thinking}\n{close_tag}\n\n{answer}"
+            messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    def view(self, live: tuple[str, SampleResult, bool] | None = None) -> list[gr.ChatMessage]:
+        """All turns as chat messages, plus the one still generating (``live``: prompt, sample, thinking?)."""
+        out: list[gr.ChatMessage] = []
+        for turn in self.turns:
+            out.append(user_message(turn.prompt))
+            if turn.sample is not None:
+                out += trace_messages(turn.sample, stats=True, settings=turn.settings)
+            if turn.error:
+                out.append(gr.ChatMessage(role="assistant", content=f"**Error:** {safe_text(turn.error)}"))
+        if live is not None:
+            prompt, sample, thinking_now = live
+            out.append(user_message(prompt))
+            out += trace_messages(sample, pending=thinking_now)
+        return out
+
+
+def run_json(run_id: int, result: Any) -> dict[str, Any]:
+    """What the ``generate`` endpoint returns last: the saved run id and the CLI's ``--json`` shape."""
+    return {"run_id": run_id, **result.to_json()}
+
+
+def load_examples(path: Path = EXAMPLES_PATH, limit: int = 50) -> list[dict[str, Any]]:
+    """The bundled GSM8K problems (question, answer, final) offered as example prompts."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:limit]
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+class Playground:
+    """The playground's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
+
+    def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS) -> None:
+        self.rt = rt
+        self.registry = registry
+
+    def accept(self, prompt: str, chat: Chat | None, request: gr.Request) -> tuple[str, str, list[gr.ChatMessage]]:
+        """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
+        self.registry.prepare(session_key(request))
+        chat = chat or Chat()
+        if not (prompt or "").strip():
+            return prompt, prompt, chat.view()
+        return "", prompt, chat.view(live=(prompt, empty_sample(), False))
+
+    def generate(
+        self,
+        prompt: str,
+        thinking: bool,
+        effort: str,
+        max_thinking_tokens: float | None,
+        min_thinking_tokens: float | None,
+        continuation: str,
+        max_answer_tokens: float,
+        temperature: float,
+        top_p: float,
+        seed: float | None,
+        leave_out_thinking: bool,
+        chat: Chat | None,
+        request: gr.Request,
+    ) -> Iterator[PlaygroundOutput]:
+        """Stream one answer: yields (chat messages, status line, saved run or None, chat state).
+
+        The last yield carries the saved run (``run_id`` and the CLI's ``--json`` shape); the chat shows
+        the run's numbers under the answer. ``seed`` below 0 means "not fixed".
+        """
+        chat = chat or Chat()
+        key = session_key(request)
+        token = self.registry.begin(key)
+        try:
+            settings = build_settings(
+                thinking, effort, max_thinking_tokens, min_thinking_tokens, continuation,
+                max_answer_tokens, temperature, top_p, seed,
+            )  # fmt: skip
+            if not (prompt or "").strip():
+                raise gr.Error("The prompt is empty: type a question first.")
+            if token.cancelled:  # Stop was pressed while the run waited in the queue
+                yield chat.view(), "Stopped before it started.", None, chat
+                return
+            fmt = self.rt.loaded.format
+            messages = chat.context(
+                prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
+            )
+            yield from self._stream(prompt, messages, settings, token, chat)
+        finally:
+            self.registry.end(key, token)
+
+    def _stream(
+        self, prompt: str, messages: list[dict[str, str]], settings: GenerationSettings, token: CancelToken, chat: Chat
+    ) -> Iterator[PlaygroundOutput]:
+        live = empty_sample()
+        thinking_now = settings.thinking
+        started = last = time.perf_counter()
+        events = stream_run(self.rt, messages, settings, token, kind="playground")
+        try:
+            for event in events:
+                now = time.perf_counter()
+                live.seconds = now - started
+                if isinstance(event, ThinkingDelta) and event.sample == 0:
+                    live.thinking += event.text
+                elif isinstance(event, AnswerDelta) and event.sample == 0:
+                    live.answer += event.text
+                elif isinstance(event, Progress):
+                    if thinking_now:
+                        live.thinking_tokens = event.tokens
+                    else:
+                        live.answer_tokens = event.tokens - live.thinking_tokens
+                elif isinstance(event, PhaseChange) and event.sample == 0 and event.phase != "thinking":
+                    if thinking_now:
+                        thinking_now, live.thinking_seconds = False, live.seconds
+                        last = 0.0  # show the collapse at once
+                elif isinstance(event, Finished):
+                    continue
+                elif isinstance(event, Saved):
+                    yield self._finished(prompt, event, settings, chat)
+                    return
+                if now - last >= UPDATE_EVERY:
+                    last = now
+                    tokens = live.thinking_tokens + live.answer_tokens
+                    status = f"{'Thinking' if thinking_now else 'Answering'}… {tokens} tokens · {live.seconds:.1f} s"
+                    yield chat.view(live=(prompt, live, thinking_now)), status, None, chat
+        except GeneratorExit:
+            # The browser went away (or Gradio cancelled the event): stop the model, but still save the run.
+            token.cancel()
+            for _ in events:
+                pass
+            raise
+
+    def _finished(self, prompt: str, saved: Saved, settings: GenerationSettings, chat: Chat) -> PlaygroundOutput:
+        result = saved.result
+        sample = result.samples[0] if result.samples else None
+        error = result.error if sample is None or sample.stop_reason == "error" else None
+        chat = chat.add(Turn(prompt=prompt, sample=sample, settings=settings, run_id=saved.run_id, error=error))
+        if error:
+            gr.Warning(f"Generation failed: {error}")
+        how = stop_reason_words(sample, settings) if sample is not None else f"failed: {error}"
+        status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
+        return chat.view(), status, run_json(saved.run_id, result), chat
+
+    def cancel(self, request: gr.Request) -> str:
+        """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``."""
+        n = self.registry.cancel(session_key(request))
+        return "Stopping…" if n else "Nothing is running."
+
+    def new_chat(self) -> tuple[list[gr.ChatMessage], str, None, Chat]:
+        """Start over: an empty chat (saved runs stay in History)."""
+        return [], "", None, Chat()
+
+    def examples(self) -> list[dict[str, Any]]:
+        """The GSM8K example problems: question, worked answer and the final number."""
+        return load_examples()

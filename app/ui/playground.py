@@ -1,0 +1,130 @@
+"""The Playground tab: a chat whose thinking streams live into a collapsible block above the answer.
+
+Layout and event wiring only; the handlers are :class:`app.ui.handlers.Playground`. API endpoints
+(``gradio_client``): ``generate`` (streaming), ``cancel``, ``new_chat``, ``examples``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.domain import EFFORT_BUDGETS
+from app.services.runtime import Runtime
+from app.ui.handlers import EFFORTS, MODEL_QUEUE, Chat, Playground, load_examples
+
+_EFFORT_INFO = ", ".join(
+    f"{name}: ≤{limit}" + (f" (≥{floor})" if floor else "") for name, (limit, floor) in EFFORT_BUDGETS.items()
+)
+
+
+def _busy() -> tuple[gr.Button, gr.Button]:
+    return gr.Button(interactive=False), gr.Button(interactive=True)
+
+
+def _idle() -> tuple[gr.Button, gr.Button]:
+    return gr.Button(interactive=True), gr.Button(interactive=False)
+
+
+def build_tab(rt: Runtime) -> None:
+    """Build the Playground inside the current ``gr.Tab``."""
+    pg = Playground(rt)
+    chat_state = gr.State(Chat())
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(
+                label="Conversation",
+                elem_id="playground-chat",
+                height=560,
+                buttons=["copy", "copy_all"],
+                feedback_options=None,
+                sanitize_html=True,
+                placeholder="Ask a question, or pick a GSM8K example below. "
+                "The model's thinking streams into a collapsible block above its answer.",
+            )
+            numbers = gr.Markdown(elem_id="playground-stats")
+            with gr.Row(equal_height=True):
+                prompt = gr.Textbox(
+                    placeholder="Type a problem… (Enter sends, Shift+Enter adds a line)",
+                    show_label=False,
+                    lines=2,
+                    max_lines=12,
+                    scale=6,
+                    elem_id="playground-prompt",
+                )
+                with gr.Column(scale=1, min_width=110):
+                    send = gr.Button("Send", variant="primary", elem_id="playground-send")
+                    stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="playground-stop")
+            new_chat = gr.Button("New chat", size="sm", elem_id="playground-new")
+            examples = load_examples()
+            if examples:
+                gr.Examples(
+                    examples=[[row["question"]] for row in examples],
+                    inputs=[prompt],
+                    label="GSM8K examples",
+                    examples_per_page=5,
+                )
+        with gr.Column(scale=1, min_width=280):
+            thinking = gr.Checkbox(value=True, label="Thinking", info="Off: answer directly")
+            effort = gr.Radio(
+                list(EFFORTS), value="low", label="Effort", info=f"Thinking tokens: {_EFFORT_INFO}", elem_id="effort"
+            )
+            with gr.Group(visible=False) as custom_box:
+                max_thinking = gr.Number(value=512, label="Max thinking tokens", precision=0, minimum=0)
+                min_thinking = gr.Number(
+                    value=0, label="Min thinking tokens", precision=0, minimum=0, info="Below this, keep thinking"
+                )
+                continuation = gr.Textbox(
+                    value="Wait", label="Continuation string", info="Appended when the model stops too early"
+                )
+            max_answer = gr.Slider(1, 4096, value=256, step=1, label="Max answer tokens")
+            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
+            top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="top_p")
+            seed = gr.Number(value=-1, label="Seed", precision=0, info="-1 = not fixed")
+            leave_out = gr.Checkbox(
+                value=True,
+                label="Leave earlier thinking out of the context",
+                info="Qwen3's advice for multi-turn chats",
+            )
+    hidden_prompt = gr.Textbox(visible=False)
+    last_run = gr.JSON(visible=False)
+
+    effort.change(lambda e: gr.Group(visible=e == "custom"), effort, custom_box, api_visibility="private", queue=False)
+
+    def submit(text: str, chat: Chat | None, request: gr.Request):  # noqa: ANN202 - Gradio updates
+        if not (text or "").strip():
+            raise gr.Error("The prompt is empty: type a question first.")
+        return (*pg.accept(text, chat, request), *_busy())
+
+    chain = gr.on(
+        [send.click, prompt.submit],
+        submit,
+        inputs=[prompt, chat_state],
+        outputs=[prompt, hidden_prompt, chatbot, send, stop],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    chain.success(
+        pg.generate,
+        inputs=[
+            hidden_prompt,
+            thinking,
+            effort,
+            max_thinking,
+            min_thinking,
+            continuation,
+            max_answer,
+            temperature,
+            top_p,
+            seed,
+            leave_out,
+            chat_state,
+        ],  # fmt: skip
+        outputs=[chatbot, numbers, last_run, chat_state],
+        api_name="generate",
+        show_progress="hidden",
+        **MODEL_QUEUE,
+    ).then(_idle, outputs=[send, stop], api_visibility="private", queue=False)
+    stop.click(pg.cancel, outputs=[numbers], api_name="cancel", concurrency_limit=None, show_progress="hidden")
+    new_chat.click(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_name="new_chat")
+    chatbot.clear(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_visibility="private")
+    gr.api(pg.examples, api_name="examples")

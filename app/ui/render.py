@@ -1,0 +1,191 @@
+"""Pure view helpers: turn samples, stats and the model header into safe chat messages and markdown.
+
+Every tab renders traces through these functions, so a trace looks the same in the Playground, in
+History and in the other views. Everything a model or a person wrote goes through :func:`safe_text`
+first: prompts and model output are shown as text, never as HTML, so a ``<script>`` or an
+``<img onerror=...>`` in a trace renders as visible characters and runs nothing.
+
+Knows nothing about the store, the engine or event wiring; it reads plain records only.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Protocol
+
+import gradio as gr
+
+from app.domain import GenerationSettings, SampleResult
+
+THINKING_TITLE = "Thinking…"
+
+
+class SampleLike(Protocol):
+    """What rendering reads from a sample: :class:`SampleResult` and ``StoredSample`` both fit."""
+
+    thinking: str
+    answer: str
+    thinking_tokens: int
+    answer_tokens: int
+    stop_reason: str
+    continuations: int
+    seconds: float
+    time_to_first_token: float | None
+    thinking_seconds: float | None
+    tokens_per_second: float
+    error: str | None
+
+
+def safe_text(text: str | None) -> str:
+    """Escape HTML so markdown shows ``<tags>`` as literal text (``&``, ``<`` and ``>`` become entities).
+
+    Markdown formatting (``**bold**``, lists, ``$$`` maths) still works; raw HTML never reaches the page.
+    Inside a code span an escaped ``<`` shows as ``&lt;`` -- the price of never passing HTML through.
+    """
+    return html.escape(text or "", quote=False)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def thinking_seconds(sample: SampleLike) -> float:
+    """How long the sample thought: until the end delimiter, or the whole run if it never got there."""
+    return sample.thinking_seconds if sample.thinking_seconds is not None else sample.seconds
+
+
+def thinking_title(sample: SampleLike) -> str:
+    """``Thought for 3.2 s · 41 tokens``: the title of a finished thinking block."""
+    return f"Thought for {thinking_seconds(sample):.1f} s · {sample.thinking_tokens} tokens"
+
+
+def thinking_message(sample: SampleLike, *, pending: bool = False) -> gr.ChatMessage:
+    """The collapsible thinking block: open with a spinner while ``pending``, closed with its numbers after."""
+    body = safe_text(sample.thinking) or "…"
+    if pending:
+        metadata: dict[str, Any] = {"title": THINKING_TITLE, "status": "pending", "duration": round(sample.seconds, 1)}
+    else:
+        metadata = {"title": thinking_title(sample), "status": "done"}
+    return gr.ChatMessage(role="assistant", content=body, metadata=metadata)  # type: ignore[arg-type]
+
+
+def stop_reason_words(sample: SampleLike, settings: GenerationSettings | None = None) -> str:
+    """The stop reason as a person would say it, e.g. ``cut by budget at 256 tokens``."""
+    reason = sample.stop_reason
+    if reason == "end":
+        return "finished on its own"
+    if reason == "budget_cut":
+        budget = settings.resolved_budget()[0] if settings is not None else sample.thinking_tokens
+        return f"cut by budget at {budget} tokens"
+    if reason == "max_tokens":
+        limit = settings.max_answer_tokens if settings is not None else sample.answer_tokens
+        return f"hit the answer limit of {limit} tokens"
+    if reason == "cancelled":
+        return "stopped by you (cancelled)"
+    if reason == "error":
+        return f"failed: {sample.error or 'unknown error'}"
+    return reason
+
+
+def stats_markdown(sample: SampleLike, settings: GenerationSettings | None = None) -> str:
+    """One line of the run's numbers: tokens, time to first token, thinking time, speed, stop reason."""
+    parts = [
+        f"**{sample.thinking_tokens}** thinking tokens",
+        f"**{sample.answer_tokens}** answer tokens",
+        f"first token {_seconds(sample.time_to_first_token)}",
+        f"thought {_seconds(sample.thinking_seconds)}",
+        f"{sample.tokens_per_second:.1f} tokens/s",
+    ]
+    if sample.continuations:
+        word = settings.continuation if settings is not None else "continuation"
+        parts.append(f"{sample.continuations} × “{safe_text(word)}”")
+    parts.append(safe_text(stop_reason_words(sample, settings)))
+    return " · ".join(parts)
+
+
+def trace_messages(
+    sample: SampleLike,
+    *,
+    pending: bool = False,
+    stats: bool = False,
+    settings: GenerationSettings | None = None,
+    title: str | None = None,
+) -> list[gr.ChatMessage]:
+    """A sample as chat messages: the collapsible thinking block, then the answer, then (``stats``) its numbers.
+
+    ``pending=True`` means the model is still thinking: the block is open with a spinner. A sample that
+    never thought (thinking off) has no block. ``title`` prefixes a bold line, e.g. "Sample 2 of 5".
+    """
+    messages: list[gr.ChatMessage] = []
+    if title:
+        messages.append(gr.ChatMessage(role="assistant", content=f"**{safe_text(title)}**"))
+    if pending or sample.thinking or sample.thinking_tokens:
+        messages.append(thinking_message(sample, pending=pending))
+    if sample.answer:
+        messages.append(gr.ChatMessage(role="assistant", content=safe_text(sample.answer)))
+    if stats:
+        messages.append(gr.ChatMessage(role="assistant", content=stats_markdown(sample, settings)))
+    return messages
+
+
+def empty_sample() -> SampleResult:
+    """A sample with nothing in it yet: the live view of a run that just started."""
+    return SampleResult(
+        index=0, raw_text="", thinking="", answer="", thinking_tokens=0, answer_tokens=0, stop_reason="end"
+    )
+
+
+def user_message(text: str) -> gr.ChatMessage:
+    return gr.ChatMessage(role="user", content=safe_text(text))
+
+
+def conversation_messages(messages: list[dict[str, str]]) -> list[gr.ChatMessage]:
+    """Stored context messages (earlier turns and the prompt) as escaped chat messages."""
+    out = []
+    for m in messages:
+        role = m.get("role", "user")
+        content = safe_text(m.get("content", ""))
+        if role == "system":
+            out.append(gr.ChatMessage(role="assistant", content=content, metadata={"title": "System prompt"}))
+        else:
+            out.append(gr.ChatMessage(role="assistant" if role == "assistant" else "user", content=content))
+    return out
+
+
+def _device_words(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"CUDA ({safe_text(device)})"
+    if device.startswith("mps"):
+        return "Apple MPS"
+    return device.upper() if device else "unknown device"
+
+
+def header_markdown(info: dict[str, Any]) -> str:
+    """The header: which model and format are loaded, on which device, how quantised; a plain warning for demos."""
+    model = safe_text(str(info.get("model", "?")))
+    line = (
+        f"**Model** `{model}` · **format** {safe_text(str(info.get('format', '?')))}"
+        f" · **device** {_device_words(str(info.get('device', '')))}"
+        f" · **quantisation** {safe_text(str(info.get('quantization', 'none')))}"
+        f" · {safe_text(str(info.get('dtype', '')))}"
+    )
+    out = ["## tracelab — a playground for reasoning models", line]
+    if info.get("source") == "tiny":
+        out.append(
+            "> **Test model.** Random weights, two layers: it writes gibberish quickly. It exists for tests; "
+            "start a real model with `python -m app serve --model Qwen/Qwen3-4B`."
+        )
+    elif info.get("small_demo"):
+        out.append(
+            "> **Small demo model.** SmolLM2-135M is a small model that was never trained to reason: the app "
+            "*asks* it to think between think tags, so expect short, often wrong traces. For real reasoning "
+            "start one, e.g. `python -m app serve --model Qwen/Qwen3-4B` (on a GPU add `--quantize 4bit`)."
+        )
+    elif not info.get("trained_to_think", True):
+        out.append(
+            "> This model was not trained to think; its thinking comes from a prompt. Reasoning models such as "
+            "`Qwen/Qwen3-4B` show what thinking budgets really do."
+        )
+    return "\n\n".join(out)

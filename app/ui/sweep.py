@@ -1,0 +1,180 @@
+"""Test-time scaling sweep tab: accuracy vs thinking budget over a problem set, and reopening past sweeps.
+
+Owns: the layout and the thin handlers behind ``/sweep``, ``/cancel_sweep``, ``/list_sweeps`` and
+``/sweep_report``. The grid, the scores and the rebuild-from-store are ``app.services.sweep``; the curves
+are ``app.ui.charts``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from app.services import sweep as svc
+from app.services.runtime import Runtime
+from app.ui import charts
+from app.ui.consistency import CARD_CSS, esc, settings_from_inputs, stop_key, user_error
+from app.ui.handlers import CANCELS, MODEL_QUEUE
+
+TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
+SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
+
+
+def summary_html(report: svc.SweepReport) -> str:
+    points = report.points()
+    best = max(points, key=lambda p: (p.majority_at_k, p.pass_at_1, -p.budget), default=None)
+    parts = [f"<b>Sweep #{report.sweep_id}</b> · {esc(report.model)} · {len(report.problems)} problems · k={report.k}"]
+    if best is not None and best.n_problems:
+        parts.append(
+            f"best: {esc(best.label)} with pass@1 {best.pass_at_1:.0%}, majority@{report.k} {best.majority_at_k:.0%}"
+        )
+    if report.cancelled:
+        parts.append("<b>partial</b>: cancelled or unfinished; the scores cover the problems that finished")
+    return "<div class='tl-summary'>" + " · ".join(parts) + "</div>"
+
+
+def table_rows(report: svc.SweepReport) -> list[list[Any]]:
+    return [
+        [
+            row["problem"],
+            svc.budget_label(row["budget"]),
+            row["gold"],
+            row["majority"] or "",
+            f"{row['correct']}/{row['k']}",
+            "yes" if row["majority_correct"] else "no",
+            row["mean_thinking_tokens"],
+            row["run_id"],
+        ]
+        for row in report.rows()
+    ]
+
+
+def sweep_choices(rt: Runtime) -> list[tuple[str, int]]:
+    return [
+        (f"#{s['sweep_id']} · {s['name']} · {s['created_at']}", s["sweep_id"]) for s in svc.list_sweep_summaries(rt)
+    ]
+
+
+def _outputs(rt: Runtime, report: svc.SweepReport) -> tuple:
+    points = report.points()
+    return (
+        summary_html(report),
+        charts.accuracy_curve(points, report.k),
+        charts.tokens_per_budget(points),
+        table_rows(report),
+        report.to_json(),
+        gr.Dropdown(choices=sweep_choices(rt), value=report.sweep_id),
+    )
+
+
+def build_tab(rt: Runtime) -> None:
+    """Lay out the Sweep tab inside the caller's ``gr.Tab`` and wire its events."""
+    max_k = max(1, rt.settings.max_samples)
+    gr.Markdown(
+        "Accuracy vs thinking budget: every problem at every budget, k samples each (0 = thinking off). "
+        "Runs are saved, so a sweep can be reopened below. The same report: `python -m app sweep --json`."
+    )
+    with gr.Row():
+        with gr.Column(scale=2):
+            problems_file = gr.File(
+                label="Problem set (JSONL with question + answer); empty = bundled GSM8K sample",
+                file_types=[".jsonl"],
+                type="filepath",
+            )
+            limit = gr.Number(value=5, precision=0, minimum=1, label="First N problems")
+        with gr.Column(scale=2):
+            budgets = gr.Textbox(value="0,64,256", label="Thinking budgets (comma-separated, 0 = off)")
+            k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per problem (k)")
+            with gr.Row():
+                temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+                max_answer = gr.Number(value=128, precision=0, minimum=1, label="Max answer tokens")
+                seed = gr.Number(value=None, precision=0, label="Seed (blank = random)")
+    with gr.Row():
+        run = gr.Button("Run sweep", variant="primary")
+        stop = gr.Button("Cancel", variant="stop")
+    with gr.Row():
+        past = gr.Dropdown(choices=sweep_choices(rt), value=None, label="Past sweeps", allow_custom_value=True, scale=3)
+        refresh = gr.Button("Refresh list", scale=1)
+        reopen = gr.Button("Open", scale=1)
+    summary = gr.HTML(css_template=CARD_CSS)
+    with gr.Row():
+        accuracy = gr.Plot(label="Accuracy vs budget", elem_id="tl-accuracy-chart")
+        tokens = gr.Plot(label="Tokens per budget", elem_id="tl-tokens-chart")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, label="Per-problem outcomes")
+    with gr.Accordion("Report (JSON)", open=False):
+        report_json = gr.JSON(label="Report")
+    with gr.Accordion("All sweeps", open=False):
+        sweeps_table = gr.Dataframe(headers=SWEEP_COLUMNS, interactive=False, label="Sweeps")
+
+    outputs = [summary, accuracy, tokens, table, report_json, past]
+
+    def run_sweep(
+        file_path: str | None,
+        limit_value: float | None,
+        budgets_text: str,
+        k_value: float,
+        temp: float,
+        answer_value: float | None,
+        seed_value: float | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ):
+        key = stop_key(request, "sweep")
+        token = CANCELS.begin(key)
+        try:
+            plan = svc.parse_budgets(budgets_text or "")
+            problems = svc.load_problems(file_path or "bundled", limit=int(limit_value) if limit_value else None)
+            n = int(k_value or 1)
+            if not 1 <= n <= max_k:
+                raise ValueError(f"k={n} must be between 1 and {max_k}")
+            settings = settings_from_inputs(True, None, answer_value, temp, seed_value).with_(samples=n)
+            report = svc.run_sweep(
+                rt,
+                problems,
+                plan,
+                settings,
+                cancel=token,
+                progress=lambda done, total: progress((done, total), desc=f"{done} of {total} problem × budget runs"),
+            )
+        except Exception as exc:
+            raise user_error(exc) from exc
+        finally:
+            CANCELS.end(key, token)
+        if report.cancelled:
+            gr.Warning("Sweep cancelled: the report covers the runs that finished.")
+        return _outputs(rt, report)
+
+    def cancel(request: gr.Request) -> None:
+        if not CANCELS.cancel(stop_key(request, "sweep")):
+            gr.Info("No sweep is running in this session.")
+
+    def open_report(sweep_id: Any):
+        if sweep_id in (None, ""):
+            raise gr.Error("Pick a past sweep first (Refresh list if it is not there).")
+        try:
+            number = int(sweep_id)
+        except (TypeError, ValueError):
+            raise gr.Error(f"{sweep_id!r} is not a sweep number; pick one from the list") from None
+        try:
+            return _outputs(rt, svc.sweep_report(rt, number))
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+    def list_sweeps():
+        rows = svc.list_sweep_summaries(rt)
+        table_data = [
+            [r["sweep_id"], r["name"], r["created_at"], r["problems"], r["budgets"], r["k"], r["runs"]] for r in rows
+        ]
+        return table_data, gr.Dropdown(choices=sweep_choices(rt))
+
+    run.click(
+        run_sweep,
+        [problems_file, limit, budgets, k, temperature, max_answer, seed],
+        outputs,
+        api_name="sweep",
+        **MODEL_QUEUE,
+    )
+    stop.click(cancel, None, None, api_name="cancel_sweep", concurrency_limit=None)
+    refresh.click(list_sweeps, None, [sweeps_table, past], api_name="list_sweeps")
+    reopen.click(open_report, past, outputs, api_name="sweep_report")

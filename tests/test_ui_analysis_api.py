@@ -1,0 +1,186 @@
+"""The Self-consistency, Hybrid compare and Sweep tabs through their API endpoints, with gradio_client
+against a really launched app (tiny random model, real SQLite), plus the tabs' HTML escaping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from gradio_client import Client, handle_file  # noqa: E402
+
+from app.domain import GenerationResult, GenerationSettings, SampleResult  # noqa: E402
+from app.services.consistency import build_report  # noqa: E402
+from app.services.runs import finish_result, save_result  # noqa: E402
+
+K = 3
+
+
+def build_analysis_demo(rt) -> gr.Blocks:
+    """The three analysis tabs in one Blocks, as the app shell lays them out (one ``gr.Tab`` each)."""
+    from app.ui import compare, consistency, sweep
+
+    with gr.Blocks() as demo:
+        with gr.Tab("Self-consistency"):
+            consistency.build_tab(rt)
+        with gr.Tab("Hybrid compare"):
+            compare.build_tab(rt)
+        with gr.Tab("Sweep"):
+            sweep.build_tab(rt)
+    return demo
+
+
+def launch(rt) -> tuple[gr.Blocks, str]:
+    """The shell's ``launch_for_tests`` when it exists, else the three tabs on their own."""
+    try:
+        from app.ui.server import launch_for_tests
+    except ImportError:
+        demo = build_analysis_demo(rt)
+        demo.queue()
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        return demo, url
+    return launch_for_tests(rt)
+
+
+@pytest.fixture(scope="module")
+def analysis_rt(tiny_loaded, tiny_engine, tmp_path_factory):
+    from app.services.runtime import Runtime
+    from app.settings import AppSettings
+    from app.store.db import open_store
+
+    folder = tmp_path_factory.mktemp("analysis")
+    url = f"sqlite:///{folder / 'tracelab.db'}"
+    settings = AppSettings.from_env(model="tiny", db=url, data_dir=str(folder), max_samples=8)
+    return Runtime(settings=settings, loaded=tiny_loaded, engine=tiny_engine, store=open_store(url))
+
+
+@pytest.fixture(scope="module")
+def client(analysis_rt):
+    demo, url = launch(analysis_rt)
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def _figure(plot: dict) -> dict:
+    assert plot["type"] == "plotly"
+    return json.loads(plot["plot"])
+
+
+def test_endpoints_are_named(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/sample", "/cancel_sample", "/side_by_side", "/compare", "/cancel_compare", "/sweep", "/cancel_sweep",
+            "/list_sweeps", "/sweep_report"} <= names
+
+
+def test_sample_votes_and_charts_then_side_by_side(client, analysis_rt):
+    summary, vote, scatter, cards, report, run_id = client.predict(
+        "What is 2 + 2?", "4", K, 0.8, True, 6, 3, 11, api_name="/sample"
+    )
+    assert report["k"] == K and report["run_id"] == run_id and report["gold"] == "4"
+    bars = _figure(vote)["data"][0]
+    assert bars["type"] == "bar" and sum(bars["y"]) == K
+    assert {t["type"] for t in _figure(scatter)["data"]} == {"scatter"}
+    assert cards.count("data-sample=") == K and "Majority" in summary and f"run #{run_id}" in summary
+    assert analysis_rt.store.get_run(run_id).kind == "consistency"
+
+    pair = client.predict(run_id, 1, K, api_name="/side_by_side")
+    assert "<table class='tl-sbs'>" in pair and f"Sample {K}" in pair
+    with pytest.raises(Exception, match=f"sample {K + 1} does not exist"):
+        client.predict(run_id, 1, K + 1, api_name="/side_by_side")
+
+
+def test_sample_refuses_more_than_the_server_allows_and_empty_prompts(client):
+    with pytest.raises(Exception, match="greater than maximum value 8|more than this server allows"):
+        client.predict("2 + 2?", "", 9, 0.8, True, 4, 2, None, api_name="/sample")
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("   ", "", 2, 0.8, True, 4, 2, None, api_name="/sample")
+
+
+def test_cancel_without_a_run_is_harmless(client):
+    for name in ("/cancel_sample", "/cancel_compare", "/cancel_sweep"):
+        client.predict(api_name=name)
+
+
+def test_compare_shows_off_and_each_budget(client):
+    verdict, table, columns, report = client.predict("What is 2 + 2?", "4", "8, 4", 3, 0.0, 1, api_name="/compare")
+    assert [row[0] for row in table["data"]] == ["thinking off", "budget 4", "budget 8"]
+    assert table["data"][0][2] == 0  # no thinking tokens with thinking off
+    assert columns.count("data-budget=") == 3 and report["verdict"] in verdict.replace("&#x27;", "'")
+    with pytest.raises(Exception, match="not a whole number"):
+        client.predict("2 + 2?", "", "64,lots", 3, 0.0, None, api_name="/compare")
+
+
+def test_sweep_with_an_uploaded_file_then_reopen_from_the_list(client, tmp_path: Path):
+    problems = tmp_path / "two.jsonl"
+    problems.write_text(
+        json.dumps({"question": "What is 2 + 2?", "answer": "#### 4"}) + "\n"
+        + json.dumps({"question": "What is 3 + 3?", "answer": "6"}) + "\n",
+        encoding="utf-8",
+    )
+    summary, accuracy, tokens, table, report, past = client.predict(
+        handle_file(str(problems)), 5, "0,4", 2, 0.8, 3, 2, api_name="/sweep"
+    )
+    assert report["n_problems"] == 2 and [p["budget"] for p in report["points"]] == [0, 4]
+    curves = _figure(accuracy)["data"]
+    assert [c["name"] for c in curves] == ["pass@1", "majority@2"] and curves[0]["x"] == ["thinking off", "budget 4"]
+    assert {t["type"] for t in _figure(tokens)["data"]} == {"bar"}
+    assert len(table["data"]) == 4 and {row[2] for row in table["data"]} == {"4", "6"}
+
+    listed, dropdown = client.predict(api_name="/list_sweeps")
+    assert report["sweep_id"] in [row[0] for row in listed["data"]]
+    reopened = client.predict(report["sweep_id"], api_name="/sweep_report")
+    assert reopened[4] == report and reopened[3]["data"] == table["data"]
+    with pytest.raises(Exception, match="sweep 9999 does not exist"):
+        client.predict(9999, api_name="/sweep_report")
+
+
+def test_sweep_names_the_bad_line_of_an_uploaded_file(client, tmp_path: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Q", "answer": "1"}\n{"question": "no answer"}\n', encoding="utf-8")
+    with pytest.raises(Exception, match="line 2 has no answer field"):
+        client.predict(handle_file(str(bad)), 5, "0", 1, 0.8, 3, None, api_name="/sweep")
+
+
+# --- escaping: model output is text, never HTML -----------------------------------------------------
+
+EVIL = "<img src=x onerror=alert(1)> ${7*7} {{value}} <script>alert(2)</script>"
+
+
+def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
+    from app.services.consistency import side_by_side
+    from app.ui.consistency import cards_html, side_by_side_html, summary_html
+
+    samples = [
+        SampleResult(index=i, raw_text="", thinking=f"{EVIL}\nstep two {i}", answer=f"Final Answer: {EVIL}",
+                     thinking_tokens=5, answer_tokens=5, stop_reason="end")
+        for i in range(2)
+    ]
+    result = GenerationResult(model="m", format="prompted", settings=GenerationSettings(samples=2), samples=samples,
+                              prompt="p")
+    finish_result(result)
+    run_id = save_result(analysis_rt, result, kind="consistency")
+    report = build_report(result, run_id, gold=EVIL)
+    for page in (cards_html(report), summary_html(report), side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1))):
+        assert "<img" not in page and "<script" not in page and "${" not in page and "{{" not in page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_cancel_sweep_stops_a_running_sweep_and_returns_the_partial_report(client, analysis_rt):
+    import time
+
+    from gradio_client.utils import Status
+
+    job = client.submit(None, 20, "0,8", 2, 0.8, 3, None, api_name="/sweep")
+    deadline = time.monotonic() + 60
+    while job.status().code != Status.PROGRESS and time.monotonic() < deadline:  # the first cell is running
+        time.sleep(0.05)
+    client.predict(api_name="/cancel_sweep")
+    report = job.result(timeout=120)[4]
+    assert report["cancelled"] is True
+    finished = sum(p["n_problems"] for p in report["points"])
+    assert finished < 40
+    assert len(analysis_rt.store.sweep_runs(report["sweep_id"])) in (finished, finished + 1)

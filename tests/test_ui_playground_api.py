@@ -1,0 +1,241 @@
+"""The Playground and History through gradio_client, against the real app on a free loopback port.
+
+The app runs the tiny random model (fast, useless answers) over a real SQLite file; one test uses the
+bundled SmolLM2-135M. The render helpers and the controls->settings adapter are pinned first.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from ui_support import wait_until
+
+from app.domain import GenerationSettings, SampleResult
+from app.ui.handlers import CancelRegistry, Chat, Turn, build_settings
+from app.ui.render import header_markdown, safe_text, stats_markdown, stop_reason_words, trace_messages
+
+# Thinking off the end delimiter for ``n`` tokens (min = max), sampled so the tiny model writes visible text.
+LONG = {"effort": "custom", "temperature": 0.8, "seed": 1, "max_answer_tokens": 16}
+
+
+def _sample(**changes) -> SampleResult:
+    base = dict(
+        index=0,
+        raw_text="",
+        thinking="<img src=x onerror=alert(1)> so 2+2",
+        answer="**4** <script>alert(1)</script>",
+        thinking_tokens=256,
+        answer_tokens=12,
+        stop_reason="budget_cut",
+        seconds=5.0,
+        time_to_first_token=0.2,
+        thinking_seconds=4.04,
+        tokens_per_second=18.2,
+    )
+    return SampleResult(**{**base, **changes})
+
+
+def _thought(messages: list[dict]) -> dict:
+    return next(m for m in messages if (m.get("metadata") or {}).get("title"))
+
+
+def _text(message: dict) -> str:
+    return "".join(part.get("text", "") for part in message["content"])
+
+
+# --- pure helpers ---------------------------------------------------------------------------------
+
+
+def test_safe_text_escapes_html_but_keeps_markdown():
+    assert safe_text("<script>x</script> **b**") == "&lt;script&gt;x&lt;/script&gt; **b**"
+    assert safe_text(None) == ""
+
+
+def test_stop_reasons_read_as_words():
+    settings = GenerationSettings(effort="low", max_answer_tokens=64)
+    assert stop_reason_words(_sample(), settings) == "cut by budget at 256 tokens"
+    assert stop_reason_words(_sample(stop_reason="max_tokens"), settings) == "hit the answer limit of 64 tokens"
+    assert "cancelled" in stop_reason_words(_sample(stop_reason="cancelled"))
+    assert "boom" in stop_reason_words(_sample(stop_reason="error", error="boom"))
+    line = stats_markdown(_sample(), settings)
+    for part in ("**256** thinking tokens", "**12** answer tokens", "first token 0.20 s", "thought 4.04 s", "18.2"):
+        assert part in line
+
+
+def test_trace_is_an_open_block_while_thinking_and_a_closed_one_after():
+    pending = trace_messages(_sample(answer=""), pending=True)
+    assert [m.metadata.get("status") for m in pending] == ["pending"]
+    done = trace_messages(_sample(), stats=True)
+    assert done[0].metadata == {"title": "Thought for 4.0 s · 256 tokens", "status": "done"}
+    assert done[0].content.startswith("&lt;img") and "&lt;script&gt;" in done[1].content
+    assert "cut by budget" in done[2].content
+    assert not any(m.metadata for m in trace_messages(_sample(thinking="", thinking_tokens=0)))
+
+
+def test_header_says_plainly_when_the_model_is_a_small_demo():
+    info = {"model": "SmolLM2 <b>", "format": "prompted", "device": "cpu", "quantization": "none", "source": "bundled"}
+    text = header_markdown({**info, "small_demo": True, "trained_to_think": False})
+    assert "SmolLM2 &lt;b&gt;" in text and "CPU" in text and "--model Qwen/Qwen3-4B" in text
+    assert "never trained to reason" in text
+    cuda = header_markdown({**info, "device": "cuda:0", "source": "hub", "small_demo": False, "quantization": "4bit"})
+    assert "CUDA" in cuda and "4bit" in cuda and "Small demo" not in cuda
+
+
+def test_controls_become_validated_settings():
+    preset = build_settings(True, "medium", 5, 3, "Hmm", 128, 0.5, 0.9, -1)
+    assert preset.effort == "medium" and preset.max_thinking_tokens is None and preset.seed is None
+    custom = build_settings(True, "custom", 300, 100, "Hmm", 128, 0, 0.9, 7)
+    assert (custom.effort, custom.resolved_budget(), custom.continuation, custom.seed) == (None, (300, 100), "Hmm", 7)
+    with pytest.raises(gr.Error, match="min_thinking_tokens=400"):
+        build_settings(True, "custom", 300, 400, "Wait", 128, 0, 0.9, None)
+    with pytest.raises(gr.Error, match="top_p"):
+        build_settings(True, "low", None, None, "Wait", 128, 0, 0, None)
+
+
+def test_earlier_thinking_is_left_out_of_the_context_unless_asked():
+    chat = Chat().add(Turn("q1", _sample(thinking="t1", answer="a1"), GenerationSettings(), 1))
+    chat = chat.add(Turn("q2", None, GenerationSettings(), 2, error="boom"))  # failed turns are skipped
+    assert chat.context("q3", keep_thinking=False, open_tag="<think>", close_tag="</think>") == [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q3"},
+    ]
+    kept = chat.context("q3", keep_thinking=True, open_tag="<think>", close_tag="</think>")
+    assert kept[1]["content"] == "<think>\nt1\n</think>\n\na1"
+
+
+def test_cancel_registry_stops_queued_and_running_runs_of_one_session_only():
+    registry = CancelRegistry()
+    queued = registry.prepare("a")
+    assert registry.cancel("a") == 0 and queued.cancelled
+    running, other = registry.begin("a"), registry.begin("b")
+    assert registry.cancel("a") == 1 and running.cancelled and not other.cancelled
+    registry.end("a", running)
+    assert registry.running("a") == 0 and registry.running("b") == 1
+
+
+# --- the real app ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(tiny_app) -> Client:
+    return Client(tiny_app[1], verbose=False)
+
+
+def test_every_action_is_a_named_endpoint(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    for name in ("generate", "cancel", "new_chat", "examples", "list_history", "get_run", "delete_run"):
+        assert f"/{name}" in names
+
+
+def test_generate_streams_thinking_then_the_answer_and_saves_the_run(client, tiny_app):
+    rt = tiny_app[0]
+    job = client.submit(
+        prompt="stream probe", max_thinking_tokens=160, min_thinking_tokens=160, **LONG, api_name="/generate"
+    )
+    chat, status, run = job.result(timeout=120)
+    statuses = [(_thought(out[0]).get("metadata") or {}).get("status") for out in job.outputs() if len(out[0]) > 1]
+    assert "pending" in statuses, "the thinking block never streamed while open"
+    assert statuses[-1] == "done"
+    assert _text(chat[0]) == "stream probe"
+    thought = _thought(chat)
+    assert thought["metadata"]["title"].startswith("Thought for ") and "160 tokens" in thought["metadata"]["title"]
+    assert _text(thought).strip() and _text(chat[2]).startswith("Final Answer:")
+    assert "cut by budget at 160 tokens" in _text(chat[3]) and f"run #{run['run_id']}" in status
+    stored = rt.store.get_run(run["run_id"])
+    assert stored.kind == "playground" and stored.samples[0].stop_reason == "budget_cut"
+    assert stored.samples[0].thinking == run["samples"][0]["thinking"]
+
+
+def test_multi_turn_context_leaves_earlier_thinking_out_by_default(client, tiny_app):
+    rt = tiny_app[0]
+    small = {"effort": "custom", "max_thinking_tokens": 8, "max_answer_tokens": 8, "temperature": 0.8, "seed": 2}
+    first = client.predict(prompt="turn one", **small, api_name="/generate")[2]
+    second = client.predict(prompt="turn two", **small, api_name="/generate")
+    assert [_text(m) for m in second[0] if m["role"] == "user"] == ["turn one", "turn two"]
+    messages = rt.store.get_run(second[2]["run_id"]).messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"] == first["samples"][0]["answer"] and "<think>" not in messages[1]["content"]
+
+    client.predict(api_name="/new_chat")
+    client.predict(prompt="keep one", leave_out_thinking=False, **small, api_name="/generate")
+    kept = client.predict(prompt="keep two", leave_out_thinking=False, **small, api_name="/generate")[2]
+    messages = rt.store.get_run(kept["run_id"]).messages
+    assert messages[0]["content"] == "keep one" and messages[1]["content"].startswith("<think>")
+
+
+def test_cancel_stops_soon_and_keeps_what_was_generated(client, tiny_app):
+    rt = tiny_app[0]
+    job = client.submit(
+        prompt="cancel probe", max_thinking_tokens=4000, min_thinking_tokens=4000, **LONG, api_name="/generate"
+    )
+    wait_until(
+        lambda: any(len(o[0]) > 1 and _text(_thought(o[0])).strip("… ") for o in job.outputs()),
+        what="thinking text to stream",
+    )
+    asked = time.monotonic()
+    assert client.predict(api_name="/cancel") == "Stopping…"
+    _chat, status, run = job.result(timeout=60)
+    assert time.monotonic() - asked < 15
+    sample = run["samples"][0]
+    assert sample["stop_reason"] == "cancelled" and sample["thinking"] and sample["thinking_tokens"] < 4000
+    assert "stopped by you" in status
+    stored = rt.store.get_run(run["run_id"])
+    assert stored.status == "cancelled" and stored.samples[0].thinking == sample["thinking"]
+    assert client.predict(api_name="/cancel") == "Nothing is running."
+
+
+def test_history_lists_filters_opens_and_deletes_runs(client):
+    run = client.predict(prompt="history probe 4711", max_answer_tokens=4, thinking=False, api_name="/generate")[2]
+    run_id = run["run_id"]
+    table = client.predict(search="probe 4711", model="any", stop_reason="any", api_name="/list_history")
+    assert [row[0] for row in table["data"]] == [run_id]
+    assert table["headers"][:4] == ["run", "date", "model", "prompt"]
+    reason = run["samples"][0]["stop_reason"]
+    assert client.predict("probe 4711", "any", reason, api_name="/list_history")["data"]
+    assert not client.predict("probe 4711", "any", "cancelled", api_name="/list_history")["data"]
+
+    chat, details, record = client.predict(run_id, api_name="/get_run")
+    assert _text(chat[0]) == "history probe 4711" and f"Run #{run_id}" in details
+    assert record["samples"][0]["answer"] == run["samples"][0]["answer"]
+
+    message, table = client.predict(run_id, api_name="/delete_run")
+    assert message == f"Deleted run #{run_id}." and run_id not in [row[0] for row in table["data"]]
+    with pytest.raises(AppError, match="does not exist"):
+        client.predict(run_id, api_name="/get_run")
+
+
+def test_bad_settings_and_empty_prompts_are_clear_errors(client):
+    with pytest.raises(AppError, match="min_thinking_tokens=50 is larger"):
+        client.predict(prompt="x", effort="custom", max_thinking_tokens=10, min_thinking_tokens=50, api_name="/generate")
+    with pytest.raises(AppError, match="prompt is empty"):
+        client.predict(prompt="  ", api_name="/generate")
+
+
+def test_examples_are_gsm8k_problems(client):
+    examples = client.predict(api_name="/examples")
+    assert len(examples) >= 10 and {"question", "answer", "final"} <= set(examples[0])
+
+
+@pytest.mark.bundled
+def test_bundled_model_header_and_a_short_run(bundled_app):
+    rt, url = bundled_app
+    client = Client(url, verbose=False)
+    header = next(c for c in client.config["components"] if c.get("props", {}).get("elem_id") == "tracelab-header")
+    text = header["props"]["value"]
+    assert "SmolLM2-135M" in text and "never trained to reason" in text and "--model Qwen/Qwen3-4B" in text
+    chat, status, run = client.predict(
+        prompt="What is 12 + 30?",
+        effort="custom",
+        max_thinking_tokens=12,
+        max_answer_tokens=12,
+        api_name="/generate",
+    )
+    sample = run["samples"][0]
+    assert run["model"] == rt.loaded.name and sample["thinking_tokens"] <= 12 + 1
+    assert sample["answer"] and "Saved as run" in status
+    assert _thought(chat)["metadata"]["status"] == "done"

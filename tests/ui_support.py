@@ -1,0 +1,85 @@
+"""Helpers for the UI tests: the real app for a Runtime on a free loopback port, and headless Chromium.
+
+Nothing is faked: the app is ``build_demo`` + ``launch_for_tests`` over a real model and a real
+SQLite file; the browser is Debian's Chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def make_runtime(loaded: Any, engine: Any, db_path: Path) -> Any:
+    """A Runtime over an already loaded model and a fresh SQLite file."""
+    from app.services.runtime import Runtime
+    from app.settings import AppSettings
+    from app.store.db import open_store
+
+    url = f"sqlite:///{db_path}"
+    settings = AppSettings.from_env(model=loaded.spec, db=url, data_dir=str(db_path.parent))
+    return Runtime(settings=settings, loaded=loaded, engine=engine, store=open_store(url))
+
+
+@contextmanager
+def running_app(rt: Any) -> Iterator[str]:
+    """Launch the real Blocks app for ``rt``; yield its URL; close it afterwards."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from app.ui.server import launch_for_tests
+
+    demo, url = launch_for_tests(rt)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def require_chromium() -> None:
+    """Skip (or, with ``TRACELAB_REQUIRE_BROWSER=1``, fail) when Chromium or Playwright is missing."""
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "Playwright for Python is not installed (pip install playwright)"
+    if problem:
+        if os.environ.get("TRACELAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests are required (TRACELAB_REQUIRE_BROWSER=1) but {problem}")
+        pytest.skip(f"browser tests need Chromium: {problem}")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Debian Chromium under Playwright (its own browser download does not work here)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
