@@ -31,7 +31,11 @@ def _result(samples: list[SampleResult], prompt: str = "How many eggs?") -> Gene
     from app.services.runs import finish_result
 
     result = GenerationResult(
-        model="hand-written", format="prompted", settings=FAST.with_(samples=len(samples)), samples=samples, prompt=prompt
+        model="hand-written",
+        format="prompted",
+        settings=FAST.with_(samples=len(samples)),
+        samples=samples,
+        prompt=prompt,
     )
     finish_result(result)  # fills extracted_answer the way a real run does
     return result
@@ -169,7 +173,11 @@ def test_variant_budgets_put_thinking_off_first():
 def test_compare_runs_off_and_each_budget_as_saved_runs(tiny_runtime):
     seen = []
     report = compare.compare_thinking(
-        tiny_runtime, "What is 2 + 2?", [4, 8], FAST.with_(temperature=0.0), gold="4",
+        tiny_runtime,
+        "What is 2 + 2?",
+        [4, 8],
+        FAST.with_(temperature=0.0),
+        gold="4",
         progress=lambda done, total: seen.append((done, total)),
     )
     assert [v.label for v in report.variants] == ["thinking off", "budget 4", "budget 8"]
@@ -193,9 +201,19 @@ def test_compare_stops_after_a_cancel(tiny_runtime):
 
 def _variant(budget: int, answer: str | None, correct: bool | None, agrees: bool) -> compare.Variant:
     return compare.Variant(
-        label=compare.variant_label(budget), budget=budget, run_id=1, answer="", thinking="", extracted_answer=answer,
-        thinking_tokens=budget, answer_tokens=3, seconds=1.0 + budget / 100, stop_reason="end",
-        agrees_with_off=agrees, agrees_with_majority=True, correct=correct,
+        label=compare.variant_label(budget),
+        budget=budget,
+        run_id=1,
+        answer="",
+        thinking="",
+        extracted_answer=answer,
+        thinking_tokens=budget,
+        answer_tokens=3,
+        seconds=1.0 + budget / 100,
+        stop_reason="end",
+        agrees_with_off=agrees,
+        agrees_with_majority=True,
+        correct=correct,
     )
 
 

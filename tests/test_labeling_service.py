@@ -28,8 +28,7 @@ TRACES = [
         "The answer is 72.",
     ),
     (
-        "Natalia sold 48 clips in April.\n\nIn May she sold twice as many, so 48 * 2 = 96.\n\n"
-        "In total 48 + 96 = 144.",
+        "Natalia sold 48 clips in April.\n\nIn May she sold twice as many, so 48 * 2 = 96.\n\nIn total 48 + 96 = 144.",
         "The answer is 144.",
     ),
 ]
@@ -229,7 +228,9 @@ def test_two_annotators_labelling_one_sample_at_once_from_two_stores_lose_nothin
     assert errors == []
     for name in ("alice", "bob"):
         current = stores[1].current_labels(good, name)
-        assert {sid: rec.rating for sid, rec in current.items()} == {sid: (rounds - 1 + sid) % 3 - 1 for sid in step_ids}
+        assert {sid: rec.rating for sid, rec in current.items()} == {
+            sid: (rounds - 1 + sid) % 3 - 1 for sid in step_ids
+        }
         assert all(rec.comment == f"{name} {rounds - 1}" for rec in current.values())
     assert all(len(stores[0].label_history(sid)) == 2 * rounds for sid in step_ids)
     for store in stores:

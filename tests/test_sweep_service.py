@@ -37,8 +37,13 @@ def test_parse_budgets_sorts_and_drops_duplicates():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "no thinking budgets"), (" , ", "no thinking budgets"), ("0,abc", "'abc' is not a whole number"),
-     ("-1", "budget -1 must be between 0"), ("1.5", "'1.5' is not a whole number")],
+    [
+        ("", "no thinking budgets"),
+        (" , ", "no thinking budgets"),
+        ("0,abc", "'abc' is not a whole number"),
+        ("-1", "budget -1 must be between 0"),
+        ("1.5", "'1.5' is not a whole number"),
+    ],
 )
 def test_parse_budgets_rejects_bad_lists_clearly(text, message):
     with pytest.raises(ValueError, match=message):
@@ -64,7 +69,10 @@ def test_uploaded_problems_take_gsm8k_style_bare_or_final_answers(tmp_path):
         ],
     )
     assert [(p.question, p.gold) for p in sweep.load_problems(path)] == [
-        ("Q1?", "1234"), ("Q2?", "7"), ("Q3?", "10"), ("Q4?", "1/2")
+        ("Q1?", "1234"),
+        ("Q2?", "7"),
+        ("Q3?", "10"),
+        ("Q4?", "1/2"),
     ]
     assert len(sweep.load_problems(str(path), limit=2)) == 2
 
@@ -182,13 +190,31 @@ def _cli(*args: str, db_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRACELAB_DB": db_url, "TRACELAB_MODEL": "tiny"}
     return subprocess.run(
         [sys.executable, "-m", "app", "sweep", "--model", "tiny", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_cli_sweep_json_reproduces_the_stored_report(db_url, tiny_loaded):
-    done = _cli("--problems", "bundled", "--budgets", "0,4", "--samples", "2", "--limit", "2",
-                "--max-answer-tokens", "3", "--seed", "1", "--json", db_url=db_url)
+    done = _cli(
+        "--problems",
+        "bundled",
+        "--budgets",
+        "0,4",
+        "--samples",
+        "2",
+        "--limit",
+        "2",
+        "--max-answer-tokens",
+        "3",
+        "--seed",
+        "1",
+        "--json",
+        db_url=db_url,
+    )
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["k"] == 2 and payload["budgets"] == [0, 4] and payload["n_problems"] == 2

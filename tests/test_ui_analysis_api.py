@@ -72,8 +72,17 @@ def _figure(plot: dict) -> dict:
 
 def test_endpoints_are_named(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/sample", "/cancel_sample", "/side_by_side", "/compare", "/cancel_compare", "/sweep", "/cancel_sweep",
-            "/list_sweeps", "/sweep_report"} <= names
+    assert {
+        "/sample",
+        "/cancel_sample",
+        "/side_by_side",
+        "/compare",
+        "/cancel_compare",
+        "/sweep",
+        "/cancel_sweep",
+        "/list_sweeps",
+        "/sweep_report",
+    } <= names
 
 
 def test_sample_votes_and_charts_then_side_by_side(client, analysis_rt):
@@ -117,8 +126,10 @@ def test_compare_shows_off_and_each_budget(client):
 def test_sweep_with_an_uploaded_file_then_reopen_from_the_list(client, tmp_path: Path):
     problems = tmp_path / "two.jsonl"
     problems.write_text(
-        json.dumps({"question": "What is 2 + 2?", "answer": "#### 4"}) + "\n"
-        + json.dumps({"question": "What is 3 + 3?", "answer": "6"}) + "\n",
+        json.dumps({"question": "What is 2 + 2?", "answer": "#### 4"})
+        + "\n"
+        + json.dumps({"question": "What is 3 + 3?", "answer": "6"})
+        + "\n",
         encoding="utf-8",
     )
     summary, accuracy, tokens, table, report, past = client.predict(
@@ -155,12 +166,20 @@ def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
     from app.ui.consistency import cards_html, side_by_side_html, summary_html
 
     samples = [
-        SampleResult(index=i, raw_text="", thinking=f"{EVIL}\nstep two {i}", answer=f"Final Answer: {EVIL}",
-                     thinking_tokens=5, answer_tokens=5, stop_reason="end")
+        SampleResult(
+            index=i,
+            raw_text="",
+            thinking=f"{EVIL}\nstep two {i}",
+            answer=f"Final Answer: {EVIL}",
+            thinking_tokens=5,
+            answer_tokens=5,
+            stop_reason="end",
+        )
         for i in range(2)
     ]
-    result = GenerationResult(model="m", format="prompted", settings=GenerationSettings(samples=2), samples=samples,
-                              prompt="p")
+    result = GenerationResult(
+        model="m", format="prompted", settings=GenerationSettings(samples=2), samples=samples, prompt="p"
+    )
     finish_result(result)
     run_id = save_result(analysis_rt, result, kind="consistency")
     report = build_report(result, run_id, gold=EVIL)
@@ -184,3 +203,53 @@ def test_cancel_sweep_stops_a_running_sweep_and_returns_the_partial_report(clien
     finished = sum(p["n_problems"] for p in report["points"])
     assert finished < 40
     assert len(analysis_rt.store.sweep_runs(report["sweep_id"])) in (finished, finished + 1)
+
+
+# --- the chart builders (pure plotly) ----------------------------------------------------------------
+
+
+def test_vote_bar_colours_answers_against_gold_and_shows_abstentions():
+    from app.ui import charts
+
+    long_a, long_b = "x" * 40 + "A", "x" * 40 + "B"  # shorten to the same label: the bars must stay apart
+    answers = ["18", "<b>17</b>", long_a, long_b, None, "18"]
+    samples = [
+        SampleResult(
+            index=i,
+            raw_text="",
+            thinking="",
+            answer=f"Final Answer: {a}" if a else "",
+            thinking_tokens=i,
+            answer_tokens=1,
+            stop_reason="end",
+        )
+        for i, a in enumerate(answers)
+    ]
+    result = GenerationResult(
+        model="m", format="prompted", settings=GenerationSettings(samples=6), samples=samples, prompt="p"
+    )
+    finish_result(result)
+    figure = charts.vote_bar(build_report(result, 1, gold="18")).to_dict()
+    bar = figure["data"][0]
+    assert list(bar["y"]) == [2, 1, 1, 1, 1]
+    assert list(bar["marker"]["color"]) == [charts.CORRECT, charts.WRONG, charts.WRONG, charts.WRONG, charts.NONE]
+    assert len(set(bar["x"])) == 5 and bar["x"][1] == "&lt;b&gt;17&lt;/b&gt;" and bar["x"][-1] == "(no answer)"
+    assert "majority correct" in figure["layout"]["title"]["text"]
+
+    scatter = charts.tokens_scatter(build_report(result, 1, gold="18")).to_dict()
+    assert {t["name"] for t in scatter["data"]} >= {"correct", "wrong", "(no answer)"}
+
+
+def test_accuracy_and_token_charts_have_one_point_per_budget():
+    from app.services.sweep import BudgetPoint
+    from app.ui import charts
+
+    points = [
+        BudgetPoint(0, "thinking off", 5, 0.2, 0.2, 0.0, 30.0, 1.0),
+        BudgetPoint(64, "budget 64", 5, 0.4, 0.6, 60.0, 90.0, 3.0),
+    ]
+    curves = charts.accuracy_curve(points, k=4).to_dict()["data"]
+    assert [c["name"] for c in curves] == ["pass@1", "majority@4"]
+    assert list(curves[1]["y"]) == [0.2, 0.6] and list(curves[0]["x"]) == ["thinking off", "budget 64"]
+    bars = charts.tokens_per_budget(points).to_dict()["data"]
+    assert [list(b["y"]) for b in bars] == [[0.0, 60.0], [30.0, 30.0]]

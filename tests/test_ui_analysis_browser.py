@@ -13,7 +13,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.browser
 
 if not CHROMIUM.exists() and os.environ.get("TRACELAB_REQUIRE_BROWSER") != "1":
-    pytest.skip(f"{CHROMIUM} is missing (set TRACELAB_REQUIRE_BROWSER=1 to make this a failure)", allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is missing (set TRACELAB_REQUIRE_BROWSER=1 to make this a failure)", allow_module_level=True
+    )
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -21,7 +23,7 @@ from app.domain import GenerationResult, GenerationSettings, SampleResult  # noq
 from app.services.runs import save_result  # noqa: E402
 from app.ui.server import launch_for_tests  # noqa: E402
 
-EVIL = "<img src=x onerror=\"window.__pwned=1\"> ${7*7} {{value}}"
+EVIL = '<img src=x onerror="window.__pwned=1"> ${7*7} {{value}}'
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +41,23 @@ def app_url(tiny_loaded, tiny_engine, tmp_path_factory):
         store=open_store(url),
     )
     samples = [
-        SampleResult(index=i, raw_text="", thinking=f"Same first step.\n{EVIL} {i}", answer="Final Answer: 4",
-                     thinking_tokens=4, answer_tokens=3, stop_reason="end")
+        SampleResult(
+            index=i,
+            raw_text="",
+            thinking=f"Same first step.\n{EVIL} {i}",
+            answer="Final Answer: 4",
+            thinking_tokens=4,
+            answer_tokens=3,
+            stop_reason="end",
+        )
         for i in range(2)
     ]
     evil_run = save_result(
-        rt, GenerationResult(model="m", format="prompted", settings=GenerationSettings(samples=2), samples=samples,
-                             prompt="2 + 2?"), kind="consistency"
+        rt,
+        GenerationResult(
+            model="m", format="prompted", settings=GenerationSettings(samples=2), samples=samples, prompt="2 + 2?"
+        ),
+        kind="consistency",
     )
     demo, base = launch_for_tests(rt)
     yield base, evil_run

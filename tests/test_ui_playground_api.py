@@ -51,8 +51,23 @@ def _text(message: dict) -> str:
 
 
 def test_safe_text_escapes_html_but_keeps_markdown():
-    assert safe_text("<script>x</script> **b**") == "&lt;script&gt;x&lt;/script&gt; **b**"
+    assert safe_text("<script>x</script> **b** & $$x<y$$") == "&lt;script&gt;x&lt;/script&gt; **b** &amp; $$x&lt;y$$"
     assert safe_text(None) == ""
+
+
+def test_safe_text_shows_code_as_written_and_never_as_markup():
+    assert safe_text("use `a < b` now") == "use <code>a &#60; b</code> now"
+    fenced = safe_text("see\n```html\n<img src=x onerror=f()>\n```\ndone <b>")
+    assert fenced == "see\n<pre><code>&#60;img src&#61;x onerror&#61;f&#40;&#41;&#62;</code></pre>\ndone &lt;b&gt;"
+    assert safe_text("```\nstill <i>streaming") == "<pre><code>still &#60;i&#62;streaming</code></pre>"
+    assert safe_text("\\`not code <a>\\`") == "\\`not code &lt;a&gt;\\`"
+    assert safe_text("`open\n\nnever <u>closed`") == "`open\n\nnever &lt;u&gt;closed`"
+    # Whatever the input, the only raw "<" in the output are the tags safe_text writes itself.
+    for text in ("``a`<img src=x>`", "`<x>``<y>`", "~~~\n<z>\n~~~~ <w>", "```a`b\n<v>\n```"):
+        out = safe_text(text)
+        for tag in ("<pre>", "<code>", "</code>", "</pre>"):
+            out = out.replace(tag, "")
+        assert "<" not in out and ">" not in out, text
 
 
 def test_stop_reasons_read_as_words():
@@ -135,7 +150,7 @@ def test_every_action_is_a_named_endpoint(client):
 def test_generate_streams_thinking_then_the_answer_and_saves_the_run(client, tiny_app):
     rt = tiny_app[0]
     job = client.submit(
-        prompt="stream probe", max_thinking_tokens=160, min_thinking_tokens=160, **LONG, api_name="/generate"
+        prompt="stream probe", max_thinking_tokens=96, min_thinking_tokens=96, **LONG, api_name="/generate"
     )
     chat, status, run = job.result(timeout=120)
     statuses = [(_thought(out[0]).get("metadata") or {}).get("status") for out in job.outputs() if len(out[0]) > 1]
@@ -143,9 +158,9 @@ def test_generate_streams_thinking_then_the_answer_and_saves_the_run(client, tin
     assert statuses[-1] == "done"
     assert _text(chat[0]) == "stream probe"
     thought = _thought(chat)
-    assert thought["metadata"]["title"].startswith("Thought for ") and "160 tokens" in thought["metadata"]["title"]
+    assert thought["metadata"]["title"].startswith("Thought for ") and "96 tokens" in thought["metadata"]["title"]
     assert _text(thought).strip() and _text(chat[2]).startswith("Final Answer:")
-    assert "cut by budget at 160 tokens" in _text(chat[3]) and f"run #{run['run_id']}" in status
+    assert "cut by budget at 96 tokens" in _text(chat[3]) and f"run #{run['run_id']}" in status
     stored = rt.store.get_run(run["run_id"])
     assert stored.kind == "playground" and stored.samples[0].stop_reason == "budget_cut"
     assert stored.samples[0].thinking == run["samples"][0]["thinking"]
@@ -211,7 +226,9 @@ def test_history_lists_filters_opens_and_deletes_runs(client):
 
 def test_bad_settings_and_empty_prompts_are_clear_errors(client):
     with pytest.raises(AppError, match="min_thinking_tokens=50 is larger"):
-        client.predict(prompt="x", effort="custom", max_thinking_tokens=10, min_thinking_tokens=50, api_name="/generate")
+        client.predict(
+            prompt="x", effort="custom", max_thinking_tokens=10, min_thinking_tokens=50, api_name="/generate"
+        )
     with pytest.raises(AppError, match="prompt is empty"):
         client.predict(prompt="  ", api_name="/generate")
 
@@ -239,3 +256,16 @@ def test_bundled_model_header_and_a_short_run(bundled_app):
     assert run["model"] == rt.loaded.name and sample["thinking_tokens"] <= 12 + 1
     assert sample["answer"] and "Saved as run" in status
     assert _thought(chat)["metadata"]["status"] == "done"
+
+
+def test_a_closed_stream_still_saves_the_run_as_cancelled(tiny_runtime):
+    from app.ui.handlers import Playground
+
+    stream = Playground(tiny_runtime, CancelRegistry()).generate(
+        "walk away", True, "custom", 4000, 4000, "Wait", 8, 0.8, 0.95, 1, True, None, None
+    )
+    while not any(m.content.strip("…") for m in next(stream)[0][1:]):
+        pass
+    stream.close()  # what Gradio does when the browser goes away mid-run
+    (summary,) = tiny_runtime.store.list_runs(search="walk away")
+    assert summary.stop_reasons == ("cancelled",) and summary.thinking_tokens > 0

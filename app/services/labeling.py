@@ -24,7 +24,7 @@ from app.store.records import LabelProgress, LabelRecord, QueueItem, StoredRun, 
 #: Words a person or an API client may use for each rating (PRM800K's +1 / 0 / -1).
 RATING_WORDS: dict[str, int] = {
     "+1": 1, "1": 1, "good": 1, "correct": 1, "+": 1,
-    "0": 0, "neutral": 0, "-0": 0,
+    "0": 0, "neutral": 0,
     "-1": -1, "wrong": -1, "bad": -1, "-": -1,
 }  # fmt: skip
 RATING_TEXT: dict[int, str] = {1: "+1", 0: "0", -1: "-1"}

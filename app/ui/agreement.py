@@ -42,7 +42,7 @@ def build_section(rt: Runtime) -> None:
     """The agreement controls and tables, inside whatever container the caller opened."""
     store = rt.store
     with gr.Row():
-        sample = gr.Number(None, label="Only sample id (empty = all samples)", precision=0, minimum=0)
+        sample = gr.Number(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
         compute = gr.Button("Compute agreement", variant="primary")
     summary = gr.Markdown()
     pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, elem_id="tl-agreement-pairs")

@@ -1,16 +1,16 @@
 """The Annotate tab: a queue of samples, PRM800K-style step ratings with keyboard shortcuts, merge/split, a
 whole-sample verdict, preferences between samples of one prompt, and (a sub-tab) inter-annotator agreement.
 
-An adapter over ``app.services.labeling``: every callback reads the annotator, calls one service function and
-re-renders the sample from the store, so what two people do at once in two browsers always shows up. Refused
-actions (a label on a step someone just merged or split, a step after the first error) become a ``gr.Warning``
-and a reload, never a silent drop. Model and user text is escaped before it reaches HTML.
-The named API endpoints live in ``annotate_api``; this module's events are private to the page.
+An adapter over ``app.services.labeling``: every callback finds the annotator (the Gradio login, else the name
+typed here and remembered in the browser), calls one service function and re-renders the sample from the store,
+so what two people do at once in two browsers always shows up. A label goes to the step id the person *saw*; if
+someone merged or split it meanwhile the store refuses it, and the refusal becomes a ``gr.Warning`` plus a reload,
+never a silent drop or a label on text nobody read. HTML comes from ``annotate_view`` (escaped); the named API
+endpoints live in ``annotate_api``; this module's own events are private to the page.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,189 +20,68 @@ from app.services import labeling
 from app.services.runtime import Runtime
 from app.store.errors import StoreError
 from app.ui import agreement, annotate_api
-from app.ui.render import safe_text
+from app.ui import annotate_view as v
 
-esc = safe_text  # model and user text is only ever placed in element content, never in attributes
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
-RATING_STYLE: dict[int | None, tuple[str, str]] = {
-    1: ("#16a34a", "+1"),
-    0: ("#6b7280", "0"),
-    -1: ("#dc2626", "-1"),
-    None: ("#cbd5e1", "·"),
-}
-QUEUE_HEADERS = ["sample", "run", "#", "model", "prompt", "steps", "labelled", "done"]
-HISTORY_HEADERS = ["time (UTC)", "annotator", "rating", "first error", "comment"]
 VERDICTS = ["correct", "incorrect", "no verdict"]
-
-#: Shortcut key -> elem_id of the button it clicks. Keys typed into a text field are left alone.
-SHORTCUTS: dict[str, str] = {
-    "1": "tl-rate-good", "+": "tl-rate-good", "2": "tl-rate-neutral", "0": "tl-rate-neutral",
-    "3": "tl-rate-bad", "-": "tl-rate-bad", "f": "tl-first-error", "j": "tl-step-next", "k": "tl-step-prev",
-    "n": "tl-next-sample",
-}  # fmt: skip
-KEYS_JS = """
-if (!window.__tracelabAnnotateKeys) {
-  window.__tracelabAnnotateKeys = true;
-  const keys = __KEYS__;
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
-    const t = e.target;
-    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
-    const el = keys[e.key] && document.getElementById(keys[e.key]);
-    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    if (!btn || btn.disabled || btn.offsetParent === null) return;  // hidden: another tab is showing
-    e.preventDefault();
-    btn.click();
-  });
-}
-""".replace("__KEYS__", json.dumps(SHORTCUTS))
-STEP_CLICK_JS = """
-element.addEventListener("click", (e) => {
-  const step = e.target.closest("[data-pos]");
-  if (step) trigger("click", {pos: Number(step.dataset.pos)});
-});
-"""
-SHORTCUT_HELP = (
-    "<small>Keys: <b>1</b>/<b>+</b> good · <b>2</b>/<b>0</b> neutral · <b>3</b>/<b>-</b> wrong · "
-    "<b>f</b> first error · <b>j</b>/<b>k</b> next/previous step · <b>n</b> next sample. "
-    "Click a step to select it.</small>"
-)
+Opened = dict[str, Any]  # {"sample_id", "run_id", "step_ids"}: what this browser session is looking at
+Action = Callable[[str, Opened | None, int, Any], int | None]  # (annotator, opened, cursor, extra) -> new cursor
 
 
-# --- rendering (pure: view -> HTML / table rows) -------------------------------------------------------------
-
-
-def steps_html(view: labeling.SampleView, cursor: int) -> str:
-    """The sample's steps with their current rating; the selected one outlined, those after a first error dimmed."""
-    if not view.steps:
-        return "<p>This sample has no steps.</p>"
-    rows = []
-    for pos, step in enumerate(view.steps):
-        color, badge = RATING_STYLE[step.rating]
-        border = "2px solid #2563eb" if pos == cursor else "1px solid #e5e7eb"
-        dim = "opacity:.45;" if step.after_first_error else ""
-        flag = " · <b style='color:#dc2626'>first error</b>" if step.first_error else ""
-        note = f"<div style='color:#6b7280;font-style:italic'>{esc(step.comment)}</div>" if step.comment else ""
-        rating = "" if step.rating is None else step.rating
-        rows.append(
-            f"<div class='tl-step' data-pos='{pos}' data-step-id='{step.step_id}' data-rating='{rating}' "
-            f"style='border:{border};border-radius:6px;padding:6px 8px;margin:4px 0;cursor:pointer;{dim}'>"
-            f"<span style='background:{color};color:white;border-radius:4px;padding:0 6px;font-weight:600'>"
-            f"{badge}</span> <small>#{step.index} · {esc(step.source)}{flag}</small>"
-            f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>{note}</div>"
-        )
-    return "".join(rows)
-
-
-def header_html(view: labeling.SampleView) -> str:
-    state = "done" if view.done else f"{view.n_labelled} of {len(view.steps)} steps labelled"
-    answer = esc(view.extracted_answer or "—")
-    return (
-        f"<div id='tl-sample' data-sample-id='{view.sample_id}'><small>Sample {view.sample_id} · run {view.run_id} "
-        f"#{view.sample_index} · {esc(view.model)} · stop: {esc(view.stop_reason)} · answer: {answer} · "
-        f"labelling as <b>{esc(view.annotator)}</b> · {state}</small>"
-        f"<div style='white-space:pre-wrap;font-weight:600;margin:4px 0'>{esc(view.prompt)}</div></div>"
-    )
-
-
-def current_html(view: labeling.SampleView, cursor: int) -> str:
-    if not view.steps:
-        return ""
-    step = view.steps[cursor]
-    note = " (after the first error: PRM800K leaves it unlabelled)" if step.after_first_error else ""
-    return f"<small>Step #{step.index} of {len(view.steps)}{note}</small><div style='white-space:pre-wrap'>{esc(step.text)}</div>"
-
-
-def sample_html(brief: labeling.SampleBrief | None) -> str:
-    if brief is None:
-        return ""
-    return (
-        f"<small>Sample {brief.sample_id} · run {brief.run_id} #{brief.sample_index} · {esc(brief.model)}</small>"
-        f"<details><summary>thinking</summary><div style='white-space:pre-wrap'>{esc(brief.thinking)}</div></details>"
-        f"<div style='white-space:pre-wrap'><b>Answer:</b> {esc(brief.answer)}</div>"
-    )
-
-
-def queue_rows(queue: labeling.QueueView) -> list[list[Any]]:
-    return [
-        [
-            i.sample_id,
-            i.run_id,
-            i.sample_index,
-            i.model,
-            i.prompt_excerpt,
-            i.n_steps,
-            i.n_labelled,
-            "✓" if i.done else "",
-        ]
-        for i in queue.items
-    ]
-
-
-# --- the tab -------------------------------------------------------------------------------------------------
+def shown_step(opened: Opened | None, cursor: int) -> tuple[int, int]:
+    """(sample id, step id) of the step shown at ``cursor`` when the page was last rendered."""
+    if not opened or not opened.get("step_ids"):
+        raise labeling.LabelingError("open a sample first (click a row of the queue, or press n)")
+    ids = opened["step_ids"]
+    return opened["sample_id"], ids[max(0, min(cursor, len(ids) - 1))]
 
 
 def build_tab(rt: Runtime) -> None:
     """Build the Annotate tab inside the caller's ``gr.Tab``; also registers the labelling API endpoints."""
     store = rt.store
-    auth_on = bool(rt.settings.auth)
 
     def who(name: str | None, request: gr.Request | None) -> str:
-        return labeling.resolve_annotator(name, getattr(request, "username", None))
+        try:
+            return labeling.resolve_annotator(name, getattr(request, "username", None))
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from exc
 
     def queue_for(annotator: str, run_id: Any, model: str, prompt: str, whose: str, first: bool) -> Any:
         done_by = {"me": annotator, "anyone": None}.get(whose, whose or annotator)
         run = int(run_id) if run_id not in (None, "") and int(run_id) > 0 else None
-        return labeling.label_queue(
-            store, done_by, run_id=run, model=model, prompt_search=prompt, unlabelled_first=first
-        )
+        return labeling.label_queue(store, done_by, run_id=run, model=model, prompt_search=prompt, unlabelled_first=first)  # fmt: skip
 
-    def render(sample_id: int | None, annotator: str, cursor: Any, filters: tuple[Any, ...]) -> tuple[Any, ...]:
-        """(opened, cursor, header, steps, current step, comment, history, verdict, progress, queue)."""
+    def render(opened: Opened | None, annotator: str, cursor: Any, filters: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Values for ``view_out``: (opened, cursor, header, steps, current, comment, history, verdict, progress,
+        queue), read fresh from the store."""
         queue = queue_for(annotator, *filters)
-        progress = f"**{queue.progress.text}**"
-        if sample_id is None:
-            return (
-                None,
-                0,
-                "<p>Pick a sample from the queue (or press <b>n</b>).</p>",
-                "",
-                "",
-                "",
-                [],
-                None,
-                progress,
-                queue_rows(queue),
-            )
-        view = labeling.open_sample(store, sample_id, annotator)
+        progress, rows = f"**{queue.progress.text}**", v.queue_rows(queue)
+        if not opened:
+            return None, 0, v.PLACEHOLDER, "", "", "", [], None, progress, rows
+        view = labeling.open_sample(store, opened["sample_id"], annotator, run_id=opened.get("run_id"))
         pos = max(0, min(int(cursor or 0), len(view.steps) - 1))
         step = view.steps[pos] if view.steps else None
-        history = labeling.label_history(store, step.step_id) if step else []
-        table = [[h.created_at.strftime("%Y-%m-%d %H:%M:%S"), h.annotator, labeling.RATING_TEXT[h.rating], "yes" if h.first_error else "", h.comment] for h in history]  # fmt: skip
+        history = v.history_rows(labeling.label_history(store, step.step_id)) if step else []
+        seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": [s.step_id for s in view.steps]}
         verdict = {True: "correct", False: "incorrect", None: "no verdict"}[view.verdict]
-        return (sample_id, pos, header_html(view), steps_html(view, pos), current_html(view, pos),
-                step.comment if step else "", table, verdict, progress, queue_rows(queue))  # fmt: skip
+        return (seen, pos, v.header_html(view), v.steps_html(view, pos), v.current_html(view, pos),
+                step.comment if step else "", history, verdict, progress, rows)  # fmt: skip
 
-    def guarded(action: Callable[[str, int | None, Any, Any], int | None]) -> Callable[..., tuple[Any, ...]]:
-        """Run ``action(annotator, opened, cursor, extra)`` -> new cursor (None: keep), then re-render.
+    def guarded(action: Action) -> Callable[..., tuple[Any, ...]]:
+        """An event handler running ``action`` then re-rendering; a refused action warns and reloads.
 
-        A refused action (``StoreError``) becomes a warning and a reload, so the person sees the current steps.
-        Gradio injects ``request`` by its type hint, so the signature lists every input positionally.
+        Gradio injects ``request`` by its type hint among positional parameters, hence the explicit signature.
         """
 
         def handler(name, opened, cursor, extra, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-            filters = (run, model, prompt, whose, first)
+            annotator = who(name, request)
             try:
-                annotator = who(name, request)
-            except StoreError as exc:
-                raise gr.Error(str(exc)) from exc
-            try:
-                new_cursor = action(annotator, opened, cursor, extra)
-                cursor = cursor if new_cursor is None else new_cursor
+                moved = action(annotator, opened, int(cursor or 0), extra)
+                cursor = cursor if moved is None else moved
             except (StoreError, ValueError) as exc:
                 gr.Warning(str(exc))
             try:
-                return render(opened, annotator, cursor, filters)
+                return render(opened, annotator, cursor, (run, model, prompt, whose, first))
             except StoreError as exc:
                 raise gr.Error(str(exc)) from exc
 
@@ -214,27 +93,28 @@ def build_tab(rt: Runtime) -> None:
     with gr.Tabs():
         with gr.Tab("Label steps"):
             with gr.Row():
-                name = gr.Textbox(label="Annotator", placeholder="your name", interactive=not auth_on, elem_id="tl-annotator", scale=1)  # fmt: skip
+                name = gr.Textbox(label="Annotator", placeholder="your name", interactive=not rt.settings.auth,
+                                  elem_id="tl-annotator", scale=1)  # fmt: skip
                 progress = gr.Markdown(elem_id="tl-progress")
             with gr.Accordion("Queue", open=True):
                 with gr.Row():
-                    f_run = gr.Number(None, label="Run id", precision=0, minimum=0)
-                    f_model = gr.Dropdown(label="Model", choices=[""], value="", allow_custom_value=True)
+                    f_run = gr.Number(None, label="Run id (0 = any)", precision=0, minimum=0)
+                    f_model = gr.Dropdown([""], value="", label="Model", allow_custom_value=True)
                     f_prompt = gr.Textbox(label="Prompt contains")
-                    f_whose = gr.Dropdown(label="Done = labelled by", choices=["me", "anyone"], value="me", allow_custom_value=True)  # fmt: skip
+                    f_whose = gr.Dropdown(["me", "anyone"], value="me", label="Done = labelled by", allow_custom_value=True)  # fmt: skip
                     f_first = gr.Checkbox(label="Unlabelled first", value=True)
                 with gr.Row():
                     refresh = gr.Button("Refresh queue", size="sm")
-                    pick = gr.Number(None, label="Sample id", precision=0, minimum=0)
-                    open_btn = gr.Button("Open", size="sm")
+                    pick = gr.Number(None, label="Sample id", precision=0, minimum=0, elem_id="tl-pick")
+                    open_btn = gr.Button("Open", size="sm", elem_id="tl-open")
                     next_btn = gr.Button("Next sample (n)", size="sm", elem_id="tl-next-sample")
-                queue_df = gr.Dataframe(headers=QUEUE_HEADERS, interactive=False, max_height=260, elem_id="tl-queue")
+                queue_df = gr.Dataframe(headers=v.QUEUE_HEADERS, interactive=False, max_height=260, elem_id="tl-queue")
             header = gr.HTML(js_on_load=None, elem_id="tl-header")
             with gr.Row():
                 with gr.Column(scale=3):
-                    steps = gr.HTML(js_on_load=STEP_CLICK_JS, elem_id="tl-steps")
+                    steps = gr.HTML(js_on_load=v.STEP_CLICK_JS, elem_id="tl-steps")
                 with gr.Column(scale=2):
-                    cursor = gr.Number(label="Step position", precision=0, value=0, minimum=0, elem_id="tl-cursor")
+                    cursor = gr.Number(0, label="Step position", precision=0, minimum=0, elem_id="tl-cursor")
                     current = gr.HTML(js_on_load=None, elem_id="tl-current")
                     comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="tl-comment")
                     with gr.Row():
@@ -247,165 +127,148 @@ def build_tab(rt: Runtime) -> None:
                         nxt = gr.Button("next (j) ▶", elem_id="tl-step-next", size="sm")
                     verdict = gr.Radio(VERDICTS, label="Whole sample", elem_id="tl-verdict")
                     with gr.Accordion("Edit steps", open=False):
-                        merge_btn = gr.Button("Merge this step with the next", size="sm")
-                        split_text = gr.Textbox(label="Split this step just before the text")
-                        split_btn = gr.Button("Split", size="sm")
+                        merge_btn = gr.Button("Merge this step with the next", size="sm", elem_id="tl-merge")
+                        split_text = gr.Textbox(label="Split this step just before the text", elem_id="tl-split-text")
+                        split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
                     with gr.Accordion("History of this step", open=False):
-                        history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, elem_id="tl-history")
+                        history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
             with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
-                other = gr.Dropdown(label="Other sample", choices=[], elem_id="tl-other")
+                other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
                 other_html = gr.HTML(js_on_load=None)
                 reason = gr.Textbox(label="Reason (optional)")
                 with gr.Row():
-                    this_better = gr.Button("This sample is better", size="sm")
-                    other_better = gr.Button("The other sample is better", size="sm")
+                    this_better = gr.Button("This sample is better", size="sm", elem_id="tl-this-better")
+                    other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
                 ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
                 rank_btn = gr.Button("Record ranking", size="sm")
-            gr.HTML(SHORTCUT_HELP, js_on_load=KEYS_JS)
+            gr.HTML(v.SHORTCUT_HELP, js_on_load=v.KEYS_JS)
         with gr.Tab("Agreement"):
             agreement.build_section(rt)
     annotate_api.register(rt)
 
-    # --- events ---
+    # --- labelling events: (annotator, opened, cursor, extra) -> new cursor, then a fresh render ---
     filters = [f_run, f_model, f_prompt, f_whose, f_first]
     view_out = [opened, cursor, header, steps, current, comment, history, verdict, progress, queue_df]
 
-    def act_on(extra: gr.components.Component, action: Callable[[str, int | None, Any, Any], int | None]) -> Any:
-        return dict(fn=guarded(action), inputs=[name, opened, cursor, extra, *filters], outputs=view_out, **PRIVATE)
+    def on(trigger: Any, action: Action, extra: Any = comment) -> None:
+        trigger(guarded(action), [name, opened, cursor, extra, *filters], view_out, **PRIVATE)
 
-    def selected(annotator: str, sample: int | None, pos: Any) -> labeling.StepView:
-        if sample is None:
-            raise labeling.LabelingError("open a sample first (pick one in the queue or press n)")
-        view = labeling.open_sample(store, sample, annotator)
-        if not view.steps:
-            raise labeling.LabelingError(f"sample {sample} has no steps")
-        return view.steps[max(0, min(int(pos or 0), len(view.steps) - 1))]
-
-    def rate(rating: int, first_error: bool = False) -> Callable[[str, int | None, Any, Any], int | None]:
-        def act(annotator: str, sample: int | None, pos: Any, note: Any) -> int | None:
-            step = selected(annotator, sample, pos)
-            labeling.label_step(store, sample, step.step_id, annotator, rating, comment=note or "", first_error=first_error)  # fmt: skip
+    def rate(rating: int, first_error: bool = False) -> Action:
+        def act(annotator: str, seen: Opened | None, pos: int, note: Any) -> int | None:
+            sample_id, step_id = shown_step(seen, pos)
+            labeling.label_step(store, sample_id, step_id, annotator, rating, comment=note or "", first_error=first_error)  # fmt: skip
             if first_error:
                 return None  # PRM800K: the sample stops here
-            return labeling.open_sample(store, sample, annotator).next_unlabelled(int(pos or 0))
+            return labeling.open_sample(store, sample_id, annotator, run_id=seen["run_id"]).next_unlabelled(pos)
 
         return act
 
+    def do_verdict(annotator: str, seen: Opened | None, pos: int, value: Any) -> None:
+        sample_id, _ = shown_step(seen, pos)
+        labeling.set_verdict(store, sample_id, annotator, None if value == "no verdict" else value)
+        gr.Info(f"Sample {sample_id}: {value}")
+
+    def do_merge(annotator: str, seen: Opened | None, pos: int, _: Any) -> None:
+        labeling.merge_steps(store, *shown_step(seen, pos))
+
+    def do_split(annotator: str, seen: Opened | None, pos: int, before: Any) -> None:
+        labeling.split_step(store, *shown_step(seen, pos), before or "")
+
     for button, rating in ((good, 1), (neutral, 0), (wrong, -1)):
-        button.click(**act_on(comment, rate(rating)))
-    first_err.click(**act_on(comment, rate(-1, first_error=True)))
-    prev.click(**act_on(comment, lambda a, s, p, x: int(p or 0) - 1))
-    nxt.click(**act_on(comment, lambda a, s, p, x: int(p or 0) + 1))
-    cursor.submit(**act_on(comment, lambda a, s, p, x: None))
-    refresh.click(**act_on(comment, lambda a, s, p, x: None))
+        on(button.click, rate(rating))
+    on(first_err.click, rate(-1, first_error=True))
+    on(prev.click, lambda a, s, p, x: p - 1)
+    on(nxt.click, lambda a, s, p, x: p + 1)
+    on(cursor.submit, lambda a, s, p, x: None)
+    on(refresh.click, lambda a, s, p, x: None)
+    on(name.submit, lambda a, s, p, x: None)
+    on(verdict.input, do_verdict, verdict)
+    on(merge_btn.click, do_merge)
+    on(split_btn.click, do_split, split_text)
 
     def click_step(
         name, opened, cursor, extra, run, model, prompt, whose, first, evt: gr.EventData, request: gr.Request
-    ):  # noqa: ANN001, ANN202
+    ):  # noqa: ANN001, ANN202, E501
         pos = getattr(evt, "pos", None)
         return guarded(lambda a, s, p, x: pos)(name, opened, cursor, extra, run, model, prompt, whose, first, request)
 
     steps.click(click_step, [name, opened, cursor, comment, *filters], view_out, **PRIVATE)
 
-    def do_verdict(annotator: str, sample: int | None, pos: Any, value: Any) -> None:
-        if sample is None:
-            raise labeling.LabelingError("open a sample first")
-        labeling.set_verdict(store, sample, annotator, None if value == "no verdict" else value)
-        gr.Info(f"Verdict on sample {sample}: {value}")
-
-    def do_merge(annotator: str, sample: int | None, pos: Any, _: Any) -> None:
-        labeling.merge_steps(store, sample, selected(annotator, sample, pos).step_id)
-
-    def do_split(annotator: str, sample: int | None, pos: Any, before: Any) -> None:
-        labeling.split_step(store, sample, selected(annotator, sample, pos).step_id, before or "")
-
-    verdict.input(**act_on(verdict, do_verdict))
-    merge_btn.click(**act_on(comment, do_merge))
-    split_btn.click(**act_on(split_text, do_split))
-
-    # Opening a sample also fills the preference candidates.
-    def on_open(name, sample_id, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        filter_values = (run, model, prompt, whose, first)
-        try:
-            annotator = who(name, request)
-            if sample_id in (None, ""):
-                raise labeling.LabelingError("no more samples to label in this queue")
-            view = labeling.open_sample(store, int(sample_id), annotator)
-            cands = labeling.preference_candidates(store, view.sample_id)
-        except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
-        start = view.next_unlabelled()
-        choices = [(f"sample {c.sample_id} (run {c.run_id} #{c.sample_index}, {c.model}): {c.extracted_answer or '—'}", c.sample_id) for c in cands]  # fmt: skip
-        return (*render(view.sample_id, annotator, start or 0, filter_values), gr.update(choices=choices, value=choices[0][1] if choices else None), sample_html(cands[0] if cands else None))  # fmt: skip
-
+    # --- opening a sample (by id, queue row, or "next"): also fills the preference candidates ---
     open_out = [*view_out, other, other_html]
-    open_btn.click(on_open, [name, pick, *filters], open_out, **PRIVATE)
-    pick.submit(on_open, [name, pick, *filters], open_out, **PRIVATE)
 
-    def on_next(name, sample, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        filter_values = (run, model, prompt, whose, first)
+    def on_open(name, sample_id, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
+        annotator = who(name, request)
         try:
-            items = queue_for(who(name, request), *filter_values).items
+            if sample_id in (None, ""):
+                raise labeling.LabelingError("no sample to open: every sample in this queue is labelled")
+            view = labeling.open_sample(store, int(sample_id), annotator)
+            briefs = labeling.preference_candidates(store, view.sample_id)
+            seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": []}
+            rendered = render(seen, annotator, view.next_unlabelled() or 0, (run, model, prompt, whose, first))
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
-        item = next((i for i in items if not i.done and i.sample_id != sample), None)
-        return on_open(name, item.sample_id if item else None, *filter_values, request)
+        choices = v.candidate_choices(briefs)
+        pick_other = gr.update(choices=choices, value=choices[0][1] if choices else None)
+        return (*rendered, pick_other, v.sample_html(briefs[0] if briefs else None))
 
-    next_btn.click(on_next, [name, opened, *filters], open_out, **PRIVATE)
+    def on_next(name, seen, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
+        items = queue_for(who(name, request), run, model, prompt, whose, first).items
+        current_id = (seen or {}).get("sample_id")
+        item = next((i for i in items if not i.done and i.sample_id != current_id), None)
+        return on_open(name, item.sample_id if item else None, run, model, prompt, whose, first, request)
 
     def on_select(name, run, model, prompt, whose, first, evt: gr.SelectData, request: gr.Request):  # noqa: ANN001, ANN202
         row = evt.row_value or []
         return on_open(name, row[0] if row else None, run, model, prompt, whose, first, request)
 
+    open_btn.click(on_open, [name, pick, *filters], open_out, **PRIVATE)
+    pick.submit(on_open, [name, pick, *filters], open_out, **PRIVATE)
+    next_btn.click(on_next, [name, opened, *filters], open_out, **PRIVATE)
     queue_df.select(on_select, [name, *filters], open_out, **PRIVATE)
 
-    def show_other(other_id: Any, sample: int | None) -> str:
-        if other_id in (None, "") or sample is None:
+    # --- preferences ---
+    def show_other(other_id: Any, seen: Opened | None) -> str:
+        if other_id in (None, "") or not seen:
             return ""
-        cands = labeling.preference_candidates(store, sample)
-        return sample_html(next((c for c in cands if c.sample_id == int(other_id)), None))
-
-    other.input(show_other, [other, opened], other_html, **PRIVATE)
+        briefs = labeling.preference_candidates(store, seen["sample_id"])
+        return v.sample_html(next((b for b in briefs if b.sample_id == int(other_id)), None))
 
     def prefer(this_is_better: bool) -> Callable[..., None]:
-        def act(name: str, sample: int | None, other_id: Any, why: str, request: gr.Request) -> None:
+        def act(name: str, seen: Opened | None, other_id: Any, why: str, request: gr.Request) -> None:
+            annotator = who(name, request)
+            if not seen or other_id in (None, ""):
+                raise gr.Error("open a sample and pick another sample of the same prompt first")
+            pair = (seen["sample_id"], int(other_id))
+            chosen, rejected = pair if this_is_better else pair[::-1]
             try:
-                annotator = who(name, request)
-                if sample is None or other_id in (None, ""):
-                    raise labeling.LabelingError("open a sample and pick another sample of the same prompt first")
-                pair = (sample, int(other_id)) if this_is_better else (int(other_id), sample)
-                labeling.add_preference(store, *pair, annotator, why or "")
+                labeling.add_preference(store, chosen, rejected, annotator, why or "")
             except StoreError as exc:
                 raise gr.Error(str(exc)) from exc
-            gr.Info(f"Recorded: sample {pair[0]} is better than sample {pair[1]}")
+            gr.Info(f"Recorded: sample {chosen} is better than sample {rejected}")
 
         return act
-
-    this_better.click(prefer(True), [name, opened, other, reason], None, **PRIVATE)
-    other_better.click(prefer(False), [name, opened, other, reason], None, **PRIVATE)
 
     def rank(name: str, order: str, why: str, request: gr.Request) -> None:
         try:
             labeling.add_ranking(store, order or "", who(name, request), why or "")
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
-        gr.Info(f"Recorded ranking {order}")
+        gr.Info(f"Recorded the ranking {order} (best first)")
 
+    other.input(show_other, [other, opened], other_html, **PRIVATE)
+    this_better.click(prefer(True), [name, opened, other, reason], None, **PRIVATE)
+    other_better.click(prefer(False), [name, opened, other, reason], None, **PRIVATE)
     rank_btn.click(rank, [name, ranking, reason], None, **PRIVATE)
 
-    # The name is remembered in the browser; with auth the login is the name.
+    # --- page load: the login, else the remembered name; fresh filter choices ---
     def on_load(saved, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        filter_values = (run, model, prompt, whose, first)
-        username = getattr(request, "username", None)
-        annotator = username or saved or ""
+        annotator = getattr(request, "username", None) or (saved or "").strip()
         models = sorted({r.model for r in store.list_runs(limit=500)})
-        whose = ["me", "anyone", *store.list_annotators()]
-        if annotator:
-            rendered = render(None, annotator, 0, filter_values)
-        else:  # keep whatever the person is typing; the load may finish after they started
-            rendered = (gr.update(),) * 2 + ("<p>Type your name above and press Enter.</p>",) + (gr.update(),) * 7
-        return (annotator or gr.update(), gr.update(choices=["", *models]), gr.update(choices=whose), *rendered)
+        choices = (gr.update(choices=["", *models]), gr.update(choices=["me", "anyone", *store.list_annotators()]))
+        if not annotator:  # leave the name box alone: the person may already be typing
+            return (gr.update(), *choices, gr.update(), gr.update(), v.NO_NAME, *(gr.update(),) * 7)
+        return (annotator, *choices, *render(None, annotator, 0, (run, model, prompt, whose, first)))
 
     gr.context.Context.root_block.load(on_load, [saved_name, *filters], [name, f_model, f_whose, *view_out], **PRIVATE)
     gr.on([name.blur, name.submit], lambda n: (n or "").strip(), name, saved_name, **PRIVATE)
-    name.submit(**act_on(comment, lambda a, s, p, x: None))

@@ -107,7 +107,7 @@ def current_html(view: SampleView, cursor: int) -> str:
     step = view.steps[cursor]
     note = " (after the first error: PRM800K leaves it unlabelled)" if step.after_first_error else ""
     return (
-        f"<small>Step #{step.index} of {len(view.steps)}{note}</small>"
+        f"<small>Step #{step.index} ({len(view.steps)} steps, numbered from #0){note}</small>"
         f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>"
     )
 
@@ -125,7 +125,10 @@ def sample_html(brief: SampleBrief | None) -> str:
 
 def candidate_choices(briefs: list[SampleBrief]) -> list[tuple[str, int]]:
     return [
-        (f"sample {b.sample_id} (run {b.run_id} #{b.sample_index}, {b.model}): {b.extracted_answer or '—'}", b.sample_id)
+        (
+            f"sample {b.sample_id} (run {b.run_id} #{b.sample_index}, {b.model}): {b.extracted_answer or '—'}",
+            b.sample_id,
+        )
         for b in briefs
     ]
 

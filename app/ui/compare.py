@@ -78,15 +78,19 @@ def build_tab(rt: Runtime) -> None:
     gr.Markdown(f"Is thinking worth it here? The same prompt with thinking off and at a few budgets. This is {how}.")
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=4)
-            gold = gr.Textbox(label="Gold answer (optional)")
+            prompt = gr.Textbox(label="Prompt", lines=4, elem_id="tl-cmp-prompt")
+            gold = gr.Textbox(label="Gold answer (optional)", elem_id="tl-cmp-gold")
         with gr.Column(scale=2):
-            budgets = gr.Textbox(value="64,256", label="Thinking budgets (2-3, comma-separated)")
-            max_answer = gr.Number(value=128, precision=0, minimum=1, label="Max answer tokens")
+            budgets = gr.Textbox(
+                value="64,256", label="Thinking budgets (2-3, comma-separated)", elem_id="tl-cmp-budgets"
+            )
+            max_answer = gr.Number(
+                value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-cmp-answer"
+            )
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-            seed = gr.Number(value=None, precision=0, label="Seed (blank = random)")
+            seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
-        run = gr.Button("Compare", variant="primary")
+        run = gr.Button("Compare", variant="primary", elem_id="tl-cmp-run")
         stop = gr.Button("Cancel", variant="stop")
     verdict = gr.HTML(css_template=CARD_CSS)
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, label="Variants")

@@ -82,16 +82,23 @@ def _as_int(value: Any, name: str, default: int | None = None) -> int | None:
         raise gr.Error(f"{name} must be a whole number, got {value!r}") from None
 
 
+def _seed(value: Any) -> int | None:
+    """-1 (the control's default), blank or any negative number means "not fixed", as in the Playground."""
+    seed = _as_int(value, "seed")
+    return None if seed is None or seed < 0 else seed
+
+
 def settings_from_inputs(
     thinking: bool, budget: Any, max_answer: Any, temperature: Any, seed: Any
 ) -> GenerationSettings:
+    """The analysis tabs' controls as settings with an explicit budget (``effort=None``); validated by the service."""
     return GenerationSettings(
         thinking=bool(thinking),
         effort=None,
         max_thinking_tokens=_as_int(budget, "max thinking tokens", 128),
         max_answer_tokens=_as_int(max_answer, "max answer tokens", 128) or 1,
         temperature=float(temperature if temperature is not None else 0.7),
-        seed=_as_int(seed, "seed"),
+        seed=_seed(seed),
     )
 
 
@@ -210,7 +217,7 @@ def build_tab(rt: Runtime) -> None:
                 max_answer = gr.Number(
                     value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-sc-answer"
                 )
-                seed = gr.Number(value=None, precision=0, label="Seed (blank = random)")
+                seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Sample and vote", variant="primary", elem_id="tl-sc-run")
         stop = gr.Button("Cancel", variant="stop")

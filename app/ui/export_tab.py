@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,19 @@ from app.store.errors import StoreError
 
 SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 ALL = ""  # the filter value meaning "no filter"
+KEEP_SECONDS = 3600  # Gradio copies each download into its own cache; our copies may go after an hour
+
+
+def export_folder(root: Path | None = None) -> Path:
+    """A fresh folder for one export under ``<tmp>/tracelab-exports`` (Gradio serves files from the temp dir);
+    folders of earlier exports older than ``KEEP_SECONDS`` are removed on the way."""
+    root = root or Path(tempfile.gettempdir()) / "tracelab-exports"
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - KEEP_SECONDS
+    for old in root.iterdir():
+        if old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -52,7 +66,7 @@ def run_export(
 
     A dataset folder (``output="hf"``) is zipped, since a browser downloads one file.
     """
-    folder = folder or Path(tempfile.mkdtemp(prefix="tracelab-export-"))
+    folder = folder or export_folder()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = folder / f"tracelab-{fmt}-{stamp}{SUFFIX.get(output, '')}"
     try:

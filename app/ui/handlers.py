@@ -286,8 +286,10 @@ class Playground:
                 now = time.perf_counter()
                 live.seconds = now - started
                 if isinstance(event, ThinkingDelta) and event.sample == 0:
+                    last = last if live.thinking else 0.0  # show the first words at once
                     live.thinking += event.text
                 elif isinstance(event, AnswerDelta) and event.sample == 0:
+                    last = last if live.answer else 0.0
                     live.answer += event.text
                 elif isinstance(event, Progress):
                     if thinking_now:

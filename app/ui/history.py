@@ -154,11 +154,12 @@ def build_tab(rt: Runtime) -> None:
         interactive=False,
         wrap=True,
         max_height=360,
+        column_widths=["64px", "140px", "16%", "34%", "12%", "110px", "90px", "80px", "100px"],
         elem_id="history-table",
         label="Runs (click a row to open it)",
     )
     with gr.Row():
-        run_id = gr.Number(label="Run", precision=0, minimum=1, scale=1, elem_id="history-run-id")
+        run_id = gr.Number(label="Run number", precision=0, scale=1, elem_id="history-run-id")
         open_btn = gr.Button("Open", scale=0, min_width=100, elem_id="history-open")
         delete_btn = gr.Button("Delete…", variant="stop", scale=0, min_width=100, elem_id="history-delete")
     with gr.Row(visible=False) as confirm_row:

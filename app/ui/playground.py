@@ -46,7 +46,7 @@ def build_tab(rt: Runtime) -> None:
                 prompt = gr.Textbox(
                     placeholder="Type a problem… (Enter sends, Shift+Enter adds a line)",
                     show_label=False,
-                    lines=2,
+                    lines=1,
                     max_lines=12,
                     scale=6,
                     elem_id="playground-prompt",

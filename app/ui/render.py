@@ -11,6 +11,7 @@ Knows nothing about the store, the engine or event wiring; it reads plain record
 from __future__ import annotations
 
 import html
+import re
 from typing import Any, Protocol
 
 import gradio as gr
@@ -37,12 +38,76 @@ class SampleLike(Protocol):
 
 
 def safe_text(text: str | None) -> str:
-    """Escape HTML so markdown shows ``<tags>`` as literal text (``&``, ``<`` and ``>`` become entities).
+    """Markdown that shows ``text`` as written: no HTML from ``text`` ever reaches the page.
 
-    Markdown formatting (``**bold**``, lists, ``$$`` maths) still works; raw HTML never reaches the page.
-    Inside a code span an escaped ``<`` shows as ``&lt;`` -- the price of never passing HTML through.
+    Outside code, ``&``, ``<`` and ``>`` become entities, so a ``<script>`` shows as characters while
+    ``**bold**``, lists and ``$$`` maths still render. Code (fenced blocks, inline spans) is emitted as our
+    own ``<pre><code>``/``<code>`` with every punctuation character as a numeric entity, so ``a < b`` in
+    code reads ``a < b`` (not ``&lt;``) and nothing inside is markup. Misjudging where code starts can only
+    change how text looks, never let HTML through: every character of ``text`` is escaped either way.
     """
-    return html.escape(text or "", quote=False)
+    lines = (text or "").split("\n")
+    out: list[str] = []
+    prose: list[str] = []
+    i = 0
+    while i < len(lines):
+        fence = _FENCE.match(lines[i])
+        if fence is None or (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            prose.append(lines[i])
+            i += 1
+            continue
+        marker = fence.group(1)
+        close = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}\s*$")
+        end = i + 1
+        while end < len(lines) and not close.match(lines[end]):
+            end += 1  # an unclosed fence runs to the end, as in CommonMark (and while streaming)
+        if prose:
+            out.append(_inline("\n".join(prose)))
+            prose = []
+        out.append(f"<pre><code>{_literal(chr(10).join(lines[i + 1 : end]))}</code></pre>")
+        i = end + 1
+    if prose:
+        out.append(_inline("\n".join(prose)))
+    return "\n".join(out)
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+_TICKS = re.compile(r"`+")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _literal(code: str) -> str:
+    """Every ASCII punctuation character as a numeric entity: inert as HTML and as markdown."""
+    return _PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};", code)
+
+
+def _inline(text: str) -> str:
+    """Escape prose; turn CommonMark code spans (matching backtick runs, within a paragraph) into ``<code>``."""
+    out: list[str] = []
+    start = i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and _PUNCTUATION.match(text[i + 1]):
+            i += 2  # a backslash-escaped character (e.g. \`) stays literal prose
+            continue
+        if text[i] != "`":
+            i += 1
+            continue
+        opening = _TICKS.match(text, i)
+        assert opening is not None
+        closing = _TICKS.search(text, opening.end())
+        while closing is not None and len(closing.group()) != len(opening.group()):
+            closing = _TICKS.search(text, closing.end())
+        if closing is None or _BLANK_LINE.search(text, opening.end(), closing.start()):
+            i = opening.end()  # no matching run: the backticks are literal
+            continue
+        code = text[opening.end() : closing.start()].replace("\n", " ")
+        if len(code) > 2 and code[0] == code[-1] == " " and code.strip():
+            code = code[1:-1]
+        out += [html.escape(text[start:i], quote=False), f"<code>{_literal(code)}</code>"]
+        start = i = closing.end()
+    out.append(html.escape(text[start:], quote=False))
+    return "".join(out)
 
 
 def _seconds(value: float | None) -> str:
@@ -126,7 +191,7 @@ def trace_messages(
     if sample.answer:
         messages.append(gr.ChatMessage(role="assistant", content=safe_text(sample.answer)))
     if stats:
-        messages.append(gr.ChatMessage(role="assistant", content=stats_markdown(sample, settings)))
+        messages.append(gr.ChatMessage(role="assistant", content="> " + stats_markdown(sample, settings)))
     return messages
 
 

@@ -82,16 +82,20 @@ def build_tab(rt: Runtime) -> None:
                 file_types=[".jsonl"],
                 type="filepath",
             )
-            limit = gr.Number(value=5, precision=0, minimum=1, label="First N problems")
+            limit = gr.Number(value=5, precision=0, minimum=1, label="First N problems", elem_id="tl-sw-limit")
         with gr.Column(scale=2):
-            budgets = gr.Textbox(value="0,64,256", label="Thinking budgets (comma-separated, 0 = off)")
-            k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per problem (k)")
+            budgets = gr.Textbox(
+                value="0,64,256", label="Thinking budgets (comma-separated, 0 = off)", elem_id="tl-sw-budgets"
+            )
+            k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per problem (k)", elem_id="tl-sw-k")
             with gr.Row():
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
-                max_answer = gr.Number(value=128, precision=0, minimum=1, label="Max answer tokens")
-                seed = gr.Number(value=None, precision=0, label="Seed (blank = random)")
+                max_answer = gr.Number(
+                    value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-sw-answer"
+                )
+                seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
-        run = gr.Button("Run sweep", variant="primary")
+        run = gr.Button("Run sweep", variant="primary", elem_id="tl-sw-run")
         stop = gr.Button("Cancel", variant="stop")
     with gr.Row():
         past = gr.Dropdown(choices=sweep_choices(rt), value=None, label="Past sweeps", allow_custom_value=True, scale=3)
@@ -124,7 +128,9 @@ def build_tab(rt: Runtime) -> None:
         token = CANCELS.begin(key)
         try:
             plan = svc.parse_budgets(budgets_text or "")
-            problems = svc.load_problems(file_path or "bundled", limit=int(limit_value) if limit_value else None)
+            problems = svc.load_problems(
+                file_path or "bundled", limit=None if limit_value in (None, "") else int(limit_value)
+            )
             n = int(k_value or 1)
             if not 1 <= n <= max_k:
                 raise ValueError(f"k={n} must be between 1 and {max_k}")
