@@ -102,15 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_flags(sweep)
 
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
-    export.add_argument("--format", dest="export_format", required=True,
-                        choices=["prm", "preference", "kto", "sft", "prm800k"])
+    export.add_argument(
+        "--format", dest="export_format", required=True, choices=["prm", "preference", "kto", "sft", "prm800k"]
+    )
     export.add_argument("--out", required=True, type=Path, help=".jsonl, .parquet, or a folder (HF dataset)")
     export.add_argument("--output", choices=["jsonl", "parquet", "hf"], help="Override the kind taken from --out")
     export.add_argument("--annotator")
     export.add_argument("--model", dest="filter_model")
     export.add_argument("--since", help="ISO date, e.g. 2026-11-01")
-    export.add_argument("--neutral", choices=["true", "false", "skip"], default="true",
-                        help="prm: how a 0 (neutral) step is labelled")
+    export.add_argument(
+        "--neutral", choices=["true", "false", "skip"], default="true", help="prm: how a 0 (neutral) step is labelled"
+    )
     export.add_argument("--conversational", action="store_true", help="preference: message lists")
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")

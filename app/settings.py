@@ -30,14 +30,19 @@ class AppSettings:
         "bitsandbytes quantisation: 4bit (NF4, bf16 compute), 8bit or none; auto = 4bit on CUDA, none on CPU.",
         choices=("auto", "4bit", "8bit", "none"),
     )
-    format: str = _setting("", "Reasoning format override (qwen3, smollm3, deepseek-r1, granite, phi4-reasoning, "
-                           "prompted, plain); empty = detect from the chat template.")
+    format: str = _setting(
+        "",
+        "Reasoning format override (qwen3, smollm3, deepseek-r1, granite, phi4-reasoning, "
+        "prompted, plain); empty = detect from the chat template.",
+    )
     db: str = _setting("", "SQLAlchemy database URL; empty = sqlite:///<data dir>/tracelab.db.")
     data_dir: str = _setting(str(Path.home() / ".local" / "share" / "tracelab"), "Folder for the default SQLite file.")
     cache_dir: str = _setting("", "Folder for converted models; empty = ~/.cache/tracelab.")
     host: str = _setting("127.0.0.1", "Interface to listen on (the Docker image sets 0.0.0.0).")
     port: int = _setting(7860, "Port to listen on.")
-    auth: str = _setting("", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line.")
+    auth: str = _setting(
+        "", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line."
+    )
     max_samples: int = _setting(32, "Largest k a user may ask for in Self-consistency.")
 
     @classmethod

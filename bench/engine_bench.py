@@ -46,11 +46,23 @@ def engine_vs_generate(engine: Engine, think: int, answer: int, rounds: int) -> 
         ours.append(n / seconds)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            engine.model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, top_k=None,
-                                  temperature=None, top_p=None, pad_token_id=tok.pad_token_id)
+            engine.model.generate(
+                **ids,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                top_k=None,
+                temperature=None,
+                top_p=None,
+                pad_token_id=tok.pad_token_id,
+            )
         plain.append(n / (time.perf_counter() - t0))
-    return {"engine_tok_s": statistics.median(ours), "generate_tok_s": statistics.median(plain),
-            "ratio": statistics.median(ours) / statistics.median(plain), "tokens": n}
+    return {
+        "engine_tok_s": statistics.median(ours),
+        "generate_tok_s": statistics.median(plain),
+        "ratio": statistics.median(ours) / statistics.median(plain),
+        "tokens": n,
+    }
 
 
 def batched_vs_sequential(engine: Engine, k: int, think: int) -> dict:
@@ -65,20 +77,32 @@ def batched_vs_sequential(engine: Engine, k: int, think: int) -> dict:
         r = engine.generate(PROMPT, base.with_(seed=i))
         seq_tokens += sum(s.thinking_tokens + s.answer_tokens for s in r.samples)
     seq_s = time.perf_counter() - t0
-    return {"batched_tok_s": batched_tokens / batched_s, "sequential_tok_s": seq_tokens / seq_s,
-            "throughput_ratio": (batched_tokens / batched_s) / (seq_tokens / seq_s),
-            "batched_wall_s": batched_s, "sequential_wall_s": seq_s}
+    return {
+        "batched_tok_s": batched_tokens / batched_s,
+        "sequential_tok_s": seq_tokens / seq_s,
+        "throughput_ratio": (batched_tokens / batched_s) / (seq_tokens / seq_s),
+        "batched_wall_s": batched_s,
+        "sequential_wall_s": seq_s,
+    }
 
 
 def start_times() -> dict:
-    code = ("import time,sys; from pathlib import Path; from app.engine.loading import load_model; "
-            "t=time.perf_counter(); load_model('bundled', cache_dir=Path(sys.argv[1])); "
-            "print(time.perf_counter()-t)")
+    code = (
+        "import time,sys; from pathlib import Path; from app.engine.loading import load_model; "
+        "t=time.perf_counter(); load_model('bundled', cache_dir=Path(sys.argv[1])); "
+        "print(time.perf_counter()-t)"
+    )
     with tempfile.TemporaryDirectory() as cache:
-        cold = float(subprocess.run([sys.executable, "-c", code, cache], capture_output=True, text=True,
-                                    check=True).stdout.split()[-1])
-        warm = float(subprocess.run([sys.executable, "-c", code, cache], capture_output=True, text=True,
-                                    check=True).stdout.split()[-1])
+        cold = float(
+            subprocess.run(
+                [sys.executable, "-c", code, cache], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        warm = float(
+            subprocess.run(
+                [sys.executable, "-c", code, cache], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
     return {"cold_start_s": cold, "warm_start_s": warm, "cold_over_warm": cold / warm}
 
 
@@ -89,23 +113,36 @@ def main() -> None:
     args = parser.parse_args()
     engine = Engine(load_model(args.model))
     device = engine.loaded.device
-    print(f"model: {engine.loaded.name} on {device} ({engine.loaded.quantization}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"model: {engine.loaded.name} on {device} ({engine.loaded.quantization}), torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}",
+        flush=True,
+    )
     engine.generate("warm up", GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))
-    a = engine_vs_generate(engine, think=48 if args.quick else 160, answer=16 if args.quick else 40,
-                           rounds=2 if args.quick else 3)
-    print(f"(a) engine with budget {a['engine_tok_s']:.1f} tok/s vs plain generate {a['generate_tok_s']:.1f} tok/s "
-          f"-> ratio {a['ratio']:.3f} (goal >= 0.95; {a['tokens']} tokens, median of rounds)", flush=True)
+    a = engine_vs_generate(
+        engine, think=48 if args.quick else 160, answer=16 if args.quick else 40, rounds=2 if args.quick else 3
+    )
+    print(
+        f"(a) engine with budget {a['engine_tok_s']:.1f} tok/s vs plain generate {a['generate_tok_s']:.1f} tok/s "
+        f"-> ratio {a['ratio']:.3f} (goal >= 0.95; {a['tokens']} tokens, median of rounds)",
+        flush=True,
+    )
     b = batched_vs_sequential(engine, k=8, think=32 if args.quick else 96)
-    print(f"(b) k=8 batched {b['batched_tok_s']:.1f} tok/s ({b['batched_wall_s']:.1f} s) vs 8 sequential "
-          f"{b['sequential_tok_s']:.1f} tok/s ({b['sequential_wall_s']:.1f} s) -> {b['throughput_ratio']:.2f}x "
-          "(goal >= 3.5x)", flush=True)
+    print(
+        f"(b) k=8 batched {b['batched_tok_s']:.1f} tok/s ({b['batched_wall_s']:.1f} s) vs 8 sequential "
+        f"{b['sequential_tok_s']:.1f} tok/s ({b['sequential_wall_s']:.1f} s) -> {b['throughput_ratio']:.2f}x "
+        "(goal >= 3.5x)",
+        flush=True,
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(c) peak RSS {rss:.0f} MiB", flush=True)
     if device == "cpu" or args.model == "bundled":
         d = start_times()
-        print(f"(d) cold start {d['cold_start_s']:.1f} s (GGUF conversion) vs warm {d['warm_start_s']:.1f} s "
-              f"-> {d['cold_over_warm']:.1f}x", flush=True)
+        print(
+            f"(d) cold start {d['cold_start_s']:.1f} s (GGUF conversion) vs warm {d['warm_start_s']:.1f} s "
+            f"-> {d['cold_over_warm']:.1f}x",
+            flush=True,
+        )
     else:
         d = {}
     print(json.dumps({"a": a, "b": b, "peak_rss_mib": rss, "d": d}))

@@ -24,9 +24,23 @@ def test_bundled_model_loads_with_the_prompted_format(bundled_loaded):
 def test_cli_exact_budget_json(bundled_dir, tmp_path):
     env = dict(os.environ, TRACELAB_CACHE_DIR=str(bundled_dir.parent.parent), TRACELAB_DATA_DIR=str(tmp_path))
     out = subprocess.run(
-        [sys.executable, "-m", "app", "generate", PROMPT, "--min-thinking-tokens", "60",
-         "--max-thinking-tokens", "60", "--json"],
-        capture_output=True, text=True, env=env, timeout=300, check=True,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "generate",
+            PROMPT,
+            "--min-thinking-tokens",
+            "60",
+            "--max-thinking-tokens",
+            "60",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
     )
     payload = json.loads(out.stdout)
     assert set(payload) >= {"model", "format", "settings", "samples"}

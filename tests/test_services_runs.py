@@ -10,8 +10,11 @@ from app.services.runs import Saved, run_prompt, stream_run
 
 
 def test_finished_run_is_saved_with_steps_and_extracted_answers(tiny_runtime):
-    saved = run_prompt(tiny_runtime, "What is 6*7?", GenerationSettings(max_thinking_tokens=20, max_answer_tokens=6,
-                                                                        samples=2, temperature=1.0, seed=4))
+    saved = run_prompt(
+        tiny_runtime,
+        "What is 6*7?",
+        GenerationSettings(max_thinking_tokens=20, max_answer_tokens=6, samples=2, temperature=1.0, seed=4),
+    )
     run = tiny_runtime.store.get_run(saved.run_id)
     assert run.status == "done" and run.prompt == "What is 6*7?" and len(run.samples) == 2
     assert run.settings.samples == 2 and run.seed == 4

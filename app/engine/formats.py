@@ -160,8 +160,7 @@ def build_prompt(fmt: ReasoningFormat, tokenizer: Any, messages: list[dict[str, 
     else:
         if not getattr(tokenizer, "chat_template", None):
             raise FormatError(
-                "This model has no chat template; run it with --format plain to use a plain "
-                "'User:/Assistant:' prompt."
+                "This model has no chat template; run it with --format plain to use a plain 'User:/Assistant:' prompt."
             )
         kwargs = fmt.on_kwargs if thinking else fmt.off_kwargs
         prompt = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs)

@@ -22,7 +22,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
-from app.engine.budget import DONE, THINKING, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
+from app.engine.budget import DONE, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel

@@ -96,9 +96,8 @@ def stream_run(
         )
         yield Finished(result)
     finally:
-        if result is None:  # the consumer stopped iterating before the engine finished
-            if cancel is not None:
-                cancel.cancel()
+        if result is None and cancel is not None:  # the consumer stopped iterating before the engine finished
+            cancel.cancel()
     assert result is not None
     run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
     yield Saved(run_id, result)
