@@ -54,3 +54,13 @@ def test_empty_prompt_and_bad_settings_are_refused_before_running(tiny_runtime):
     with pytest.raises(ValueError, match="max_answer_tokens=0"):
         list(stream_run(tiny_runtime, "hi", GenerationSettings(max_answer_tokens=0)))
     assert tiny_runtime.store.count_runs() == before
+
+
+def test_chat_context_leaves_earlier_thinking_out_by_default():
+    from app.services.chat import chat_context
+
+    turns = [("q1", "thought 1", "a1"), ("q2", "thought 2", ""), ("q3", "", "a3")]
+    messages = chat_context(turns, "q4", keep_thinking=False)
+    assert [m["content"] for m in messages] == ["q1", "a1", "q3", "a3", "q4"]
+    kept = chat_context(turns, "q4", keep_thinking=True)
+    assert kept[1]["content"] == "<think>\nthought 1\n</think>\n\na1"

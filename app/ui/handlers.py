@@ -23,6 +23,7 @@ import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
+from app.services.chat import chat_context
 from app.services.runs import Saved, stream_run
 from app.services.runtime import Runtime
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
@@ -172,18 +173,9 @@ class Chat:
         return replace(self, turns=(*self.turns, turn))
 
     def context(self, prompt: str, *, keep_thinking: bool, open_tag: str, close_tag: str) -> list[dict[str, str]]:
-        """Messages for the next generation. Earlier thinking is left out unless ``keep_thinking``
-        (Qwen3's advice for multi-turn); a turn without an answer (failed, stopped early) is skipped."""
-        messages: list[dict[str, str]] = []
-        for turn in self.turns:
-            if turn.sample is None or not turn.sample.answer:
-                continue
-            answer = turn.sample.answer
-            if keep_thinking and turn.sample.thinking:
-                answer = f"{open_tag}\n{turn.sample.thinking}\n{close_tag}\n\n{answer}"
-            messages += [{"role": "user", "content": turn.prompt}, {"role": "assistant", "content": answer}]
-        messages.append({"role": "user", "content": prompt})
-        return messages
+        """Messages for the next generation (see :func:`app.services.chat.chat_context`)."""
+        done = ((t.prompt, t.sample.thinking, t.sample.answer) for t in self.turns if t.sample is not None)
+        return chat_context(done, prompt, keep_thinking=keep_thinking, open_tag=open_tag, close_tag=close_tag)
 
     def view(self, live: tuple[str, SampleResult, bool] | None = None) -> list[gr.ChatMessage]:
         """All turns as chat messages, plus the one still generating (``live``: prompt, sample, thinking?)."""
