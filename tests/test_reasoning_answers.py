@@ -168,3 +168,9 @@ def test_full_test_set_gold_matches_the_example_solutions_ground_truth():
         assert answer_key(extract_answer(test_row["answer"])) == answer_key(extract_answer(row["ground_truth"]))
     sample = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines()]
     assert [r["question"] for r in sample] == [r["question"] for r in test_rows[:50]]
+
+
+def test_an_equation_after_the_cue_gives_its_result():
+    assert extract_answer("Final Answer: 16 x $2 = $32") == "32"
+    assert extract_answer("Final Answer: $2 * 1.6 = $3.20") == "3.20"
+    assert extract_answer("The answer is x = 5.") == "5"

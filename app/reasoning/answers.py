@@ -170,6 +170,8 @@ def _phrase(content: str) -> str | None:
         if boxed:
             return boxed
     content = _first_sentence(content)
+    if "=" in content:  # "16 x $2 = $32": the result is what follows the last "="
+        content = content.rsplit("=", 1)[1]
     cleaned = clean_answer(content)
     if cleaned and _is_wordy(cleaned):
         first = _NUMBER_IN_TEXT.search(cleaned)

@@ -166,7 +166,7 @@ def stream_consistency(
     """
     settings = consistency_settings(settings, k if k is not None else settings.samples)
     gold = normalise_gold(gold)
-    for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold):
+    for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold, deltas=False):
         if isinstance(event, Progress):
             yield event
         elif isinstance(event, Saved):

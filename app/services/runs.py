@@ -71,6 +71,7 @@ def stream_run(
     gold: str | None = None,
     sweep_id: int | None = None,
     label: str | None = None,
+    deltas: bool = True,
 ) -> Iterator[Event | Saved]:
     """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs."""
     settings.validate()
@@ -79,7 +80,7 @@ def stream_run(
         raise ValueError("The prompt is empty: type a question first.")
     result: GenerationResult | None = None
     try:
-        for event in rt.engine.stream(msgs, settings, cancel):
+        for event in rt.engine.stream(msgs, settings, cancel, deltas=deltas):
             if isinstance(event, Finished):
                 result = event.result
             yield event
@@ -112,7 +113,7 @@ def run_prompt(
 ) -> Saved:
     """Run to completion and return what was saved (no deltas)."""
     saved = None
-    for event in stream_run(rt, messages, settings, cancel, **kwargs):
+    for event in stream_run(rt, messages, settings, cancel, deltas=False, **kwargs):
         if isinstance(event, Saved):
             saved = event
     assert saved is not None
