@@ -39,8 +39,11 @@ test: setup browser
 	$(PY) -m ruff check app tests bench
 	$(PY) -m pytest $(ARGS)
 
+# Benchmarks print ratios measured in one run (see the README's Benchmarks section).
 bench: setup
-	$(PY) -m app bench $(ARGS)
+	$(PY) bench/engine_bench.py $(ARGS)
+	$(PY) bench/consistency_bench.py
+	$(PY) bench/gsm8k_vote.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

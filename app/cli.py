@@ -30,19 +30,23 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f"app_{f.name}", **kwargs)
 
 
-def _add_generation_flags(parser: argparse.ArgumentParser, *, samples: bool = True) -> None:
+def _add_generation_flags(parser: argparse.ArgumentParser, *, budget_flags: bool = True) -> None:
+    """Sampling flags; ``budget_flags=False`` for sweeps, whose budgets come from ``--budgets``."""
     g = parser.add_argument_group("thinking and sampling")
-    g.add_argument("--think", dest="thinking", action="store_true", default=True, help="Think first (default)")
-    g.add_argument("--no-think", dest="thinking", action="store_false", help="Answer without thinking")
-    g.add_argument(
-        "--effort",
-        choices=list(EFFORT_BUDGETS),
-        default="low",
-        help="Budget preset: "
-        + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
-    )
-    g.add_argument("--max-thinking-tokens", type=int, help="Cut thinking after N tokens (overrides --effort)")
-    g.add_argument("--min-thinking-tokens", type=int, help="Replace attempts to stop thinking before N tokens")
+    if budget_flags:
+        g.add_argument("--think", dest="thinking", action="store_true", default=True, help="Think first (default)")
+        g.add_argument("--no-think", dest="thinking", action="store_false", help="Answer without thinking")
+        g.add_argument(
+            "--effort",
+            choices=list(EFFORT_BUDGETS),
+            default="low",
+            help="Budget preset: "
+            + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
+        )
+        g.add_argument("--max-thinking-tokens", type=int, help="Cut thinking after N tokens (overrides --effort)")
+        g.add_argument("--min-thinking-tokens", type=int, help="Replace attempts to stop thinking before N tokens")
+    else:
+        parser.set_defaults(thinking=True, effort="low", max_thinking_tokens=None, min_thinking_tokens=None)
     g.add_argument("--continuation", default="Wait", help="Text injected to keep thinking (default: Wait)")
     g.add_argument("--max-continuations", type=int, default=8, help="At most N injected continuations")
     g.add_argument("--answer-cue", default="Final Answer:", help="Text forced after a budget cut")
@@ -50,14 +54,11 @@ def _add_generation_flags(parser: argparse.ArgumentParser, *, samples: bool = Tr
     g.add_argument("--temperature", type=float, default=None, help="0 = greedy (default with 1 sample, else 0.7)")
     g.add_argument("--top-p", type=float, default=0.95)
     g.add_argument("--seed", type=int)
-    if samples:
-        g.add_argument("--samples", type=int, default=1, help="k traces in one batched generate")
+    g.add_argument("--samples", type=int, default=1, help="k traces in one batched generate")
 
 
-def generation_settings(args: argparse.Namespace, samples: int | None = None) -> GenerationSettings:
-    k = samples if samples is not None else getattr(args, "samples", 1)
-    temperature = args.temperature if args.temperature is not None else (0.7 if k > 1 else 0.0)
-    return GenerationSettings(
+def generation_settings(args: argparse.Namespace) -> GenerationSettings:
+    settings = GenerationSettings(
         thinking=args.thinking,
         effort=args.effort,
         max_thinking_tokens=args.max_thinking_tokens,
@@ -66,11 +67,11 @@ def generation_settings(args: argparse.Namespace, samples: int | None = None) ->
         max_continuations=args.max_continuations,
         answer_cue=args.answer_cue,
         max_answer_tokens=args.max_answer_tokens,
-        temperature=temperature,
+        temperature=args.temperature if args.temperature is not None else 0.0,
         top_p=args.top_p,
         seed=args.seed,
-        samples=k,
     )
+    return settings.for_samples(args.samples)
 
 
 def app_settings(args: argparse.Namespace) -> AppSettings:
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=int, default=20, help="Use the first N problems")
     sweep.add_argument("--json", action="store_true")
     _add_model_flags(sweep)
-    _add_generation_flags(sweep)
+    _add_generation_flags(sweep, budget_flags=False)
 
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
     export.add_argument(
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--neutral", choices=["true", "false", "skip"], default="true", help="prm: how a 0 (neutral) step is labelled"
     )
-    export.add_argument("--conversational", action="store_true", help="preference: message lists")
+    export.add_argument("--conversational", action="store_true", help="preference/kto: message lists instead of strings")
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")
     export.add_argument("--data-dir", dest="app_data_dir", help="Folder of the default SQLite file")
@@ -131,36 +132,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     settings = generation_settings(args)
     settings.validate()
+    if not args.prompt.strip():
+        raise ValueError("The prompt is empty: pass the question as the first argument.")
     _progress("loading model…")
-    rt = Runtime.start(app_settings(args))
+    rt = Runtime.start(app_settings(args), with_store=not args.no_save)
     _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device}")
-    result, run_id = None, None
-    events = (
-        stream_run(rt, args.prompt, settings)
-        if not args.no_save
-        else rt.engine.stream(args.prompt, settings, deltas=False)
-    )
-    for event in events:
-        if isinstance(event, PhaseChange) and settings.samples == 1:
+    result, saved = None, None
+    for event in stream_run(rt, args.prompt, settings, deltas=settings.samples == 1, save=not args.no_save):
+        if isinstance(event, PhaseChange) and event.phase != "done":
             _progress(f"… {event.phase}")
         elif isinstance(event, Finished):
             result = event.result
         elif isinstance(event, Saved):
-            run_id = event.run_id
-    assert result is not None
-    if args.no_save:
-        from app.services.runs import finish_result
-
-        finish_result(result)
+            saved = event
+    assert result is not None and saved is not None
+    if saved.save_error:
+        _progress(saved.save_error)
     if args.json:
         payload = result.to_json()
-        payload["run_id"] = run_id
+        payload["run_id"] = saved.run_id
         print(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
         for s in result.samples:
             head = f"sample {s.index + 1}/{len(result.samples)}" if len(result.samples) > 1 else "trace"
             print(f"=== {head} · {s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {s.stop_reason}")
-            if s.thinking:
+            if s.thinking or s.thinking_tokens:
                 print("--- thinking ---")
                 print(s.thinking)
             print("--- answer ---")
@@ -186,6 +182,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     budgets = parse_budgets(args.budgets)
     problems = load_problems(args.problems, limit=args.limit)
     settings = generation_settings(args)
+    for budget in budgets:  # every bad value is reported before the slow model load
+        settings.with_budget(budget, settings.samples).validate()
     rt = Runtime.start(app_settings(args))
     report = run_sweep(rt, problems, budgets, settings, progress=lambda done, total: _progress(f"{done}/{total}"))
     if args.json:
@@ -196,17 +194,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from app.services.exporting import export_dataset
+    from app.services.exporting import export_dataset, parse_since
     from app.store.db import open_store
 
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise ValueError(f"--since {args.since!r} is not a date; use YYYY-MM-DD") from None
+    since = parse_since(args.since)
     settings = AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir)
     store = open_store(settings.db_url)
     summary = export_dataset(

@@ -24,6 +24,9 @@ EFFORT_BUDGETS: dict[str, tuple[int, int]] = {
     "high": (4096, 512),
 }
 
+#: The temperature used when several samples are asked for without one (greedy copies would be identical).
+SAMPLING_TEMPERATURE = 0.7
+
 STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "max_tokens", "cancelled", "error")
 
 
@@ -96,6 +99,25 @@ class GenerationSettings:
 
     def with_(self, **changes: Any) -> GenerationSettings:
         return replace(self, **changes)
+
+    def for_samples(self, k: int) -> GenerationSettings:
+        """``samples=k``; a greedy setting becomes temperature 0.7 when k > 1, or all k traces would be identical."""
+        temperature = self.temperature if self.temperature > 0 or k == 1 else SAMPLING_TEMPERATURE
+        return replace(self, samples=k, temperature=temperature)
+
+    def with_budget(self, budget: int, k: int = 1) -> GenerationSettings:
+        """k samples with thinking off (``budget == 0``) or cut at ``budget`` tokens with no minimum (sweeps, compare)."""
+        if budget < 0:
+            raise ValueError(f"budget={budget} must be >= 0 (0 = thinking off)")
+        if budget == 0:
+            return replace(self, thinking=False).for_samples(k)
+        changes = {"thinking": True, "effort": None, "max_thinking_tokens": budget, "min_thinking_tokens": None}
+        return replace(self, **changes).for_samples(k)
+
+
+def budget_label(budget: int) -> str:
+    """How a thinking budget is named in reports and stored run labels."""
+    return "thinking off" if budget == 0 else f"budget {budget}"
 
 
 @dataclass

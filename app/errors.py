@@ -8,7 +8,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from app.engine.loading import LoadError
     from app.store.errors import StoreError
 
-    types: list[type[BaseException]] = [ValueError, FileNotFoundError, LoadError, BundledModelError, StoreError]
+    # OSError: an unwritable --out or --data-dir, a full disk -- the message names the path.
+    types: list[type[BaseException]] = [ValueError, OSError, LoadError, BundledModelError, StoreError]
     try:
         from app.export import ExportError
 

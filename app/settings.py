@@ -53,7 +53,11 @@ class AppSettings:
         for f in fields(cls):
             raw = env.get(f"TRACELAB_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = type(f.default)(raw)
+                try:
+                    values[f.name] = type(f.default)(raw)
+                except ValueError:
+                    kind = type(f.default).__name__
+                    raise ValueError(f"TRACELAB_{f.name.upper()}={raw!r} is not a valid {kind}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()

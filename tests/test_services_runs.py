@@ -64,3 +64,14 @@ def test_chat_context_leaves_earlier_thinking_out_by_default():
     assert [m["content"] for m in messages] == ["q1", "a1", "q3", "a3", "q4"]
     kept = chat_context(turns, "q4", keep_thinking=True)
     assert kept[1]["content"] == "<think>\nthought 1\n</think>\n\na1"
+
+
+def test_a_failed_save_still_hands_back_the_trace(tiny_runtime):
+    import sqlalchemy as sa
+
+    with tiny_runtime.store.engine.begin() as conn:  # the database loses its tables under our feet
+        conn.execute(sa.text("PRAGMA foreign_keys = OFF"))
+        conn.execute(sa.text("DROP TABLE samples"))
+    saved = run_prompt(tiny_runtime, "hi", GenerationSettings(max_thinking_tokens=5, max_answer_tokens=3))
+    assert saved.run_id is None and "could not be saved" in saved.save_error
+    assert saved.result.samples[0].raw_text

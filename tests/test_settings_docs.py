@@ -19,10 +19,16 @@ def test_every_setting_is_documented_in_the_readme(row):
     assert flag in text and env in text, f"README.md must document {flag} / {env}"
 
 
-def test_every_cli_subcommand_is_documented():
+def test_every_cli_subcommand_and_flag_is_documented():
     text = README.read_text()
-    for command in ("serve", "generate", "sweep", "export"):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for command, subparser in sub.choices.items():
         assert f"python -m app {command}" in text
+        for action in subparser._actions:
+            flags = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+            if flags and action.dest != "help":
+                assert any(f in text for f in flags), f"README.md must document {command} {flags[0]}"
 
 
 def test_env_then_flags_override_defaults():
@@ -50,3 +56,8 @@ def test_auth_file_and_inline(tmp_path):
 def test_serve_flags_come_from_the_table():
     args = build_parser().parse_args(["serve", "--port", "7000", "--model", "tiny"])
     assert args.app_port == 7000 and args.app_model == "tiny"
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(ValueError, match="TRACELAB_PORT='abc' is not a valid int"):
+        AppSettings.from_env({"TRACELAB_PORT": "abc"})

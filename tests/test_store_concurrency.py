@@ -39,6 +39,8 @@ def _run_threads(*targets: tuple) -> list[BaseException]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"writer threads still running after 60 s (a lock that never cleared?): {hung}"
     return errors
 
 

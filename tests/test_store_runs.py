@@ -136,3 +136,20 @@ def test_sweep_errors_name_the_sweep(store: Store) -> None:
         store.save_run(make_result(), [], sweep_id=9)
     with pytest.raises(StoreError, match="sweep name is empty"):
         store.create_sweep("  ", {}, [])
+
+
+def test_get_sample_and_list_models(tmp_path):
+    from app.domain import GenerationResult, GenerationSettings, SampleResult, Step
+    from app.store import NotFound, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    for model in ("m-b", "m-a", "m-b"):
+        sample = SampleResult(0, "t</think>a", "t", "a", 1, 1, "end")
+        result = GenerationResult(model, "prompted", GenerationSettings(), [sample], "q")
+        run_id = store.save_run(result, [[Step(0, "t", 0, 1)]])
+    assert store.list_models() == ["m-a", "m-b"]
+    sample_id = store.get_run(run_id).samples[0].sample_id
+    got = store.get_sample(sample_id)
+    assert got.run_id == run_id and [s.text for s in got.steps] == ["t"]
+    with pytest.raises(NotFound, match="sample 999 does not exist"):
+        store.get_sample(999)

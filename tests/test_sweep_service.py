@@ -102,9 +102,11 @@ def test_missing_problem_file_and_bad_limit(tmp_path):
 
 
 def test_budget_settings_turn_thinking_off_at_zero():
-    off = sweep.budget_settings(FAST, 0, 3)
-    on = sweep.budget_settings(FAST, 64, 3)
+    off = FAST.with_budget(0, 3)
+    on = FAST.with_budget(64, 3)
     assert (off.thinking, off.samples) == (False, 3)
+    assert FAST.with_(temperature=0.0).with_budget(64, 3).temperature == 0.7  # k greedy copies would be identical
+    assert FAST.with_(temperature=0.0).with_budget(64, 1).temperature == 0.0
     assert (on.thinking, on.max_thinking_tokens, on.resolved_budget()) == (True, 64, (64, 0))
     assert sweep.budget_of(off) == 0 and sweep.budget_of(on) == 64
 

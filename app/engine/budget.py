@@ -20,6 +20,7 @@ prompts, streaming or storage.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -170,6 +171,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
         self.rows = [RowState(phase=THINKING if plan.thinking else ANSWER) for _ in range(batch_size)]
         self.generated = 0  # positions ingested so far
+        #: Held while a step is ingested, so a reader sees each row's ids and phase from the same step.
+        self.lock = threading.Lock()
         self._stop = set(plan.stop_ids)
         self._tag_start = set(plan.tag_start_ids)
         self._stop_index = torch.tensor(plan.stop_ids, dtype=torch.long)
@@ -188,10 +191,16 @@ class ThinkingBudgetProcessor(LogitsProcessor):
     def ingest_step(self, tokens: list[int]) -> None:
         """Record one decoding step (one token per row)."""
         now = time.perf_counter()
-        self.generated += 1
-        for row, token in zip(self.rows, tokens, strict=True):
-            if row.phase != DONE:
-                self._ingest(row, int(token), now)
+        with self.lock:
+            self.generated += 1
+            for row, token in zip(self.rows, tokens, strict=True):
+                if row.phase != DONE:
+                    self._ingest(row, int(token), now)
+
+    def snapshot(self) -> list[tuple[list[int], str]]:
+        """Each row's generated ids and phase, consistent with each other (for a reader thread)."""
+        with self.lock:
+            return [(list(row.ids), row.phase) for row in self.rows]
 
     def _ingest(self, row: RowState, token: int, now: float) -> None:
         label = row.forced_label or (T if row.phase == THINKING else A)

@@ -184,7 +184,7 @@ class Engine:
                     break
                 if events.empty():  # coalesce: render only the newest state
                     if deltas:  # decoding k rows each step costs ~20% at k=8; skip it when unwanted
-                        yield from self._deltas(processor.rows, shown, thinking)
+                        yield from self._deltas(processor, shown, thinking)
                     done = sum(row.phase == DONE for row in processor.rows)
                     yield Progress(tokens=processor.generated, done=done, total=k)
         finally:
@@ -193,7 +193,7 @@ class Engine:
             thread.join()
             self._free()
         if deltas:
-            yield from self._deltas(processor.rows, shown, thinking, final=True)
+            yield from self._deltas(processor, shown, thinking, final=True)
         error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
         samples = [
             self._sample(i, row, thinking, started, cancel.cancelled, error) for i, row in enumerate(processor.rows)
@@ -213,35 +213,39 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _text(self, row: RowState, thinking: bool, final: bool) -> tuple[str, str, str]:
-        raw = self.tokenizer.decode(list(row.ids), skip_special_tokens=False)
+    def _text(self, ids: list[int], thinking: bool, final: bool) -> tuple[str, str, str]:
+        raw = self.tokenizer.decode(ids, skip_special_tokens=False)
         think, answer = split_text(raw, self.format.open_tag, self.format.close_tag, thinking, final)
         if self.format.answer_open:
             answer = answer.replace(self.format.answer_open, "").replace(self.format.answer_close, "")
         return raw, think, answer
 
     def _deltas(
-        self, rows: list[RowState], shown: list[tuple[str, str, str]], thinking: bool, final: bool = False
+        self,
+        processor: ThinkingBudgetProcessor,
+        shown: list[tuple[str, str, str]],
+        thinking: bool,
+        final: bool = False,
     ) -> Iterator[Event]:
-        for i, row in enumerate(rows):
-            _, think, answer = self._text(row, thinking, final)
+        for i, (ids, phase) in enumerate(processor.snapshot()):
+            _, think, answer = self._text(ids, thinking, final)
             if not final:  # hold back a multi-byte character still being generated
                 think, answer = think.rstrip("\ufffd"), answer.rstrip("\ufffd")
             old_think, old_answer, old_phase = shown[i]
             if len(think) > len(old_think) and think.startswith(old_think):
                 yield ThinkingDelta(i, think[len(old_think) :])
                 old_think = think
-            if row.phase != old_phase:
-                yield PhaseChange(i, row.phase)
+            if phase != old_phase:
+                yield PhaseChange(i, phase)
             if len(answer) > len(old_answer) and answer.startswith(old_answer):
                 yield AnswerDelta(i, answer[len(old_answer) :])
                 old_answer = answer
-            shown[i] = (old_think, old_answer, row.phase)
+            shown[i] = (old_think, old_answer, phase)
 
     def _sample(
         self, index: int, row: RowState, thinking: bool, started: float, cancelled: bool, error: str | None
     ) -> SampleResult:
-        raw, think, answer = self._text(row, thinking, final=True)
+        raw, think, answer = self._text(row.ids, thinking, final=True)
         end = row.done_at or time.perf_counter()
         if error:
             reason = "error"

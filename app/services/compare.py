@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from app.domain import GenerationSettings
+from app.domain import GenerationSettings, budget_label
 from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal
 from app.reasoning.vote import VoteResult, vote
@@ -89,17 +89,6 @@ def variant_budgets(budgets: list[int]) -> list[int]:
     return [0, *positive]
 
 
-def variant_settings(base: GenerationSettings, budget: int) -> GenerationSettings:
-    """One sample of ``base`` with thinking off (``budget == 0``) or cut at ``budget`` thinking tokens."""
-    if budget == 0:
-        return base.with_(thinking=False, samples=1)
-    return base.with_(thinking=True, effort=None, max_thinking_tokens=budget, min_thinking_tokens=None, samples=1)
-
-
-def variant_label(budget: int) -> str:
-    return "thinking off" if budget == 0 else f"budget {budget}"
-
-
 def compare_thinking(
     rt: Runtime,
     prompt: str,
@@ -127,11 +116,11 @@ def compare_thinking(
         saved = run_prompt(
             rt,
             prompt,
-            variant_settings(settings, budget),
+            settings.with_budget(budget),
             cancel,
             kind="compare",
             gold=gold,
-            label=variant_label(budget),
+            label=budget_label(budget),
         )
         runs.append((budget, saved))
         if progress:
@@ -144,7 +133,7 @@ def compare_thinking(
         sample = saved.result.samples[0] if saved.result.samples else None
         variants.append(
             Variant(
-                label=variant_label(budget),
+                label=budget_label(budget),
                 budget=budget,
                 run_id=saved.run_id,
                 answer=sample.answer if sample else "",

@@ -61,6 +61,18 @@ class ExportSummary:
     annotators: list[str] = field(default_factory=list)
 
 
+def parse_since(text: str | None) -> datetime | None:
+    """``--since`` / the Export tab's date: ISO date or date-time (a trailing ``Z`` means UTC); empty = no filter."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError(f"since={text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def _balance_text(batch: RowBatch) -> str:
     return ", ".join(f"{k} {v}" for k, v in batch.label_balance.items())
 

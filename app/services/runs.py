@@ -23,10 +23,15 @@ Messages = list[dict[str, str]]
 
 @dataclass(frozen=True)
 class Saved:
-    """The last event of :func:`stream_run`: the run is in the store under ``run_id``."""
+    """The last event of :func:`stream_run`: the run is in the store under ``run_id``.
 
-    run_id: int
+    If the database refused the write (busy past its timeout, disk full, gone), ``run_id`` is None and
+    ``save_error`` says why: the trace itself is still handed back, never dropped.
+    """
+
+    run_id: int | None
     result: GenerationResult
+    save_error: str | None = None
 
 
 def run_status(result: GenerationResult) -> str:
@@ -72,8 +77,12 @@ def stream_run(
     sweep_id: int | None = None,
     label: str | None = None,
     deltas: bool = True,
+    save: bool = True,
 ) -> Iterator[Event | Saved]:
-    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs."""
+    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs.
+
+    ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes nothing: ``Saved.run_id`` is None.
+    """
     settings.validate()
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
     if not msgs or not msgs[-1].get("content", "").strip():
@@ -100,7 +109,16 @@ def stream_run(
         if result is None and cancel is not None:  # the consumer stopped iterating before the engine finished
             cancel.cancel()
     assert result is not None
-    run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
+    if not save:
+        finish_result(result)
+        yield Saved(None, result)
+        return
+    try:
+        run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
+    except Exception as exc:  # the store's errors and the driver's: keep the trace, report the failure
+        log.exception("saving the run failed")
+        yield Saved(None, result, save_error=f"The run could not be saved: {exc}")
+        return
     yield Saved(run_id, result)
 
 

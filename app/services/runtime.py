@@ -28,8 +28,10 @@ class Runtime:
     store: Any  # app.store.Store
 
     @classmethod
-    def start(cls, settings: AppSettings) -> Runtime:
-        store = open_store(settings.db_url)  # first: a bad --db fails fast, before a slow model load
+    def start(cls, settings: AppSettings, *, with_store: bool = True) -> Runtime:
+        # The store first: a bad --db fails fast, before a slow model load. Without it (generate --no-save)
+        # nothing touches the database at all.
+        store = open_store(settings.db_url) if with_store else None
         loaded = load_model(
             settings.model,
             quantize=settings.quantize,

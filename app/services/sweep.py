@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.domain import GenerationResult, GenerationSettings
+from app.domain import GenerationResult, GenerationSettings, budget_label
 from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal, clean_answer, extract_answer
 from app.reasoning.vote import pass_at_1, vote
+from app.resources import asset_path
 from app.services.runs import run_prompt, run_status
 from app.services.runtime import Runtime
 from app.store.errors import NotFound
 
-BUNDLED_PROBLEMS = Path(__file__).resolve().parents[2] / "assets" / "gsm8k_sample.jsonl"
 MAX_BUDGET = 32768
 
 
@@ -52,7 +52,7 @@ def load_problems(source: str | Path = "bundled", limit: int | None = None) -> l
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit} must be at least 1")
-    path = BUNDLED_PROBLEMS if str(source) == "bundled" else Path(source).expanduser()
+    path = asset_path("gsm8k_sample.jsonl") if str(source) == "bundled" else Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"problem file {path} does not exist; pass a JSONL file or 'bundled'")
     problems: list[Problem] = []
@@ -113,17 +113,6 @@ def parse_budgets(text: str) -> list[int]:
             raise ValueError(f"budget {value} must be between 0 (thinking off) and {MAX_BUDGET}")
         budgets.add(value)
     return sorted(budgets)
-
-
-def budget_settings(base: GenerationSettings, budget: int, k: int) -> GenerationSettings:
-    """``base`` with k samples and thinking off (``budget == 0``) or cut at ``budget`` tokens, no minimum."""
-    if budget == 0:
-        return base.with_(thinking=False, samples=k)
-    return base.with_(thinking=True, effort=None, max_thinking_tokens=budget, min_thinking_tokens=None, samples=k)
-
-
-def budget_label(budget: int) -> str:
-    return "thinking off" if budget == 0 else f"budget {budget}"
 
 
 def budget_of(settings: GenerationSettings) -> int:
@@ -310,7 +299,7 @@ def run_sweep(
         raise ValueError(f"budgets {list(budgets)} must be one or more numbers >= 0 (0 = thinking off)")
     k = settings.samples
     for budget in budgets:
-        budget_settings(settings, budget, k).validate()
+        settings.with_budget(budget, k).validate()
     name = name or f"{len(problems)} problems × budgets {','.join(map(str, budgets))} × k={k}"
     sweep_settings = {"budgets": list(budgets), "k": k, "base": settings.to_dict()}
     sweep_id = rt.store.create_sweep(name, sweep_settings, [p.to_dict() for p in problems])
@@ -326,7 +315,7 @@ def run_sweep(
             saved = run_prompt(
                 rt,
                 problem.question,
-                budget_settings(settings, budget, k),
+                settings.with_budget(budget, k),
                 cancel,
                 kind="sweep",
                 gold=problem.gold,

@@ -212,6 +212,19 @@ class RunsMixin(StoreBase):
                 raise NotFound(f"run {run_id} does not exist; nothing was deleted")
             session.execute(delete(Run).where(Run.id == run_id))
 
+    def get_sample(self, sample_id: int) -> StoredSample:
+        """One sample with its active steps; ``NotFound`` if there is no such sample."""
+        with self._read() as session:
+            row = session.get(Sample, sample_id)
+            if row is None:
+                raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
+            return sample_record(row, load_active_steps(session, [sample_id])[sample_id])
+
+    def list_models(self) -> list[str]:
+        """Every model name that has runs, alphabetically (for filter menus)."""
+        with self._read() as session:
+            return list(session.scalars(select(Run.model).distinct().order_by(Run.model)))
+
     def count_runs(self) -> int:
         with self._read() as session:
             return session.scalar(select(func.count(Run.id))) or 0
