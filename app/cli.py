@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--neutral", choices=["true", "false", "skip"], default="true", help="prm: how a 0 (neutral) step is labelled"
     )
-    export.add_argument("--conversational", action="store_true", help="preference/kto: message lists instead of strings")
+    export.add_argument(
+        "--conversational", action="store_true", help="preference/kto: message lists instead of strings"
+    )
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")
     export.add_argument("--data-dir", dest="app_data_dir", help="Folder of the default SQLite file")

@@ -43,7 +43,7 @@ class AppSettings:
     auth: str = _setting(
         "", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line."
     )
-    max_samples: int = _setting(32, "Largest k a user may ask for in Self-consistency.")
+    max_samples: int = _setting(32, "Largest k (samples per prompt) a user may ask for in Self-consistency and Sweep.")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> AppSettings:

@@ -24,8 +24,11 @@ def cli_tmp(tmp_path_factory):
 
 
 def test_generate_text_separates_thinking_and_answer_and_saves(cli_tmp, bundled_dir, cache_dir):
-    out = _run(["generate", "What is 2+2?", "--model", "tiny", "--max-thinking-tokens", "12",
-                "--max-answer-tokens", "6"], cli_tmp, cache_dir)
+    out = _run(
+        ["generate", "What is 2+2?", "--model", "tiny", "--max-thinking-tokens", "12", "--max-answer-tokens", "6"],
+        cli_tmp,
+        cache_dir,
+    )
     assert out.returncode == 0, out.stderr
     assert "--- thinking ---" in out.stdout and "--- answer ---" in out.stdout
     assert "12 thinking" in out.stdout and "budget_cut" in out.stdout
@@ -33,8 +36,26 @@ def test_generate_text_separates_thinking_and_answer_and_saves(cli_tmp, bundled_
 
 
 def test_generate_json_with_samples_and_no_save(tmp_path, bundled_dir, cache_dir):
-    out = _run(["generate", "hi", "--model", "tiny", "--samples", "3", "--seed", "2", "--max-thinking-tokens", "8",
-                "--max-answer-tokens", "4", "--json", "--no-save"], tmp_path, cache_dir)
+    out = _run(
+        [
+            "generate",
+            "hi",
+            "--model",
+            "tiny",
+            "--samples",
+            "3",
+            "--seed",
+            "2",
+            "--max-thinking-tokens",
+            "8",
+            "--max-answer-tokens",
+            "4",
+            "--json",
+            "--no-save",
+        ],
+        tmp_path,
+        cache_dir,
+    )
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert payload["run_id"] is None and len(payload["samples"]) == 3

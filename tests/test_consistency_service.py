@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.domain import GenerationResult, GenerationSettings, SampleResult, budget_label
 from app.engine.events import CancelToken, Progress
 from app.services import compare, consistency
 from app.services.runs import save_result
@@ -76,16 +76,44 @@ def test_report_without_gold_has_no_correctness():
     assert all(s.correct is None for s in report.samples)
 
 
-@pytest.mark.parametrize("k", [0, consistency.MAX_K + 1])
+def test_answer_groups_carry_their_samples_and_correctness_for_the_charts():
+    answers = ["18", "$18", "17", None, "18.0", "  "]
+    samples = [_sample(i, "", f"Final Answer: {a}" if a else "") for i, a in enumerate(answers)]
+    report = consistency.build_report(_result(samples), run_id=1, gold="18")
+    groups = [(g.answer, g.samples, g.correct, g.majority) for g in report.groups]
+    assert groups == [("18", [0, 1, 4], True, True), ("17", [2], False, False), (None, [3, 5], False, False)]
+    assert [g.count for g in report.groups[:2]] == [c for _, c in report.vote.counts]
+    assert [s.group for s in report.samples] == [0, 0, 1, 2, 0, 2]
+    assert report.to_json()["groups"][1] == {"answer": "17", "samples": [2], "correct": False, "majority": False}
+
+    ungraded = consistency.build_report(_result(samples[:3]), run_id=1, gold=None)
+    assert [(g.answer, g.correct) for g in ungraded.groups] == [("18", None), ("17", None)]
+
+
+@pytest.mark.parametrize("k", [0, 9])
 def test_k_out_of_range_is_refused(k):
     with pytest.raises(ValueError, match=f"k={k}"):
-        consistency.consistency_settings(FAST, k)
+        consistency.consistency_settings(FAST, k, max_samples=8)
+
+
+def test_k_above_the_servers_cap_says_how_to_raise_it():
+    message = "k=40 is more than this server allows (max_samples=32); lower k or start with --max-samples 40"
+    with pytest.raises(ValueError, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):
+        consistency.check_samples(40, 32)
+    assert consistency.check_samples(32, 32) == 32
+
+
+def test_sampling_refuses_k_above_the_runtime_setting_before_anything_runs(tiny_runtime):
+    cap = tiny_runtime.settings.max_samples
+    with pytest.raises(ValueError, match=f"k={cap + 1} is more than this server allows [(]max_samples={cap}[)]"):
+        consistency.sample_consistency(tiny_runtime, "What is 2 + 2?", FAST, k=cap + 1)
+    assert tiny_runtime.store.count_runs() == 0
 
 
 def test_greedy_settings_get_a_temperature_so_samples_can_differ():
-    assert consistency.consistency_settings(FAST.with_(temperature=0.0), 4).temperature == 0.7
-    assert consistency.consistency_settings(FAST.with_(temperature=0.0), 1).temperature == 0.0
-    assert consistency.consistency_settings(FAST.with_(temperature=0.3), 4).temperature == 0.3
+    assert consistency.consistency_settings(FAST.with_(temperature=0.0), 4, max_samples=8).temperature == 0.7
+    assert consistency.consistency_settings(FAST.with_(temperature=0.0), 1, max_samples=8).temperature == 0.0
+    assert consistency.consistency_settings(FAST.with_(temperature=0.3), 4, max_samples=8).temperature == 0.3
 
 
 def test_align_steps_pairs_equal_steps_and_marks_the_differences():
@@ -201,7 +229,7 @@ def test_compare_stops_after_a_cancel(tiny_runtime):
 
 def _variant(budget: int, answer: str | None, correct: bool | None, agrees: bool) -> compare.Variant:
     return compare.Variant(
-        label=compare.variant_label(budget),
+        label=budget_label(budget),
         budget=budget,
         run_id=1,
         answer="",

@@ -18,7 +18,7 @@ from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.services import labeling
 from app.services.exporting import export_dataset
 from app.services.runs import save_result
-from app.store import StoreError, open_store
+from app.store import NotFound, StoreError, open_store
 
 CLIPS = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell?"
 TRACES = [
@@ -161,6 +161,31 @@ def test_merge_and_split_keep_the_labels_on_other_steps_and_refuse_labels_on_rep
         labeling.merge_steps(store, good, after[-1].step_id)
 
 
+@pytest.mark.parametrize("at", [3, "In May"])
+def test_split_refuses_a_step_of_another_sample_whichever_way_the_place_is_given(data, at):
+    store, good, bad, _ = data
+    other_step = store.steps_for_sample(bad)[1]  # "In May she sold twice as many, ..."
+    with pytest.raises(
+        labeling.LabelingError, match=f"step {other_step.step_id} is not a current step of sample {good}"
+    ):
+        labeling.split_step(store, good, other_step.step_id, at)
+    assert [s.step_id for s in store.steps_for_sample(bad)][1] == other_step.step_id  # nothing was split
+
+
+def test_opening_a_sample_looks_it_up_instead_of_scanning_the_queue(data, monkeypatch):
+    store, good, _, _ = data
+
+    def no_scan(**_):  # a guard on the real store: the queue must not be read to find a sample's run
+        raise AssertionError("open_sample scanned the label queue")
+
+    monkeypatch.setattr(store, "label_queue", no_scan)
+    view = labeling.open_sample(store, good, "alice")
+    assert view.sample_id == good and len(view.steps) == 5
+    assert [c.sample_id for c in labeling.preference_candidates(store, good)]
+    with pytest.raises(NotFound, match="sample 999 does not exist"):
+        labeling.open_sample(store, 999, "alice")
+
+
 def test_bad_input_is_refused_with_a_message(data):
     store, good, bad, six = data
     with pytest.raises(StoreError, match="no annotator name"):
@@ -187,6 +212,9 @@ def test_queue_filters_and_next_sample(data):
     assert labeling.label_queue(store, None, model="other").items == []
     assert labeling.next_sample(store, "alice") in (good, bad)
     assert labeling.next_sample(store, "alice", prompt_search="6*7") is None
+    first = labeling.next_sample(store, "alice", unlabelled_first=False)  # the view's sort does not matter
+    assert first in (good, bad)
+    assert labeling.next_sample(store, None, skip=first) == ({good, bad} - {first}).pop()
 
 
 def test_agreement_reports_kappa_per_pair_and_the_disagreeing_steps(data):

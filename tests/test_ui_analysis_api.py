@@ -4,7 +4,9 @@ against a really launched app (tiny random model, real SQLite), plus the tabs' H
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +20,7 @@ from app.services.consistency import build_report  # noqa: E402
 from app.services.runs import finish_result, save_result  # noqa: E402
 
 K = 3
+REQUEST = SimpleNamespace(session_hash="handler-test")  # what the handlers read from a gr.Request
 
 
 def build_analysis_demo(rt) -> gr.Blocks:
@@ -109,6 +112,37 @@ def test_sample_refuses_more_than_the_server_allows_and_empty_prompts(client):
         client.predict("   ", "", 2, 0.8, True, 4, 2, None, api_name="/sample")
 
 
+def test_both_k_sliders_stop_at_the_servers_max_samples(client):
+    sliders = {c["props"].get("elem_id"): c["props"] for c in client.config["components"] if c["type"] == "slider"}
+    assert sliders["tl-sc-k"]["maximum"] == 8 and sliders["tl-sw-k"]["maximum"] == 8
+
+
+def test_the_handlers_refuse_k_above_max_samples_with_the_services_message(analysis_rt):
+    from app.ui.consistency import SelfConsistency
+    from app.ui.sweep import Sweep
+
+    message = "k=9 is more than this server allows [(]max_samples=8[)]; lower k or start with --max-samples 9"
+    with pytest.raises(gr.Error, match=message):
+        list(SelfConsistency(analysis_rt).sample("2 + 2?", "", 9, 0.8, True, 4, 2, None, REQUEST))
+    with pytest.raises(gr.Error, match=message):
+        list(Sweep(analysis_rt).run(None, 1, "0", 9, 0.8, 2, None, REQUEST))
+    with pytest.raises(gr.Error, match="max_answer_tokens=0 must be >= 1"):  # passed through, not replaced
+        list(SelfConsistency(analysis_rt).sample("2 + 2?", "", 2, 0.8, True, 4, 0, None, REQUEST))
+
+
+def test_sample_and_sweep_stream_their_progress_before_the_report(client):
+    job = client.submit("What is 2 + 2?", "4", 2, 0.8, True, 16, 2, 5, api_name="/sample")
+    report = job.result(timeout=120)[4]
+    outputs = job.outputs()
+    assert len(outputs) > 1 and "Sampling 2 traces…" in outputs[0][0] and outputs[0][4] is None
+    assert outputs[-1][4] == report
+
+    job = client.submit(None, 2, "0,4", 1, 0.8, 2, 1, api_name="/sweep")
+    report = job.result(timeout=120)[4]
+    progress = [out[0] for out in job.outputs()[:-1]]
+    assert "0 of 4 problem × budget runs done" in progress[0] and report["n_problems"] == 2
+
+
 def test_cancel_without_a_run_is_harmless(client):
     for name in ("/cancel_sample", "/cancel_compare", "/cancel_sweep"):
         client.predict(api_name=name)
@@ -154,6 +188,62 @@ def test_sweep_names_the_bad_line_of_an_uploaded_file(client, tmp_path: Path):
     bad.write_text('{"question": "Q", "answer": "1"}\n{"question": "no answer"}\n', encoding="utf-8")
     with pytest.raises(Exception, match="line 2 has no answer field"):
         client.predict(handle_file(str(bad)), 5, "0", 1, 0.8, 3, None, api_name="/sweep")
+
+
+# --- cancelling: while queued, and when the browser goes away ------------------------------------------
+
+
+def test_a_cancel_while_queued_stops_each_tab_before_it_starts(analysis_rt):
+    from app.ui.compare import HybridCompare
+    from app.ui.consistency import SelfConsistency
+    from app.ui.handlers import CancelRegistry
+    from app.ui.sweep import Sweep
+
+    registry, runs, sweeps = CancelRegistry(), analysis_rt.store.count_runs(), len(analysis_rt.store.list_sweeps())
+    calls = [
+        (SelfConsistency, "sample", ("2 + 2?", "", 2, 0.8, True, 4, 2, None)),
+        (HybridCompare, "compare", ("2 + 2?", "", "4", 2, 0.0, None)),
+        (Sweep, "run", (None, 2, "0,4", 2, 0.8, 2, None)),
+    ]
+    for tab_class, method, args in calls:
+        tab = tab_class(analysis_rt, registry)
+        tab.prepare(REQUEST)  # the click, before the event waits behind the model
+        tab.cancel(REQUEST)  # Cancel while it waits
+        outputs = list(getattr(tab, method)(*args, REQUEST))
+        assert len(outputs) == 1 and "Cancelled before it started" in outputs[0][0], tab_class.__name__
+    assert analysis_rt.store.count_runs() == runs and len(analysis_rt.store.list_sweeps()) == sweeps
+    assert registry.running("handler-test/consistency") == 0
+
+
+def test_closing_the_sample_stream_cancels_the_run_frees_the_model_and_saves_it(analysis_rt):
+    from app.ui.consistency import SelfConsistency
+    from app.ui.handlers import CancelRegistry
+
+    registry = CancelRegistry()
+    stream = SelfConsistency(analysis_rt, registry).sample("walk away", "", 2, 0.8, True, 4000, 2, 1, REQUEST)
+    while "tokens" not in next(stream)[0]:  # decoding has started
+        pass
+    closed = time.monotonic()
+    stream.close()  # what Gradio does when the browser goes away
+    assert time.monotonic() - closed < 10
+    assert not analysis_rt.engine._lock.locked() and registry.running("handler-test/consistency") == 0
+    (summary,) = analysis_rt.store.list_runs(search="walk away")
+    assert summary.kind == "consistency" and set(summary.stop_reasons) == {"cancelled"}
+
+
+def test_closing_the_sweep_stream_stops_the_sweep(analysis_rt):
+    from app.ui.handlers import CancelRegistry
+    from app.ui.sweep import Sweep
+
+    registry = CancelRegistry()
+    stream = Sweep(analysis_rt, registry).run(None, 20, "0,8", 2, 0.8, 3, None, REQUEST)
+    assert "0 of 40 problem × budget runs done" in next(stream)[0]
+    stream.close()
+    sweep = analysis_rt.store.list_sweeps()[0]
+    assert sweep.n_runs < 40 and registry.running("handler-test/sweep") == 0
+    assert not analysis_rt.engine._lock.locked()
+    time.sleep(0.5)
+    assert analysis_rt.store.list_sweeps()[0].n_runs == sweep.n_runs  # nothing runs on in the background
 
 
 # --- escaping: model output is text, never HTML -----------------------------------------------------
@@ -203,6 +293,22 @@ def test_cancel_sweep_stops_a_running_sweep_and_returns_the_partial_report(clien
     finished = sum(p["n_problems"] for p in report["points"])
     assert finished < 40
     assert len(analysis_rt.store.sweep_runs(report["sweep_id"])) in (finished, finished + 1)
+
+
+# --- the controls ---------------------------------------------------------------------------------
+
+
+def test_controls_read_as_whole_numbers_and_pass_bad_values_on_to_validation():
+    from app.ui.inputs import analysis_settings, as_int, as_seed
+
+    assert (as_int(3.0, "k"), as_int("", "k", 8), as_int(None, "k")) == (3, 8, None)
+    with pytest.raises(ValueError, match="k must be a whole number, got 2.5"):
+        as_int(2.5, "k")
+    assert (as_seed(-1), as_seed(None), as_seed(7)) == (None, None, 7)
+    settings = analysis_settings(True, None, 0, None, "-1")
+    assert (settings.max_thinking_tokens, settings.max_answer_tokens, settings.seed) == (128, 0, None)
+    with pytest.raises(ValueError, match="max_answer_tokens=0 must be >= 1"):
+        settings.validate()
 
 
 # --- the chart builders (pure plotly) ----------------------------------------------------------------

@@ -1,12 +1,16 @@
 """A real headless Chromium on the launched app: the Self-consistency vote chart renders as a plotly bar
-chart, and model output with HTML and template syntax shows as text in the side-by-side view."""
+chart, model output with HTML and template syntax shows as text in the side-by-side view, a Cancel clicked
+while the run waits behind the model stops it before it starts, and closing the page stops a running sweep."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
+from ui_support import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -27,7 +31,7 @@ EVIL = '<img src=x onerror="window.__pwned=1"> ${7*7} {{value}}'
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_loaded, tiny_engine, tmp_path_factory):
+def analysis_app(tiny_loaded, tiny_engine, tmp_path_factory):
     from app.services.runtime import Runtime
     from app.settings import AppSettings
     from app.store.db import open_store
@@ -60,8 +64,14 @@ def app_url(tiny_loaded, tiny_engine, tmp_path_factory):
         kind="consistency",
     )
     demo, base = launch_for_tests(rt)
-    yield base, evil_run
+    yield rt, base, evil_run
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(analysis_app):
+    _, base, evil_run = analysis_app
+    return base, evil_run
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +127,45 @@ def test_side_by_side_shows_model_html_as_text(page, app_url):
     assert "${7*7}" in text and "{{value}}" in text
     assert view.locator("img").count() == 0
     assert page.evaluate("window.__pwned") is None
+
+
+def test_cancel_while_waiting_for_the_model_stops_the_run_before_it_starts(page, analysis_app):
+    rt, base, _ = analysis_app
+    busy = Client(base, verbose=False)  # another session holds the model with a long Playground run
+    job = busy.submit(
+        prompt="hold the model", effort="custom", max_thinking_tokens=4000, min_thinking_tokens=4000,
+        temperature=0.8, seed=1, api_name="/generate",
+    )  # fmt: skip
+    wait_until(lambda: job.outputs(), what="the long run to start")
+    _open_tab(page, base)
+    page.locator("#tl-sc-prompt textarea").fill("queued then cancelled")
+    page.locator("#tl-sc-run").click()
+    time.sleep(0.5)  # the click is registered; the run itself waits behind the model
+    page.locator("#tl-sc-cancel").click()
+    busy.predict(api_name="/cancel")
+    job.result(timeout=60)
+    summary = page.locator("#tl-sc-summary")
+    wait_until(lambda: "Cancelled before it started" in summary.inner_text(), what="the cancelled-before-start note")
+    assert not rt.store.list_runs(search="queued then cancelled")
+
+
+def test_closing_the_page_stops_a_running_sweep_and_frees_the_model(page, analysis_app):
+    rt, base, _ = analysis_app
+    closing = page.context.browser.new_page()
+    closing.goto(base, wait_until="domcontentloaded")
+    closing.get_by_role("tab", name="Sweep").click()
+    limit = closing.locator("#tl-sw-limit input")
+    limit.fill("20")
+    limit.press("Tab")
+    closing.locator("#tl-sw-budgets textarea, #tl-sw-budgets input").first.fill("0,64")
+    closing.locator("#tl-sw-run").click()
+    summary = closing.locator("#tl-sw-summary")
+    wait_until(lambda: "1 of 40 problem × budget runs done" in summary.inner_text(), what="the sweep to get going")
+    closing.close()
+
+    def settled() -> int | None:
+        before = rt.store.list_sweeps()[0].n_runs
+        time.sleep(0.5)
+        return before if rt.store.list_sweeps()[0].n_runs == before and not rt.engine._lock.locked() else None
+
+    assert wait_until(settled, timeout=30, what="the sweep to stop") < 40

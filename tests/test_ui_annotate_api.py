@@ -116,8 +116,23 @@ def test_preference_agreement_and_export_download(tiny_app, client, tmp_path):
 
     with pytest.raises(AppError, match="No labelled samples match"):
         client.predict("prm", "jsonl", "nobody", "", "", "true", False, api_name="/export")
-    with pytest.raises(AppError, match="is not a date"):
+    with pytest.raises(AppError, match="since='yesterday' is not a date; use YYYY-MM-DD"):  # the service's message
         client.predict("prm", "jsonl", "", "", "yesterday", "true", False, api_name="/export")
+
+
+def test_model_menus_list_every_model_that_has_runs(tiny_app):
+    from app.ui import export_tab
+    from app.ui.history import History
+
+    rt, _ = tiny_app
+    _save(rt, "menu probe")  # model "tiny/test"
+    history = [value for _, value in History(rt).model_choices().choices]
+    assert history == ["any", *sorted({*rt.store.list_models(), rt.loaded.name})] and "tiny/test" in history
+    _, models = export_tab._choices(rt)
+    assert (
+        models == [("all models", ""), *((m, m) for m in rt.store.list_models())]
+        and ("tiny/test", "tiny/test") in models
+    )
 
 
 def test_with_auth_the_login_is_the_annotator(tiny_loaded, tiny_engine, tmp_path):

@@ -111,6 +111,22 @@ def test_controls_become_validated_settings():
         build_settings(True, "low", None, None, "Wait", 128, 0, 0, None)
 
 
+def test_zero_answer_tokens_is_refused_not_replaced_by_a_default():
+    with pytest.raises(gr.Error, match="max_answer_tokens=0 must be >= 1"):
+        build_settings(True, "low", None, None, "Wait", 0, 0, 0.9, None)
+    assert build_settings(True, "low", None, None, "Wait", None, 0, 0.9, None).max_answer_tokens == 256
+    with pytest.raises(gr.Error, match="max answer tokens must be a whole number, got 'lots'"):
+        build_settings(True, "low", None, None, "Wait", "lots", 0, 0.9, None)
+
+
+def test_examples_are_the_sweeps_bundled_problems():
+    from app.services.sweep import load_problems
+    from app.ui.handlers import load_examples
+
+    first = load_problems("bundled", limit=1)[0]
+    assert load_examples(limit=1) == [{"question": first.question, "answer": first.solution, "final": first.gold}]
+
+
 def test_earlier_thinking_is_left_out_of_the_context_unless_asked():
     chat = Chat().add(Turn("q1", _sample(thinking="t1", answer="a1"), GenerationSettings(), 1))
     chat = chat.add(Turn("q2", None, GenerationSettings(), 2, error="boom"))  # failed turns are skipped
@@ -126,7 +142,10 @@ def test_earlier_thinking_is_left_out_of_the_context_unless_asked():
 def test_cancel_registry_stops_queued_and_running_runs_of_one_session_only():
     registry = CancelRegistry()
     queued = registry.prepare("a")
-    assert registry.cancel("a") == 0 and queued.cancelled
+    assert registry.cancel("a") == 1 and queued.cancelled  # a run still waiting in the queue counts
+    assert registry.cancel("a") == 0  # already stopping
+    assert registry.begin("a") is queued  # ... and starts cancelled, so it stops before it runs
+    registry.end("a", queued)
     running, other = registry.begin("a"), registry.begin("b")
     assert registry.cancel("a") == 1 and running.cancelled and not other.cancelled
     registry.end("a", running)
@@ -253,9 +272,22 @@ def test_bundled_model_header_and_a_short_run(bundled_app):
         api_name="/generate",
     )
     sample = run["samples"][0]
-    assert run["model"] == rt.loaded.name and sample["thinking_tokens"] <= 12 + 1
+    assert run["model"] == rt.loaded.name and sample["thinking_tokens"] <= 12
     assert sample["answer"] and "Saved as run" in status
     assert _thought(chat)["metadata"]["status"] == "done"
+
+
+def test_stop_while_the_prompt_waits_in_the_queue_stops_it_before_it_runs(tiny_runtime):
+    from types import SimpleNamespace
+
+    from app.ui.handlers import Playground
+
+    pg, request = Playground(tiny_runtime, CancelRegistry()), SimpleNamespace(session_hash="queued")
+    pg.accept("never run", None, request)  # the submit click, before the queue
+    assert pg.cancel(request) == "Stopping…"
+    outputs = list(pg.generate("never run", True, "low", None, None, "Wait", 8, 0, 0.95, 1, True, None, request))
+    assert [status for _, status, _, _ in outputs] == ["Stopped before it started."]
+    assert tiny_runtime.store.count_runs() == 0
 
 
 def test_a_closed_stream_still_saves_the_run_as_cancelled(tiny_runtime):

@@ -1,7 +1,8 @@
 """Self-consistency: sample k traces of one prompt in ONE batched generate, vote, and measure overthinking.
 
-Owns: the ``ConsistencyReport`` (one card per sample, the vote, per-sample correctness and the position
-where the final answer first appeared in the thinking), rebuilding that report from a stored run, and the
+Owns: the ``ConsistencyReport`` (one card per sample, the vote, the answer groups with their correctness,
+per-sample correctness and the position where the final answer first appeared in the thinking), rebuilding
+that report from a stored run, the server's cap on k (:func:`check_samples`, also used by sweeps) and the
 side-by-side alignment of two samples' steps (difflib over step texts).
 Does not know: Gradio or plotly; the UI turns these plain dataclasses into cards and charts.
 """
@@ -16,15 +17,39 @@ from typing import Any, Literal
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.events import CancelToken, Progress
-from app.reasoning.answers import answers_equal, extract_answer
+from app.reasoning.answers import answer_key, answers_equal, extract_answer
 from app.reasoning.steps import segment_trace
 from app.reasoning.vote import VoteResult, first_answer_position, overthinking_tokens, vote
 from app.services.runs import Saved, run_status, stream_run
 from app.services.runtime import Runtime
 from app.store.records import StoredSample
 
-#: Largest k the service accepts; the UI may lower it (``AppSettings.max_samples``).
-MAX_K = 32
+
+def check_samples(k: int, max_samples: int) -> int:
+    """``k`` if it is between 1 and the server's cap (``AppSettings.max_samples``), else a ``ValueError`` saying
+    how to get there. Self-consistency and sweeps both ask for k samples per generate, so both use this."""
+    if k < 1:
+        raise ValueError(f"k={k} must be at least 1")
+    if k > max_samples:
+        raise ValueError(
+            f"k={k} is more than this server allows (max_samples={max_samples}); lower k or start with --max-samples {k}"
+        )
+    return k
+
+
+@dataclass
+class AnswerGroup:
+    """One bar of the vote: a distinct answer (its first-seen spelling; None = the samples that gave none),
+    which samples gave it, and whether it is right."""
+
+    answer: str | None
+    samples: list[int]  # sample indices, in order
+    correct: bool | None  # against the gold answer; None without one. Giving no answer counts as wrong.
+    majority: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
 
 
 @dataclass
@@ -43,6 +68,7 @@ class SampleCard:
     in_majority: bool
     first_answer_position: float | None  # 0..1 through the thinking; None if never stated there
     overthinking_tokens: int | None  # thinking tokens spent after the answer first appeared
+    group: int = 0  # index into ConsistencyReport.groups: the answer group this sample voted for
 
 
 @dataclass
@@ -59,6 +85,7 @@ class ConsistencyReport:
     seconds: float
     status: str  # done | cancelled | error
     error: str | None = None
+    groups: list[AnswerGroup] = field(default_factory=list)  # vote.counts' order, then the no-answer group
 
     @property
     def k(self) -> int:
@@ -87,17 +114,41 @@ class ConsistencyReport:
                 "abstained": self.vote.abstained,
                 "majority_correct": self.vote.majority_correct,
             },
+            "groups": [asdict(g) for g in self.groups],
             "mean_overthinking_tokens": self.mean_overthinking(),
             "samples": [asdict(s) for s in self.samples],
         }
 
 
-def consistency_settings(base: GenerationSettings, k: int) -> GenerationSettings:
-    """``base`` with ``samples=k``; a greedy base gets temperature 0.7, or all k traces would be identical."""
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"k={k} must be between 1 and {MAX_K}")
-    temperature = base.temperature if base.temperature > 0 or k == 1 else 0.7
-    return base.with_(samples=k, temperature=temperature)
+def consistency_settings(base: GenerationSettings, k: int, *, max_samples: int) -> GenerationSettings:
+    """``base`` with ``samples=k`` (at most ``max_samples``); a greedy base gets a sampling temperature, or all
+    k traces would be identical."""
+    return base.for_samples(check_samples(k, max_samples))
+
+
+def answer_groups(
+    answers: Sequence[str | None], outcome: VoteResult, gold: str | None
+) -> tuple[list[AnswerGroup], list[int]]:
+    """The vote's groups with their members (the no-answer group last, if any), and each answer's group index.
+
+    An answer joins the first group, in order of first appearance, whose answer it equals, and an answer
+    without a key abstains: the rule :func:`~app.reasoning.vote.vote` counts by, so each group's size is
+    its count in ``outcome.counts``.
+    """
+    groups = [
+        AnswerGroup(rep, [], answers_equal(rep, gold) if gold is not None else None, majority=i == 0)
+        for i, (rep, _) in enumerate(outcome.counts)
+    ]
+    by_first_seen = sorted(groups, key=lambda g: answers.index(g.answer))
+    none = AnswerGroup(None, [], False if gold is not None else None, majority=False)
+    for index, answer in enumerate(answers):
+        voted = answer is not None and bool(answer_key(answer))
+        group = next((g for g in by_first_seen if answers_equal(g.answer, answer)), none) if voted else none
+        group.samples.append(index)
+    if none.samples:
+        groups.append(none)
+    group_of = {index: n for n, g in enumerate(groups) for index in g.samples}
+    return groups, [group_of[i] for i in range(len(answers))]
 
 
 def build_report(
@@ -107,6 +158,7 @@ def build_report(
     gold = normalise_gold(gold)
     answers = [s.extracted_answer for s in result.samples]
     outcome = vote(answers, gold)
+    groups, group_of = answer_groups(answers, outcome, gold)
     cards = []
     for i, s in enumerate(result.samples):
         position = first_answer_position(s.thinking, s.extracted_answer)
@@ -121,9 +173,10 @@ def build_report(
                 stop_reason=s.stop_reason,
                 seconds=s.seconds,
                 correct=outcome.correct[i] if outcome.correct is not None else None,
-                in_majority=answers_equal(s.extracted_answer, outcome.majority),
+                in_majority=groups[group_of[i]].majority,
                 first_answer_position=position,
                 overthinking_tokens=overthinking_tokens(s.thinking_tokens, position),
+                group=group_of[i],
             )
         )
     return ConsistencyReport(
@@ -137,6 +190,7 @@ def build_report(
         seconds=result.seconds,
         status=status or run_status(result),
         error=result.error,
+        groups=groups,
     )
 
 
@@ -162,9 +216,11 @@ def stream_consistency(
     """Yield the engine's :class:`Progress` events while the k samples decode, then the report.
 
     All k samples are one batched generate (``settings.samples = k``), saved as one run of kind
-    ``consistency`` with the gold answer, so the run can be reopened and labelled later.
+    ``consistency`` with the gold answer, so the run can be reopened and labelled later. ``k`` above the
+    server's ``max_samples`` is a ``ValueError`` before anything runs.
     """
-    settings = consistency_settings(settings, k if k is not None else settings.samples)
+    k = k if k is not None else settings.samples
+    settings = consistency_settings(settings, k, max_samples=rt.settings.max_samples)
     gold = normalise_gold(gold)
     for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold, deltas=False):
         if isinstance(event, Progress):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from app.reasoning.agreement import AgreementReport, agreement_report
-from app.store.errors import NotFound, StoreError
+from app.store.errors import StoreError
 from app.store.records import LabelProgress, LabelRecord, QueueItem, StoredRun, StoredStep
 
 #: Words a person or an API client may use for each rating (PRM800K's +1 / 0 / -1).
@@ -200,8 +200,10 @@ def label_queue(
     return QueueView(items=items, progress=store.label_progress(annotator, **filters))
 
 
-def next_sample(store: Any, annotator: str, *, skip: int | None = None, **filters: Any) -> int | None:
-    """The first sample the annotator has not finished (other than ``skip``), or None when all are done."""
+def next_sample(store: Any, annotator: str | None, *, skip: int | None = None, **filters: Any) -> int | None:
+    """The first sample the annotator (None = anyone) has not finished, other than ``skip``; None when all are
+    done. ``filters`` are :func:`label_queue`'s; unfinished samples are looked for first, whatever the view sorts."""
+    filters["unlabelled_first"] = True
     for item in label_queue(store, annotator, limit=50, **filters).items:
         if not item.done and item.sample_id != skip:
             return item.sample_id
@@ -212,20 +214,13 @@ def next_sample(store: Any, annotator: str, *, skip: int | None = None, **filter
 
 
 def _run_of_sample(store: Any, sample_id: int, run_id: int | None = None) -> StoredRun:
-    """The run holding the sample. Without ``run_id`` and without a ``get_sample`` on the store, its run id is
-    found through the queue (one query over the samples that have steps)."""
+    """The run holding the sample (``NotFound`` when there is no such sample); ``run_id``, when the caller knows
+    it, saves looking the sample up."""
     if run_id is not None:
         run = store.get_run(run_id)
         if any(s.sample_id == sample_id for s in run.samples):
             return run
-    getter = getattr(store, "get_sample", None)
-    if getter is not None:
-        return store.get_run(getter(sample_id).run_id)
-    for item in store.label_queue(annotator=None, unlabelled_first=False, limit=1_000_000):
-        if item.sample_id == sample_id:
-            return store.get_run(item.run_id)
-    store.steps_for_sample(sample_id)  # NotFound with the store's message when the sample does not exist
-    raise NotFound(f"sample {sample_id} has no steps to label (it has no thinking or answer text)")
+    return store.get_run(store.get_sample(sample_id).run_id)
 
 
 def _step_views(steps: list[StoredStep], labels: dict[int, LabelRecord]) -> tuple[list[StepView], int | None]:
@@ -277,7 +272,11 @@ def open_sample(store: Any, sample_id: int, annotator: str, *, run_id: int | Non
 
 
 def preference_candidates(store: Any, sample_id: int) -> list[SampleBrief]:
-    """The other samples of the same prompt: its own run's, then those of up to ``MAX_OTHER_RUNS`` other runs."""
+    """The other samples of the same prompt: its own run's, then those of up to ``MAX_OTHER_RUNS`` other runs.
+
+    The store has no "runs of this prompt" query, so the newest runs whose text matches the prompt's start are
+    read (at most ``MAX_OTHER_RUNS`` of them) and kept when they share the prompt itself.
+    """
     run = _run_of_sample(store, sample_id)
     runs = [run]
     for summary in store.list_runs(search=run.prompt[:200], limit=MAX_OTHER_RUNS + 1):
@@ -351,11 +350,12 @@ def merge_steps(store: Any, sample_id: int, step_id: int, next_step_id: int | No
 
 
 def split_step(store: Any, sample_id: int, step_id: int, at: int | str) -> tuple[int, int]:
-    """Split a step in two at character ``at``, or just before the text ``at``; return the two new step ids."""
+    """Split a step of the sample in two at character ``at``, or just before the text ``at``; return the two new
+    step ids. A step that is not one of the sample's current steps is refused, whichever way ``at`` is given."""
+    step = next((s for s in store.steps_for_sample(sample_id) if s.step_id == step_id), None)
+    if step is None:
+        raise LabelingError(f"step {step_id} is not a current step of sample {sample_id}; reload the sample")
     if isinstance(at, str):
-        step = next((s for s in store.steps_for_sample(sample_id) if s.step_id == step_id), None)
-        if step is None:
-            raise LabelingError(f"step {step_id} is not a current step of sample {sample_id}; reload the sample")
         position = step.text.find(at.strip()) if at.strip() else -1
         if position <= 0:
             raise LabelingError(

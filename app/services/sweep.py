@@ -21,6 +21,7 @@ from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal, clean_answer, extract_answer
 from app.reasoning.vote import pass_at_1, vote
 from app.resources import asset_path
+from app.services.consistency import check_samples
 from app.services.runs import run_prompt, run_status
 from app.services.runtime import Runtime
 from app.store.errors import NotFound
@@ -297,7 +298,7 @@ def run_sweep(
     budgets = sorted(set(budgets))
     if not budgets or any(b < 0 for b in budgets):
         raise ValueError(f"budgets {list(budgets)} must be one or more numbers >= 0 (0 = thinking off)")
-    k = settings.samples
+    k = check_samples(settings.samples, rt.settings.max_samples)
     for budget in budgets:
         settings.with_budget(budget, k).validate()
     name = name or f"{len(problems)} problems × budgets {','.join(map(str, budgets))} × k={k}"

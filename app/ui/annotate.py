@@ -46,10 +46,15 @@ def build_tab(rt: Runtime) -> None:
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def queue_for(annotator: str, run_id: Any, model: str, prompt: str, whose: str, first: bool) -> Any:
+    def queue_filters(annotator: str, run_id: Any, model: str, prompt: str, whose: str) -> tuple[str | None, dict]:
+        """(whose labels count as done, the queue's filters) from the filter controls."""
         done_by = {"me": annotator, "anyone": None}.get(whose, whose or annotator)
         run = int(run_id) if run_id not in (None, "") and int(run_id) > 0 else None
-        return labeling.label_queue(store, done_by, run_id=run, model=model, prompt_search=prompt, unlabelled_first=first)  # fmt: skip
+        return done_by, {"run_id": run, "model": model, "prompt_search": prompt}
+
+    def queue_for(annotator: str, run_id: Any, model: str, prompt: str, whose: str, first: bool) -> Any:
+        done_by, filters = queue_filters(annotator, run_id, model, prompt, whose)
+        return labeling.label_queue(store, done_by, unlabelled_first=first, **filters)
 
     def render(opened: Opened | None, annotator: str, cursor: Any, filters: tuple[Any, ...]) -> tuple[Any, ...]:
         """Values for ``view_out``: (opened, cursor, header, steps, current, comment, history, verdict, progress,
@@ -213,10 +218,9 @@ def build_tab(rt: Runtime) -> None:
         return (*rendered, pick_other, v.sample_html(briefs[0] if briefs else None))
 
     def on_next(name, seen, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        items = queue_for(who(name, request), run, model, prompt, whose, first).items
-        current_id = (seen or {}).get("sample_id")
-        item = next((i for i in items if not i.done and i.sample_id != current_id), None)
-        return on_open(name, item.sample_id if item else None, run, model, prompt, whose, first, request)
+        done_by, filters = queue_filters(who(name, request), run, model, prompt, whose)
+        next_id = labeling.next_sample(store, done_by, skip=(seen or {}).get("sample_id"), **filters)
+        return on_open(name, next_id, run, model, prompt, whose, first, request)
 
     def on_select(name, run, model, prompt, whose, first, evt: gr.SelectData, request: gr.Request):  # noqa: ANN001, ANN202
         row = evt.row_value or []
@@ -264,7 +268,7 @@ def build_tab(rt: Runtime) -> None:
     # --- page load: the login, else the remembered name; fresh filter choices ---
     def on_load(saved, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
         annotator = getattr(request, "username", None) or (saved or "").strip()
-        models = sorted({r.model for r in store.list_runs(limit=500)})
+        models = store.list_models()
         choices = (gr.update(choices=["", *models]), gr.update(choices=["me", "anyone", *store.list_annotators()]))
         if not annotator:  # leave the name box alone: the person may already be typing
             return (gr.update(), *choices, gr.update(), gr.update(), v.NO_NAME, *(gr.update(),) * 7)

@@ -1,8 +1,9 @@
 """Pure plotly figure builders for the analysis tabs: data in, ``go.Figure`` out.
 
 Owns: the vote bar chart, the thinking-tokens-vs-answer scatter, the accuracy-vs-budget curves and the
-tokens-per-budget chart, and their colours. Does not know Gradio, the store or the model; it takes the
-services' report dataclasses (or plain lists), so each builder can be tested without a browser. Plotly
+tokens-per-budget chart, and their colours. Does not know Gradio, the store, the model or how answers are
+compared: it draws the services' report dataclasses (the consistency report says which answers form a group
+and whether each group is right), so each builder can be tested without a browser. Plotly
 renders trace text as SVG text, not HTML, but we still shorten and escape labels: they are model output.
 """
 
@@ -13,8 +14,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from app.reasoning.answers import answers_equal
-from app.services.consistency import ConsistencyReport
+from app.services.consistency import ConsistencyReport, SampleCard
 from app.services.sweep import BudgetPoint
 
 CORRECT, WRONG, NEUTRAL, MAJORITY, NONE = "#2e7d32", "#c62828", "#78909c", "#1565c0", "#bdbdbd"
@@ -44,21 +44,19 @@ def _unique_labels(answers: Sequence[str | None]) -> list[str]:
 
 
 def vote_bar(report: ConsistencyReport) -> go.Figure:
-    """One bar per distinct answer (largest first): green/red against the gold answer, else the majority blue."""
-    counts = report.vote.counts
-    answers = [answer for answer, _ in counts]
-    values = [count for _, count in counts]
-    if report.vote.abstained:
-        answers.append(None)  # type: ignore[arg-type]
-        values.append(report.vote.abstained)
+    """One bar per answer group (largest first, no answer last): green/red by the group's correctness when
+    there is a gold answer, else the majority blue."""
+    groups = report.groups
+    answers = [g.answer for g in groups]
+    values = [g.count for g in groups]
     colours = []
-    for i, answer in enumerate(answers):
-        if answer is None:
+    for g in groups:
+        if g.answer is None:
             colours.append(NONE)
-        elif report.gold is not None:
-            colours.append(CORRECT if answers_equal(answer, report.gold) else WRONG)
+        elif g.correct is not None:
+            colours.append(CORRECT if g.correct else WRONG)
         else:
-            colours.append(MAJORITY if i == 0 else NEUTRAL)
+            colours.append(MAJORITY if g.majority else NEUTRAL)
     n = max(report.vote.n, 1)
     fig = go.Figure(
         go.Bar(
@@ -80,34 +78,28 @@ def vote_bar(report: ConsistencyReport) -> go.Figure:
 
 
 def tokens_scatter(report: ConsistencyReport) -> go.Figure:
-    """Thinking tokens (x) per answer (y), one point per sample, coloured by answer or by correctness.
+    """Thinking tokens (x) per answer group (y), one point per sample, coloured by answer or by correctness.
 
     A hollow diamond marks where the answer first appeared in the thinking: the gap to the filled
     point is the "overthinking" (tokens spent after the answer was already reached).
     """
     fig = go.Figure()
-    groups: dict[str, list] = {}
-    order: list[str] = []
+    y_labels = _unique_labels([g.answer for g in report.groups])
+
+    def y_of(card: SampleCard) -> str:
+        return y_labels[card.group]
+
+    groups: dict[str, list[SampleCard]] = {}
     for card in report.samples:
-        if report.gold is not None:
-            key = "correct" if card.correct else "wrong" if card.extracted_answer is not None else "(no answer)"
+        if report.groups[card.group].answer is None:
+            key = "(no answer)"
+        elif report.gold is not None:
+            key = "correct" if card.correct else "wrong"
         else:
-            key = short_label(card.extracted_answer)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(card)
-    y_labels = _unique_labels([answer for answer, _ in report.vote.counts]) + ["(no answer)"]
-    answer_label = dict(zip([a for a, _ in report.vote.counts], y_labels, strict=False))
+            key = y_of(card)
+        groups.setdefault(key, []).append(card)
 
-    def y_of(card) -> str:
-        for answer, label in answer_label.items():
-            if card.extracted_answer is not None and answers_equal(card.extracted_answer, answer):
-                return label
-        return "(no answer)"
-
-    for n, key in enumerate(order):
-        cards = groups[key]
+    for n, (key, cards) in enumerate(groups.items()):
         colour = {"correct": CORRECT, "wrong": WRONG, "(no answer)": NONE}.get(key, PALETTE[n % len(PALETTE)])
         fig.add_trace(
             go.Scatter(

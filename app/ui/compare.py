@@ -1,19 +1,26 @@
 """Hybrid compare tab: one prompt with thinking off and at two or three budgets, side by side.
 
-Owns: the layout, the thin handler behind ``/compare`` (and ``/cancel_compare``), and the column HTML.
+Owns: the layout, the thin handlers (:class:`HybridCompare`) behind ``/compare`` (which streams which variant
+is running) and ``/cancel_compare``, and the column HTML.
 Does not know how thinking is switched off for a model family (the engine's format does) or how the
 verdict is reached (``app.services.compare``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
 import gradio as gr
 
 from app.services import compare as svc
 from app.services.runtime import Runtime
 from app.services.sweep import parse_budgets
-from app.ui.consistency import CARD_CSS, esc, settings_from_inputs, stop_key, user_error
-from app.ui.handlers import CANCELS, MODEL_QUEUE
+from app.ui.consistency import CARD_CSS, esc, status_html, user_error
+from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
+from app.ui.inputs import analysis_settings
 
 COLUMNS = ["variant", "answer", "thinking tokens", "answer tokens", "latency (s)", "stop", "agrees with off", "correct"]
 
@@ -65,8 +72,66 @@ def table_rows(report: svc.CompareReport) -> list[list]:
     ]
 
 
+class HybridCompare(ModelTab):
+    """The tab's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
+
+    tab = "compare"
+
+    def compare(
+        self,
+        prompt_text: str,
+        gold_text: str,
+        budgets_text: str,
+        answer_value: float | None,
+        temp: float,
+        seed_value: float | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream (verdict, table, columns, report JSON): which variant is running, then the comparison.
+        Closing the stream (the browser went away) cancels the running variant; it is still saved."""
+        with self.running(request) as token:
+            try:
+                plan = parse_budgets(budgets_text or "")
+                settings = analysis_settings(True, None, answer_value, temp, seed_value)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from None
+            if token.cancelled:  # Cancel was pressed while the run waited in the queue
+                yield status_html("Cancelled before it started; nothing was run."), None, "", None
+                return
+            started, done, total = time.perf_counter(), 0, 0
+            work = in_background(
+                lambda report: svc.compare_thinking(
+                    self.rt,
+                    prompt_text or "",
+                    plan,
+                    settings,
+                    gold=gold_text,
+                    cancel=token,
+                    progress=lambda finished, of: report((finished, of)),
+                ),
+                token,
+            )
+            try:
+                with closing(work):
+                    for item in work:
+                        if isinstance(item, Done):
+                            result: svc.CompareReport = item.value
+                            break
+                        if item is not None:
+                            done, total = item
+                            progress((done, total), desc=f"variant {min(done + 1, total)} of {total}")
+                        running = f"Running variant {min(done + 1, total)} of {total}" if total else "Starting"
+                        text = f"{running}… {time.perf_counter() - started:.1f} s"
+                        yield status_html(text), None, "", None
+            except Exception as exc:
+                raise user_error(exc) from exc
+        yield verdict_html(result), table_rows(result), columns_html(result), result.to_json()
+
+
 def build_tab(rt: Runtime) -> None:
     """Lay out the Hybrid compare tab inside the caller's ``gr.Tab`` and wire its events."""
+    tab = HybridCompare(rt)
     fmt = rt.loaded.format
     how = (
         "a hybrid model: thinking is switched off by its chat template"
@@ -91,52 +156,20 @@ def build_tab(rt: Runtime) -> None:
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Compare", variant="primary", elem_id="tl-cmp-run")
-        stop = gr.Button("Cancel", variant="stop")
+        stop = gr.Button("Cancel", variant="stop", elem_id="tl-cmp-cancel")
     verdict = gr.HTML(css_template=CARD_CSS)
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, label="Variants")
     columns = gr.HTML(css_template=CARD_CSS, elem_id="tl-compare-columns")
     with gr.Accordion("Report (JSON)", open=False):
         report_json = gr.JSON(label="Report")
 
-    def compare(
-        prompt_text: str,
-        gold_text: str,
-        budgets_text: str,
-        answer_value: float | None,
-        temp: float,
-        seed_value: float | None,
-        request: gr.Request,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
-    ):
-        key = stop_key(request, "compare")
-        token = CANCELS.begin(key)
-        try:
-            plan = parse_budgets(budgets_text or "")
-            settings = settings_from_inputs(True, None, answer_value, temp, seed_value)
-            report = svc.compare_thinking(
-                rt,
-                prompt_text or "",
-                plan,
-                settings,
-                gold=gold_text,
-                cancel=token,
-                progress=lambda done, total: progress((done, total), desc=f"variant {min(done + 1, total)} of {total}"),
-            )
-        except Exception as exc:
-            raise user_error(exc) from exc
-        finally:
-            CANCELS.end(key, token)
-        return verdict_html(report), table_rows(report), columns_html(report), report.to_json()
-
-    def cancel(request: gr.Request) -> None:
-        if not CANCELS.cancel(stop_key(request, "compare")):
-            gr.Info("Nothing is running in this session.")
-
     run.click(
-        compare,
+        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
+    ).success(
+        tab.compare,
         [prompt, gold, budgets, max_answer, temperature, seed],
         [verdict, table, columns, report_json],
         api_name="compare",
         **MODEL_QUEUE,
     )
-    stop.click(cancel, None, None, api_name="cancel_compare", concurrency_limit=None)
+    stop.click(tab.cancel, None, None, api_name="cancel_compare", concurrency_limit=None)

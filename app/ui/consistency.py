@@ -1,28 +1,32 @@
 """Self-consistency tab: sample k traces in one batched generate, show them as cards, vote, compare two.
 
-Owns: the tab's layout, its thin handlers and their API endpoints (``/sample``, ``/cancel_sample``,
-``/side_by_side``), the sample cards and side-by-side HTML, and helpers the other analysis tabs reuse:
-:func:`esc` (model output as inert HTML text) and :func:`stop_key` (a Cancel button per session and tab).
-Does not know how sampling, voting or alignment work: that is ``app.services.consistency``; the charts
-are ``app.ui.charts``.
+Owns: the tab's layout, its thin handlers (:class:`SelfConsistency`) and their API endpoints (``/sample``,
+which streams its progress, ``/cancel_sample``, ``/side_by_side``), the sample cards and side-by-side HTML,
+and helpers the other analysis tabs reuse: :func:`esc` (model output as inert HTML text),
+:func:`user_error` and :func:`status_html`. Does not know how sampling, voting or alignment work (that is
+``app.services.consistency``, which also enforces the server's cap on k); the charts are ``app.ui.charts``.
 """
 
 from __future__ import annotations
 
 import difflib
+import time
+from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
-from app.domain import GenerationSettings
 from app.engine.events import Progress
 from app.errors import is_user_error
 from app.services import consistency as svc
 from app.services.runtime import Runtime
-from app.services.sweep import Problem, load_problems
 from app.ui import charts
-from app.ui.handlers import CANCELS, MODEL_QUEUE, session_key
+from app.ui.handlers import MODEL_QUEUE, UPDATE_EVERY, Done, ModelTab, bundled_problems, in_background
+from app.ui.inputs import analysis_settings, as_int
 from app.ui.render import safe_text
+
+DEFAULT_K = 8
 
 CARD_CSS = """
 .tl-summary { font-size: 1.05em; margin: 4px 0; }
@@ -60,46 +64,9 @@ def user_error(exc: Exception) -> gr.Error:
     raise exc
 
 
-def stop_key(request: gr.Request | None, tab: str) -> str:
-    """This session's slot in the shell's cancel registry, per tab, so Cancel here stops only this tab's run."""
-    return f"{session_key(request)}/{tab}"
-
-
-def bundled_problems(limit: int = 50) -> list[Problem]:
-    """The GSM8K sample for the "load a problem" pickers; empty (not an error) when assets/ is absent."""
-    try:
-        return load_problems("bundled", limit=limit)
-    except (OSError, ValueError):
-        return []
-
-
-def _as_int(value: Any, name: str, default: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a whole number, got {value!r}") from None
-
-
-def _seed(value: Any) -> int | None:
-    """-1 (the control's default), blank or any negative number means "not fixed", as in the Playground."""
-    seed = _as_int(value, "seed")
-    return None if seed is None or seed < 0 else seed
-
-
-def settings_from_inputs(
-    thinking: bool, budget: Any, max_answer: Any, temperature: Any, seed: Any
-) -> GenerationSettings:
-    """The analysis tabs' controls as settings with an explicit budget (``effort=None``); validated by the service."""
-    return GenerationSettings(
-        thinking=bool(thinking),
-        effort=None,
-        max_thinking_tokens=_as_int(budget, "max thinking tokens", 128),
-        max_answer_tokens=_as_int(max_answer, "max answer tokens", 128) or 1,
-        temperature=float(temperature if temperature is not None else 0.7),
-        seed=_seed(seed),
-    )
+def status_html(text: str) -> str:
+    """A one-line status in the summary's place while a run is queued, running or stopped early."""
+    return f"<div class='tl-summary'>{esc(text)}</div>"
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -181,12 +148,97 @@ def side_by_side_html(view: svc.SideBySide) -> str:
     return head + "<table class='tl-sbs'>" + "".join(rows) + "</table>"
 
 
+# --- the handlers ---------------------------------------------------------------------------------
+
+
+class SelfConsistency(ModelTab):
+    """The tab's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
+
+    tab = "consistency"
+    idle_message = "Nothing is sampling in this session."
+
+    def sample(
+        self,
+        prompt_text: str,
+        gold_text: str,
+        k_value: float,
+        temp: float,
+        think: bool,
+        budget_value: float | None,
+        answer_value: float | None,
+        seed_value: float | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream (summary, vote chart, scatter, cards, report JSON, run id): a status line while the k samples
+        decode, then the report. Closing the stream (the browser went away) cancels the run; it is still saved."""
+        with self.running(request) as token:
+            try:
+                settings = analysis_settings(think, budget_value, answer_value, temp, seed_value)
+                n = as_int(k_value, "k", DEFAULT_K) or 0
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from None
+            if token.cancelled:  # Cancel was pressed while the run waited in the queue
+                yield status_html("Cancelled before it started; nothing was run."), None, None, "", None, None
+                return
+            expected = (settings.resolved_budget()[0] if think else 0) + settings.max_answer_tokens
+            started, last = time.perf_counter(), 0.0
+            latest: Progress | None = None
+            work = in_background(
+                lambda report: svc.sample_consistency(
+                    self.rt, prompt_text or "", settings, k=n, gold=gold_text, cancel=token, progress=report
+                ),
+                token,
+            )
+            try:
+                with closing(work):
+                    for item in work:
+                        if isinstance(item, Done):
+                            result: svc.ConsistencyReport = item.value
+                            break
+                        now = time.perf_counter()
+                        if item is not None:  # else a heartbeat: yield anyway, so a closed tab is noticed
+                            latest = item
+                            if now - last < UPDATE_EVERY:
+                                continue
+                        last = now
+                        done = ""
+                        if latest is not None:
+                            done = f" {latest.done}/{latest.total} traces finished · {latest.tokens} tokens ·"
+                            progress((min(latest.tokens, expected), expected), desc=done.strip(" ·"))
+                        text = f"Sampling {n} traces…{done} {now - started:.1f} s"
+                        yield status_html(text), None, None, "", None, None
+            except Exception as exc:
+                raise user_error(exc) from exc
+        yield (
+            summary_html(result),
+            charts.vote_bar(result),
+            charts.tokens_scatter(result),
+            cards_html(result),
+            result.to_json(),
+            result.run_id,
+        )
+
+    def side_by_side(self, run_value: float | None, a_value: float | None, b_value: float | None) -> str:
+        """Two samples of a run with their steps aligned (``NotFound``/bad numbers become a ``gr.Error``)."""
+        try:
+            run_number = as_int(run_value, "run")
+            a_index = (as_int(a_value, "sample A", 1) or 1) - 1
+            b_index = (as_int(b_value, "sample B", 2) or 2) - 1
+            if run_number is None:
+                raise gr.Error("Sample first (or type a run number), then pick two samples to compare.")
+            return side_by_side_html(svc.side_by_side(self.rt, run_number, a_index, b_index))
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+
 # --- the tab --------------------------------------------------------------------------------------
 
 
 def build_tab(rt: Runtime) -> None:
     """Lay out the Self-consistency tab inside the caller's ``gr.Tab`` and wire its events."""
-    max_k = max(1, min(rt.settings.max_samples, svc.MAX_K))
+    tab = SelfConsistency(rt)
+    max_k = max(1, rt.settings.max_samples)
     problems = bundled_problems()
 
     gr.Markdown(
@@ -207,7 +259,7 @@ def build_tab(rt: Runtime) -> None:
                 )
                 gold = gr.Textbox(label="Gold answer (optional)", scale=1, elem_id="tl-sc-gold")
         with gr.Column(scale=2):
-            k = gr.Slider(1, max_k, value=min(8, max_k), step=1, label="Samples (k)")
+            k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Samples (k)", elem_id="tl-sc-k")
             temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
             with gr.Row():
                 thinking = gr.Checkbox(value=True, label="Thinking")
@@ -220,8 +272,8 @@ def build_tab(rt: Runtime) -> None:
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Sample and vote", variant="primary", elem_id="tl-sc-run")
-        stop = gr.Button("Cancel", variant="stop")
-    summary = gr.HTML(css_template=CARD_CSS)
+        stop = gr.Button("Cancel", variant="stop", elem_id="tl-sc-cancel")
+    summary = gr.HTML(css_template=CARD_CSS, elem_id="tl-sc-summary")
     with gr.Row():
         vote_plot = gr.Plot(label="Vote", elem_id="tl-vote-chart")
         scatter_plot = gr.Plot(label="Thinking tokens vs answer", elem_id="tl-scatter")
@@ -242,69 +294,15 @@ def build_tab(rt: Runtime) -> None:
         problem = problems[int(index)]
         return problem.question, problem.gold
 
-    def sample(
-        prompt_text: str,
-        gold_text: str,
-        k_value: float,
-        temp: float,
-        think: bool,
-        budget_value: float | None,
-        answer_value: float | None,
-        seed_value: float | None,
-        request: gr.Request,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
-    ):
-        settings = settings_from_inputs(think, budget_value, answer_value, temp, seed_value)
-        n = _as_int(k_value, "k", 8) or 1
-        if n > max_k:
-            raise gr.Error(f"k={n} is more than this server allows ({max_k}); lower k")
-        expected = (settings.resolved_budget()[0] if think else 0) + settings.max_answer_tokens
-        key = stop_key(request, "consistency")
-        token = CANCELS.begin(key)
-        progress((0, expected), desc=f"sampling {n} traces")
-        try:
-            report = None
-            for item in svc.stream_consistency(rt, prompt_text or "", settings, k=n, gold=gold_text, cancel=token):
-                if isinstance(item, Progress):
-                    progress((min(item.tokens, expected), expected), desc=f"{item.done}/{item.total} traces finished")
-                else:
-                    report = item
-        except Exception as exc:
-            raise user_error(exc) from exc
-        finally:
-            CANCELS.end(key, token)
-        assert report is not None
-        return (
-            summary_html(report),
-            charts.vote_bar(report),
-            charts.tokens_scatter(report),
-            cards_html(report),
-            report.to_json(),
-            report.run_id,
-        )
-
-    def cancel(request: gr.Request) -> None:
-        if not CANCELS.cancel(stop_key(request, "consistency")):
-            gr.Info("Nothing is sampling in this session.")
-
-    def show_pair(run_value: float | None, a_value: float | None, b_value: float | None) -> str:
-        run_number = _as_int(run_value, "run")
-        if run_number is None:
-            raise gr.Error("Sample first (or type a run number), then pick two samples to compare.")
-        a_index = (_as_int(a_value, "sample A", 1) or 1) - 1
-        b_index = (_as_int(b_value, "sample B", 2) or 2) - 1
-        try:
-            return side_by_side_html(svc.side_by_side(rt, run_number, a_index, b_index))
-        except Exception as exc:
-            raise user_error(exc) from exc
-
     example.change(load_example, example, [prompt, gold], api_visibility="private")
     run.click(
-        sample,
+        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
+    ).success(
+        tab.sample,
         [prompt, gold, k, temperature, thinking, budget, max_answer, seed],
         [summary, vote_plot, scatter_plot, cards, report_json, run_id],
         api_name="sample",
         **MODEL_QUEUE,
     )
-    stop.click(cancel, None, None, api_name="cancel_sample", concurrency_limit=None)
-    compare.click(show_pair, [run_id, sample_a, sample_b], pair, api_name="side_by_side")
+    stop.click(tab.cancel, None, None, api_name="cancel_sample", concurrency_limit=None)
+    compare.click(tab.side_by_side, [run_id, sample_a, sample_b], pair, api_name="side_by_side")

@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from app.export import FORMATS, NEUTRAL_POLICIES, OUTPUTS
-from app.services.exporting import export_dataset
+from app.services.exporting import export_dataset, parse_since
 from app.services.runtime import Runtime
 from app.store.errors import StoreError
 
@@ -37,17 +37,6 @@ def export_folder(root: Path | None = None) -> Path:
         if old.is_dir() and old.stat().st_mtime < cutoff:
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=root))
-
-
-def parse_since(text: str | None) -> datetime | None:
-    """An ISO date or date-time (UTC when no zone is given), or None for an empty field."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise gr.Error(f"since={text!r} is not a date; write it like 2026-11-01 or 2026-11-01T09:30") from exc
 
 
 def run_export(
@@ -95,7 +84,7 @@ def run_export(
 
 def _choices(rt: Runtime) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     annotators = [("everyone", ALL), *((a, a) for a in rt.store.list_annotators())]
-    models = [("all models", ALL), *((m, m) for m in sorted({r.model for r in rt.store.list_runs(limit=500)}))]
+    models = [("all models", ALL), *((m, m) for m in rt.store.list_models())]
     return annotators, models
 
 

@@ -5,19 +5,20 @@ generation a Stop click or the ``cancel`` API call should stop), turning the con
 :class:`GenerationSettings`, the chat's turns (:class:`Chat`, kept in ``gr.State``) and throttling
 the stream of UI updates. Generation, saving and answer extraction live in ``app.services``.
 
-Other tabs reuse :data:`MODEL_QUEUE` (every event that runs the model shares one queue slot) and
-:data:`CANCELS` with :func:`session_key` to make their own Stop buttons.
+Other tabs reuse :data:`MODEL_QUEUE` (every event that runs the model shares one queue slot),
+:data:`CANCELS` with :func:`session_key` to make their own Stop buttons, :func:`in_background` to stream
+a service that reports progress through a callback, and :func:`bundled_problems` for example prompts.
 """
 
 from __future__ import annotations
 
-import json
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import gradio as gr
 
@@ -26,14 +27,19 @@ from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, P
 from app.services.chat import chat_context
 from app.services.runs import Saved, stream_run
 from app.services.runtime import Runtime
+from app.services.sweep import Problem, load_problems
+from app.ui.inputs import as_int, as_seed
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 
 #: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs.
 MODEL_QUEUE: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
 #: Seconds between two streamed UI updates: enough to look live without flooding the browser.
 UPDATE_EVERY = 0.1
+#: Longest quiet spell of a background run before its handler yields anyway: Gradio notices a closed
+#: browser tab only when a generator yields, and then closes the generator (which cancels the run).
+HEARTBEAT = 0.5
 EFFORTS = ("low", "medium", "high", "custom")
-EXAMPLES_PATH = Path(__file__).resolve().parents[2] / "assets" / "gsm8k_sample.jsonl"
+_DEFAULTS = GenerationSettings()
 
 PlaygroundOutput = tuple[list[gr.ChatMessage], str, dict[str, Any] | None, "Chat"]
 
@@ -75,15 +81,16 @@ class CancelRegistry:
                 self._active.pop(key, None)
 
     def cancel(self, key: str) -> int:
-        """Cancel the session's queued and running generations; return how many were running."""
+        """Cancel the session's queued and running generations; return how many were not cancelled yet.
+
+        A queued run's token stays registered, cancelled, so ``begin`` hands it to that run when it starts.
+        """
         with self._lock:
-            pending = self._pending.pop(key, None)
-            active = list(self._active.get(key, []))
-        if pending is not None:
-            pending.cancel()
-        for token in active:
+            pending = self._pending.get(key)
+            tokens = [t for t in [*self._active.get(key, []), pending] if t is not None and not t.cancelled]
+        for token in tokens:
             token.cancel()
-        return len(active)
+        return len(tokens)
 
     def running(self, key: str) -> int:
         with self._lock:
@@ -96,6 +103,104 @@ CANCELS = CancelRegistry()
 def session_key(request: gr.Request | None) -> str:
     """The Gradio session (a browser tab, or one ``gradio_client.Client``) a request belongs to."""
     return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
+
+
+def stop_key(request: gr.Request | None, tab: str) -> str:
+    """This session's slot in the cancel registry, per tab, so a tab's Cancel stops only that tab's run."""
+    return f"{session_key(request)}/{tab}"
+
+
+class ModelTab:
+    """What the analysis tabs (self-consistency, compare, sweep) share: a Cancel that counts from the click.
+
+    Wire :meth:`prepare` on the button's click (not queued behind the model) and chain the model event after
+    it, as the Playground does: a Cancel pressed while the run still waits in the queue is then kept, and the
+    run stops before it starts. :meth:`running` brackets the run itself.
+    """
+
+    tab = "tab"
+    idle_message = "Nothing is running in this session."
+
+    def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS) -> None:
+        self.rt = rt
+        self.registry = registry
+
+    def prepare(self, request: gr.Request) -> None:
+        """The click, before the queue: from now on a Cancel in this session and tab counts."""
+        self.registry.prepare(stop_key(request, self.tab))
+
+    @contextmanager
+    def running(self, request: gr.Request | None) -> Iterator[CancelToken]:
+        """The run's token (the one :meth:`prepare` made, if any), registered while the run goes on."""
+        key = stop_key(request, self.tab)
+        token = self.registry.begin(key)
+        try:
+            yield token
+        finally:
+            self.registry.end(key, token)
+
+    def cancel(self, request: gr.Request) -> None:
+        """Stop this session's run in this tab, queued or running; what finished is kept and saved."""
+        if not self.registry.cancel(stop_key(request, self.tab)):
+            gr.Info(self.idle_message)
+
+
+# --- running a service in the background ---------------------------------------------------------
+
+R = TypeVar("R")
+_END = object()
+
+
+@dataclass(frozen=True)
+class Done(Generic[R]):
+    """The last item :func:`in_background` yields: what the work returned."""
+
+    value: R
+
+
+def in_background(
+    work: Callable[[Callable[[Any], None]], R], token: CancelToken, *, heartbeat: float = HEARTBEAT
+) -> Iterator[Any]:
+    """Run ``work(report)`` in a worker thread and yield as it goes: every value it passes to ``report``,
+    ``None`` after ``heartbeat`` quiet seconds, and last :class:`Done` with its return value.
+
+    For handlers over services that report progress through a callback (compare, sweep, self-consistency):
+    the handler yields on each item, so Gradio streams the progress and notices a closed browser tab.
+    Closing this generator early -- Gradio closing the handler -- cancels ``token`` and waits for the
+    worker, so the service saves what it has and the model is free again when ``close()`` returns. An
+    exception raised by ``work`` is raised here.
+    """
+    items: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work(items.put)
+        except BaseException as exc:  # handed to the consumer, never lost in the thread
+            outcome["error"] = exc
+        finally:
+            items.put(_END)
+
+    thread = threading.Thread(target=run, name="tracelab-ui-work", daemon=True)
+    thread.start()
+    finished = False
+    try:
+        while not finished:
+            try:
+                item = items.get(timeout=heartbeat)
+            except queue.Empty:
+                yield None
+                continue
+            finished = item is _END
+            if not finished:
+                yield item
+    finally:
+        if not finished:  # the consumer went away: stop the run, let it save, free the model
+            token.cancel()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield Done(outcome["value"])
 
 
 # --- controls -> settings -------------------------------------------------------------------------
@@ -112,7 +217,11 @@ def build_settings(
     top_p: float | None,
     seed: float | None,
 ) -> GenerationSettings:
-    """The playground's controls as validated settings; a ``gr.Error`` naming the field when one is bad."""
+    """The playground's controls as validated settings; a ``gr.Error`` naming the field when one is bad.
+
+    Numbers are passed through as given (a blank field takes the default), so ``validate()`` refuses a
+    bad one with its own message instead of it being quietly replaced.
+    """
     effort = (effort or "low").lower()
     if effort not in EFFORTS:
         raise gr.Error(f"effort={effort!r} is not one of {', '.join(EFFORTS)}")
@@ -121,13 +230,13 @@ def build_settings(
         settings = GenerationSettings(
             thinking=bool(thinking),
             effort=None if custom else effort,  # type: ignore[arg-type]
-            max_thinking_tokens=_int(max_thinking_tokens) if custom else None,
-            min_thinking_tokens=(_int(min_thinking_tokens) or 0) if custom else None,
+            max_thinking_tokens=as_int(max_thinking_tokens, "max thinking tokens") if custom else None,
+            min_thinking_tokens=as_int(min_thinking_tokens, "min thinking tokens", 0) if custom else None,
             continuation=continuation if continuation else "Wait",
-            max_answer_tokens=_int(max_answer_tokens) or 256,
+            max_answer_tokens=as_int(max_answer_tokens, "max answer tokens", _DEFAULTS.max_answer_tokens),  # type: ignore[arg-type]
             temperature=float(temperature or 0.0),
-            top_p=float(top_p if top_p is not None else 0.95),
-            seed=_seed(seed),
+            top_p=float(top_p if top_p is not None else _DEFAULTS.top_p),
+            seed=as_seed(seed),
         )
         if custom and settings.max_thinking_tokens is None:
             raise ValueError("a custom budget needs max thinking tokens; type a number, e.g. 512")
@@ -135,18 +244,6 @@ def build_settings(
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from None
     return settings
-
-
-def _seed(value: float | str | None) -> int | None:
-    """A seed below 0 (the control's default, -1) or an empty field means "not fixed"."""
-    seed = _int(value)
-    return seed if seed is not None and seed >= 0 else None
-
-
-def _int(value: float | str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    return int(float(value))
 
 
 # --- the chat -------------------------------------------------------------------------------------
@@ -198,12 +295,17 @@ def run_json(run_id: int, result: Any) -> dict[str, Any]:
     return {"run_id": run_id, **result.to_json()}
 
 
-def load_examples(path: Path = EXAMPLES_PATH, limit: int = 50) -> list[dict[str, Any]]:
-    """The bundled GSM8K problems (question, answer, final) offered as example prompts."""
-    if not path.is_file():
+def bundled_problems(limit: int = 50) -> list[Problem]:
+    """The bundled GSM8K sample (``load_problems("bundled")``); empty, not an error, when assets/ is missing."""
+    try:
+        return load_problems("bundled", limit=limit)
+    except (OSError, ValueError):
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows[:limit]
+
+
+def load_examples(limit: int = 50) -> list[dict[str, Any]]:
+    """The bundled GSM8K problems offered as example prompts: question, worked answer and final number."""
+    return [{"question": p.question, "answer": p.solution, "final": p.gold} for p in bundled_problems(limit)]
 
 
 # --- generation -----------------------------------------------------------------------------------
@@ -317,7 +419,11 @@ class Playground:
         if error:
             gr.Warning(f"Generation failed: {error}")
         how = stop_reason_words(sample, settings) if sample is not None else f"failed: {error}"
-        status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
+        if saved.save_error:  # the trace is shown and returned, but the database refused it
+            gr.Warning(saved.save_error)
+            status = f"Not saved: {safe_text(saved.save_error)} · {safe_text(how)}"
+        else:
+            status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
         return chat.view(), status, run_json(saved.run_id, result), chat
 
     def cancel(self, request: gr.Request) -> str:

@@ -109,7 +109,7 @@ class History:
         return pd.DataFrame([_row(r) for r in runs], columns=COLUMNS)
 
     def model_choices(self) -> gr.Dropdown:
-        models = {r.model for r in self.rt.store.list_runs(limit=1000)} | {self.rt.loaded.name}
+        models = {*self.rt.store.list_models(), self.rt.loaded.name}
         return gr.Dropdown(choices=[ANY, *sorted(models)])
 
     def get_run(self, run_id: float | None) -> tuple[list[gr.ChatMessage], str, dict[str, Any]]:

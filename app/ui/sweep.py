@@ -1,21 +1,28 @@
 """Test-time scaling sweep tab: accuracy vs thinking budget over a problem set, and reopening past sweeps.
 
-Owns: the layout and the thin handlers behind ``/sweep``, ``/cancel_sweep``, ``/list_sweeps`` and
-``/sweep_report``. The grid, the scores and the rebuild-from-store are ``app.services.sweep``; the curves
-are ``app.ui.charts``.
+Owns: the layout and the thin handlers (:class:`Sweep`) behind ``/sweep`` (which streams how many problem x
+budget runs are done), ``/cancel_sweep``, ``/list_sweeps`` and ``/sweep_report``. The grid, the scores and the
+rebuild-from-store are ``app.services.sweep``; the cap on k is ``app.services.consistency.check_samples``;
+the curves are ``app.ui.charts``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
+from app.domain import budget_label
 from app.services import sweep as svc
+from app.services.consistency import check_samples
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.consistency import CARD_CSS, esc, settings_from_inputs, stop_key, user_error
-from app.ui.handlers import CANCELS, MODEL_QUEUE
+from app.ui.consistency import CARD_CSS, esc, status_html, user_error
+from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
+from app.ui.inputs import analysis_settings, as_int
 
 TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
 SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
@@ -38,7 +45,7 @@ def table_rows(report: svc.SweepReport) -> list[list[Any]]:
     return [
         [
             row["problem"],
-            svc.budget_label(row["budget"]),
+            budget_label(row["budget"]),
             row["gold"],
             row["majority"] or "",
             f"{row['correct']}/{row['k']}",
@@ -68,8 +75,90 @@ def _outputs(rt: Runtime, report: svc.SweepReport) -> tuple:
     )
 
 
+class Sweep(ModelTab):
+    """The tab's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
+
+    tab = "sweep"
+    idle_message = "No sweep is running in this session."
+
+    def run(
+        self,
+        file_path: str | None,
+        limit_value: float | None,
+        budgets_text: str,
+        k_value: float,
+        temp: float,
+        answer_value: float | None,
+        seed_value: float | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream (summary, accuracy chart, tokens chart, table, report JSON, past sweeps): how many runs are done,
+        then the report. Closing the stream (the browser went away) cancels the sweep; finished runs are kept."""
+        with self.running(request) as token:
+            try:
+                plan = svc.parse_budgets(budgets_text or "")
+                problems = svc.load_problems(file_path or "bundled", limit=as_int(limit_value, "first N problems"))
+                n = check_samples(as_int(k_value, "k", 1) or 0, self.rt.settings.max_samples)
+                settings = analysis_settings(True, None, answer_value, temp, seed_value).with_(samples=n)
+            except (ValueError, OSError) as exc:
+                raise gr.Error(str(exc)) from None
+            if token.cancelled:  # Cancel was pressed while the run waited in the queue
+                yield status_html("Cancelled before it started; nothing was run."), None, None, None, None, gr.skip()
+                return
+            started, done, total = time.perf_counter(), 0, len(plan) * len(problems)
+            work = in_background(
+                lambda report: svc.run_sweep(
+                    self.rt,
+                    problems,
+                    plan,
+                    settings,
+                    cancel=token,
+                    progress=lambda finished, of: report((finished, of)),
+                ),
+                token,
+            )
+            try:
+                with closing(work):
+                    for item in work:
+                        if isinstance(item, Done):
+                            result: svc.SweepReport = item.value
+                            break
+                        if item is not None:
+                            done, total = item
+                            progress((done, total), desc=f"{done} of {total} problem × budget runs")
+                        text = f"{done} of {total} problem × budget runs done… {time.perf_counter() - started:.1f} s"
+                        yield status_html(text), None, None, None, None, gr.skip()
+            except Exception as exc:
+                raise user_error(exc) from exc
+        if result.cancelled:
+            gr.Warning("Sweep cancelled: the report covers the runs that finished.")
+        yield _outputs(self.rt, result)
+
+    def open_report(self, sweep_id: Any) -> tuple[Any, ...]:
+        """A past sweep's report, rebuilt from the store."""
+        if sweep_id in (None, ""):
+            raise gr.Error("Pick a past sweep first (Refresh list if it is not there).")
+        try:
+            number = int(sweep_id)
+        except (TypeError, ValueError):
+            raise gr.Error(f"{sweep_id!r} is not a sweep number; pick one from the list") from None
+        try:
+            return _outputs(self.rt, svc.sweep_report(self.rt, number))
+        except Exception as exc:
+            raise user_error(exc) from exc
+
+    def list_sweeps(self) -> tuple[list[list[Any]], gr.Dropdown]:
+        rows = svc.list_sweep_summaries(self.rt)
+        table_data = [
+            [r["sweep_id"], r["name"], r["created_at"], r["problems"], r["budgets"], r["k"], r["runs"]] for r in rows
+        ]
+        return table_data, gr.Dropdown(choices=sweep_choices(self.rt))
+
+
 def build_tab(rt: Runtime) -> None:
     """Lay out the Sweep tab inside the caller's ``gr.Tab`` and wire its events."""
+    tab = Sweep(rt)
     max_k = max(1, rt.settings.max_samples)
     gr.Markdown(
         "Accuracy vs thinking budget: every problem at every budget, k samples each (0 = thinking off). "
@@ -96,12 +185,12 @@ def build_tab(rt: Runtime) -> None:
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Run sweep", variant="primary", elem_id="tl-sw-run")
-        stop = gr.Button("Cancel", variant="stop")
+        stop = gr.Button("Cancel", variant="stop", elem_id="tl-sw-cancel")
     with gr.Row():
         past = gr.Dropdown(choices=sweep_choices(rt), value=None, label="Past sweeps", allow_custom_value=True, scale=3)
         refresh = gr.Button("Refresh list", scale=1)
         reopen = gr.Button("Open", scale=1)
-    summary = gr.HTML(css_template=CARD_CSS)
+    summary = gr.HTML(css_template=CARD_CSS, elem_id="tl-sw-summary")
     with gr.Row():
         accuracy = gr.Plot(label="Accuracy vs budget", elem_id="tl-accuracy-chart")
         tokens = gr.Plot(label="Tokens per budget", elem_id="tl-tokens-chart")
@@ -112,75 +201,15 @@ def build_tab(rt: Runtime) -> None:
         sweeps_table = gr.Dataframe(headers=SWEEP_COLUMNS, interactive=False, label="Sweeps")
 
     outputs = [summary, accuracy, tokens, table, report_json, past]
-
-    def run_sweep(
-        file_path: str | None,
-        limit_value: float | None,
-        budgets_text: str,
-        k_value: float,
-        temp: float,
-        answer_value: float | None,
-        seed_value: float | None,
-        request: gr.Request,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented way to get a progress bar
-    ):
-        key = stop_key(request, "sweep")
-        token = CANCELS.begin(key)
-        try:
-            plan = svc.parse_budgets(budgets_text or "")
-            problems = svc.load_problems(
-                file_path or "bundled", limit=None if limit_value in (None, "") else int(limit_value)
-            )
-            n = int(k_value or 1)
-            if not 1 <= n <= max_k:
-                raise ValueError(f"k={n} must be between 1 and {max_k}")
-            settings = settings_from_inputs(True, None, answer_value, temp, seed_value).with_(samples=n)
-            report = svc.run_sweep(
-                rt,
-                problems,
-                plan,
-                settings,
-                cancel=token,
-                progress=lambda done, total: progress((done, total), desc=f"{done} of {total} problem × budget runs"),
-            )
-        except Exception as exc:
-            raise user_error(exc) from exc
-        finally:
-            CANCELS.end(key, token)
-        if report.cancelled:
-            gr.Warning("Sweep cancelled: the report covers the runs that finished.")
-        return _outputs(rt, report)
-
-    def cancel(request: gr.Request) -> None:
-        if not CANCELS.cancel(stop_key(request, "sweep")):
-            gr.Info("No sweep is running in this session.")
-
-    def open_report(sweep_id: Any):
-        if sweep_id in (None, ""):
-            raise gr.Error("Pick a past sweep first (Refresh list if it is not there).")
-        try:
-            number = int(sweep_id)
-        except (TypeError, ValueError):
-            raise gr.Error(f"{sweep_id!r} is not a sweep number; pick one from the list") from None
-        try:
-            return _outputs(rt, svc.sweep_report(rt, number))
-        except Exception as exc:
-            raise user_error(exc) from exc
-
-    def list_sweeps():
-        rows = svc.list_sweep_summaries(rt)
-        table_data = [
-            [r["sweep_id"], r["name"], r["created_at"], r["problems"], r["budgets"], r["k"], r["runs"]] for r in rows
-        ]
-        return table_data, gr.Dropdown(choices=sweep_choices(rt))
-
     run.click(
-        run_sweep,
+        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
+    ).success(
+        tab.run,
         [problems_file, limit, budgets, k, temperature, max_answer, seed],
         outputs,
         api_name="sweep",
         **MODEL_QUEUE,
     )
-    stop.click(cancel, None, None, api_name="cancel_sweep", concurrency_limit=None)
-    refresh.click(list_sweeps, None, [sweeps_table, past], api_name="list_sweeps")
-    reopen.click(open_report, past, outputs, api_name="sweep_report")
+    stop.click(tab.cancel, None, None, api_name="cancel_sweep", concurrency_limit=None)
+    refresh.click(tab.list_sweeps, None, [sweeps_table, past], api_name="list_sweeps")
+    reopen.click(tab.open_report, past, outputs, api_name="sweep_report")
