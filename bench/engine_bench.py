@@ -25,6 +25,7 @@ import torch
 from app.domain import GenerationSettings
 from app.engine.generation import Engine
 from app.engine.loading import load_model
+from app.engine.torch_thread import run_on_torch_thread
 
 PROMPT = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"  # noqa: E501
 
@@ -45,17 +46,7 @@ def engine_vs_generate(engine: Engine, think: int, answer: int, rounds: int) -> 
         n = s.thinking_tokens + s.answer_tokens + 5  # + the forced delimiter tokens
         ours.append(n / seconds)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            engine.model.generate(
-                **ids,
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                top_k=None,
-                temperature=None,
-                top_p=None,
-                pad_token_id=tok.pad_token_id,
-            )
+        run_on_torch_thread(plain_generate, engine, ids, n)
         plain.append(n / (time.perf_counter() - t0))
     return {
         "engine_tok_s": statistics.median(ours),
@@ -63,6 +54,22 @@ def engine_vs_generate(engine: Engine, think: int, answer: int, rounds: int) -> 
         "ratio": statistics.median(ours) / statistics.median(plain),
         "tokens": n,
     }
+
+
+def plain_generate(engine: Engine, ids, n: int) -> None:
+    """Plain ``model.generate`` on the same model thread the engine uses (see app.engine.torch_thread)."""
+    tok = engine.tokenizer
+    with torch.inference_mode():
+        engine.model.generate(
+            **ids,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            top_k=None,
+            temperature=None,
+            top_p=None,
+            pad_token_id=tok.pad_token_id,
+        )
 
 
 def batched_vs_sequential(engine: Engine, k: int, think: int) -> dict:

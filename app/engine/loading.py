@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
 from app.engine.formats import FormatError, ReasoningFormat, detect_format, get_format
+from app.engine.torch_thread import run_on_torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,23 @@ def load_model(
     cache_dir: Path | None = None,
     device: str | None = None,
 ) -> LoadedModel:
-    """Load ``spec`` for generation. See the module docstring for what ``spec`` may be."""
+    """Load ``spec`` for generation. See the module docstring for what ``spec`` may be.
+
+    Runs on the model thread (:mod:`app.engine.torch_thread`), where all later generation runs too.
+    """
+    return run_on_torch_thread(
+        _load_model, spec, quantize=quantize, format_name=format_name, cache_dir=cache_dir, device=device
+    )
+
+
+def _load_model(
+    spec: str,
+    *,
+    quantize: str,
+    format_name: str | None,
+    cache_dir: Path | None,
+    device: str | None,
+) -> LoadedModel:
     import torch
 
     started = time.perf_counter()
