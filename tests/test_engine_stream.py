@@ -82,3 +82,17 @@ def test_split_holds_back_a_partial_close_tag_while_streaming():
     assert split_text("abc</thi", "<think>", "</think>", True, final=False) == ("abc", "")
     assert split_text("abc</think>ans", "<think>", "</think>", True, final=False) == ("abc", "ans")
     assert split_text("plain", "<think>", "</think>", False, final=False) == ("", "plain")
+
+
+def test_loading_and_generation_run_on_the_one_model_thread(tiny_engine):
+    """A second OpenMP pool slows every CPU decode step (see app.engine.torch_thread): one thread does it all."""
+    from app.engine.torch_thread import on_torch_thread
+
+    seen = []
+    handle = tiny_engine.model.register_forward_hook(lambda *_: seen.append(on_torch_thread()))
+    try:
+        tiny_engine.generate("hi", GenerationSettings(max_thinking_tokens=3, max_answer_tokens=2))
+    finally:
+        handle.remove()
+    assert seen and all(seen)
+    assert not on_torch_thread()  # the caller is not blocked inside it
