@@ -8,15 +8,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from app.engine.loading import LoadError
     from app.store.errors import StoreError
 
-    # OSError: an unwritable --out or --data-dir, a full disk -- the message names the path.
-    types: list[type[BaseException]] = [ValueError, OSError, LoadError, BundledModelError, StoreError]
-    try:
-        from app.export import ExportError
-
-        types.append(ExportError)
-    except ImportError:  # pragma: no cover - export layer optional while developing
-        pass
-    return tuple(types)
+    # ValueError covers bad settings and ExportError (a subclass); OSError an unwritable --out or
+    # --data-dir or a full disk, whose message names the path.
+    return (ValueError, OSError, LoadError, BundledModelError, StoreError)
 
 
 def is_user_error(exc: BaseException) -> bool:

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from app.engine.torch_thread import model_thread_idle
+
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -226,7 +228,7 @@ def test_closing_the_sample_stream_cancels_the_run_frees_the_model_and_saves_it(
     closed = time.monotonic()
     stream.close()  # what Gradio does when the browser goes away
     assert time.monotonic() - closed < 10
-    assert not analysis_rt.engine._lock.locked() and registry.running("handler-test/consistency") == 0
+    assert model_thread_idle() and registry.running("handler-test/consistency") == 0
     (summary,) = analysis_rt.store.list_runs(search="walk away")
     assert summary.kind == "consistency" and set(summary.stop_reasons) == {"cancelled"}
 
@@ -241,7 +243,7 @@ def test_closing_the_sweep_stream_stops_the_sweep(analysis_rt):
     stream.close()
     sweep = analysis_rt.store.list_sweeps()[0]
     assert sweep.n_runs < 40 and registry.running("handler-test/sweep") == 0
-    assert not analysis_rt.engine._lock.locked()
+    assert model_thread_idle()
     time.sleep(0.5)
     assert analysis_rt.store.list_sweeps()[0].n_runs == sweep.n_runs  # nothing runs on in the background
 

@@ -12,6 +12,8 @@ import pytest
 from gradio_client import Client
 from ui_support import wait_until
 
+from app.engine.torch_thread import model_thread_idle
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.browser
@@ -75,15 +77,11 @@ def app_url(analysis_app):
 
 
 @pytest.fixture(scope="module")
-def page():
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        browser.close()
+def page(browser):
+    """A page of the session's one Chromium (a second sync Playwright in this process would clash with it)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
 
 
 def _open_tab(page, base: str) -> None:
@@ -166,6 +164,6 @@ def test_closing_the_page_stops_a_running_sweep_and_frees_the_model(page, analys
     def settled() -> int | None:
         before = rt.store.list_sweeps()[0].n_runs
         time.sleep(0.5)
-        return before if rt.store.list_sweeps()[0].n_runs == before and not rt.engine._lock.locked() else None
+        return before if rt.store.list_sweeps()[0].n_runs == before and model_thread_idle() else None
 
     assert wait_until(settled, timeout=30, what="the sweep to stop") < 40

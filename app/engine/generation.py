@@ -5,14 +5,13 @@
 watches the :class:`~app.engine.events.CancelToken`, and a streamer that ticks after each decoding
 step so the caller can turn the rows' tokens into thinking/answer deltas. ``k`` samples are one
 batched generate over ``k`` copies of the prompt (identical rows: no padding). One generation runs
-at a time per model. Knows nothing about storage or UI.
+at a time (they queue on the model thread, see app.engine.torch_thread). Knows nothing about storage or UI.
 """
 
 from __future__ import annotations
 
 import gc
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -89,7 +88,6 @@ class Engine:
         self.model = loaded.model
         self.format = loaded.format
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
-        self._lock = threading.Lock()
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -133,18 +131,13 @@ class Engine:
         )
         k = settings.samples
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        device = self.model.device
-        input_ids = encoded["input_ids"].to(device).repeat(k, 1)
-        attention = encoded["attention_mask"].to(device).repeat(k, 1)
-        processor = ThinkingBudgetProcessor(plan, self.tokenizer, k, input_ids.shape[1])
+        processor = ThinkingBudgetProcessor(plan, self.tokenizer, k, encoded["input_ids"].shape[1])
         events: queue.Queue = queue.Queue()
         streamer = _TickStreamer(processor, events)
         forced = len(plan.end_ids) + len(plan.cue_ids) + 1
         max_new = (max_think + forced if thinking else 0) + settings.max_answer_tokens + 1
         sampling = settings.temperature > 0
         gen_kwargs: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
             "max_new_tokens": max_new,
             "do_sample": sampling,
             "logits_processor": [processor],
@@ -163,11 +156,17 @@ class Engine:
         started = time.perf_counter()
 
         def work() -> None:
+            # On the model thread, which also serialises generations (one worker): all tensor work here.
             try:
-                with self._lock, torch.inference_mode():
+                with torch.inference_mode():
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
-                    output = self.model.generate(**gen_kwargs)
+                    device = self.model.device
+                    output = self.model.generate(
+                        input_ids=encoded["input_ids"].to(device).repeat(k, 1),
+                        attention_mask=encoded["attention_mask"].to(device).repeat(k, 1),
+                        **gen_kwargs,
+                    )
                     processor.sync(output)
                     del output
             except BaseException as exc:  # reported as stop_reason "error", never lost

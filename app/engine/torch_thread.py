@@ -43,3 +43,12 @@ def submit_to_torch_thread(fn: Callable[[], T]) -> Future:
     if on_torch_thread():
         raise RuntimeError("submit_to_torch_thread called from the model thread itself would deadlock")
     return _EXECUTOR.submit(fn)
+
+
+def model_thread_idle(timeout: float = 1.0) -> bool:
+    """True when the model thread picks up new work within ``timeout`` s (no generation is holding it)."""
+    try:
+        _EXECUTOR.submit(lambda: None).result(timeout=timeout)
+        return True
+    except TimeoutError:
+        return False
