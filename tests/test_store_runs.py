@@ -91,24 +91,79 @@ def test_get_run_of_a_missing_run_says_which(store: Store) -> None:
         store.get_run(42)
 
 
-def test_delete_run_cascades_to_everything_under_it(store: Store) -> None:
+def test_delete_run_hides_it_but_destroys_no_row_and_no_label(store: Store) -> None:
     doomed, kept = save_example(store), save_example(store)
     for run_id in (doomed, kept):
         samples = store.get_run(run_id).samples
         store.add_label(samples[0].steps[0].step_id, "alice", 1)
         store.set_verdict(samples[0].sample_id, "alice", True)
         store.add_preference(samples[0].sample_id, samples[1].sample_id, "alice")
-    store.delete_run(doomed)
-    with pytest.raises(NotFound):
-        store.get_run(doomed)
     tables = ("runs", "samples", "steps", "step_labels", "sample_verdicts", "preferences")
-    counts = {table: row_count(store, table) for table in tables}
-    assert counts == {"runs": 1, "samples": 3, "steps": 12, "step_labels": 1, "sample_verdicts": 1, "preferences": 1}
-    assert store.get_run(kept).samples[0].steps[0].step_id in store.current_labels(
-        store.get_run(kept).samples[0].sample_id, "alice"
-    )
+    before = {table: row_count(store, table) for table in tables}
+    store.delete_run(doomed, by="bob")
+    with pytest.raises(NotFound, match=f"run {doomed} was deleted"):
+        store.get_run(doomed)
+    assert {table: row_count(store, table) for table in tables} == before  # was 4 -> 2 labels before the fix
+    assert [r.run_id for r in store.list_runs()] == [kept]
+    assert {item.run_id for item in store.label_queue(annotator="alice")} == {kept}
+    assert store.count_runs() == 1
+    assert store.get_run(doomed, include_deleted=True).deleted
+    assert {s.annotator for s in store.labelled_samples()} == {"alice"}  # both runs' labels still export
+    assert len(store.labelled_samples()) == 2
     with pytest.raises(NotFound, match="nothing was deleted"):
         store.delete_run(doomed)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**63, 2**70])
+def test_ids_out_of_range_are_not_found_not_an_overflow(store: Store, bad: int) -> None:
+    for call in (store.get_run, store.delete_run, store.get_sample, store.run_owner):
+        with pytest.raises(NotFound, match="ids are whole numbers"):
+            call(bad)
+
+
+def test_a_very_long_search_is_refused_with_the_limit(store: Store) -> None:
+    with pytest.raises(StoreError, match="at most 500") as info:
+        store.list_runs(search="x" * 100_000)
+    assert "writable" not in str(info.value)
+
+
+def test_runs_record_their_creator(store: Store) -> None:
+    run_id = store.save_run(make_result(), [], created_by="alice")
+    assert store.get_run(run_id).created_by == "alice"
+    assert store.run_owner(run_id) == "alice"
+    assert store.list_runs()[0].created_by == "alice"
+
+
+def test_a_live_run_is_running_then_finished_with_its_steps(store: Store) -> None:
+    result = make_result()
+    run_id = store.begin_run(replace(result, samples=[]), created_by="alice")
+    assert store.get_run(run_id).status == "running"
+    partial = [replace(s, thinking=s.thinking[:3], answer="") for s in result.samples]
+    store.checkpoint_run(run_id, partial, 1.5)
+    store.checkpoint_run(run_id, result.samples[:1], 2.0)  # replaces the previous checkpoint
+    run = store.get_run(run_id)
+    assert (run.status, [s.thinking for s in run.samples]) == ("running", [result.samples[0].thinking])
+    assert run.samples[0].stop_reason == "error" and "interrupted" in (run.samples[0].error or "")
+    store.finish_run(run_id, result, make_steps(result), status="done")
+    run = store.get_run(run_id)
+    assert (run.status, run.error) == ("done", None)
+    assert run.to_result().samples == result.samples
+    assert [[st.to_step() for st in s.steps] for s in run.samples] == make_steps(result)
+    store.checkpoint_run(run_id, partial, 9.0)  # a late checkpoint can't undo the finish
+    assert store.get_run(run_id).to_result().samples == result.samples
+
+
+def test_runs_left_running_become_interrupted_with_their_partial_text(store: Store) -> None:
+    result = make_result()
+    live = store.begin_run(replace(result, samples=[]))
+    store.checkpoint_run(live, result.samples[:1], 1.0)
+    done = save_example(store)
+    assert store.interrupt_running_runs() == 1
+    run = store.get_run(live)
+    assert run.status == "interrupted" and run.samples[0].thinking == result.samples[0].thinking
+    assert store.get_run(done).status == "done"
+    assert store.interrupt_running_runs() == 0
+    assert {r.run_id: r.status for r in store.list_runs()} == {live: "interrupted", done: "done"}
 
 
 def test_sweeps_group_their_runs(store: Store) -> None:

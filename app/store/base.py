@@ -21,11 +21,18 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
-from app.store.errors import StoreError
+from app.store.errors import DatabaseBusy, StoreError
 from app.store.models import ANNOTATOR_NAME_MAX, Annotator, Prompt
 
 #: Execution option that makes the SQLite ``begin`` hook emit ``BEGIN IMMEDIATE``; ignored elsewhere.
 WRITE_TRANSACTION = "tracelab_write"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """The database refused because another writer holds its lock (SQLite "database is locked"/"busy",
+    Postgres lock timeouts): worth retrying later, unlike a read-only file or a full disk."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(word in text for word in ("database is locked", "database is busy", "database table is locked"))
 
 
 def check_annotator_name(name: str) -> str:
@@ -88,10 +95,17 @@ class StoreBase:
         try:
             yield
         except OperationalError as exc:
+            if is_busy(exc):
+                raise DatabaseBusy(
+                    f"could not {verb} the database {self.url}: it is busy (locked by another writer). "
+                    "Try again in a moment"
+                ) from exc
             raise StoreError(
-                f"could not {verb} the database {self.url}: {exc.orig}. If it is busy, try again; if it persists, "
+                f"could not {verb} the database {self.url}: {exc.orig}. If it persists, "
                 "check that the file or server is reachable and writable"
             ) from exc
+        except OverflowError as exc:  # an id or number wider than the database's 64-bit integers
+            raise StoreError(f"a number is out of range for the database ({exc}); use a smaller value") from exc
 
     # --- get-or-create helpers, used inside a write session ---------------------------------------------
 

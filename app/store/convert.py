@@ -48,7 +48,7 @@ def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
         prompt_id=row.prompt_id,
         prompt=row.prompt.text,
         kind=row.kind,
-        status=row.status,
+        status=row.lifecycle or row.status,  # "running" / "interrupted" until the run is finished
         model=row.model,
         format=row.format,
         settings=GenerationSettings.from_dict(row.settings),
@@ -61,6 +61,8 @@ def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
         seconds=row.seconds,
         created_at=row.created_at,
         samples=samples,
+        created_by=row.created_by,
+        deleted=row.deleted_at is not None,
     )
 
 

@@ -12,3 +12,7 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     """The run, sample, step or sweep asked for does not exist (never saved, or deleted)."""
+
+
+class DatabaseBusy(StoreError):
+    """Another writer holds the database's lock past the busy timeout; retrying later may succeed."""

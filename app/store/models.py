@@ -43,6 +43,8 @@ NAMING_CONVENTION = {
 
 RUN_KINDS: tuple[str, ...] = ("playground", "consistency", "compare", "sweep")
 RUN_STATUSES: tuple[str, ...] = ("done", "cancelled", "error")
+#: ``runs.lifecycle`` while a run is not finished (NULL once it is; ``status`` then says how it ended).
+RUN_LIFECYCLES: tuple[str, ...] = ("running", "interrupted")
 STEP_SOURCES: tuple[str, ...] = ("thinking", "answer")
 ANNOTATOR_NAME_MAX = 64
 
@@ -142,6 +144,12 @@ class Run(Base):
     messages: Mapped[list[Any]]  # multi-turn context that preceded the prompt
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Revision 0002: ownership, soft deletion, crash recovery (see that migration's docstring).
+    created_by: Mapped[str | None] = mapped_column(String(ANNOTATOR_NAME_MAX))
+    deleted_at: Mapped[datetime | None]
+    deleted_by: Mapped[str | None] = mapped_column(String(ANNOTATOR_NAME_MAX))
+    lifecycle: Mapped[str | None] = mapped_column(String(16))
+    heartbeat_at: Mapped[datetime | None]
 
     prompt: Mapped[Prompt] = relationship()
     samples: Mapped[list[Sample]] = relationship(

@@ -66,6 +66,7 @@ def _queue_select(
         .join(Prompt, Prompt.id == Run.prompt_id)
         .join(n_steps, n_steps.c.sample_id == Sample.id)
         .outerjoin(labelled, labelled.c.sample_id == Sample.id)
+        .where(Run.deleted_at.is_(None))  # a deleted run's samples leave the queue; their labels stay
     )
     if run_id is not None:
         stmt = stmt.where(Sample.run_id == run_id)

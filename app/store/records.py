@@ -87,6 +87,8 @@ class StoredRun:
     seconds: float
     created_at: datetime
     samples: list[StoredSample] = field(default_factory=list)
+    created_by: str | None = None  # the login that started it; None for runs saved before revision 0002
+    deleted: bool = False  # hidden from History (soft-deleted); its labels stay for export
 
     def to_result(self) -> GenerationResult:
         """The run as the engine returned it (for replaying it in the playground)."""
@@ -121,6 +123,7 @@ class RunSummary:
     label: str | None
     sweep_id: int | None
     gold: str | None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)

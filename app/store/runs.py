@@ -1,7 +1,8 @@
 """Runs, their samples and sweeps: saving what the engine produced, the History list, loading and deleting.
 
-Knows nothing of labels beyond the fact that deleting a run deletes everything under it (the foreign keys
-cascade in the database: samples, steps, step labels, verdicts, preferences).
+Deleting is a soft delete: the run is hidden from History and the labelling queue but its rows stay, so labels
+people gave its steps are never destroyed and exports keep their provenance. Who may delete is the services'
+decision (``app.services.ownership``); the store only records who did.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.domain import GenerationResult
@@ -17,14 +18,79 @@ from app.domain import Step as DomainStep
 from app.store.base import StoreBase
 from app.store.convert import run_record, sample_record, step_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import RUN_KINDS, RUN_STATUSES, STEP_SOURCES, Prompt, Run, Sample, Step, Sweep
+from app.store.models import (
+    ANNOTATOR_NAME_MAX,
+    RUN_KINDS,
+    RUN_STATUSES,
+    STEP_SOURCES,
+    Prompt,
+    Run,
+    Sample,
+    Step,
+    Sweep,
+    utcnow,
+)
 from app.store.queries import excerpt
 from app.store.records import RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
+
+
+#: Longest History search text: longer ones are refused (SQLite rejects a very long LIKE pattern).
+SEARCH_MAX = 500
+#: Ids are SQL BIGINTs; a larger number can't name a row.
+ID_MAX = 2**63 - 1
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise StoreError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+def check_id(name: str, value: int) -> int:
+    """``value`` if it can be a row id, else a ``NotFound`` naming it (ids start at 1 and fit in 64 bits)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
+        raise NotFound(f"{name} {value} does not exist: ids are whole numbers from 1 up")
+    return value
+
+
+def check_user(name: str | None) -> str | None:
+    if name is not None and len(name) > ANNOTATOR_NAME_MAX:
+        raise StoreError(f"user name is {len(name)} characters; use at most {ANNOTATOR_NAME_MAX}")
+    return name
+
+
+def sample_rows(result: GenerationResult, steps: list[list[DomainStep]]) -> list[Sample]:
+    """ORM rows for the result's samples and their steps (``steps[i]`` for sample i, or ``[]`` for none)."""
+    if steps and len(steps) != len(result.samples):
+        raise StoreError(
+            f"got steps for {len(steps)} samples but the result has {len(result.samples)}; "
+            "pass one list of steps per sample (or [] for none)"
+        )
+    for sample_steps in steps:
+        for step in sample_steps:
+            _check_choice("step source", step.source, STEP_SOURCES)
+    return [
+        Sample(
+            index=s.index,
+            raw_text=s.raw_text,
+            thinking=s.thinking,
+            answer=s.answer,
+            extracted_answer=s.extracted_answer,
+            thinking_tokens=s.thinking_tokens,
+            answer_tokens=s.answer_tokens,
+            stop_reason=s.stop_reason,
+            continuations=s.continuations,
+            seconds=s.seconds,
+            time_to_first_token=s.time_to_first_token,
+            thinking_seconds=s.thinking_seconds,
+            tokens_per_second=s.tokens_per_second,
+            error=s.error,
+            steps=[
+                Step(index=j, source=st.source, text=st.text, start=st.start, end=st.end)
+                for j, st in enumerate(steps[i] if steps else [])
+            ],
+        )
+        for i, s in enumerate(result.samples)
+    ]
 
 
 def load_active_steps(session: Session, sample_ids: list[int]) -> dict[int, list[StoredStep]]:
@@ -70,6 +136,7 @@ class RunsMixin(StoreBase):
         gold: str | None = None,
         sweep_id: int | None = None,
         label: str | None = None,
+        created_by: str | None = None,
     ) -> int:
         """Save a run, its samples and their steps in one transaction; return the run id.
 
@@ -78,14 +145,7 @@ class RunsMixin(StoreBase):
         """
         _check_choice("kind", kind, RUN_KINDS)
         _check_choice("status", status, RUN_STATUSES)
-        if steps and len(steps) != len(result.samples):
-            raise StoreError(
-                f"got steps for {len(steps)} samples but the result has {len(result.samples)}; "
-                "pass one list of steps per sample (or [] for none)"
-            )
-        for sample_steps in steps:
-            for step in sample_steps:
-                _check_choice("step source", step.source, STEP_SOURCES)
+        rows = sample_rows(result, steps)
         with self._write() as session:
             if sweep_id is not None and session.get(Sweep, sweep_id) is None:
                 raise NotFound(f"sweep {sweep_id} does not exist; create it with create_sweep() first")
@@ -103,29 +163,9 @@ class RunsMixin(StoreBase):
                 label=label,
                 messages=list(result.messages),
                 seconds=result.seconds,
+                created_by=check_user(created_by),
             )
-            for i, s in enumerate(result.samples):
-                sample = Sample(
-                    index=s.index,
-                    raw_text=s.raw_text,
-                    thinking=s.thinking,
-                    answer=s.answer,
-                    extracted_answer=s.extracted_answer,
-                    thinking_tokens=s.thinking_tokens,
-                    answer_tokens=s.answer_tokens,
-                    stop_reason=s.stop_reason,
-                    continuations=s.continuations,
-                    seconds=s.seconds,
-                    time_to_first_token=s.time_to_first_token,
-                    thinking_seconds=s.thinking_seconds,
-                    tokens_per_second=s.tokens_per_second,
-                    error=s.error,
-                    steps=[
-                        Step(index=j, source=st.source, text=st.text, start=st.start, end=st.end)
-                        for j, st in enumerate(steps[i] if steps else [])
-                    ],
-                )
-                run.samples.append(sample)
+            run.samples.extend(rows)
             session.add(run)
             session.flush()
             return run.id
@@ -140,9 +180,12 @@ class RunsMixin(StoreBase):
         limit: int = 100,
         offset: int = 0,
     ) -> list[RunSummary]:
-        """Newest first. ``search`` matches the prompt text and the samples' answers, case-insensitively."""
-        where: list[ColumnElement[bool]] = []
+        """Newest first, deleted runs left out. ``search`` matches the prompt text and the samples' answers,
+        case-insensitively; one longer than :data:`SEARCH_MAX` characters is refused."""
+        where: list[ColumnElement[bool]] = [Run.deleted_at.is_(None)]
         term = (search or "").strip()
+        if len(term) > SEARCH_MAX:
+            raise StoreError(f"the search text is {len(term)} characters long; use at most {SEARCH_MAX}")
         if term:
             answer_hit = exists().where(
                 Sample.run_id == Run.id,
@@ -181,7 +224,7 @@ class RunsMixin(StoreBase):
                     run_id=run.id,
                     created_at=run.created_at,
                     kind=run.kind,
-                    status=run.status,
+                    status=run.lifecycle or run.status,
                     model=run.model,
                     format=run.format,
                     prompt_excerpt=prompt_excerpt,
@@ -193,27 +236,51 @@ class RunsMixin(StoreBase):
                     label=run.label,
                     sweep_id=run.sweep_id,
                     gold=run.gold,
+                    created_by=run.created_by,
                 )
                 for run, prompt_excerpt in rows
             ]
 
-    def get_run(self, run_id: int) -> StoredRun:
-        """The run with its samples and their active steps; ``NotFound`` if there is no such run."""
+    def get_run(self, run_id: int, *, include_deleted: bool = False) -> StoredRun:
+        """The run with its samples and their active steps; ``NotFound`` if there is no such run (or it was
+        deleted, unless ``include_deleted``)."""
+        check_id("run", run_id)
         with self._read() as session:
             found = load_runs(session, Run.id == run_id)
         if not found:
             raise NotFound(f"run {run_id} does not exist (it may have been deleted); pick a run from History")
+        if found[0].deleted and not include_deleted:
+            raise NotFound(f"run {run_id} was deleted; pick another run from History")
         return found[0]
 
-    def delete_run(self, run_id: int) -> None:
-        """Delete a run and everything under it, labels included. Only for an explicit, confirmed user action."""
+    def delete_run(self, run_id: int, by: str | None = None) -> None:
+        """Hide a run from History and the labelling queue (a soft delete): every row stays, labels included.
+
+        Only for an explicit, confirmed user action; whether ``by`` may do it is decided by the caller.
+        """
+        check_id("run", run_id)
         with self._write() as session:
-            if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
+            found = session.execute(select(Run.id, Run.deleted_at).where(Run.id == run_id)).first()
+            if found is None or found.deleted_at is not None:
                 raise NotFound(f"run {run_id} does not exist; nothing was deleted")
-            session.execute(delete(Run).where(Run.id == run_id))
+            session.execute(
+                update(Run).where(Run.id == run_id).values(deleted_at=utcnow(), deleted_by=check_user(by))
+            )
+
+    def run_owner(self, run_id: int) -> str | None:
+        """Who created the run (None for runs saved before owners were recorded); ``NotFound`` if it's gone."""
+        check_id("run", run_id)
+        with self._read() as session:
+            found = session.execute(
+                select(Run.created_by).where(Run.id == run_id, Run.deleted_at.is_(None))
+            ).first()
+        if found is None:
+            raise NotFound(f"run {run_id} does not exist; pick a run from History")
+        return found.created_by
 
     def get_sample(self, sample_id: int) -> StoredSample:
         """One sample with its active steps; ``NotFound`` if there is no such sample."""
+        check_id("sample", sample_id)
         with self._read() as session:
             row = session.get(Sample, sample_id)
             if row is None:
@@ -226,8 +293,9 @@ class RunsMixin(StoreBase):
             return list(session.scalars(select(Run.model).distinct().order_by(Run.model)))
 
     def count_runs(self) -> int:
+        """Runs not deleted."""
         with self._read() as session:
-            return session.scalar(select(func.count(Run.id))) or 0
+            return session.scalar(select(func.count(Run.id)).where(Run.deleted_at.is_(None))) or 0
 
     # --- sweeps ------------------------------------------------------------------------------------------
 
