@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from app.validation import SEED_MAX, SHORT_TEXT_MAX
+
 Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
 StopReason = Literal["end", "budget_cut", "max_tokens", "cancelled", "error"]
@@ -76,6 +78,12 @@ class GenerationSettings:
                 f"min_thinking_tokens={self.min_thinking_tokens} is larger than "
                 f"max_thinking_tokens={self.max_thinking_tokens}; lower the minimum or raise the maximum"
             )
+        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed={self.seed} must be between 0 and {SEED_MAX} (or left empty / -1 for a random one)")
+        for name in ("continuation", "answer_cue"):
+            value = getattr(self, name)
+            if len(value) > SHORT_TEXT_MAX:
+                raise ValueError(f"{name} is {len(value)} characters long; use at most {SHORT_TEXT_MAX}")
         if self.max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens={self.max_answer_tokens} must be >= 1")
         if self.max_continuations < 0:

@@ -44,6 +44,16 @@ class AppSettings:
         "", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line."
     )
     max_samples: int = _setting(32, "Largest k (samples per prompt) a user may ask for in Self-consistency and Sweep.")
+    max_new_tokens: int = _setting(
+        32768,
+        "Most tokens one sample may generate (thinking budget + answer), for every tab, the API and the CLI; "
+        "the model's context length caps prompt + these tokens as well.",
+    )
+    admins: str = _setting(
+        "",
+        "Comma-separated logins that may delete anyone's runs (everyone else only their own); "
+        "without --auth everyone is 'local'.",
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> AppSettings:
@@ -70,6 +80,14 @@ class AppSettings:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(choices)}")
         if not 0 < int(self.port) < 65536:
             raise ValueError(f"port={self.port} must be between 1 and 65535")
+        if int(self.max_new_tokens) < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
+        if int(self.max_samples) < 1:
+            raise ValueError(f"max_samples={self.max_samples} must be at least 1")
+
+    def admin_names(self) -> frozenset[str]:
+        """The logins named in ``admins``."""
+        return frozenset(name.strip() for name in self.admins.split(",") if name.strip())
 
     @property
     def db_url(self) -> str:

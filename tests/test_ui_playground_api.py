@@ -239,7 +239,7 @@ def test_history_lists_filters_opens_and_deletes_runs(client):
 
     message, table = client.predict(run_id, api_name="/delete_run")
     assert message == f"Deleted run #{run_id}." and run_id not in [row[0] for row in table["data"]]
-    with pytest.raises(AppError, match="does not exist"):
+    with pytest.raises(AppError, match="was deleted"):
         client.predict(run_id, api_name="/get_run")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from app.domain import GenerationResult
+from app.domain import GenerationResult, SampleResult
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,23 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """Every sample's text and token counts so far (``stop_reason`` not final): what a crash-safe save keeps.
+
+    Yielded at most every ``snapshot_every`` seconds when :meth:`Engine.stream` is asked for it.
+    """
+
+    samples: list[SampleResult]
+
+
+@dataclass(frozen=True)
 class Finished:
     """The last event of every stream, also after a cancel or an error."""
 
     result: GenerationResult
 
 
-Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Finished
+Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Snapshot | Finished
 
 
 class CancelToken:

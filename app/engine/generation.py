@@ -22,7 +22,16 @@ from transformers.generation.streamers import BaseStreamer
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.budget import DONE, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
-from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
+from app.engine.events import (
+    AnswerDelta,
+    CancelToken,
+    Event,
+    Finished,
+    PhaseChange,
+    Progress,
+    Snapshot,
+    ThinkingDelta,
+)
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
 from app.engine.torch_thread import submit_to_torch_thread
@@ -91,6 +100,27 @@ class Engine:
 
     # -- public API -------------------------------------------------------------------------------
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt + generated) the model attends to, from its config; None if it doesn't say."""
+        config = getattr(self.model, "config", None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def prompt_tokens(self, messages: Messages, thinking: bool) -> int:
+        """How many tokens ``messages`` take once rendered for generation (what :meth:`stream` will feed)."""
+        prompt = build_prompt(self.format, self.tokenizer, list(messages), thinking)
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def forced_tokens(self, settings: GenerationSettings) -> int:
+        """Tokens a budget cut may force beyond the budget (close tag + answer cue), for the context check."""
+        cue = self.tokenizer(settings.answer_cue or "", add_special_tokens=False)["input_ids"]
+        close = self.tokenizer(self.format.close_tag, add_special_tokens=False)["input_ids"]
+        return len(cue) + len(close) + 2
+
     def generate(
         self, messages: Messages | str, settings: GenerationSettings, cancel: CancelToken | None = None
     ) -> GenerationResult:
@@ -109,8 +139,13 @@ class Engine:
         cancel: CancelToken | None = None,
         *,
         deltas: bool = True,
+        snapshot_every: float | None = None,
     ) -> Iterator[Event]:
-        """Yield progress (and, with ``deltas``, text deltas and phase changes); always end with :class:`Finished`."""
+        """Yield progress (and, with ``deltas``, text deltas and phase changes); always end with :class:`Finished`.
+
+        ``snapshot_every`` (seconds): also yield a :class:`Snapshot` of every sample at most that often, for
+        saving the text so far while the run goes on.
+        """
         settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
@@ -176,6 +211,7 @@ class Engine:
 
         job = submit_to_torch_thread(work)
         shown = [("", "", row.phase) for row in processor.rows]
+        last_snapshot = time.perf_counter()
         try:
             while True:
                 item = events.get()
@@ -186,6 +222,9 @@ class Engine:
                         yield from self._deltas(processor, shown, thinking)
                     done = sum(row.phase == DONE for row in processor.rows)
                     yield Progress(tokens=processor.generated, done=done, total=k)
+                    if snapshot_every is not None and time.perf_counter() - last_snapshot >= snapshot_every:
+                        last_snapshot = time.perf_counter()
+                        yield Snapshot(self._snapshot(processor, thinking, started))
         finally:
             if not job.done():  # the consumer went away: stop the worker, don't leak it
                 cancel.cancel()
@@ -211,6 +250,26 @@ class Engine:
         )
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _snapshot(self, processor: ThinkingBudgetProcessor, thinking: bool, started: float) -> list[SampleResult]:
+        now = time.perf_counter()
+        samples = []
+        for i, ((ids, _phase), row) in enumerate(zip(processor.snapshot(), processor.rows, strict=True)):
+            raw, think, answer = self._text(ids, thinking, final=False)
+            samples.append(
+                SampleResult(
+                    index=i,
+                    raw_text=raw,
+                    thinking=think.strip(),
+                    answer=answer.strip(),
+                    thinking_tokens=row.thinking_tokens,
+                    answer_tokens=row.answer_tokens,
+                    stop_reason="cancelled",
+                    continuations=row.continuations,
+                    seconds=now - started,
+                )
+            )
+        return samples
 
     def _text(self, ids: list[int], thinking: bool, final: bool) -> tuple[str, str, str]:
         raw = self.tokenizer.decode(ids, skip_special_tokens=False)

@@ -2,36 +2,50 @@
 
 The one use-case the playground, self-consistency, compare and sweep views, and the CLI all share.
 Every run is saved, including cancelled and failed ones (with the error), so nothing a person
-waited for is lost.
+waited for is lost: the row is written when generation starts and kept up to date while it runs
+(:mod:`app.services.recording`), and every request passes the token caps first (:mod:`app.services.limits`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.domain import GenerationResult, GenerationSettings
-from app.engine.events import CancelToken, Event, Finished
+from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, ThinkingDelta
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
+from app.services.limits import checked_request
+from app.services.recording import CHECKPOINT_SECONDS, RunRecorder, SaveTicket
 from app.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
+#: Who a run belongs to when nobody logged in (no ``--auth``, or the CLI).
+LOCAL_USER = "local"
 
 
 @dataclass(frozen=True)
 class Saved:
-    """The last event of :func:`stream_run`: the run is in the store under ``run_id``.
+    """The last event of :func:`stream_run`: where the run was saved.
 
-    If the database refused the write (busy past its timeout, disk full, gone), ``run_id`` is None and
-    ``save_error`` says why: the trace itself is still handed back, never dropped.
+    ``ticket`` follows the save (see :mod:`app.services.recording`). When ``pending`` is True the database was
+    busy and the save is still being retried in the background: ``run_id`` is then None until
+    ``ticket.wait()`` returns. If the database refused the write for good, ``save_error`` says why: the trace
+    itself is still handed back, never dropped.
     """
 
     run_id: int | None
     result: GenerationResult
     save_error: str | None = None
+    ticket: SaveTicket | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.ticket is not None and not self.ticket.settled
 
 
 def run_status(result: GenerationResult) -> str:
@@ -59,10 +73,18 @@ def save_result(
     gold: str | None = None,
     sweep_id: int | None = None,
     label: str | None = None,
+    user: str | None = None,
 ) -> int:
     steps = finish_result(result)
     return rt.store.save_run(
-        result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label
+        result,
+        steps,
+        kind=kind,
+        status=run_status(result),
+        gold=gold,
+        sweep_id=sweep_id,
+        label=label,
+        created_by=user,
     )
 
 
@@ -78,21 +100,44 @@ def stream_run(
     label: str | None = None,
     deltas: bool = True,
     save: bool = True,
+    user: str | None = LOCAL_USER,
+    wait_for_save: float | None = None,
 ) -> Iterator[Event | Saved]:
-    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs.
+    """Yield the engine's events, then :class:`Saved`. Bad input raises ``ValueError`` before anything runs.
 
-    ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes nothing: ``Saved.run_id`` is None.
+    Every request passes :func:`app.services.limits.checked_request` (clean text, the token caps). The run's
+    row is written when generation starts and its text saved every few seconds (:class:`RunRecorder`), so a
+    crash leaves it ``interrupted`` with its partial text. ``user`` is recorded as its creator.
+    ``wait_for_save``: how long to wait for the final save before yielding :class:`Saved` with ``pending``
+    (None = until it has settled). ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes
+    nothing: ``Saved.run_id`` is None.
     """
-    settings.validate()
-    msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-    if not msgs or not msgs[-1].get("content", "").strip():
-        raise ValueError("The prompt is empty: type a question first.")
+    msgs, settings = checked_request(rt.engine, messages, settings, rt.settings.max_new_tokens)
+    recorder = None
+    if save:
+        recorder = RunRecorder(rt.store, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user)
+        recorder.begin(
+            GenerationResult(
+                model=rt.loaded.name,
+                format=rt.loaded.format.name,
+                settings=settings,
+                samples=[],
+                prompt=msgs[-1]["content"],
+                messages=msgs,
+            )
+        )
     result: GenerationResult | None = None
+    partial = _Partial()
     try:
-        for event in rt.engine.stream(msgs, settings, cancel, deltas=deltas):
+        for event in _engine_events(rt, msgs, settings, cancel, deltas, recorder is not None):
             if isinstance(event, Finished):
                 result = event.result
-            yield event
+            elif recorder is not None:
+                partial.add(event)
+                if partial.samples:
+                    recorder.checkpoint(partial.samples, partial.seconds())
+            if not isinstance(event, Snapshot):
+                yield event
     except Exception as exc:  # e.g. a prompt the format can't render: save the failure, don't lose it
         log.exception("generation failed")
         result = GenerationResult(
@@ -109,17 +154,50 @@ def stream_run(
         if result is None and cancel is not None:  # the consumer stopped iterating before the engine finished
             cancel.cancel()
     assert result is not None
-    if not save:
-        finish_result(result)
+    steps = finish_result(result)
+    if recorder is None:
         yield Saved(None, result)
         return
-    try:
-        run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
-    except Exception as exc:  # the store's errors and the driver's: keep the trace, report the failure
-        log.exception("saving the run failed")
-        yield Saved(None, result, save_error=f"The run could not be saved: {exc}")
-        return
-    yield Saved(run_id, result)
+    ticket = recorder.finish(result, steps, run_status(result))
+    ticket.wait(wait_for_save)
+    if not ticket.settled:
+        yield Saved(None, result, ticket=ticket)
+    else:
+        yield Saved(None if ticket.error else ticket.run_id, result, save_error=ticket.error, ticket=ticket)
+
+
+def _engine_events(
+    rt: Runtime, msgs: Messages, settings: GenerationSettings, cancel: CancelToken | None, deltas: bool, snap: bool
+) -> Iterator[Event]:
+    """The engine's stream, with periodic :class:`Snapshot` events when the engine can make them."""
+    if snap and "snapshot_every" in inspect.signature(rt.engine.stream).parameters:
+        return rt.engine.stream(msgs, settings, cancel, deltas=deltas, snapshot_every=CHECKPOINT_SECONDS)
+    return rt.engine.stream(msgs, settings, cancel, deltas=deltas)
+
+
+class _Partial:
+    """The text so far, from :class:`Snapshot` events (any engine) or text deltas (when there are no snapshots)."""
+
+    def __init__(self) -> None:
+        self.samples: list[SampleResult] = []
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Snapshot):
+            self.samples = list(event.samples)
+        elif isinstance(event, ThinkingDelta | AnswerDelta):
+            while len(self.samples) <= event.sample:
+                self.samples.append(
+                    SampleResult(len(self.samples), "", "", "", 0, 0, "cancelled", seconds=self.seconds())
+                )
+            sample = self.samples[event.sample]
+            if isinstance(event, ThinkingDelta):
+                sample.thinking += event.text
+            else:
+                sample.answer += event.text
 
 
 def run_prompt(

@@ -14,17 +14,22 @@ import pandas as pd
 
 from app.domain import STOP_REASONS
 from app.services.runtime import Runtime
-from app.store import NotFound, RunSummary, StoredRun, StoreError
+from app.services import ownership
+from app.store import RunSummary, StoredRun, StoreError
+from app.ui.inputs import as_id
 from app.ui.render import conversation_messages, safe_text, trace_messages
+from app.validation import clean_text
 
 ANY = "any"
-COLUMNS = ["run", "date", "model", "prompt", "answer", "stop reason", "thinking tokens", "seconds", "kind"]
+COLUMNS = ["run", "date", "model", "prompt", "answer", "stop reason", "thinking tokens", "seconds", "kind", "by"]
+#: Statuses of runs that never finished: shown instead of their samples' stop reasons.
+UNFINISHED = ("running", "interrupted")
 PAGE = 200
 
 
 def _row(r: RunSummary) -> list[Any]:
     answers = ", ".join(dict.fromkeys(a for a in r.answers if a)) or "–"
-    reasons = ", ".join(dict.fromkeys(r.stop_reasons)) or r.status
+    reasons = r.status if r.status in UNFINISHED else ", ".join(dict.fromkeys(r.stop_reasons)) or r.status
     return [
         r.run_id,
         r.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -35,6 +40,7 @@ def _row(r: RunSummary) -> list[Any]:
         r.thinking_tokens,
         round(r.seconds, 1),
         r.kind,
+        r.created_by or "",
     ]
 
 
@@ -99,7 +105,7 @@ class History:
         """Past runs, newest first; ``search`` matches prompts and answers, ``any`` means no filter."""
         try:
             runs = self.rt.store.list_runs(
-                search=search or None,
+                search=clean_text(search) if isinstance(search, str) and search else None,
                 model=None if model in (None, "", ANY) else model,
                 stop_reason=None if stop_reason in (None, "", ANY) else stop_reason,
                 limit=PAGE,
@@ -117,18 +123,19 @@ class History:
         if run_id is None:
             raise gr.Error("Pick a run in the table (or type its number) first.")
         try:
-            run = self.rt.store.get_run(int(run_id))
-        except NotFound as exc:
+            run = self.rt.store.get_run(as_id(run_id, "run"))
+        except (StoreError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         return run_view(run), run_details(run), run_json(run)
 
-    def delete_run(self, run_id: float | None) -> tuple[str, pd.DataFrame]:
-        """Delete a run and everything under it (labels included); returns a message and the table."""
+    def delete_run(self, run_id: float | None, request: gr.Request) -> tuple[str, pd.DataFrame]:
+        """Delete (hide) one of your runs, or any run if you are an admin; labels on it are kept for export.
+        Returns a message and the table."""
         if run_id is None:
             raise gr.Error("Pick a run to delete first.")
         try:
-            self.rt.store.delete_run(int(run_id))
-        except NotFound as exc:
+            ownership.delete_run(self.rt, as_id(run_id, "run"), ownership.user_name(getattr(request, "username", None)))
+        except (StoreError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         return f"Deleted run #{int(run_id)}.", self.list_history("", ANY, ANY)
 

@@ -24,13 +24,25 @@ def as_int(value: Any, name: str, default: int | None = None) -> int | None:
     """
     if value is None or value == "":
         return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # exact, however large (float() would round it or overflow)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a whole number, got {str(value)[:40]!r}") from None
     if not number.is_integer():
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     return int(number)
+
+
+def as_id(value: Any, name: str) -> int:
+    """A row id (run, sample, step) from a number box or an API argument: a whole number from 1 up."""
+    number = as_int(value, f"{name} number")
+    if number is None:
+        raise ValueError(f"Pick a {name} first (its number is empty).")
+    if not 1 <= number <= 2**63 - 1:
+        raise ValueError(f"There is no {name} #{number}: {name} numbers are whole numbers from 1 up.")
+    return number
 
 
 def as_seed(value: Any) -> int | None:

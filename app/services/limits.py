@@ -1,0 +1,96 @@
+"""The one gate every generation passes: clean the text, then bound the work against the token caps.
+
+:func:`checked_request` is called by :func:`app.services.runs.stream_run`, which the Playground, Self-consistency,
+Compare, Sweep, the API and the CLI all go through, so no entry point can skip it. It refuses (``ValueError``, a
+sentence naming the cap and the fix) rather than clipping: a trace generated under a budget other than the one
+asked for would be mislabelled evidence. Two caps apply to every sample:
+
+- ``--max-new-tokens`` (operator setting): thinking budget + answer tokens per sample;
+- the model's context length: prompt tokens + thinking budget + forced cue + answer tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.domain import GenerationSettings
+from app.validation import PROMPT_MAX_CHARS, check_length, clean_text
+
+Messages = list[dict[str, str]]
+
+
+def clean_messages(messages: Messages | str) -> Messages:
+    """The conversation as role/content dicts with clean text; ``ValueError`` if the prompt is empty or huge."""
+    msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+    cleaned = [{"role": str(m.get("role", "user")), "content": clean_text(str(m.get("content") or ""))} for m in msgs]
+    if not cleaned or not cleaned[-1]["content"].strip():
+        raise ValueError("The prompt is empty: type a question first.")
+    check_length("prompt (with the earlier turns)", "".join(m["content"] for m in cleaned), PROMPT_MAX_CHARS)
+    return cleaned
+
+
+def clean_settings(settings: GenerationSettings) -> GenerationSettings:
+    return replace(settings, continuation=clean_text(settings.continuation), answer_cue=clean_text(settings.answer_cue))
+
+
+def new_tokens(settings: GenerationSettings) -> tuple[int, int]:
+    """(thinking budget, answer tokens) one sample may generate under ``settings``."""
+    return (settings.resolved_budget()[0] if settings.thinking else 0), settings.max_answer_tokens
+
+
+def check_cap(settings: GenerationSettings, max_new_tokens: int) -> None:
+    """``ValueError`` naming ``--max-new-tokens`` when thinking budget + answer tokens exceed it."""
+    thinking, answer = new_tokens(settings)
+    if thinking + answer > max_new_tokens:
+        raise ValueError(
+            f"max thinking tokens ({thinking:,}) + max answer tokens ({answer:,}) = {thinking + answer:,} is more "
+            f"than this server's cap of {max_new_tokens:,} new tokens per sample (--max-new-tokens); "
+            f"lower the budget to at most {max(max_new_tokens - answer, 0):,} thinking tokens"
+        )
+
+
+def check_context(settings: GenerationSettings, prompt_tokens: int, forced: int, context: int | None) -> None:
+    """``ValueError`` when prompt + budget + forced cue + answer would not fit in the model's context."""
+    if context is None:
+        return
+    thinking, answer = new_tokens(settings)
+    if prompt_tokens + 1 >= context:
+        raise ValueError(
+            f"The prompt is {prompt_tokens:,} tokens long and the model's context holds {context:,}: "
+            "shorten the prompt (or start a new chat, since earlier turns count too)."
+        )
+    extra = forced if settings.thinking else 0
+    need = prompt_tokens + thinking + extra + answer
+    if need > context:
+        room = context - prompt_tokens - extra - answer
+        fix = (
+            f"lower max thinking tokens to at most {room:,}"
+            if settings.thinking and room > 0
+            else f"lower max answer tokens to at most {max(context - prompt_tokens - extra, 1):,}"
+        )
+        raise ValueError(
+            f"The prompt ({prompt_tokens:,} tokens) + max thinking tokens ({thinking:,}) + max answer tokens "
+            f"({answer:,}) need {need:,} tokens but the model's context holds {context:,}: {fix}, "
+            "or shorten the prompt."
+        )
+
+
+def checked_request(engine: object, messages: Messages | str, settings: GenerationSettings, max_new_tokens: int):
+    """Clean ``messages`` and ``settings`` and check them against both caps; return them cleaned.
+
+    ``engine`` is asked for ``prompt_tokens(messages, thinking)``, ``forced_tokens(settings)`` and
+    ``context_length``; an engine that can't say (a remote one) is checked against ``--max-new-tokens`` only.
+    """
+    settings = clean_settings(settings)
+    settings.validate()
+    msgs = clean_messages(messages)
+    check_cap(settings, max_new_tokens)
+    counter = getattr(engine, "prompt_tokens", None)
+    if counter is not None:
+        try:
+            prompt_tokens = counter(msgs, settings.thinking)
+        except Exception:  # a conversation the format can't render: generation fails and saves that error
+            return msgs, settings
+        forced = engine.forced_tokens(settings) if hasattr(engine, "forced_tokens") else 0  # type: ignore[attr-defined]
+        check_context(settings, prompt_tokens, forced, getattr(engine, "context_length", None))
+    return msgs, settings
