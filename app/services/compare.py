@@ -18,7 +18,8 @@ from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal
 from app.reasoning.vote import VoteResult, vote
 from app.services.consistency import normalise_gold
-from app.services.runs import run_prompt
+from app.services.limits import check_cap
+from app.services.runs import LOCAL_USER, run_prompt
 from app.services.runtime import Runtime
 
 MAX_BUDGETS = 4
@@ -98,6 +99,7 @@ def compare_thinking(
     gold: str | None = None,
     cancel: CancelToken | None = None,
     progress: Callable[[int, int], None] | None = None,
+    user: str | None = LOCAL_USER,
 ) -> CompareReport:
     """Run ``prompt`` once per variant (thinking off, then each budget) and compare the answers.
 
@@ -107,6 +109,8 @@ def compare_thinking(
     plan = variant_budgets(budgets)
     gold = normalise_gold(gold)
     settings.validate()
+    for budget in plan:  # every variant within the caps before the first one runs
+        check_cap(settings.with_budget(budget), rt.settings.max_new_tokens)
     runs = []
     if progress:
         progress(0, len(plan))
@@ -121,6 +125,7 @@ def compare_thinking(
             kind="compare",
             gold=gold,
             label=budget_label(budget),
+            user=user,
         )
         runs.append((budget, saved))
         if progress:

@@ -20,7 +20,7 @@ from app.engine.events import CancelToken, Progress
 from app.reasoning.answers import answer_key, answers_equal, extract_answer
 from app.reasoning.steps import segment_trace
 from app.reasoning.vote import VoteResult, first_answer_position, overthinking_tokens, vote
-from app.services.runs import Saved, run_status, stream_run
+from app.services.runs import LOCAL_USER, Saved, run_status, stream_run
 from app.services.runtime import Runtime
 from app.store.records import StoredSample
 
@@ -212,6 +212,7 @@ def stream_consistency(
     k: int | None = None,
     gold: str | None = None,
     cancel: CancelToken | None = None,
+    user: str | None = LOCAL_USER,
 ) -> Iterator[Progress | ConsistencyReport]:
     """Yield the engine's :class:`Progress` events while the k samples decode, then the report.
 
@@ -222,7 +223,7 @@ def stream_consistency(
     k = k if k is not None else settings.samples
     settings = consistency_settings(settings, k, max_samples=rt.settings.max_samples)
     gold = normalise_gold(gold)
-    for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold, deltas=False):
+    for event in stream_run(rt, prompt, settings, cancel, kind="consistency", gold=gold, deltas=False, user=user):
         if isinstance(event, Progress):
             yield event
         elif isinstance(event, Saved):
@@ -238,10 +239,11 @@ def sample_consistency(
     gold: str | None = None,
     cancel: CancelToken | None = None,
     progress: Callable[[Progress], None] | None = None,
+    user: str | None = LOCAL_USER,
 ) -> ConsistencyReport:
     """Run :func:`stream_consistency` to the end; ``progress`` gets every :class:`Progress` event."""
     report = None
-    for item in stream_consistency(rt, prompt, settings, k=k, gold=gold, cancel=cancel):
+    for item in stream_consistency(rt, prompt, settings, k=k, gold=gold, cancel=cancel, user=user):
         if isinstance(item, Progress):
             if progress is not None:
                 progress(item)

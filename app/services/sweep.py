@@ -22,7 +22,8 @@ from app.reasoning.answers import answers_equal, clean_answer, extract_answer
 from app.reasoning.vote import pass_at_1, vote
 from app.resources import asset_path
 from app.services.consistency import check_samples
-from app.services.runs import run_prompt, run_status
+from app.services.limits import check_cap
+from app.services.runs import LOCAL_USER, run_prompt, run_status
 from app.services.runtime import Runtime
 from app.store.errors import NotFound
 
@@ -286,6 +287,7 @@ def run_sweep(
     progress: Callable[[int, int], None] | None = None,
     cancel: CancelToken | None = None,
     name: str | None = None,
+    user: str | None = LOCAL_USER,
 ) -> SweepReport:
     """Run every problem at every budget (budget by budget, so a cancelled sweep has whole early points).
 
@@ -301,6 +303,7 @@ def run_sweep(
     k = check_samples(settings.samples, rt.settings.max_samples)
     for budget in budgets:
         settings.with_budget(budget, k).validate()
+        check_cap(settings.with_budget(budget, k), rt.settings.max_new_tokens)
     name = name or f"{len(problems)} problems × budgets {','.join(map(str, budgets))} × k={k}"
     sweep_settings = {"budgets": list(budgets), "k": k, "base": settings.to_dict()}
     sweep_id = rt.store.create_sweep(name, sweep_settings, [p.to_dict() for p in problems])
@@ -322,6 +325,7 @@ def run_sweep(
                 gold=problem.gold,
                 sweep_id=sweep_id,
                 label=budget_label(budget),
+                user=user,
             )
             status = run_status(saved.result)
             if status == "cancelled":

@@ -33,7 +33,6 @@ from app.store.models import (
 from app.store.queries import excerpt
 from app.store.records import RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
 
-
 #: Longest History search text: longer ones are refused (SQLite rejects a very long LIKE pattern).
 SEARCH_MAX = 500
 #: Ids are SQL BIGINTs; a larger number can't name a row.
@@ -263,17 +262,13 @@ class RunsMixin(StoreBase):
             found = session.execute(select(Run.id, Run.deleted_at).where(Run.id == run_id)).first()
             if found is None or found.deleted_at is not None:
                 raise NotFound(f"run {run_id} does not exist; nothing was deleted")
-            session.execute(
-                update(Run).where(Run.id == run_id).values(deleted_at=utcnow(), deleted_by=check_user(by))
-            )
+            session.execute(update(Run).where(Run.id == run_id).values(deleted_at=utcnow(), deleted_by=check_user(by)))
 
     def run_owner(self, run_id: int) -> str | None:
         """Who created the run (None for runs saved before owners were recorded); ``NotFound`` if it's gone."""
         check_id("run", run_id)
         with self._read() as session:
-            found = session.execute(
-                select(Run.created_by).where(Run.id == run_id, Run.deleted_at.is_(None))
-            ).first()
+            found = session.execute(select(Run.created_by).where(Run.id == run_id, Run.deleted_at.is_(None))).first()
         if found is None:
             raise NotFound(f"run {run_id} does not exist; pick a run from History")
         return found.created_by

@@ -19,7 +19,7 @@ from app.services import compare as svc
 from app.services.runtime import Runtime
 from app.services.sweep import parse_budgets
 from app.ui.consistency import CARD_CSS, esc, status_html, user_error
-from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
+from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background, user_of
 from app.ui.inputs import analysis_settings
 
 COLUMNS = ["variant", "answer", "thinking tokens", "answer tokens", "latency (s)", "stop", "agrees with off", "correct"]
@@ -109,6 +109,7 @@ class HybridCompare(ModelTab):
                     gold=gold_text,
                     cancel=token,
                     progress=lambda finished, of: report((finished, of)),
+                    user=user_of(request),
                 ),
                 token,
             )

@@ -22,7 +22,7 @@ from app.errors import is_user_error
 from app.services import consistency as svc
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.handlers import MODEL_QUEUE, UPDATE_EVERY, Done, ModelTab, bundled_problems, in_background
+from app.ui.handlers import MODEL_QUEUE, UPDATE_EVERY, Done, ModelTab, bundled_problems, in_background, user_of
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.render import safe_text
 
@@ -186,7 +186,14 @@ class SelfConsistency(ModelTab):
             latest: Progress | None = None
             work = in_background(
                 lambda report: svc.sample_consistency(
-                    self.rt, prompt_text or "", settings, k=n, gold=gold_text, cancel=token, progress=report
+                    self.rt,
+                    prompt_text or "",
+                    settings,
+                    k=n,
+                    gold=gold_text,
+                    cancel=token,
+                    progress=report,
+                    user=user_of(request),
                 ),
                 token,
             )

@@ -25,10 +25,13 @@ import gradio as gr
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
 from app.services.chat import chat_context
+from app.services.ownership import user_name
+from app.services.recording import SAVE_RETRY_SECONDS, SaveTicket
 from app.services.runs import Saved, stream_run
 from app.services.runtime import Runtime
 from app.services.sweep import Problem, load_problems
 from app.ui.inputs import as_int, as_seed
+from app.ui.listeners import watch_client
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 
 #: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs.
@@ -38,6 +41,8 @@ UPDATE_EVERY = 0.1
 #: Longest quiet spell of a background run before its handler yields anyway: Gradio notices a closed
 #: browser tab only when a generator yields, and then closes the generator (which cancels the run).
 HEARTBEAT = 0.5
+#: Seconds the playground waits for a run's save before showing "Saving…" and following it in the background.
+SAVE_WAIT = 2.0
 EFFORTS = ("low", "medium", "high", "custom")
 _DEFAULTS = GenerationSettings()
 
@@ -105,6 +110,11 @@ def session_key(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
 
 
+def user_of(request: gr.Request | None) -> str:
+    """Who is asking: the ``--auth`` login, or ``local`` without one (what runs record as their creator)."""
+    return user_name(getattr(request, "username", None) if request is not None else None)
+
+
 def stop_key(request: gr.Request | None, tab: str) -> str:
     """This session's slot in the cancel registry, per tab, so a tab's Cancel stops only that tab's run."""
     return f"{session_key(request)}/{tab}"
@@ -135,7 +145,8 @@ class ModelTab:
         key = stop_key(request, self.tab)
         token = self.registry.begin(key)
         try:
-            yield token
+            with watch_client(request, token):  # a client that stopped reading loses its run
+                yield token
         finally:
             self.registry.end(key, token)
 
@@ -258,6 +269,7 @@ class Turn:
     settings: GenerationSettings
     run_id: int | None
     error: str | None = None
+    unsaved: str | None = None  # why the trace shown is not in the database (a warning that stays with it)
 
 
 @dataclass(frozen=True)
@@ -268,6 +280,13 @@ class Chat:
 
     def add(self, turn: Turn) -> Chat:
         return replace(self, turns=(*self.turns, turn))
+
+    def settle_last(self, run_id: int | None, unsaved: str | None) -> Chat:
+        """The last turn's save finished in the background: its run id, or why it could not be saved."""
+        if not self.turns:
+            return self
+        last = replace(self.turns[-1], run_id=run_id, unsaved=unsaved)
+        return replace(self, turns=(*self.turns[:-1], last))
 
     def context(self, prompt: str, *, keep_thinking: bool, open_tag: str, close_tag: str) -> list[dict[str, str]]:
         """Messages for the next generation (see :func:`app.services.chat.chat_context`)."""
@@ -283,6 +302,8 @@ class Chat:
                 out += trace_messages(turn.sample, stats=True, settings=turn.settings)
             if turn.error:
                 out.append(gr.ChatMessage(role="assistant", content=f"**Error:** {safe_text(turn.error)}"))
+            if turn.unsaved:
+                out.append(gr.ChatMessage(role="assistant", content=unsaved_warning(turn.unsaved)))
         if live is not None:
             prompt, sample, thinking_now = live
             out.append(user_message(prompt))
@@ -290,9 +311,46 @@ class Chat:
         return out
 
 
-def run_json(run_id: int, result: Any) -> dict[str, Any]:
-    """What the ``generate`` endpoint returns last: the saved run id and the CLI's ``--json`` shape."""
-    return {"run_id": run_id, **result.to_json()}
+def unsaved_warning(reason: str) -> str:
+    """The warning that stays under a trace the database did not take."""
+    return (
+        f"⚠️ **Not saved.** {safe_text(reason)} This trace exists only on this page: copy it before you "
+        "close or reload the tab."
+    )
+
+
+def run_json(run_id: int | None, result: Any, save: str = "saved", pending: str | None = None) -> dict[str, Any]:
+    """What the ``generate`` endpoint returns last: the saved run id, the CLI's ``--json`` shape, and how the
+    save went (``save``: ``saved``, ``saving`` (then ``pending`` names the background save) or ``failed``)."""
+    return {"run_id": run_id, **result.to_json(), "save": save, "pending_save": pending}
+
+
+class PendingSaves:
+    """Saves still retrying in the background (a busy database), by a random key the browser holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tickets: dict[str, SaveTicket] = {}
+
+    def add(self, ticket: SaveTicket) -> str:
+        import secrets
+
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            self._tickets[key] = ticket
+        return key
+
+    def pop(self, key: str) -> SaveTicket | None:
+        with self._lock:
+            return self._tickets.pop(key, None)
+
+
+PENDING = PendingSaves()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
 
 
 def bundled_problems(limit: int = 50) -> list[Problem]:
@@ -314,9 +372,10 @@ def load_examples(limit: int = 50) -> list[dict[str, Any]]:
 class Playground:
     """The playground's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
 
-    def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS) -> None:
+    def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS, pending: PendingSaves = PENDING) -> None:
         self.rt = rt
         self.registry = registry
+        self.pending = pending
 
     def accept(self, prompt: str, chat: Chat | None, request: gr.Request) -> tuple[str, str, list[gr.ChatMessage]]:
         """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
@@ -364,17 +423,31 @@ class Playground:
             messages = chat.context(
                 prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
             )
-            yield from self._stream(prompt, messages, settings, token, chat)
+            with watch_client(request, token):  # a client that stopped reading loses its run
+                yield from self._stream(prompt, messages, settings, token, chat, user_of(request))
         finally:
             self.registry.end(key, token)
 
     def _stream(
-        self, prompt: str, messages: list[dict[str, str]], settings: GenerationSettings, token: CancelToken, chat: Chat
+        self,
+        prompt: str,
+        messages: list[dict[str, str]],
+        settings: GenerationSettings,
+        token: CancelToken,
+        chat: Chat,
+        user: str,
     ) -> Iterator[PlaygroundOutput]:
         live = empty_sample()
         thinking_now = settings.thinking
         started = last = time.perf_counter()
-        events = stream_run(self.rt, messages, settings, token, kind="playground")
+        try:
+            events = stream_run(
+                self.rt, messages, settings, token, kind="playground", user=user, wait_for_save=SAVE_WAIT
+            )
+            first = next(events)
+        except ValueError as exc:  # the shared gate refused it (caps, context, text): one sentence
+            raise gr.Error(str(exc)) from None
+        events = _chain(first, events)
         try:
             for event in events:
                 now = time.perf_counter()
@@ -415,16 +488,44 @@ class Playground:
         result = saved.result
         sample = result.samples[0] if result.samples else None
         error = result.error if sample is None or sample.stop_reason == "error" else None
-        chat = chat.add(Turn(prompt=prompt, sample=sample, settings=settings, run_id=saved.run_id, error=error))
+        turn = Turn(prompt=prompt, sample=sample, settings=settings, run_id=saved.run_id, error=error)
+        if saved.save_error:
+            turn = replace(turn, unsaved=saved.save_error)
+        chat = chat.add(turn)
         if error:
             gr.Warning(f"Generation failed: {error}")
         how = stop_reason_words(sample, settings) if sample is not None else f"failed: {error}"
+        if saved.pending and saved.ticket is not None:  # the database is busy: the save goes on in the background
+            key = self.pending.add(saved.ticket)
+            status = f"Saving… the database is busy; retrying in the background · {safe_text(how)}"
+            return chat.view(), status, run_json(None, result, "saving", key), chat
         if saved.save_error:  # the trace is shown and returned, but the database refused it
             gr.Warning(saved.save_error)
-            status = f"Not saved: {safe_text(saved.save_error)} · {safe_text(how)}"
-        else:
-            status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
+            status = f"⚠️ Not saved: {safe_text(saved.save_error)} · {safe_text(how)}"
+            return chat.view(), status, run_json(None, result, "failed"), chat
+        status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
         return chat.view(), status, run_json(saved.run_id, result), chat
+
+    def await_save(self, run: dict[str, Any] | None, chat: Chat | None) -> Iterator[tuple[Any, ...]]:
+        """After ``generate``: if its save is still retrying, say "Saving…" until it is saved (then "Saved as
+        run #N") or given up (then a warning that stays under the trace). Yields (status, chat, run, state)."""
+        key = (run or {}).get("pending_save") if isinstance(run, dict) else None
+        ticket = self.pending.pop(key) if isinstance(key, str) else None
+        if ticket is None:
+            return
+        chat = chat or Chat()
+        deadline = time.monotonic() + 3 * SAVE_RETRY_SECONDS
+        while not ticket.wait(HEARTBEAT * 4) and time.monotonic() < deadline:
+            yield "Saving… the database is busy; retrying in the background", gr.skip(), gr.skip(), gr.skip()
+        if ticket.state == "saved":
+            chat = chat.settle_last(ticket.run_id, None)
+            done = {**(run or {}), "run_id": ticket.run_id, "save": "saved", "pending_save": None}
+            yield f"Saved as run #{ticket.run_id} (after the database was busy)", chat.view(), done, chat
+        else:
+            reason = ticket.error or "the database stayed busy"
+            chat = chat.settle_last(None, reason)
+            failed = {**(run or {}), "save": "failed", "pending_save": None}
+            yield f"⚠️ Not saved: {safe_text(reason)}", chat.view(), failed, chat
 
     def cancel(self, request: gr.Request) -> str:
         """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``."""

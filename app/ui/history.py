@@ -13,8 +13,8 @@ import gradio as gr
 import pandas as pd
 
 from app.domain import STOP_REASONS
-from app.services.runtime import Runtime
 from app.services import ownership
+from app.services.runtime import Runtime
 from app.store import RunSummary, StoredRun, StoreError
 from app.ui.inputs import as_id
 from app.ui.render import conversation_messages, safe_text, trace_messages

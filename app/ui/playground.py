@@ -1,7 +1,8 @@
 """The Playground tab: a chat whose thinking streams live into a collapsible block above the answer.
 
 Layout and event wiring only; the handlers are :class:`app.ui.handlers.Playground`. API endpoints
-(``gradio_client``): ``generate`` (streaming), ``cancel``, ``new_chat``, ``examples``.
+(``gradio_client``): ``generate`` (streaming), ``await_save`` (follows a save delayed by a busy database),
+``cancel``, ``new_chat``, ``examples``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def build_tab(rt: Runtime) -> None:
         api_visibility="private",
         concurrency_limit=None,
     )
-    chain.success(
+    generated = chain.success(
         pg.generate,
         inputs=[
             hidden_prompt,
@@ -123,7 +124,17 @@ def build_tab(rt: Runtime) -> None:
         api_name="generate",
         show_progress="hidden",
         **MODEL_QUEUE,
-    ).then(_idle, outputs=[send, stop], api_visibility="private", queue=False)
+    )
+    generated.then(_idle, outputs=[send, stop], api_visibility="private", queue=False)
+    # A save the busy database delayed: "Saving…" until it lands, then "Saved" (or a warning that stays).
+    generated.then(
+        pg.await_save,
+        inputs=[last_run, chat_state],
+        outputs=[numbers, chatbot, last_run, chat_state],
+        api_name="await_save",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
     stop.click(pg.cancel, outputs=[numbers], api_name="cancel", concurrency_limit=None, show_progress="hidden")
     new_chat.click(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_name="new_chat")
     chatbot.clear(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_visibility="private")

@@ -21,7 +21,7 @@ from app.services.consistency import check_samples
 from app.services.runtime import Runtime
 from app.ui import charts
 from app.ui.consistency import CARD_CSS, esc, status_html, user_error
-from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
+from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background, user_of
 from app.ui.inputs import analysis_settings, as_int
 
 TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
@@ -115,6 +115,7 @@ class Sweep(ModelTab):
                     settings,
                     cancel=token,
                     progress=lambda finished, of: report((finished, of)),
+                    user=user_of(request),
                 ),
                 token,
             )
