@@ -16,6 +16,7 @@ from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
 from app.settings import AppSettings
+from app.validation import clean_text
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,18 +130,22 @@ def _progress(text: str) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.engine.events import Finished, PhaseChange
+    from app.services.limits import check_cap
     from app.services.runs import Saved, stream_run
     from app.services.runtime import Runtime
 
     settings = generation_settings(args)
     settings.validate()
-    if not args.prompt.strip():
+    prompt = clean_text(args.prompt)  # invalid UTF-8 in argv arrives as lone surrogates
+    if not prompt.strip():
         raise ValueError("The prompt is empty: pass the question as the first argument.")
+    config = app_settings(args)
+    check_cap(settings, config.max_new_tokens)  # before the slow model load; the context check comes after it
     _progress("loading model…")
-    rt = Runtime.start(app_settings(args), with_store=not args.no_save)
+    rt = Runtime.start(config, with_store=not args.no_save)
     _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device}")
     result, saved = None, None
-    for event in stream_run(rt, args.prompt, settings, deltas=settings.samples == 1, save=not args.no_save):
+    for event in stream_run(rt, prompt, settings, deltas=settings.samples == 1, save=not args.no_save):
         if isinstance(event, PhaseChange) and event.phase != "done":
             _progress(f"… {event.phase}")
         elif isinstance(event, Finished):

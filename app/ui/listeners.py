@@ -43,8 +43,10 @@ def unread_updates(request: Any) -> int | None:
 
 
 @contextmanager
-def watch_client(request: Any, token: CancelToken, *, grace: float = UNREAD_GRACE) -> Iterator[None]:
-    """While the block runs, cancel ``token`` once the client has left updates unread for ``grace`` seconds."""
+def watch_client(request: Any, token: CancelToken, *, grace: float | None = None) -> Iterator[None]:
+    """While the block runs, cancel ``token`` once the client has left updates unread for ``grace`` seconds
+    (default :data:`UNREAD_GRACE`)."""
+    grace = UNREAD_GRACE if grace is None else grace
     if request is None or unread_updates(request) is None:
         yield
         return
