@@ -14,7 +14,7 @@ import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from ui_support import wait_until
+from ui_support import call_raw, wait_until
 
 from app.cli import main
 from app.domain import GenerationSettings
@@ -145,10 +145,12 @@ def test_cli_huge_seed_is_one_line(capsys):
     assert code == 2 and "seed=" in err and "Traceback" not in err and "Overflow" not in err
 
 
-def test_a_lone_surrogate_in_the_prompt_is_replaced_and_the_run_saved(client, tiny_app):
-    rt, _ = tiny_app
-    run = client.predict(prompt="bad \ud800 text", max_answer_tokens=4, thinking=False, api_name="/generate")[2]
-    assert rt.store.get_run(run["run_id"]).prompt == "bad \ufffd text"
+def test_a_lone_surrogate_in_the_prompt_is_replaced_and_the_run_saved(tiny_app):
+    rt, url = tiny_app
+    args = ["bad \ud800 text", False, "low", 0, 0, "Wait", 4, 0.0, 0.95, -1, True, None]
+    kind, data = call_raw(url, "generate", args)
+    assert kind == "complete", data  # was: "TypeError: TextEncodeInput must be ..."
+    assert rt.store.get_run(data[2]["run_id"]).prompt == "bad \ufffd text"
 
 
 def test_get_run_of_a_huge_id_and_a_huge_search_are_plain_sentences(client):

@@ -83,3 +83,34 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
+
+
+def call_raw(url: str, api_name: str, data: list[Any], timeout: float = 120.0) -> tuple[str, Any]:
+    """Call a named endpoint over Gradio's plain HTTP API (``/gradio_api/call/<name>``) and read its stream.
+
+    Unlike ``gradio_client`` this can send any JSON, lone surrogates included (``json.dumps`` escapes them).
+    Returns ``("complete", data)`` with the last output, or ``("error", message)``.
+    """
+    import json
+
+    import httpx
+
+    body = json.dumps({"data": data})  # ensure_ascii: "\ud800" travels as an escape, as a browser would send it
+    headers = {"content-type": "application/json"}
+    response = httpx.post(f"{url}gradio_api/call/{api_name}", content=body, headers=headers, timeout=timeout)
+    if response.status_code != 200:
+        return "error", f"HTTP {response.status_code}: {response.text}"
+    event_id = response.json()["event_id"]
+    kind, last = "error", None
+    with httpx.stream("GET", f"{url}gradio_api/call/{api_name}/{event_id}", timeout=timeout) as stream:
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error", "generating"):
+                payload = line.split(":", 1)[1].strip()
+                last = json.loads(payload) if payload and payload != "null" else None
+                if event in ("complete", "error"):
+                    kind = event
+                    break
+    return kind, last
