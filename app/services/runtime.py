@@ -12,8 +12,10 @@ from typing import Any
 
 from app.engine.generation import Engine
 from app.engine.loading import LoadedModel, load_model
+from app.errors import StoreError
 from app.settings import AppSettings
 from app.store.db import open_store
+from app.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ class Runtime:
     settings: AppSettings
     loaded: LoadedModel
     engine: Engine
-    store: Any  # app.store.Store
+    #: The database; None only for a command that saves nothing (``generate --no-save``), which never reads it.
+    store: Store | None
 
     @classmethod
     def start(cls, settings: AppSettings, *, with_store: bool = True) -> Runtime:
@@ -40,6 +43,13 @@ class Runtime:
         )
         log.info("Loaded %s (%s) on %s in %.1f s", loaded.name, loaded.format.name, loaded.device, loaded.load_seconds)
         return cls(settings=settings, loaded=loaded, engine=Engine(loaded), store=store)
+
+    @property
+    def db(self) -> Store:
+        """The store, for the services that read or write it; a clear ``StoreError`` if this runtime has none."""
+        if self.store is None:
+            raise StoreError("this command runs without a database (--no-save); drop --no-save to read or save runs")
+        return self.store
 
     def header(self) -> dict[str, Any]:
         """What the UI header and ``/info`` show about the loaded model."""

@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StoreError
 from app.services import labeling
 from app.services.runtime import Runtime
-from app.store.errors import StoreError
 
 PAIR_HEADERS = ["annotator A", "annotator B", "steps both rated", "raw agreement", "Cohen's kappa", "disagreements"]
 DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "step text"]
@@ -40,7 +40,7 @@ def agreement_tables(view: labeling.AgreementView) -> tuple[str, list[list[Any]]
 
 def build_section(rt: Runtime) -> None:
     """The agreement controls and tables, inside whatever container the caller opened."""
-    store = rt.store
+    store = rt.db
     with gr.Row():
         sample = gr.Number(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
         compute = gr.Button("Compute agreement", variant="primary")
