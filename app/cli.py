@@ -196,11 +196,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
-    from app.store.db import open_store
+    from app.services.runtime import open_database
 
     since = parse_since(args.since)
-    settings = AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir)
-    store = open_store(settings.db_url)
+    store = open_database(AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir))
     summary = export_dataset(
         store,
         args.export_format,

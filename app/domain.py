@@ -66,7 +66,6 @@ class GenerationSettings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name}={value} must be >= 0")
-        max_t, _ = self.resolved_budget()
         if (
             self.min_thinking_tokens is not None
             and self.max_thinking_tokens is not None
@@ -86,8 +85,6 @@ class GenerationSettings:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if not 1 <= self.samples <= 64:
             raise ValueError(f"samples={self.samples} must be between 1 and 64")
-        if max_t < 0:
-            raise ValueError("thinking budget must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -275,7 +275,11 @@ def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
     finish_result(result)
     run_id = save_result(analysis_rt, result, kind="consistency")
     report = build_report(result, run_id, gold=EVIL)
-    for page in (sample_cards_html(report), summary_html(report), side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1))):
+    for page in (
+        sample_cards_html(report),
+        summary_html(report),
+        side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1)),
+    ):
         assert "<img" not in page and "<script" not in page and "${" not in page and "{{" not in page
         assert "&lt;img src=x onerror=alert(1)&gt;" in page
 

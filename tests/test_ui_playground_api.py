@@ -121,8 +121,7 @@ def test_zero_answer_tokens_is_refused_not_replaced_by_a_default():
 
 
 def test_examples_are_the_sweeps_bundled_problems():
-    from app.services.inputs import load_examples
-    from app.services.inputs import load_problems
+    from app.services.inputs import load_examples, load_problems
 
     first = load_problems("bundled", limit=1)[0]
     assert load_examples(limit=1) == [{"question": first.question, "answer": first.solution, "final": first.gold}]

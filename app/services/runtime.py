@@ -34,7 +34,7 @@ class Runtime:
     def start(cls, settings: AppSettings, *, with_store: bool = True) -> Runtime:
         # The store first: a bad --db fails fast, before a slow model load. Without it (generate --no-save)
         # nothing touches the database at all.
-        store = open_store(settings.db_url) if with_store else None
+        store = open_database(settings) if with_store else None
         loaded = load_model(
             settings.model,
             quantize=settings.quantize,
@@ -58,3 +58,8 @@ class Runtime:
         info["trained_to_think"] = self.loaded.format.trained_to_think
         info["hybrid"] = self.loaded.format.hybrid
         return info
+
+
+def open_database(settings: AppSettings) -> Store:
+    """The store alone, for commands that need no model (``python -m app export``)."""
+    return open_store(settings.db_url)

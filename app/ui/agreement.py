@@ -1,7 +1,6 @@
 """The Agreement view: Cohen's kappa per annotator pair over the steps both rated, and where they disagree.
 
-An adapter over ``app.services.labeling.agreement``; the Annotate tab shows it as a sub-tab (``build_section``),
-and ``build_tab`` lets the app shell give it a top-level tab instead. Step text is shown in a table cell
+An adapter over ``app.services.labeling.agreement``; the Annotate tab shows it as a sub-tab (``build_section``). Step text is shown in a table cell
 (plain text, not HTML).
 """
 
@@ -57,8 +56,3 @@ def build_section(rt: Runtime) -> None:
         return agreement_tables(view)
 
     compute.click(on_compute, [sample], [summary, pairs, disagreements], api_visibility="private")
-
-
-def build_tab(rt: Runtime) -> None:
-    """Same as ``build_section``; for an app shell that wants Agreement as its own tab."""
-    build_section(rt)
