@@ -6,22 +6,22 @@ JSON encoders and databases reject those with errors that name their own interna
 replaces each with U+FFFD, so the text is still shown and saved, just with a visible replacement mark.
 :func:`check_length` refuses text longer than a documented limit with a sentence naming the field.
 
-Pure functions over ``str``; imports nothing from the app, so every layer may use them.
+Pure functions over ``str``; imports only ``app.domain``, so every layer may use them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.domain import SEED_MAX, SHORT_TEXT_MAX
+
+__all__ = ["COMMENT_MAX", "PROMPT_MAX_CHARS", "SEED_MAX", "SHORT_TEXT_MAX", "check_length", "clean_any", "clean_text"]
+
 REPLACEMENT = "\ufffd"
 #: Longest prompt accepted, in characters (the token check against the model's context comes after).
 PROMPT_MAX_CHARS = 200_000
-#: Longest short text setting: the continuation string and the answer cue.
-SHORT_TEXT_MAX = 200
 #: Longest comment or reason a person may attach to a label or a preference.
 COMMENT_MAX = 10_000
-#: Largest seed: 32 bits, what every sampler and the browser's number box hold exactly.
-SEED_MAX = 2**32 - 1
 
 
 def clean_text(text: str) -> str:

@@ -7,6 +7,7 @@ machine every run is yours. Runs saved before owners were recorded (``created_by
 
 from __future__ import annotations
 
+from app.services import history
 from app.services.runs import LOCAL_USER
 from app.services.runtime import Runtime
 
@@ -27,9 +28,9 @@ def may_delete(rt: Runtime, user: str, owner: str | None) -> bool:
 def delete_run(rt: Runtime, run_id: int, user: str) -> None:
     """Delete (hide) run ``run_id`` for ``user``; ``NotAllowed`` if it is someone else's and they're no admin,
     ``NotFound`` if there is no such run."""
-    owner = rt.store.run_owner(run_id)
+    owner = rt.db.run_owner(run_id)
     if not may_delete(rt, user, owner):
         raise NotAllowed(
             f"Run #{run_id} was started by {owner or LOCAL_USER}; only they or an admin (--admins) may delete it."
         )
-    rt.store.delete_run(run_id, by=user)
+    history.delete_run(rt.db, run_id, by=user)

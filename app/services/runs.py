@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, ThinkingDelta
@@ -21,6 +22,7 @@ from app.reasoning.steps import segment_trace
 from app.services.limits import checked_request
 from app.services.recording import CHECKPOINT_SECONDS, RunRecorder, SaveTicket
 from app.services.runtime import Runtime
+from app.store.records import StoredRun
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -41,6 +43,8 @@ class Saved:
     run_id: int | None
     result: GenerationResult
     save_error: str | None = None
+    kind: str = "playground"
+    gold: str | None = None
     ticket: SaveTicket | None = None
 
     @property
@@ -76,7 +80,7 @@ def save_result(
     user: str | None = None,
 ) -> int:
     steps = finish_result(result)
-    return rt.store.save_run(
+    return rt.db.save_run(
         result,
         steps,
         kind=kind,
@@ -115,7 +119,7 @@ def stream_run(
     msgs, settings = checked_request(rt.engine, messages, settings, rt.settings.max_new_tokens)
     recorder = None
     if save:
-        recorder = RunRecorder(rt.store, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user)
+        recorder = RunRecorder(rt.db, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user)
         recorder.begin(
             GenerationResult(
                 model=rt.loaded.name,
@@ -156,14 +160,15 @@ def stream_run(
     assert result is not None
     steps = finish_result(result)
     if recorder is None:
-        yield Saved(None, result)
+        yield Saved(None, result, kind=kind, gold=gold)
         return
     ticket = recorder.finish(result, steps, run_status(result))
     ticket.wait(wait_for_save)
     if not ticket.settled:
-        yield Saved(None, result, ticket=ticket)
+        yield Saved(None, result, kind=kind, gold=gold, ticket=ticket)
     else:
-        yield Saved(None if ticket.error else ticket.run_id, result, save_error=ticket.error, ticket=ticket)
+        run_id = None if ticket.error else ticket.run_id
+        yield Saved(run_id, result, save_error=ticket.error, kind=kind, gold=gold, ticket=ticket)
 
 
 def _engine_events(
@@ -214,3 +219,38 @@ def run_prompt(
             saved = event
     assert saved is not None
     return saved
+
+
+def run_json(run: Saved | StoredRun) -> dict[str, Any]:
+    """THE JSON shape of a run: what ``/generate`` returns last, ``/get_run`` returns, and the CLI's ``--json`` prints.
+
+    ``{"run_id", "created_at", "kind", "status", "model", "format", "prompt", "messages", "settings", "error",
+    "gold", "seconds", "samples": [{"sample_id", <every SampleResult field>}, ...]}``. A run just generated has
+    ``created_at`` None (and ``run_id``/``sample_id`` None when it was not saved) and a ``save`` state. A
+    per-sample field added to ``SampleResult`` appears here by itself.
+    """
+    if isinstance(run, StoredRun):
+        result, run_id, samples = run.to_result(), run.run_id, list(run.samples)
+        meta = {"created_at": run.created_at.isoformat(), "kind": run.kind, "status": run.status, "gold": run.gold}
+        error = run.error
+    else:
+        result, run_id, samples = run.result, run.run_id, list(run.result.samples)
+        meta = {"created_at": None, "kind": run.kind, "status": run_status(result), "gold": run.gold}
+        error = result.error
+        # How the save went: "saved", "saving" (a busy database; retried in the background), "failed" or
+        # "off" (--no-save). Only a run just generated has this.
+        meta["save"] = (
+            "saving" if run.pending else "failed" if run.save_error else "off" if run.ticket is None else "saved"
+        )
+    return {
+        "run_id": run_id,
+        **meta,
+        "model": result.model,
+        "format": result.format,
+        "prompt": result.prompt,
+        "messages": list(result.messages),
+        "settings": result.settings.to_dict(),
+        "error": error,
+        "seconds": result.seconds,
+        "samples": [{"sample_id": getattr(s, "sample_id", None), **s.to_result().to_dict()} for s in samples],
+    }
