@@ -154,7 +154,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             saved = event
     assert result is not None and saved is not None
     if saved.save_error:
-        _progress(saved.save_error)
+        _progress(f"tracelab: {saved.save_error}")
     if args.json:
         print(json.dumps(run_json(saved), ensure_ascii=False, indent=2))
     else:
@@ -169,6 +169,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print()
     if result.error:
         _progress(f"error: {result.error}")
+        return 1
+    if saved.save_error:  # the trace was printed, but the database did not take it: a failure
         return 1
     return 0
 
@@ -225,7 +227,13 @@ COMMANDS = {"generate": cmd_generate, "serve": cmd_serve, "sweep": cmd_sweep, "e
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # never crash printing text that holds a stray surrogate
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    for name, value in vars(args).items():  # invalid UTF-8 in argv arrives as lone surrogates: clean every text
+        if isinstance(value, str):
+            setattr(args, name, clean_text(value))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,

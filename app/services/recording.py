@@ -38,6 +38,12 @@ SAVE_RETRY_SECONDS = 120.0
 RETRY_FIRST, RETRY_MAX = 0.5, 8.0
 
 
+def mark_interrupted(store: object) -> int:
+    """At server start-up: runs a previous server left ``running`` (it was killed) become ``interrupted``,
+    keeping their last partial save. Returns how many."""
+    return int(store.interrupt_running_runs())  # type: ignore[attr-defined]
+
+
 class SaveTicket:
     """How the final save of one run is going; thread-safe. ``state`` is ``saving``, ``saved`` or ``failed``."""
 
@@ -140,7 +146,7 @@ class RunRecorder:
                 try:
                     self._finish(op)
                 except Exception as exc:  # busy past the retries, read-only, disk full: reported, never raised
-                    log.error("saving the run failed: %s", exc)
+                    log.debug("saving the run failed: %s", exc)  # the caller reports it (ticket.error)
                     self.ticket._settle(self.run_id, f"The run could not be saved: {exc}")
                 continue
             try:
@@ -149,7 +155,7 @@ class RunRecorder:
                 elif self.run_id is not None and self._ops.empty():  # a checkpoint; stale if a newer op waits
                     self.store.checkpoint_run(self.run_id, op.samples, op.seconds)  # type: ignore[attr-defined]
             except Exception as exc:  # the finish tries again (a whole save_run if the row was never written)
-                log.warning("saving the run so far failed: %s", exc)
+                log.debug("saving the run so far failed: %s", exc)
 
     def _finish(self, op: _Finish) -> None:
         if self.run_id is not None:

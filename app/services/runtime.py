@@ -35,6 +35,8 @@ class Runtime:
         # The store first: a bad --db fails fast, before a slow model load. Without it (generate --no-save)
         # nothing touches the database at all.
         store = open_database(settings) if with_store else None
+        if store is not None:
+            store.check_writable()  # refuse a read-only database now, not after a run has nowhere to go
         loaded = load_model(
             settings.model,
             quantize=settings.quantize,

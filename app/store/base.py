@@ -15,9 +15,9 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import false, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import Self
 
@@ -104,8 +104,24 @@ class StoreBase:
                 f"could not {verb} the database {self.url}: {exc.orig}. If it persists, "
                 "check that the file or server is reachable and writable"
             ) from exc
+        except DBAPIError as exc:  # a constraint, a trigger, a driver refusal: one line, not SQLAlchemy's SQL dump
+            raise StoreError(f"could not {verb} the database {self.url}: {exc.orig}") from exc
         except OverflowError as exc:  # an id or number wider than the database's 64-bit integers
             raise StoreError(f"a number is out of range for the database ({exc}); use a smaller value") from exc
+
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` with the fix when the database can be read but not written (a read-only file,
+        folder or mount, ``mode=ro``, a read-only database user): checked at start-up, before anyone works."""
+        try:
+            with self._write() as session:  # an UPDATE that matches nothing still needs write access
+                session.execute(update(Annotator).where(false()).values(name=Annotator.name))
+        except DatabaseBusy:
+            return  # writable, just busy right now
+        except StoreError as exc:
+            raise StoreError(
+                f"the database {self.url} can't be written ({exc.__cause__ and getattr(exc.__cause__, 'orig', '')}): "
+                "make the file and its folder writable, or point --db / TRACELAB_DB at a writable database"
+            ) from exc
 
     # --- get-or-create helpers, used inside a write session ---------------------------------------------
 

@@ -36,12 +36,12 @@ def _sqlite_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
 
 
-def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
+def _install_sqlite_hooks(engine: Engine, *, memory: bool, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # sqlite3 must not emit BEGIN itself; _begin below does
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if not memory:
             cursor.execute("PRAGMA journal_mode = WAL")
@@ -54,7 +54,7 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """An engine for ``url``; for a SQLite file, creates its folder and installs the connection settings above.
 
     Raises ``StoreError`` when the URL is malformed, its driver is missing, or the folder can't be created.
@@ -86,7 +86,7 @@ def make_engine(url: str | URL) -> Engine:
             "install it (e.g. pip install 'psycopg[binary]' for postgresql+psycopg) or use a sqlite:/// URL"
         ) from exc
     if is_sqlite:
-        _install_sqlite_hooks(engine, memory=_sqlite_memory(parsed))
+        _install_sqlite_hooks(engine, memory=_sqlite_memory(parsed), busy_timeout_ms=busy_timeout_ms)
     return engine
 
 
@@ -111,12 +111,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine.url, connection), revision)
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:
     """Open (creating if needed) the database at ``url``, migrate it to the latest schema, return a ``Store``.
+
+    ``busy_timeout_ms``: how long a SQLite write waits for another writer's lock before it fails as busy.
 
     Raises ``StoreError`` naming the URL and the fix when the database can't be opened or migrated.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, busy_timeout_ms=busy_timeout_ms)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         upgrade(engine)

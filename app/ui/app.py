@@ -11,7 +11,8 @@ import importlib
 import gradio as gr
 
 from app.services.runtime import Runtime
-from app.ui.render import header_markdown
+from app.ui.render import header_markdown, safe_text
+from app.ui.security import exposure_warning
 
 #: (tab title, module with ``build_tab(rt)``), in display order.
 TABS: tuple[tuple[str, str], ...] = (
@@ -34,6 +35,9 @@ def build_demo(rt: Runtime) -> gr.Blocks:
     """The whole app for one runtime: header, then the tabs. Call ``server.serve`` to run it."""
     with gr.Blocks(title="tracelab", analytics_enabled=False) as demo:
         gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
+        warning = exposure_warning(rt.settings)
+        if warning:  # stays on the page: everyone who opens it sees that it is open to all
+            gr.Markdown(f"> ⚠️ **Open to anyone.** {safe_text(warning)}", elem_id="tracelab-exposure")
         with gr.Tabs():
             for title, name in TABS:
                 module = importlib.import_module(name)

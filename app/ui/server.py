@@ -12,9 +12,11 @@ import socket
 
 import gradio as gr
 
+from app.services.recording import mark_interrupted
 from app.services.runtime import Runtime
 from app.settings import AppSettings
 from app.ui.app import CSS, build_demo
+from app.ui.security import LoginGuard, cancel_guard, exposure_warning
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,39 @@ def prepare(demo: gr.Blocks) -> gr.Blocks:
 
 
 def serve(settings: AppSettings) -> None:
-    """Load the model, build the app and serve it until interrupted."""
-    auth = settings.auth_pairs() or None  # a malformed --auth fails before the slow model load
-    rt = Runtime.start(settings)
+    """Load the model, build the app and serve it until interrupted.
+
+    Before serving: a read-only database is refused (``Runtime.start``), runs a crashed server left
+    ``running`` become ``interrupted``, and listening beyond this machine without ``--auth`` is warned about.
+    """
+    pairs = settings.auth_pairs()  # a malformed --auth fails before the slow model load
+    rt = start_up(settings)
     demo = prepare(build_demo(rt))
     log.info("Serving on http://%s:%s", settings.host, settings.port)
     demo.launch(
         server_name=settings.host,
         server_port=int(settings.port),
-        auth=auth,
-        auth_message="tracelab: sign in with your annotator name" if auth else None,
+        auth=LoginGuard(pairs) if pairs else None,
+        auth_message="tracelab: sign in with your annotator name" if pairs else None,
         show_error=True,
         css=CSS,
         footer_links=["api", "settings"],
         run_history=False,
+        app_kwargs=cancel_guard(),
     )
+
+
+def start_up(settings: AppSettings) -> Runtime:
+    """What ``serve`` does before it listens: load the runtime (refusing a read-only database), mark runs a
+    killed server left ``running`` as ``interrupted``, and warn when the app is open to anyone."""
+    rt = Runtime.start(settings)
+    recovered = mark_interrupted(rt.db)
+    if recovered:
+        log.warning("%d run(s) were still running when the server last stopped; kept as 'interrupted'", recovered)
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning(warning)
+    return rt
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,8 +74,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def launch_for_tests(rt: Runtime, port: int | None = None) -> tuple[gr.Blocks, str]:
-    """Launch the real app for ``rt`` on 127.0.0.1 without blocking; return it and its URL. Call ``demo.close()``."""
+def launch_for_tests(rt: Runtime, port: int | None = None, auth: LoginGuard | None = None) -> tuple[gr.Blocks, str]:
+    """Launch the real app for ``rt`` on 127.0.0.1 without blocking; return it and its URL. Call ``demo.close()``.
+
+    ``auth``: a :class:`LoginGuard`, as ``serve`` installs for ``--auth``."""
     demo = prepare(build_demo(rt))
     demo.launch(
         server_name="127.0.0.1",
@@ -66,5 +88,7 @@ def launch_for_tests(rt: Runtime, port: int | None = None) -> tuple[gr.Blocks, s
         css=CSS,
         footer_links=["api"],
         run_history=False,
+        auth=auth,
+        app_kwargs=cancel_guard(),
     )
     return demo, demo.local_url.rstrip("/") + "/"
