@@ -184,7 +184,7 @@ def test_prm800k_keeps_ratings_comments_and_first_error(store, labelled, tmp_pat
 def test_existing_output_is_not_overwritten_without_the_flag(store, labelled, tmp_path):
     out = tmp_path / "prm.jsonl"
     out.write_text("precious\n")
-    with pytest.raises(ExportError, match=rf"{out} already exists and is not empty; pass overwrite=True"):
+    with pytest.raises(ExportError, match=rf"{out} already exists; pass overwrite=True"):
         export_dataset(store, "prm", out)
     assert out.read_text() == "precious\n"
     export_dataset(store, "prm", out, overwrite=True)
@@ -199,12 +199,6 @@ def test_existing_hf_folder_is_not_overwritten_without_the_flag(store, labelled,
     export_dataset(store, "sft", folder, overwrite=True)
     ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "cache"))
     assert ds.column_names == ["messages"]
-
-
-def test_an_empty_existing_file_may_be_written(store, labelled, tmp_path):
-    out = tmp_path / "prm.jsonl"
-    out.touch()
-    assert export_dataset(store, "prm", out).rows == 3
 
 
 @pytest.mark.parametrize(

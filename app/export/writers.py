@@ -2,15 +2,20 @@
 
 This module owns file layout, Arrow schemas and the never-clobber rule. It does not know where
 rows come from or what they mean beyond their column types. Every file is written to a hidden
-``.partial`` sibling first and renamed into place, so a failed export never leaves a truncated
-file that looks like data.
+``.<name>.<pid>.partial`` sibling first and ``os.replace``-d into place, so a failed export never leaves a
+truncated file that looks like data; the temp file goes on any error, Ctrl-C or SIGTERM, and leftovers of a
+killed export (its pid gone) are removed by the next one. Only regular files are ever replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+import signal
+import stat
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,11 +83,13 @@ def resolve_output(out: Path, output: str | None) -> str:
 
 
 def check_target(path: Path, output: str, overwrite: bool = False) -> None:
-    """Refuse to replace existing data unless ``overwrite``; refuse a file/folder mismatch always."""
-    if not path.exists():
+    """The target must be absent, or (with ``overwrite``) a regular file -- or, for "hf", a folder. A device
+    (``/dev/null``), a FIFO, a socket or a symbolic link is never replaced, and neither is an existing file,
+    empty or not, without ``overwrite``."""
+    if not os.path.lexists(path):
         return
     if output == "hf":
-        if not path.is_dir():
+        if path.is_symlink() or not path.is_dir():
             raise ExportError(
                 f"{path} is a file, but output='hf' writes a dataset folder; choose a folder path, or a .jsonl/.parquet path"
             )
@@ -92,22 +99,95 @@ def check_target(path: Path, output: str, overwrite: bool = False) -> None:
                 f"{HF_CARD_FILE} and {HF_DATA_FILE}, or choose another folder"
             )
         return
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise ExportError(
             f"{path} is a folder, but output={output!r} writes one file; choose a file path or output='hf'"
         )
-    if path.stat().st_size > 0 and not overwrite:
+    _check_replaceable(path)
+    if not overwrite:
         raise ExportError(
-            f"{path} already exists and is not empty; pass overwrite=True to replace it, or choose another path"
+            f"{path} already exists; pass overwrite=True (--overwrite) to replace it, or choose another path"
         )
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+def _check_replaceable(path: Path) -> None:
+    """``ExportError`` unless ``path`` is absent or a regular file (never follows a link)."""
     try:
-        write(partial)
-        os.replace(partial, path)
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise ExportError(f"{path} is {kind}; an export only replaces regular files. Choose another path")
+
+
+_KINDS = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(folder: Path) -> list[Path]:
+    """Remove ``.<name>.<pid>.partial`` files that an export killed mid-write left in ``folder`` (their process is
+    gone); return them. Another running export's temp file is left alone."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for leftover in folder.glob(".*.partial"):
+        pid = leftover.name[: -len(".partial")].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)) and stat.S_ISREG(os.lstat(leftover).st_mode):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived mid-write: raised so the temp file is removed on the way out."""
+
+
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """While writing in the main thread, SIGTERM raises (so ``finally`` blocks run) instead of killing outright;
+    SIGINT already raises ``KeyboardInterrupt``. Elsewhere (a server's worker thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated(f"export interrupted by signal {signum}; nothing was written")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to ``.<name>.<pid>.partial`` in the same folder, then ``os.replace`` it onto ``path``; the temp file
+    is removed on every error, Ctrl-C and SIGTERM, so a failed export leaves nothing behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(path)
+    clean_leftovers(path.parent)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with _terminate_cleanly():
+            write(partial)
+            os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
