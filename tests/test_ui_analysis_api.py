@@ -281,7 +281,7 @@ def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
         side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1)),
     ):
         assert "<img" not in page and "<script" not in page and "${" not in page and "{{" not in page
-        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert "&#60;img src&#61;x onerror&#61;alert&#40;1&#41;&#62;" in page
 
 
 def test_cancel_sweep_stops_a_running_sweep_and_returns_the_partial_report(client, analysis_rt):

@@ -51,18 +51,21 @@ def _text(message: dict) -> str:
 # --- pure helpers ---------------------------------------------------------------------------------
 
 
-def test_safe_text_escapes_html_but_keeps_markdown():
-    assert safe_text("<script>x</script> **b** & $$x<y$$") == "&lt;script&gt;x&lt;/script&gt; **b** &amp; $$x&lt;y$$"
+def test_safe_text_shows_html_and_markdown_as_written():
+    assert safe_text("<b>x</b> **b** & $$x$$") == (
+        "&#60;b&#62;x&#60;&#47;b&#62; &#42;&#42;b&#42;&#42; &#38; &#36;&#36;x&#36;&#36;"
+    )
+    assert safe_text("${7*7}") == "&#36;&#123;7&#42;7&#125;"  # was "${77}": the * made emphasis
     assert safe_text(None) == ""
 
 
 def test_safe_text_shows_code_as_written_and_never_as_markup():
     assert safe_text("use `a < b` now") == "use <code>a &#60; b</code> now"
     fenced = safe_text("see\n```html\n<img src=x onerror=f()>\n```\ndone <b>")
-    assert fenced == "see\n<pre><code>&#60;img src&#61;x onerror&#61;f&#40;&#41;&#62;</code></pre>\ndone &lt;b&gt;"
+    assert fenced == "see\n<pre><code>&#60;img src&#61;x onerror&#61;f&#40;&#41;&#62;</code></pre>\ndone &#60;b&#62;"
     assert safe_text("```\nstill <i>streaming") == "<pre><code>still &#60;i&#62;streaming</code></pre>"
-    assert safe_text("\\`not code <a>\\`") == "\\`not code &lt;a&gt;\\`"
-    assert safe_text("`open\n\nnever <u>closed`") == "`open\n\nnever &lt;u&gt;closed`"
+    assert safe_text("\\`not code <a>\\`") == "&#92;&#96;not code &#60;a&#62;&#92;&#96;"
+    assert safe_text("`open\n\nnever <u>closed`") == "&#96;open\n\nnever &#60;u&#62;closed&#96;"
     # Whatever the input, the only raw "<" in the output are the tags safe_text writes itself.
     for text in ("``a`<img src=x>`", "`<x>``<y>`", "~~~\n<z>\n~~~~ <w>", "```a`b\n<v>\n```"):
         out = safe_text(text)
@@ -87,7 +90,7 @@ def test_trace_is_an_open_block_while_thinking_and_a_closed_one_after():
     assert [m.metadata.get("status") for m in pending] == ["pending"]
     done = trace_messages(_sample(), stats=True)
     assert done[0].metadata == {"title": "Thought for 4.0 s · 256 tokens", "status": "done"}
-    assert done[0].content.startswith("&lt;img") and "&lt;script&gt;" in done[1].content
+    assert done[0].content.startswith("&#60;img") and "&#60;script&#62;" in done[1].content
     assert "cut by budget" in done[2].content
     assert not any(m.metadata for m in trace_messages(_sample(thinking="", thinking_tokens=0)))
 
@@ -95,7 +98,7 @@ def test_trace_is_an_open_block_while_thinking_and_a_closed_one_after():
 def test_header_says_plainly_when_the_model_is_a_small_demo():
     info = {"model": "SmolLM2 <b>", "format": "prompted", "device": "cpu", "quantization": "none", "source": "bundled"}
     text = header_markdown({**info, "small_demo": True, "trained_to_think": False})
-    assert "SmolLM2 &lt;b&gt;" in text and "CPU" in text and "--model Qwen/Qwen3-4B" in text
+    assert "SmolLM2 &#60;b&#62;" in text and "CPU" in text and "--model Qwen/Qwen3-4B" in text
     assert "never trained to reason" in text
     cuda = header_markdown({**info, "device": "cuda:0", "source": "hub", "small_demo": False, "quantization": "4bit"})
     assert "CUDA" in cuda and "4bit" in cuda and "Small demo" not in cuda

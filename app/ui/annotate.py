@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
-from app.services import labeling
+from app.services import history, labeling
 from app.services.runtime import Runtime
 from app.ui import agreement, annotate_api
 from app.ui import annotate_view as v
@@ -136,7 +136,7 @@ def build_tab(rt: Runtime) -> None:
                         split_text = gr.Textbox(label="Split this step just before the text", elem_id="tl-split-text")
                         split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
                     with gr.Accordion("History of this step", open=False):
-                        history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
+                        history_table = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
             with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
                 other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
                 other_html = gr.HTML(js_on_load=None)
@@ -153,7 +153,7 @@ def build_tab(rt: Runtime) -> None:
 
     # --- labelling events: (annotator, opened, cursor, extra) -> new cursor, then a fresh render ---
     filters = [f_run, f_model, f_prompt, f_whose, f_first]
-    view_out = [opened, cursor, header, steps, current, comment, history, verdict, progress, queue_df]
+    view_out = [opened, cursor, header, steps, current, comment, history_table, verdict, progress, queue_df]
 
     def on(trigger: Any, action: Action, extra: Any = comment) -> None:
         trigger(guarded(action), [name, opened, cursor, extra, *filters], view_out, **PRIVATE)

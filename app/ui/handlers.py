@@ -270,7 +270,8 @@ class Playground:
         """After ``generate``: if its save is still retrying, keep "Saving…" up until it is saved ("Saved as
         run #N") or given up (a warning that stays under the trace). Yields (status, chat, run, chat state)."""
         ticket = self.pending.pop((run or {}).get("pending_save") if isinstance(run, dict) else None)
-        if ticket is None:
+        if ticket is None:  # saved (or failed) already: leave every output as it is
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         chat = chat or Chat()
         for line in follow(ticket):

@@ -53,7 +53,7 @@ def run_details(run: StoredRun) -> str:
     lines = [
         f"**Run #{run.run_id}** · {run.created_at.strftime('%Y-%m-%d %H:%M:%S')} UTC · {safe_text(run.kind)}"
         f" · {safe_text(run.status)}",
-        f"`{safe_text(run.model)}` · format {safe_text(run.format)} · {budget}"
+        f"{safe_text(run.model)} · format {safe_text(run.format)} · {budget}"
         + (f" (max {max_t}, min {min_t} thinking tokens)" if s.thinking else "")
         + f" · max answer {s.max_answer_tokens} · temperature {s.temperature} · top_p {s.top_p}"
         + f" · seed {s.seed if s.seed is not None else '–'} · {run.seconds:.1f} s",

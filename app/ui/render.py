@@ -14,7 +14,6 @@ Knows nothing about the store, the engine or event wiring; it reads plain record
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
@@ -26,13 +25,16 @@ THINKING_TITLE = "Thinking…"
 
 
 def safe_text(text: str | None) -> str:
-    """Markdown that shows ``text`` as written: no HTML from ``text`` ever reaches the page.
+    """Markdown that shows ``text`` exactly as written -- the one function every view renders a prompt, a trace
+    or any other model or user text through.
 
-    Outside code, ``&``, ``<`` and ``>`` become entities, so a ``<script>`` shows as characters while
-    ``**bold**``, lists and ``$$`` maths still render. Code (fenced blocks, inline spans) is emitted as our
-    own ``<pre><code>``/``<code>`` with every punctuation character as a numeric entity, so ``a < b`` in
-    code reads ``a < b`` (not ``&lt;``) and nothing inside is markup. Misjudging where code starts can only
-    change how text looks, never let HTML through: every character of ``text`` is escaped either way.
+    A trace is evidence, so nothing in it is interpreted: every ASCII punctuation character outside code becomes
+    a numeric entity, so ``*``/``_`` make no emphasis (``${7*7}`` stays ``${7*7}``), ``![x](http://…)`` makes
+    no image and fetches nothing, ``<script>`` is characters, ``#``/``-``/``1.``/``>`` at a line start make no
+    heading, list or quote, and ``$…$`` is shown as written rather than typeset. Leading indentation becomes
+    no-break spaces, so it shows and never turns a paragraph into a code block. Code (fenced blocks, inline
+    spans) is emitted as our own ``<pre><code>``/``<code>`` with the same entities. Misjudging where code starts
+    only changes how text looks, never lets markup through: every character is escaped either way.
     """
     lines = (text or "").split("\n")
     out: list[str] = []
@@ -50,12 +52,12 @@ def safe_text(text: str | None) -> str:
         while end < len(lines) and not close.match(lines[end]):
             end += 1  # an unclosed fence runs to the end, as in CommonMark (and while streaming)
         if prose:
-            out.append(_inline("\n".join(prose)))
+            out.append(_inline(_keep_indent("\n".join(prose))))
             prose = []
         out.append(f"<pre><code>{_literal(chr(10).join(lines[i + 1 : end]))}</code></pre>")
         i = end + 1
     if prose:
-        out.append(_inline("\n".join(prose)))
+        out.append(_inline(_keep_indent("\n".join(prose))))
     return "\n".join(out)
 
 
@@ -71,12 +73,12 @@ def _literal(code: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape prose; turn CommonMark code spans (matching backtick runs, within a paragraph) into ``<code>``."""
+    """Prose as literal characters; CommonMark code spans (matching backtick runs, within a paragraph) as ``<code>``."""
     out: list[str] = []
     start = i = 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text) and _PUNCTUATION.match(text[i + 1]):
-            i += 2  # a backslash-escaped character (e.g. \`) stays literal prose
+            i += 2  # a backslash before punctuation: both shown as written
             continue
         if text[i] != "`":
             i += 1
@@ -92,10 +94,22 @@ def _inline(text: str) -> str:
         code = text[opening.end() : closing.start()].replace("\n", " ")
         if len(code) > 2 and code[0] == code[-1] == " " and code.strip():
             code = code[1:-1]
-        out += [html.escape(text[start:i], quote=False), f"<code>{_literal(code)}</code>"]
+        out += [_prose(text[start:i]), f"<code>{_literal(code)}</code>"]
         start = i = closing.end()
-    out.append(html.escape(text[start:], quote=False))
+    out.append(_prose(text[start:]))
     return "".join(out)
+
+
+_INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
+
+
+def _prose(text: str) -> str:
+    return _literal(text)
+
+
+def _keep_indent(text: str) -> str:
+    """Each line's leading spaces and tabs as no-break spaces: shown as written, never a markdown code block."""
+    return _INDENT.sub(lambda m: m.group().replace("\t", "    ").replace(" ", "\u00a0"), text)
 
 
 def _seconds(value: float | None) -> str:
@@ -219,7 +233,7 @@ def header_markdown(info: dict[str, Any]) -> str:
     """The header: which model and format are loaded, on which device, how quantised; a plain warning for demos."""
     model = safe_text(str(info.get("model", "?")))
     line = (
-        f"**Model** `{model}` · **format** {safe_text(str(info.get('format', '?')))}"
+        f"**Model** {model} · **format** {safe_text(str(info.get('format', '?')))}"
         f" · **device** {_device_words(str(info.get('device', '')))}"
         f" · **quantisation** {safe_text(str(info.get('quantization', 'none')))}"
         f" · {safe_text(str(info.get('dtype', '')))}"
@@ -269,10 +283,9 @@ CARD_CSS = """
 
 
 def html_text(text: str | None) -> str:
-    """Model output as inert HTML text for a ``gr.HTML``: :func:`safe_text`, and ``$``/``{``/``}`` as entities, so
-    the HTML component's ``${...}``/``{{...}}`` templating can't evaluate it."""
-    safe = safe_text(text)
-    return safe.replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+    """Model output as inert HTML text for a ``gr.HTML``: :func:`safe_text`, which already writes ``$``/``{``/``}``
+    as entities, so the HTML component's ``${...}``/``{{...}}`` templating can't evaluate it."""
+    return safe_text(text)
 
 
 def status_html(text: str) -> str:
