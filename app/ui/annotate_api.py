@@ -10,6 +10,8 @@ add_preference, add_ranking, agreement.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -21,6 +23,8 @@ import gradio as gr
 from app.errors import StoreError
 from app.services import labeling
 from app.services.runtime import Runtime
+from app.ui.inputs import as_id
+from app.validation import clean_text
 
 
 def jsonable(value: Any) -> Any:
@@ -49,13 +53,49 @@ def _who(annotator: str, request: gr.Request | None) -> str:
     return labeling.resolve_annotator(annotator, getattr(request, "username", None))
 
 
+def _argument(name: str, kind: str, value: Any) -> Any:
+    """One API argument as its annotated type, or a ``gr.Error`` naming it: API clients can send any JSON."""
+    if kind == "str":
+        return clean_text(value if isinstance(value, str) else "" if value is None else str(value))
+    if kind == "bool":
+        return bool(value)
+    if kind in ("int", "int | None"):
+        if value is None and kind == "int | None":
+            return None
+        try:
+            return as_id(value, name.replace("_", " "))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+    if kind == "list[int]":
+        if not isinstance(value, list):
+            raise gr.Error(f"{name} must be a list of sample numbers, e.g. [3, 5, 4]")
+        return [_argument(name, "int", v) for v in value]
+    return value
+
+
+def checked_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with every argument converted to its annotated type first (see :func:`_argument`)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in list(bound.arguments.items()):
+            kind = signature.parameters[name].annotation
+            if isinstance(kind, str):
+                bound.arguments[name] = _argument(name, kind, value)
+        return fn(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
 def register(rt: Runtime) -> None:
     """Register the labelling endpoints on the Blocks being built (call inside its ``with`` block)."""
     store = rt.db
     endpoints: list[Callable[..., Any]] = []
 
     def endpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
-        endpoints.append(fn)
+        endpoints.append(checked_arguments(fn))
         return fn
 
     @endpoint
