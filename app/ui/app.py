@@ -11,7 +11,7 @@ import importlib
 import gradio as gr
 
 from app.services.runtime import Runtime
-from app.ui.render import header_markdown, safe_text
+from app.ui.render import header_markdown
 from app.ui.security import exposure_warning
 
 #: (tab title, module with ``build_tab(rt)``), in display order.
@@ -37,7 +37,7 @@ def build_demo(rt: Runtime) -> gr.Blocks:
         gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
         warning = exposure_warning(rt.settings)
         if warning:  # stays on the page: everyone who opens it sees that it is open to all
-            gr.Markdown(f"> ⚠️ **Open to anyone.** {safe_text(warning)}", elem_id="tracelab-exposure")
+            gr.Markdown(f"> ⚠️ **Open to anyone.** {warning}", elem_id="tracelab-exposure")  # our own words
         with gr.Tabs():
             for title, name in TABS:
                 module = importlib.import_module(name)
