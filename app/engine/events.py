@@ -63,3 +63,21 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+
+class SteerToken:
+    """Thread-safe steering a UI sets while thinking streams: "Stop thinking now".
+
+    The budget processor reads it before every token: once set, a row still thinking gets the close tag
+    and the answer cue forced from the next token on (stop reason ``user_cut``); the answer then runs.
+    """
+
+    def __init__(self) -> None:
+        self._stop_thinking = threading.Event()
+
+    def stop_thinking(self) -> None:
+        self._stop_thinking.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_thinking.is_set()
