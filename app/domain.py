@@ -254,3 +254,37 @@ class PreferencePair:
     model: str
     reason: str = ""
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AutoStepLabel:
+    """A machine label of one step (Math-Shepherd): ``soft`` = share of rollouts reaching the target, ``hard`` =
+    any did. Never a person's rating."""
+
+    step_index: int
+    soft: float
+    hard: bool
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AutoLabelledSample:
+    """A sample with its steps and current automatic labels (one source), ready for export.
+
+    ``source`` is where the labels came from (``auto:mc``); ``rollouts`` (N per step), ``target`` (the answer
+    rollouts had to reach) and ``target_kind`` (``gold`` or ``majority``) are its provenance.
+    """
+
+    sample_id: int
+    run_id: int
+    prompt: str
+    thinking: str
+    answer: str
+    steps: list[Step]
+    labels: list[AutoStepLabel]
+    model: str
+    source: str
+    rollouts: int
+    target: str | None
+    target_kind: str
+    created_at: datetime | None = None

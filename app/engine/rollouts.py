@@ -137,16 +137,18 @@ def stream_rollouts(
             events.put(_END)
 
     job = submit_to_torch_thread(work)
+    finished = False
     try:
         while True:
             item = events.get()
             if item is _END:
+                finished = True
                 break
             if events.empty():
                 done = sum(row.phase == DONE for row in processor.rows)
                 yield Progress(tokens=processor.generated, done=done, total=rows)
     finally:
-        if not job.done():
+        if not finished:  # the consumer went away: stop the worker, don't leak it
             cancel.cancel()
         job.result()
         engine._free()
