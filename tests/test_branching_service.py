@@ -50,7 +50,7 @@ def save_parent(rt, thinking: str = THINKING, answer: str = ANSWER, gold: str | 
     sample = SampleResult(0, f"{thinking}</think>{answer}", thinking, answer, 40, 5, "end", extracted_answer="7")
     settings = GenerationSettings(max_thinking_tokens=200, max_answer_tokens=8)
     result = GenerationResult("tiny", "prompted", settings, [sample], "What is 3 + 4?")
-    return rt.store.save_run(result, [segment_trace(thinking, answer)], gold=gold)
+    return rt.db.save_run(result, [segment_trace(thinking, answer)], gold=gold)
 
 
 def test_the_prefix_of_a_step_is_the_trace_up_to_its_end(rt):
@@ -78,10 +78,10 @@ def test_step_credit_shares_importance_and_anchors_are_as_rigged(rt):
     assert seen[-1].done == seen[-1].total == 6
     # every point's rollouts are a run linked to the parent, reopenable like any other
     for step in data["steps"]:
-        link = rt.store.branch_of(step["branch_run_id"])
+        link = rt.db.branch_of(step["branch_run_id"])
         assert (link.parent_run_id, link.parent_sample_index, link.parent_step_index) == (run_id, 0, step["index"] - 1)
-        assert len(rt.store.get_run(step["branch_run_id"]).samples) == 3
-    assert len(rt.store.branches_of(run_id)) == 6  # five steps and the prompt
+        assert len(rt.db.get_run(step["branch_run_id"]).samples) == 3
+    assert len(rt.db.branches_of(run_id)) == 6  # five steps and the prompt
 
 
 def test_without_gold_the_target_is_the_rollouts_majority(rt):
@@ -98,9 +98,9 @@ def test_resample_votes_and_saves_a_linked_run(rt):
     run_id = save_parent(rt, gold="7")
     report = resample(rt, run_id, 0, 2, 4)
     assert report.vote.counts == [("14", 4)] and report.vote.majority_correct is False
-    link = rt.store.branch_of(report.run_id)
+    link = rt.db.branch_of(report.run_id)
     assert link.kind == "resample" and link.parent_step_index == 2
-    assert rt.store.get_run(report.run_id).gold == "7"
+    assert rt.db.get_run(report.run_id).gold == "7"
 
 
 def test_bad_branch_requests_name_the_problem(rt):
@@ -129,22 +129,22 @@ def test_autolabel_stores_math_shepherd_labels_apart_from_human_ones(rt):
         (0.0, False), (1.0, True), (0.0, False), (1.0, True), (1.0, True),
     ]  # fmt: skip
     sample_id = report.sample_id
-    auto = rt.store.current_auto_labels(sample_id)
+    auto = rt.db.current_auto_labels(sample_id)
     assert sorted(lab.soft for lab in auto.values()) == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert {lab.source for lab in auto.values()} == {"auto:mc"} and {lab.rollouts for lab in auto.values()} == {2}
-    assert rt.store.current_labels(sample_id) == {}  # no human label appeared
-    assert rt.store.list_annotators() == []
-    assert rt.store.labelled_samples() == []  # the human export query never sees them
+    assert rt.db.current_labels(sample_id) == {}  # no human label appeared
+    assert rt.db.list_annotators() == []
+    assert rt.db.labelled_samples() == []  # the human export query never sees them
 
 
 def test_autolabel_without_gold_or_any_answer_stores_nothing(rt):
     run_id = save_parent(rt, thinking="Let me think about it.\nI am not sure about this one.", answer="I do not know.")
-    runs_before = rt.store.count_runs()
+    runs_before = rt.db.count_runs()
     with pytest.raises(ValueError, match="no gold answer and no majority.*nothing was stored"):
         autolabel_sample(rt, run_id, 0, 2)
-    assert rt.store.count_runs() == runs_before
-    sample_id = rt.store.get_run(run_id).samples[0].sample_id
-    assert rt.store.current_auto_labels(sample_id) == {}
+    assert rt.db.count_runs() == runs_before
+    sample_id = rt.db.get_run(run_id).samples[0].sample_id
+    assert rt.db.current_auto_labels(sample_id) == {}
 
 
 def test_human_vs_auto_kappa_per_annotator_and_pooled(rt):
@@ -152,10 +152,10 @@ def test_human_vs_auto_kappa_per_annotator_and_pooled(rt):
     [report] = autolabel_run(rt, run_id, 2, gold="7")  # auto: bad, good, bad, good, good
     steps = [lab.step_id for lab in report.labels]
     for step_id, rating in zip(steps, [-1, 1, -1, 1, 1], strict=True):
-        rt.store.add_label(step_id, "alice", rating)  # agrees everywhere
+        rt.db.add_label(step_id, "alice", rating)  # agrees everywhere
     for step_id, rating in zip(steps, [1, 1, 0, 1, -1], strict=True):
-        rt.store.add_label(step_id, "bob", rating)  # 0 counts as good: disagrees on steps 1, 3, 5
-    reports = {r.annotator_a: r for r in human_vs_auto(rt.store)}
+        rt.db.add_label(step_id, "bob", rating)  # 0 counts as good: disagrees on steps 1, 3, 5
+    reports = {r.annotator_a: r for r in human_vs_auto(rt.db)}
     assert reports["alice"].kappa == 1.0 and reports["alice"].overlap == 5
     assert reports["bob"].raw_agreement == pytest.approx(0.4)
     assert reports["bob"].disagreements == [steps[0], steps[2], steps[4]]

@@ -20,6 +20,7 @@ from app.services.branching import CreditProgress, load_source, save_point, step
 from app.services.runtime import Runtime
 from app.store.models import AUTO_MC
 from app.store.records import AutoLabelRecord
+from app.store.repository import Store
 
 AUTO_NAME = "auto (rollouts)"  # how the agreement view names the machine side; never an annotator
 
@@ -115,7 +116,7 @@ def autolabel_sample(
     for k in report.steps:  # the rollouts behind the labels, as branch runs (reopenable from History)
         save_point(rt, report, k, report.curve.target if target_gold else None)
     settings = report.results[report.steps[0]].settings
-    rt.store.add_auto_labels(
+    rt.db.add_auto_labels(
         source.sample.sample_id,
         [(lab.step_id, lab.soft) for lab in out.labels],
         rollouts=n,
@@ -144,14 +145,14 @@ def autolabel_run(
     """Auto-label one sample (0-based ``sample``) or every sample with steps of the run."""
     if sample is not None:
         return [autolabel_sample(rt, run_id, sample, n, gold=gold, **kwargs)]
-    run = rt.store.get_run(run_id)
+    run = rt.db.get_run(run_id)
     indexes = [s.index for s in run.samples if s.steps]
     if not indexes:
         raise ValueError(f"run {run_id} has no sample with steps, so there is nothing to label; pick another run")
     return [autolabel_sample(rt, run_id, i, n, gold=gold, **kwargs) for i in indexes]
 
 
-def suggestions(store: Any, sample_id: int) -> dict[int, AutoLabelRecord]:
+def suggestions(store: Store, sample_id: int) -> dict[int, AutoLabelRecord]:
     """{step_id: current auto label}: what Annotate pre-fills as suggestions (a click confirms or overrides)."""
     return store.current_auto_labels(sample_id)
 
@@ -162,7 +163,7 @@ def human_as_good(rating: int) -> bool:
     return rating >= 0
 
 
-def human_vs_auto(store: Any, sample_id: int | None = None) -> list[AgreementReport]:
+def human_vs_auto(store: Store, sample_id: int | None = None) -> list[AgreementReport]:
     """Cohen's kappa between each annotator and the automatic hard labels on the steps both labelled, then
     every annotator pooled (``annotator_a = "all annotators"``). ``annotator_b`` is always :data:`AUTO_NAME`."""
     auto = store.auto_hard_labels(sample_id)

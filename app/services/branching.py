@@ -43,7 +43,7 @@ class BranchSource:
 
 def load_source(rt: Runtime, run_id: int, sample_index: int = 0) -> BranchSource:
     """The run's sample, or a message naming what is wrong: no such run (``NotFound``), no such sample, no steps."""
-    run = rt.store.get_run(run_id)
+    run = rt.db.get_run(run_id)
     if not run.samples:
         raise ValueError(f"run {run_id} has no samples (it failed before generating); pick another run")
     if not 0 <= sample_index < len(run.samples):
