@@ -161,3 +161,30 @@ def test_human_vs_auto_kappa_per_annotator_and_pooled(rt):
     assert reports["bob"].disagreements == [steps[0], steps[2], steps[4]]
     assert reports["all annotators"].overlap == 10
     assert all(r.annotator_b == "auto (rollouts)" for r in reports.values())
+
+
+def test_cancel_stops_the_curve_and_reports_the_points_that_finished(rt):
+    from dataclasses import replace
+
+    from app.engine.events import CancelToken
+
+    small = type(rt)(settings=replace(rt.settings, max_samples=4), loaded=rt.loaded, engine=rt.engine, store=rt.store)
+    run_id = save_parent(small)
+    cancel = CancelToken()
+
+    def stop_after_first_batch(progress):
+        if progress.done >= 2:
+            cancel.cancel()
+
+    report = step_credit(small, run_id, 0, 2, gold="7", cancel=cancel, progress=stop_after_first_batch)
+    assert report.status == "cancelled"
+    assert sorted(k for k in report.branch_runs) == [-1, 0]  # the first batch of two points, saved
+    assert report.to_json()["steps"][0]["share_gold"] == 0.0
+
+
+def test_deleting_the_parent_keeps_its_branches_as_ordinary_runs(rt):
+    run_id = save_parent(rt, gold="7")
+    branch = resample(rt, run_id, 0, 1, 2).run_id
+    rt.db.delete_run(run_id)
+    assert rt.db.branch_of(branch).parent_run_id is None
+    assert rt.db.get_run(branch).samples
