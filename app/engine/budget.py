@@ -196,7 +196,9 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.plan = plan
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
-        self.steer = steer  # a SteerToken (or anything with ``stop_requested``), read before every token
+        self.steer = steer  # a SteerToken, read before every token
+        if steer is not None:
+            steer.attach(lambda: self.generated)
         first = THINKING if plan.thinking else ANSWER
         self.rows = [
             RowState(phase=start.phase, thinking_tokens=start.thinking_tokens, answer_tokens=start.answer_tokens)
@@ -279,6 +281,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             if stop_now and row.phase == THINKING and not any(lab == C for _, lab in row.queue):
                 row.queue.clear()  # a queued "Wait" is dropped: the person asked to stop
                 row.user_cut = True
+                self.steer.mark_acted(self.generated)
                 self._queue_end(row)
             if not row.queue and row.phase == THINKING:
                 self._plan_thinking(row, scores, r, top[r])

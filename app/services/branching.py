@@ -16,6 +16,7 @@ from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import CancelToken, Event, Progress, SteerToken
+from app.engine.generation import Engine
 from app.engine.rollouts import RolloutBatch, stream_rollouts
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
@@ -41,8 +42,22 @@ class BranchSource:
         return list(self.run.messages) or [{"role": "user", "content": self.run.prompt}]
 
 
+def supports_branching(rt: Runtime) -> bool:
+    """Prefixes, rollouts and steering need the local engine (a server engine would need its prefix cache)."""
+    return isinstance(rt.engine, Engine)
+
+
+def _check_engine(rt: Runtime) -> None:
+    if not supports_branching(rt):
+        raise ValueError(
+            "branching, step credit, auto labels and Think longer run on the local engine only; they are not "
+            "supported with a server engine yet: start tracelab with a local --model to use them"
+        )
+
+
 def load_source(rt: Runtime, run_id: int, sample_index: int = 0) -> BranchSource:
     """The run's sample, or a message naming what is wrong: no such run (``NotFound``), no such sample, no steps."""
+    _check_engine(rt)
     run = rt.db.get_run(run_id)
     if not run.samples:
         raise ValueError(f"run {run_id} has no samples (it failed before generating); pick another run")
@@ -370,3 +385,9 @@ def stream_think_longer(
         steer=steer,
         branch=link,
     )
+
+
+def sample_address(rt: Runtime, sample_id: int) -> tuple[int, int]:
+    """(run id, 0-based sample index) of a stored sample (the Annotate view knows samples by id)."""
+    sample = rt.db.get_sample(sample_id)
+    return sample.run_id, sample.index
