@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
                      ("naive sequential", naive)):  # fmt: skip
         tokens, wall, cpu = timed(fn)
         rows.append((name, tokens, wall, cpu))
-        print(f"{name:24s} {tokens:6d} new tokens in {wall:7.1f} s wall ({cpu:7.1f} s CPU) = {tokens / wall:6.1f} tok/s")
+        print(
+            f"{name:24s} {tokens:6d} new tokens in {wall:7.1f} s wall ({cpu:7.1f} s CPU) = {tokens / wall:6.1f} tok/s"
+        )
     (_, t1, w1, _), (_, t2, w2, _), (_, t3, w3, _) = rows
     print(f"throughput, batched + reuse / naive: {t1 / w1 / (t3 / w3):.2f}x (goal >= 3x)")
     print(f"throughput, batched + reuse / batched without reuse: {t1 / w1 / (t2 / w2):.2f}x")
