@@ -111,7 +111,7 @@ def test_annotate_branch_curve_and_accepting_a_suggestion_on_the_bundled_model(b
     page.locator("#tl-accept-suggestion").click()
     wait_until(lambda: step_id in rt.db.current_labels(sample_id, "carol"), timeout=30, what="the accepted label")
     assert rt.db.current_labels(sample_id, "carol")[step_id].rating == (1 if hard else -1)
-    assert page.evaluate("document.querySelector('#tl-steps [data-pos=\"1\"]').getAttribute('data-rating')") == (
-        "1" if hard else "-1"
-    )
+    step = page.locator("#tl-steps [data-pos='1']")
+    wanted = "1" if hard else "-1"
+    wait_until(lambda: step.get_attribute("data-rating") == wanted, timeout=30, what="the step to show the label")
     page.context.close()
