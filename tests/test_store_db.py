@@ -72,14 +72,14 @@ def test_in_memory_database_works_across_threads() -> None:
 
 def test_database_made_by_an_older_revision_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    head = _head()
     run_id = save_example(open_store(f"sqlite:///{path}"))  # written at today's head
+    head = _head()
     # A later revision, as a future release would ship it, alongside the real ones.
     extra = tmp_path / "versions"
     extra.mkdir()
-    (extra / "9999_note.py").write_text(
+    (extra / "9000_note.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        f"revision = '9999'\ndown_revision = '{head}'\nbranch_labels = None\ndepends_on = None\n"
+        f"revision = '9000'\ndown_revision = {head!r}\nbranch_labels = None\ndepends_on = None\n"
         "def upgrade():\n    op.add_column('runs', sa.Column('note', sa.Text(), nullable=True))\n"
         "def downgrade():\n    with op.batch_alter_table('runs') as batch:\n        batch.drop_column('note')\n"
     )
@@ -87,7 +87,7 @@ def test_database_made_by_an_older_revision_is_upgraded_in_place(tmp_path: Path)
     real = Path(config.get_main_option("script_location") or "") / "versions"
     config.set_main_option("version_locations", f"{real} {extra}")
     command.upgrade(config, "head")
-    assert _revision(path) == "9999"
+    assert _revision(path) == "9000"
     with sqlite3.connect(path) as conn:
         assert "note" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         assert conn.execute("SELECT count(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0] == 3
@@ -99,7 +99,7 @@ def test_downgrading_revision_0002_keeps_runs_and_samples(tmp_path: Path) -> Non
     """0002 adds columns with plain ALTER TABLE: no table rebuild, whose DROP TABLE would cascade into samples."""
     path = tmp_path / "lab.db"
     run_id = save_example(open_store(f"sqlite:///{path}"))
-    command.downgrade(alembic_config(f"sqlite:///{path}"), "0001")
+    command.downgrade(alembic_config(f"sqlite:///{path}"), "0003")  # the revision before 0002
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0] == 3
         assert "created_by" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}

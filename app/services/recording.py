@@ -103,8 +103,10 @@ class RunRecorder:
         created_by: str | None = None,
         retry_seconds: float = SAVE_RETRY_SECONDS,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        branch: object | None = None,
     ) -> None:
         self.store = store
+        self.branch = branch  # a rollout's lineage: saved whole at the end (save_run links it), no live row
         self.meta = {"kind": kind, "gold": gold, "sweep_id": sweep_id, "label": label, "created_by": created_by}
         self.retry_seconds = retry_seconds
         self.checkpoint_seconds = checkpoint_seconds
@@ -120,7 +122,8 @@ class RunRecorder:
     def begin(self, head: GenerationResult) -> None:
         """The run starts: ``head`` has its prompt, messages, model, format and settings (no samples)."""
         self._last_checkpoint = time.monotonic()
-        self._ops.put(_Begin(replace(head, samples=[])))
+        if self.branch is None:
+            self._ops.put(_Begin(replace(head, samples=[])))
 
     def checkpoint(self, samples: list[SampleResult], seconds: float) -> None:
         """Offer the text so far; written if :data:`CHECKPOINT_SECONDS` passed since the last one."""
@@ -162,8 +165,9 @@ class RunRecorder:
             run_id = self.run_id
             self._retry(lambda: self.store.finish_run(run_id, op.result, op.steps, status=op.status))  # type: ignore[attr-defined]
         else:
+            extra = {"branch": self.branch} if self.branch is not None else {}
             self.run_id = self._retry(
-                lambda: self.store.save_run(op.result, op.steps, status=op.status, **self.meta)  # type: ignore[attr-defined]
+                lambda: self.store.save_run(op.result, op.steps, status=op.status, **self.meta, **extra)  # type: ignore[attr-defined]
             )
         self.ticket._settle(self.run_id, None)
 

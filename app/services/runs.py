@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult
-from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, ThinkingDelta
+from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
+from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, SteerToken, ThinkingDelta
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
 from app.services.limits import checked_request
 from app.services.recording import CHECKPOINT_SECONDS, RunRecorder, SaveTicket
 from app.services.runtime import Runtime
-from app.store.records import StoredRun
+from app.store.records import BranchLink, StoredRun
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -78,6 +78,7 @@ def save_result(
     sweep_id: int | None = None,
     label: str | None = None,
     user: str | None = None,
+    branch: BranchLink | None = None,
 ) -> int:
     steps = finish_result(result)
     return rt.db.save_run(
@@ -89,6 +90,7 @@ def save_result(
         sweep_id=sweep_id,
         label=label,
         created_by=user,
+        branch=branch,
     )
 
 
@@ -106,6 +108,9 @@ def stream_run(
     save: bool = True,
     user: str | None = LOCAL_USER,
     wait_for_save: float | None = None,
+    prefix: TracePrefix | None = None,
+    steer: SteerToken | None = None,
+    branch: BranchLink | None = None,
 ) -> Iterator[Event | Saved]:
     """Yield the engine's events, then :class:`Saved`. Bad input raises ``ValueError`` before anything runs.
 
@@ -115,11 +120,15 @@ def stream_run(
     ``wait_for_save``: how long to wait for the final save before yielding :class:`Saved` with ``pending``
     (None = until it has settled). ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes
     nothing: ``Saved.run_id`` is None.
+    ``prefix`` continues a stored trace (saved with ``branch`` as its lineage); ``steer`` is "Stop thinking now".
+    A branched run is saved when it ends (no live row), so a crash loses an unfinished rollout.
     """
     msgs, settings = checked_request(rt.engine, messages, settings, rt.settings.max_new_tokens)
     recorder = None
     if save:
-        recorder = RunRecorder(rt.db, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user)
+        recorder = RunRecorder(
+            rt.db, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user, branch=branch
+        )
         recorder.begin(
             GenerationResult(
                 model=rt.loaded.name,
@@ -133,7 +142,8 @@ def stream_run(
     result: GenerationResult | None = None
     partial = _Partial()
     try:
-        for event in _engine_events(rt, msgs, settings, cancel, deltas, recorder is not None):
+        extra = {k: v for k, v in (("prefix", prefix), ("steer", steer)) if v is not None}
+        for event in _engine_events(rt, msgs, settings, cancel, deltas, recorder is not None, extra):
             if isinstance(event, Finished):
                 result = event.result
             elif recorder is not None:
@@ -172,12 +182,18 @@ def stream_run(
 
 
 def _engine_events(
-    rt: Runtime, msgs: Messages, settings: GenerationSettings, cancel: CancelToken | None, deltas: bool, snap: bool
+    rt: Runtime,
+    msgs: Messages,
+    settings: GenerationSettings,
+    cancel: CancelToken | None,
+    deltas: bool,
+    snap: bool,
+    extra: dict[str, Any],
 ) -> Iterator[Event]:
     """The engine's stream, with periodic :class:`Snapshot` events when the engine can make them."""
     if snap and "snapshot_every" in inspect.signature(rt.engine.stream).parameters:
-        return rt.engine.stream(msgs, settings, cancel, deltas=deltas, snapshot_every=CHECKPOINT_SECONDS)
-    return rt.engine.stream(msgs, settings, cancel, deltas=deltas)
+        extra = {**extra, "snapshot_every": CHECKPOINT_SECONDS}
+    return rt.engine.stream(msgs, settings, cancel, deltas=deltas, **extra)
 
 
 class _Partial:
