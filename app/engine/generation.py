@@ -111,7 +111,6 @@ class Engine:
         deltas: bool = True,
     ) -> Iterator[Event]:
         """Yield progress (and, with ``deltas``, text deltas and phase changes); always end with :class:`Finished`."""
-        settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
         thinking = settings.thinking

@@ -70,6 +70,12 @@ def save_result(
     )
 
 
+def require_prompt(prompt: str) -> None:
+    """The one check that a request has a prompt: a ``ValueError`` saying so when it is blank."""
+    if not (prompt or "").strip():
+        raise ValueError("The prompt is empty: type a question first.")
+
+
 def stream_run(
     rt: Runtime,
     messages: Messages | str,
@@ -83,14 +89,13 @@ def stream_run(
     deltas: bool = True,
     save: bool = True,
 ) -> Iterator[Event | Saved]:
-    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs.
+    """Yield the engine's events, then :class:`Saved`. An empty prompt raises ``ValueError`` before anything runs
+    (the settings were validated when they were built).
 
     ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes nothing: ``Saved.run_id`` is None.
     """
-    settings.validate()
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-    if not msgs or not msgs[-1].get("content", "").strip():
-        raise ValueError("The prompt is empty: type a question first.")
+    require_prompt(msgs[-1].get("content", "") if msgs else "")
     result: GenerationResult | None = None
     try:
         for event in rt.engine.stream(msgs, settings, cancel, deltas=deltas):
@@ -131,11 +136,19 @@ def run_prompt(
     messages: Messages | str,
     settings: GenerationSettings,
     cancel: CancelToken | None = None,
-    **kwargs,
+    *,
+    kind: str = "playground",
+    gold: str | None = None,
+    sweep_id: int | None = None,
+    label: str | None = None,
+    save: bool = True,
 ) -> Saved:
-    """Run to completion and return what was saved (no deltas)."""
+    """Run to completion and return what was saved (no deltas); the options are :func:`stream_run`'s."""
     saved = None
-    for event in stream_run(rt, messages, settings, cancel, deltas=False, **kwargs):
+    events = stream_run(
+        rt, messages, settings, cancel, kind=kind, gold=gold, sweep_id=sweep_id, label=label, deltas=False, save=save
+    )
+    for event in events:
         if isinstance(event, Saved):
             saved = event
     assert saved is not None

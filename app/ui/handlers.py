@@ -8,6 +8,7 @@ and answer extraction live in ``app.services``; the layout is ``app.ui.playgroun
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -45,9 +46,9 @@ def build_settings(
     top_p: float | None,
     seed: float | None,
 ) -> GenerationSettings:
-    """The playground's controls as validated settings; a ``gr.Error`` naming the field when one is bad.
+    """The playground's controls as settings (validated as they are built); a ``gr.Error`` naming a bad field.
 
-    Numbers are passed through as given (a blank field takes the default), so ``validate()`` refuses a
+    Numbers are passed through as given (a blank field takes the default), so ``GenerationSettings`` refuses a
     bad one with its own message instead of it being quietly replaced.
     """
     effort = (effort or "low").lower()
@@ -68,7 +69,6 @@ def build_settings(
         )
         if custom and settings.max_thinking_tokens is None:
             raise ValueError("a custom budget needs max thinking tokens; type a number, e.g. 512")
-        settings.validate()
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from None
     return settings
@@ -132,8 +132,6 @@ class Playground:
         """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
         self.registry.prepare(session_key(request))
         chat = chat or Chat()
-        if not (prompt or "").strip():
-            return prompt, prompt, chat.view()
         return "", prompt, chat.view(live=(prompt, empty_sample(), False))
 
     def generate(
@@ -165,8 +163,6 @@ class Playground:
                 thinking, effort, max_thinking_tokens, min_thinking_tokens, continuation,
                 max_answer_tokens, temperature, top_p, seed,
             )  # fmt: skip
-            if not (prompt or "").strip():
-                raise gr.Error("The prompt is empty: type a question first.")
             if token.cancelled:  # Stop was pressed while the run waited in the queue
                 yield chat.view(), "Stopped before it started.", None, chat
                 return
@@ -186,7 +182,11 @@ class Playground:
         started = last = time.perf_counter()
         events = stream_run(self.rt, messages, settings, token, kind="playground")
         try:
-            for event in events:
+            first = next(events)
+        except ValueError as exc:  # refused before anything ran (the service's one check: an empty prompt)
+            raise gr.Error(str(exc)) from None
+        try:
+            for event in itertools.chain([first], events):
                 now = time.perf_counter()
                 live.seconds = now - started
                 if isinstance(event, ThinkingDelta) and event.sample == 0:
