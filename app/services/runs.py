@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from app.domain import GenerationResult, GenerationSettings
 from app.engine.events import CancelToken, Event, Finished
@@ -68,6 +70,16 @@ def save_result(
     return rt.db.save_run(
         result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label
     )
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of :func:`stream_run` that :func:`run_prompt` passes on (all optional)."""
+
+    kind: str
+    gold: str | None
+    sweep_id: int | None
+    label: str | None
+    save: bool
 
 
 def require_prompt(prompt: str) -> None:
@@ -136,19 +148,11 @@ def run_prompt(
     messages: Messages | str,
     settings: GenerationSettings,
     cancel: CancelToken | None = None,
-    *,
-    kind: str = "playground",
-    gold: str | None = None,
-    sweep_id: int | None = None,
-    label: str | None = None,
-    save: bool = True,
+    **options: Unpack[RunOptions],
 ) -> Saved:
-    """Run to completion and return what was saved (no deltas); the options are :func:`stream_run`'s."""
+    """Run to completion and return what was saved (no deltas); ``options`` are :func:`stream_run`'s."""
     saved = None
-    events = stream_run(
-        rt, messages, settings, cancel, kind=kind, gold=gold, sweep_id=sweep_id, label=label, deltas=False, save=save
-    )
-    for event in events:
+    for event in stream_run(rt, messages, settings, cancel, deltas=False, **options):
         if isinstance(event, Saved):
             saved = event
     assert saved is not None

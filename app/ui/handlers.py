@@ -24,7 +24,7 @@ from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
 from app.ui.inputs import as_int, as_seed
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
-from app.ui.running import CANCELS, UPDATE_EVERY, CancelRegistry, session_key
+from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, session_key
 
 EFFORTS = ("low", "medium", "high", "custom")
 _DEFAULTS = GenerationSettings()
@@ -164,7 +164,7 @@ class Playground:
                 max_answer_tokens, temperature, top_p, seed,
             )  # fmt: skip
             if token.cancelled:  # Stop was pressed while the run waited in the queue
-                yield chat.view(), "Stopped before it started.", None, chat
+                yield chat.view(), CANCELLED_BEFORE_START, None, chat
                 return
             fmt = self.rt.loaded.format
             messages = chat.context(
