@@ -81,6 +81,9 @@ class RunOptions(TypedDict, total=False):
     sweep_id: int | None
     label: str | None
     save: bool
+    prefix: TracePrefix | None
+    steer: SteerToken | None
+    branch: BranchLink | None
 
 
 def require_prompt(prompt: str) -> None:
