@@ -13,7 +13,9 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, SteerToken, ThinkingDelta
@@ -92,6 +94,25 @@ def save_result(
         created_by=user,
         branch=branch,
     )
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of :func:`stream_run` that :func:`run_prompt` passes on (all optional)."""
+
+    kind: str
+    gold: str | None
+    sweep_id: int | None
+    label: str | None
+    save: bool
+    prefix: TracePrefix | None
+    steer: SteerToken | None
+    branch: BranchLink | None
+
+
+def require_prompt(prompt: str) -> None:
+    """The one check that a request has a prompt: a ``ValueError`` saying so when it is blank."""
+    if not (prompt or "").strip():
+        raise ValueError("The prompt is empty: type a question first.")
 
 
 def stream_run(
@@ -226,11 +247,11 @@ def run_prompt(
     messages: Messages | str,
     settings: GenerationSettings,
     cancel: CancelToken | None = None,
-    **kwargs,
+    **options: Unpack[RunOptions],
 ) -> Saved:
-    """Run to completion and return what was saved (no deltas)."""
+    """Run to completion and return what was saved (no deltas); ``options`` are :func:`stream_run`'s."""
     saved = None
-    for event in stream_run(rt, messages, settings, cancel, deltas=False, **kwargs):
+    for event in stream_run(rt, messages, settings, cancel, deltas=False, **options):
         if isinstance(event, Saved):
             saved = event
     assert saved is not None
