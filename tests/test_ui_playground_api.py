@@ -6,6 +6,7 @@ bundled SmolLM2-135M. The render helpers and the controls->settings adapter are 
 
 from __future__ import annotations
 
+import html
 import time
 
 import gradio as gr
@@ -45,7 +46,8 @@ def _thought(messages: list[dict]) -> dict:
 
 
 def _text(message: dict) -> str:
-    return "".join(part.get("text", "") for part in message["content"])
+    """The text a reader sees: the message's markdown with safe_text's entities turned back into characters."""
+    return html.unescape("".join(part.get("text", "") for part in message["content"]))
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
