@@ -207,6 +207,7 @@ class Engine:
                 messages=msgs,
                 seconds=time.perf_counter() - started,
                 error=error,
+                precision=self.loaded.precision,
             )
         )
 

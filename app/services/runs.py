@@ -103,6 +103,7 @@ def stream_run(
             prompt=msgs[-1]["content"],
             messages=msgs,
             error=f"{type(exc).__name__}: {exc}",
+            precision=rt.loaded.precision,
         )
         yield Finished(result)
     finally:

@@ -79,6 +79,7 @@ def run_json(run: StoredRun) -> dict[str, Any]:
         "status": run.status,
         "model": run.model,
         "format": run.format,
+        "precision": run.precision,
         "prompt": run.prompt,
         "messages": list(run.messages),
         "settings": run.settings.to_dict(),
