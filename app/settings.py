@@ -34,7 +34,7 @@ class AppSettings:
     dtype: str = _setting(
         "auto",
         "Weight dtype of unquantised layers (and NF4's compute dtype): bfloat16 or float32; "
-        "auto = bfloat16 on CUDA, bfloat16 on CPU (measured fastest there, see README Benchmarks).",
+        "auto = bfloat16 on CUDA, float32 on CPU (bf16 measured no faster there, see README Benchmarks).",
         choices=("auto", "bfloat16", "float32"),
     )
     format: str = _setting(

@@ -256,12 +256,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=160, help="new tokens per timed generate")
     parser.add_argument("--rounds", type=int, default=3, help="timed repeats per figure (the median is kept)")
     parser.add_argument("--quick", action="store_true", help="32 tokens, 1 round: checks the script, not the speed")
+    parser.add_argument("--threads", type=int, help="torch threads for the whole run (default: torch's choice)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
     args = parser.parse_args(argv)
     if args.quick:
         args.tokens, args.rounds = 32, 1
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    threads = torch.get_num_threads()
+    if args.threads:
+        run_on_torch_thread(torch.set_num_threads, args.threads)
+    threads = run_on_torch_thread(torch.get_num_threads)
     print(f"torch {torch.__version__}, {threads} threads, {args.tokens} tokens, median of {args.rounds}", flush=True)
     results: dict[str, Any] = {"tokens": args.tokens, "threads": threads}
 

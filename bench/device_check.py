@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run("engine_over_generate", engine_ratio)
         run("batched_k8_over_sequential", batched)
         run("budget_checks", lambda: budget_checks(engine))
-        if "bf16" in loaded_by and main_loaded is not loaded_by["bf16"]:
+        if "bf16" in loaded_by and main_loaded is not loaded_by["bf16"] and not args.quick:
             run("budget_checks_bf16", lambda: budget_checks(Engine(loaded_by["bf16"])))
     report["seconds"] = round(time.perf_counter() - started, 1)
     checks = [v for k, v in report.items() if isinstance(v, dict)]

@@ -28,7 +28,7 @@ QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
 #: What ``--quantize auto`` / ``--dtype auto`` pick on CPU, chosen by bench/cpu_bench.py (figures in the README).
 CPU_AUTO_QUANTIZE = "none"
-CPU_AUTO_DTYPE = "bfloat16"
+CPU_AUTO_DTYPE = "float32"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
