@@ -11,7 +11,8 @@ no text is ever re-encoded:
    continuation string ("Wait");
 3. when ``max_thinking`` thinking tokens were written, the end delimiter and cue are forced: the
    thinking token count never exceeds the budget;
-4. in the answer, end-of-sequence is forced after ``max_answer`` tokens.
+4. in the answer, end-of-sequence is forced after ``max_answer`` tokens, and never sampled before the
+   model wrote one token of its own, so an answer is never just the forced cue.
 
 Thinking tokens are the tokens generated inside the thinking block, injected continuations
 included, the close delimiter excluded. Answer tokens include the forced cue. Knows nothing about
@@ -150,6 +151,7 @@ class RowState:
     labels: list[str] = field(default_factory=list)
     thinking_tokens: int = 0
     answer_tokens: int = 0
+    own_answer_tokens: int = 0  # answer tokens the model chose (not the forced cue)
     continuations: int = 0
     cut: bool = False
     answer_capped: bool = False
@@ -203,6 +205,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             return [(list(row.ids), row.phase) for row in self.rows]
 
     def _ingest(self, row: RowState, token: int, now: float) -> None:
+        forced = row.forced_label is not None
         label = row.forced_label or (T if row.phase == THINKING else A)
         row.forced_label = None
         if row.first_token_at is None:
@@ -220,6 +223,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
                 row.phase, row.thinking_done_at = ANSWER, now
         else:
             row.answer_tokens += 1
+            row.own_answer_tokens += not forced
 
     def _detect_natural_close(self, row: RowState, now: float) -> None:
         tail = row.ids[-self._tail_window :]
@@ -246,6 +250,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             elif not row.queue and row.phase == ANSWER and row.answer_tokens >= plan.max_answer:
                 row.answer_capped = True
                 row.queue.append((plan.stop_ids[0], A))
+            elif not row.queue and row.phase == ANSWER and not row.own_answer_tokens:
+                scores[r, self._stop_index.to(scores.device)] = -float("inf")
             if row.queue:
                 token, row.forced_label = row.queue.popleft()
                 scores[r, :] = -float("inf")
