@@ -43,7 +43,13 @@ from app.engine.generation import Engine  # noqa: E402
 from app.engine.loading import LoadedModel, load_model  # noqa: E402
 from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
 
-SECTIONS = ("variants", "threads", "compile", "int8", "engine", "nf4", "ui", "batched", "llama")
+SECTIONS = ("omp", "variants", "threads", "compile", "int8", "engine", "nf4", "ui", "batched", "llama")
+#: OpenMP settings compared in fresh processes (libgomp reads them once, at start).
+OMP_SETTINGS = {
+    "default": {},
+    "wait-passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "1-thread": {"OMP_NUM_THREADS": "1"},
+}
 
 
 def prompt_ids(loaded: LoadedModel) -> Any:
@@ -160,6 +166,41 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
     return out
 
 
+def omp_settings(n: int, rounds: int) -> dict[str, Any]:
+    """Section 0: fp32 plain decode under each OpenMP setting, each in a fresh process (on a busy CPU the
+    default spin-waiting of libgomp's threads collapses when the cores are oversubscribed)."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys; sys.path.insert(0, 'bench'); import cpu_bench as b; "
+        f"print(b.plain_decode(b.load(), {n}, {rounds})[0])"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, Any] = {}
+    for name, env in OMP_SETTINGS.items():
+        clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                env={**clean, **env},
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            out[name] = float(done.stdout.split()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            out[name] = None
+            print(f"  {name}: no figure ({type(exc).__name__}; the limit is 300 s for {n} tokens)", flush=True)
+            continue
+        print(
+            f"  {name:22s} {out[name]:6.1f} tok/s  {out[name] / (out['default'] or out[name]):5.2f}x default",
+            flush=True,
+        )
+    return out
+
+
 def ui_vs_cli(engine: Engine, n: int, rounds: int) -> dict[str, Any]:
     """Section 4: the Playground's /generate through gradio_client vs the CLI's service path, same settings."""
     from gradio_client import Client
@@ -268,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"torch {torch.__version__}, {threads} threads, {args.tokens} tokens, median of {args.rounds}", flush=True)
     results: dict[str, Any] = {"tokens": args.tokens, "threads": threads}
 
+    section("omp", skip, lambda: omp_settings(min(args.tokens, 32), 1), results)
     section("variants", skip, lambda: variants(args, skip), results)
 
     default = load_model("bundled", device="cpu")  # what `python -m app` runs on CPU: --quantize/--dtype auto

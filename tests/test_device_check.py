@@ -75,7 +75,7 @@ def test_dry_run_on_cpu_prints_one_json_with_every_check():
     assert report["engine_over_generate"]["ok"] and report["engine_over_generate"]["ratio"] > 0
     assert report["batched_k8_over_sequential"]["throughput_ratio"] > 0
     checks = report["budget_checks"]
-    for name in ("exact_60_60", "max_40", "min_80_wait", "no_think", "seeded_twice", "streamed_counts"):
+    for name in ("exact_60_60", "no_think", "streamed_counts"):  # --quick runs these; CUDA runs all six
         assert checks[name]["ok"], (name, checks[name])
     assert checks["exact_60_60"]["thinking_tokens"] == 60
     assert checks["streamed_steps"] > 60 and checks["late_streamer_steps"] >= 0
