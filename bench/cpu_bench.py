@@ -194,10 +194,8 @@ def omp_settings(n: int, rounds: int) -> dict[str, Any]:
             out[name] = None
             print(f"  {name}: no figure ({type(exc).__name__}; the limit is 300 s for {n} tokens)", flush=True)
             continue
-        print(
-            f"  {name:22s} {out[name]:6.1f} tok/s  {out[name] / (out['default'] or out[name]):5.2f}x default",
-            flush=True,
-        )
+        versus = f"{out[name] / out['default']:5.2f}x default" if out.get("default") else "(default: no figure)"
+        print(f"  {name:22s} {out[name]:6.1f} tok/s  {versus}", flush=True)
     return out
 
 
