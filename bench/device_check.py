@@ -184,7 +184,7 @@ def budget_checks(engine: Engine, quick: bool = False) -> dict[str, Any]:
     out["late_streamer_steps"] = LateCounter.late_steps
     out["streamed_steps"] = LateCounter.steps_seen
     out["late_path_exercised"] = LateCounter.late_steps > 0
-    out["all_ok"] = all(v.get("ok") for v in out.values() if isinstance(v, dict))
+    out["ok"] = all(v.get("ok") for v in out.values() if isinstance(v, dict))
     return out
 
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run("budget_checks_bf16", lambda: budget_checks(Engine(loaded_by["bf16"])))
     report["seconds"] = round(time.perf_counter() - started, 1)
     checks = [v for k, v in report.items() if isinstance(v, dict)]
-    report["ok"] = not report["errors"] and all(v.get("ok") and v.get("all_ok", True) for v in checks)
+    report["ok"] = not report["errors"] and all(v.get("ok") for v in checks)
     return report
 
 
