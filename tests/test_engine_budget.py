@@ -69,16 +69,6 @@ def test_eos_while_thinking_is_replaced_by_end_delimiter_and_cue(tok):
     assert row.phase == "done" and not row.cut
 
 
-def test_an_answer_is_never_just_the_forced_cue(tok):
-    """A model that wants to stop right after the cue writes one token of its own first."""
-    proc = _drive(tok, _plan(tok), prefer=tok.eos_token_id)
-    row = proc.rows[0]
-    after_cue = tok.decode(row.ids).split("Final Answer:")[1]
-    assert row.own_answer_tokens == 1 and after_cue.strip() == "so"
-    no_think = _drive(tok, _plan(tok, thinking=False), prefer=tok.eos_token_id).rows[0]
-    assert no_think.answer_tokens == no_think.own_answer_tokens == 1  # thinking off: never an empty answer
-
-
 def test_attempts_to_stop_below_minimum_become_wait(tok):
     eos = tok.eos_token_id
     proc = _drive(tok, _plan(tok, min_thinking=10, max_thinking=40), prefer=eos)

@@ -11,8 +11,7 @@ no text is ever re-encoded:
    continuation string ("Wait");
 3. when ``max_thinking`` thinking tokens were written, the end delimiter and cue are forced: the
    thinking token count never exceeds the budget;
-4. in the answer, end-of-sequence is forced after ``max_answer`` tokens, and never sampled before the
-   model wrote one token of its own, so an answer is never just the forced cue;
+4. in the answer, end-of-sequence is forced after ``max_answer`` tokens;
 5. when a :class:`~app.engine.events.SteerToken` asks to stop thinking, a row still thinking gets the end
    delimiter and cue forced from the next token on (``user_cut``), dropping a queued "Wait".
 
@@ -166,7 +165,6 @@ class RowState:
     labels: list[str] = field(default_factory=list)
     thinking_tokens: int = 0
     answer_tokens: int = 0
-    own_answer_tokens: int = 0  # answer tokens the model chose (not the forced cue)
     continuations: int = 0
     cut: bool = False
     user_cut: bool = False
@@ -203,12 +201,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             steer.attach(lambda: self.generated)
         first = THINKING if plan.thinking else ANSWER
         self.rows = [
-            RowState(
-                phase=start.phase,
-                thinking_tokens=start.thinking_tokens,
-                answer_tokens=start.answer_tokens,
-                own_answer_tokens=start.answer_tokens,  # a branch's earlier answer counts as the model's own
-            )
+            RowState(phase=start.phase, thinking_tokens=start.thinking_tokens, answer_tokens=start.answer_tokens)
             if start is not None
             else RowState(phase=first)
             for start in (starts or [None] * batch_size)
@@ -246,7 +239,6 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             return [(list(row.ids), row.phase) for row in self.rows]
 
     def _ingest(self, row: RowState, token: int, now: float) -> None:
-        forced = row.forced_label is not None
         label = row.forced_label or (T if row.phase == THINKING else A)
         row.forced_label = None
         if row.first_token_at is None:
@@ -264,7 +256,6 @@ class ThinkingBudgetProcessor(LogitsProcessor):
                 row.phase, row.thinking_done_at = ANSWER, now
         else:
             row.answer_tokens += 1
-            row.own_answer_tokens += not forced
 
     def _detect_natural_close(self, row: RowState, now: float) -> None:
         tail = row.ids[-self._tail_window :]
@@ -297,8 +288,6 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             elif not row.queue and row.phase == ANSWER and row.answer_tokens >= plan.max_answer:
                 row.answer_capped = True
                 row.queue.append((plan.stop_ids[0], A))
-            elif not row.queue and row.phase == ANSWER and not row.own_answer_tokens:
-                scores[r, self._stop_index.to(scores.device)] = -float("inf")
             if row.queue:
                 token, row.forced_label = row.queue.popleft()
                 scores[r, :] = -float("inf")
