@@ -171,6 +171,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
         self.rows = [RowState(phase=THINKING if plan.thinking else ANSWER) for _ in range(batch_size)]
         self.generated = 0  # positions ingested so far
+        #: Per row, whether this step's token was forced by the last call (read by the confidence capture).
+        self.last_forced = [False] * batch_size
         #: Held while a step is ingested, so a reader sees each row's ids and phase from the same step.
         self.lock = threading.Lock()
         self._stop = set(plan.stop_ids)
@@ -238,6 +240,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.sync(input_ids)
         plan = self.plan
         top = scores.argmax(dim=-1).tolist()
+        self.last_forced = [False] * len(self.rows)
         for r, row in enumerate(self.rows):
             if row.phase == DONE:
                 continue
@@ -248,6 +251,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
                 row.queue.append((plan.stop_ids[0], A))
             if row.queue:
                 token, row.forced_label = row.queue.popleft()
+                self.last_forced[r] = True
                 scores[r, :] = -float("inf")
                 scores[r, token] = 0.0
         return scores

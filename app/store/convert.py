@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain import GenerationSettings
+from app.domain import GenerationSettings, TokenTrace
 from app.store import models
 from app.store.records import LabelRecord, StoredRun, StoredSample, StoredStep
 
@@ -20,7 +20,7 @@ def step_record(row: models.Step) -> StoredStep:
     )
 
 
-def sample_record(row: models.Sample, steps: list[StoredStep]) -> StoredSample:
+def sample_record(row: models.Sample, steps: list[StoredStep], tokens: TokenTrace | None = None) -> StoredSample:
     return StoredSample(
         sample_id=row.id,
         run_id=row.run_id,
@@ -39,6 +39,7 @@ def sample_record(row: models.Sample, steps: list[StoredStep]) -> StoredSample:
         tokens_per_second=row.tokens_per_second,
         error=row.error,
         steps=steps,
+        tokens=tokens,
     )
 
 

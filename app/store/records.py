@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating, StopReason
+from app.domain import (
+    GenerationResult,
+    GenerationSettings,
+    Phase,
+    SampleResult,
+    Step,
+    StepRating,
+    StopReason,
+    TokenTrace,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class StoredSample:
     tokens_per_second: float
     error: str | None
     steps: list[StoredStep] = field(default_factory=list)  # active steps, in order
+    tokens: TokenTrace | None = None  # per-token confidence; None for runs saved before capture existed
 
     def to_result(self) -> SampleResult:
         return SampleResult(
@@ -65,6 +75,7 @@ class StoredSample:
             tokens_per_second=self.tokens_per_second,
             error=self.error,
             extracted_answer=self.extracted_answer,
+            tokens=self.tokens,
         )
 
 
