@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve | generate | sweep | export`` -- thin adapters over app.services.
+"""Command line: ``python -m app serve | generate | sweep | probe | export`` -- thin adapters over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
 Bad input exits with status 2 and a one-line message naming the problem and the fix.
@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(sweep)
     _add_generation_flags(sweep, budget_flags=False)
 
+    probe = sub.add_parser("probe", help="Hint-faithfulness probe: does a hint flip the answer, does the trace say so")
+    probe.add_argument("--problems", default="bundled", help="JSONL with question and answer; 'bundled' = GSM8K sample")
+    probe.add_argument("--hint", required=True, choices=["professor", "metadata", "sycophancy"])
+    probe.add_argument(
+        "--hint-correct", action="store_true", help="The hint gives the gold answer (default: a wrong one)"
+    )
+    probe.add_argument("--limit", type=int, default=10, help="Use the first N problems")
+    probe.add_argument("--json", action="store_true")
+    _add_model_flags(probe)
+    _add_generation_flags(probe)
+    probe.set_defaults(samples=4, max_thinking_tokens=128)
+
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
     export.add_argument(
         "--format", dest="export_format", required=True, choices=["prm", "preference", "kto", "sft", "prm800k"]
@@ -195,6 +207,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from app.services.consistency import check_samples
+    from app.services.probe import prepare_problems, run_probe
+    from app.services.runtime import Runtime
+    from app.services.sweep import load_problems
+
+    problems = load_problems(args.problems, limit=args.limit)
+    prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load
+    settings = generation_settings(args)
+    settings.validate()
+    app = app_settings(args)
+    check_samples(settings.samples, app.max_samples)
+    rt = Runtime.start(app)
+    report = run_probe(
+        rt,
+        problems,
+        args.hint,
+        settings,
+        hint_correct=args.hint_correct,
+        progress=lambda done, total: _progress(f"{done}/{total} arms"),
+    )
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2) if args.json else report.to_text())
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
     from app.store.db import open_store
@@ -218,7 +255,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "serve": cmd_serve, "sweep": cmd_sweep, "export": cmd_export}
+COMMANDS = {
+    "generate": cmd_generate,
+    "serve": cmd_serve,
+    "sweep": cmd_sweep,
+    "probe": cmd_probe,
+    "export": cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

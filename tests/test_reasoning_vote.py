@@ -139,7 +139,9 @@ def _restating_solutions() -> list[tuple[str, str, str]]:
 
 def test_a_number_restated_from_the_question_is_not_the_answer_reached():
     question = "James decides to run 3 sprints 3 times a week.  He runs 60 meters each sprint.  How many total meters does he run a week?"  # noqa: E501  (GSM8K test line 4, 6b_finetuning)
-    trace = "He runs 60/3=<<60/3=20.0>>20 meters in each sprint\nSo he runs 20*3=<<20*3=60>>60 meters in total each week"
+    trace = (
+        "He runs 60/3=<<60/3=20.0>>20 meters in each sprint\nSo he runs 20*3=<<20*3=60>>60 meters in total each week"
+    )
     assert first_answer_position(trace, "60") == pytest.approx(trace.index("60/3") / len(trace) + 2 / len(trace))
     assert first_answer_position(trace, "60", question) == pytest.approx((trace.index("=60>>") + 3) / len(trace))
     # A number that is not in the question is found wherever it appears, as before.

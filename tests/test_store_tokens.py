@@ -68,6 +68,8 @@ def test_token_data_is_compact(tmp_path):
         from sqlalchemy import text
 
         size = conn.execute(
-            text("SELECT length(token_ids)+length(prob)+length(entropy)+length(top_ids)+length(top_probs) FROM sample_tokens")
+            text(
+                "SELECT length(token_ids)+length(prob)+length(entropy)+length(top_ids)+length(top_probs) FROM sample_tokens"
+            )
         ).scalar_one()
     assert size == n * (4 + 2 + 2 + 5 * 4 + 5 * 2)  # 38 bytes a token

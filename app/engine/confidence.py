@@ -93,7 +93,9 @@ class ConfidenceCapture(LogitsProcessor):
                 TokenTrace(
                     token_ids=list(ids[:n]),
                     labels="".join(lab.upper() if f else lab for lab, f in zip(labels[:n], forced, strict=True)),
-                    prob=[None if forced[j] or j >= len(chosen[r]) else _finite(math.exp(chosen[r][j])) for j in range(n)],
+                    prob=[
+                        None if forced[j] or j >= len(chosen[r]) else _finite(math.exp(chosen[r][j])) for j in range(n)
+                    ],
                     entropy=[None if forced[j] else _finite(entropy[r][j]) for j in range(n)],
                     top_ids=[[] if forced[j] else top_i[r][j] for j in range(n)],
                     top_probs=[[] if forced[j] else [round(p, 5) for p in top_p[r][j]] for j in range(n)],

@@ -23,10 +23,10 @@ from transformers.generation.streamers import BaseStreamer
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.budget import DONE, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
 from app.engine.confidence import SOURCE_GREEDY, SOURCE_SAMPLED, ConfidenceCapture, sampling_chain
-from app.engine.pieces import alternative_texts, token_pieces
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
+from app.engine.pieces import alternative_texts, token_pieces
 from app.engine.torch_thread import submit_to_torch_thread
 
 Messages = list[dict[str, str]]

@@ -10,12 +10,13 @@ from __future__ import annotations
 from app.store.exports import ExportsMixin
 from app.store.labels import LabelsMixin
 from app.store.preferences import PreferencesMixin
+from app.store.probes import ProbesMixin
 from app.store.queue import QueueMixin
 from app.store.runs import RunsMixin
 from app.store.steps import StepsMixin
 
 
-class Store(RunsMixin, StepsMixin, LabelsMixin, QueueMixin, PreferencesMixin, ExportsMixin):
+class Store(RunsMixin, StepsMixin, LabelsMixin, QueueMixin, PreferencesMixin, ExportsMixin, ProbesMixin):
     """Persistence for tracelab; see the mixins' modules for each group of methods."""
 
     def __repr__(self) -> str:
