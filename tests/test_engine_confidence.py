@@ -101,7 +101,7 @@ def test_bundled_model_flags_injected_waits_and_the_json_carries_the_lists(bundl
     t = sample.tokens
     if sample.continuations:  # each injected "Wait" is flagged as forced thinking
         assert "T" in t.labels
-    row = result.to_json()["samples"][0]
+    row = sample.to_dict()  # what the run JSON carries per sample
     assert len(row["token_entropy"]) == len(row["token_prob"]) == len(row["token_top"]) == len(t)
     unforced = [j for j, f in enumerate(row["token_forced"]) if not f]
     assert unforced and all(isinstance(row["token_entropy"][j], float) for j in unforced)

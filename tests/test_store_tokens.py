@@ -7,6 +7,7 @@ import pytest
 from test_store_support import BACKENDS, fresh_url, make_result, make_steps, row_count
 
 from app.domain import TokenTrace
+from app.services.runs import run_json
 from app.store import open_store
 
 
@@ -40,10 +41,10 @@ def test_token_data_round_trips_at_float16_precision(backend, tmp_path):
     assert got.top_ids == want.top_ids and got.top_probs[1] == pytest.approx([0.6, 0.123456], abs=2e-4)
     assert got.vocab == want.vocab and got.source == "sampled"
     assert store.get_sample(run.samples[0].sample_id).tokens == got
-    json_row = run.to_result().to_json()["samples"][0]
+    json_row = run_json(run)["samples"][0]
     assert json_row["token_forced"] == [False, False, True, False]
     assert [text for text, _ in json_row["token_top"][1]] == ["c", " x"]
-    assert run.to_result().to_json()["samples"][1]["token_entropy"] is None
+    assert run_json(run)["samples"][1]["token_entropy"] is None  # "no token data for this run"
     store.delete_run(run_id)
     assert row_count(store, "sample_tokens") == 0
 
