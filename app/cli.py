@@ -207,10 +207,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from app.services.consistency import check_samples
+    from app.services.inputs import check_samples, load_problems
     from app.services.probe import prepare_problems, run_probe
     from app.services.runtime import Runtime
-    from app.services.sweep import load_problems
 
     problems = load_problems(args.problems, limit=args.limit)
     prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.services.inputs import Problem
 from app.services.probe import ProbeProblem, prepare_problems, probe_report, problem_outcome, run_probe
-from app.services.sweep import Problem
 
 
 def _result(answers: list[str | None], thinking: list[str]) -> GenerationResult:

@@ -131,5 +131,40 @@ def summarize(trace: TokenTrace | None, text: str = "", share: float = DEFAULT_F
     )
 
 
+def trace_from_json(sample: dict) -> TokenTrace | None:
+    """A :class:`TokenTrace` back from a run JSON sample's ``token_*`` fields; None when it has no token data."""
+    pieces = sample.get("token_text")
+    if not pieces:
+        return None
+    n = len(pieces)
+    forced = sample.get("token_forced") or [False] * n
+    phases = sample.get("token_phase") or ["thinking"] * n
+    letter = {"thinking": "t", "delimiter": "c", "answer": "a"}
+    labels = "".join(
+        letter.get(p, "t").upper() if f else letter.get(p, "t") for p, f in zip(phases, forced, strict=True)
+    )
+    vocab: dict[int, str] = {}
+    top_ids: list[list[int]] = []
+    top_probs: list[list[float]] = []
+    for alternatives in sample.get("token_top") or [[] for _ in range(n)]:
+        ids = []
+        for text, _ in alternatives:
+            vocab[len(vocab)] = str(text)
+            ids.append(len(vocab) - 1)
+        top_ids.append(ids)
+        top_probs.append([float(p) for _, p in alternatives])
+    return TokenTrace(
+        token_ids=list(range(n)),
+        labels=labels,
+        prob=list(sample.get("token_prob") or [None] * n),
+        entropy=list(sample.get("token_entropy") or [None] * n),
+        top_ids=top_ids,
+        top_probs=top_probs,
+        source=str(sample.get("token_source") or ""),
+        pieces=[str(p) for p in pieces],
+        vocab=vocab,
+    )
+
+
 def _mean(values: list[float]) -> float | None:
     return round(math.fsum(values) / len(values), 4) if values else None

@@ -26,10 +26,9 @@ from app.domain import GenerationResult, GenerationSettings
 from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal
 from app.reasoning.hints import check_hint, find_hint_mention, hinted_prompt, wrong_answer
-from app.services.consistency import check_samples
+from app.services.inputs import Problem, check_samples
 from app.services.runs import run_prompt, run_status
 from app.services.runtime import Runtime
-from app.services.sweep import Problem
 
 DEFAULT_SEED = 0
 ARMS = ("baseline", "hinted")

@@ -12,6 +12,7 @@ from app.domain import EFFORT_BUDGETS
 from app.services.inputs import load_examples
 from app.services.runtime import Runtime
 from app.ui.handlers import EFFORTS, Chat, Playground
+from app.ui.lens import add_lens
 from app.ui.running import MODEL_QUEUE
 
 _EFFORT_INFO = ", ".join(
@@ -89,6 +90,7 @@ def build_tab(rt: Runtime) -> None:
             )
     hidden_prompt = gr.Textbox(visible=False)
     last_run = gr.JSON(visible=False)
+    add_lens(last_run, "playground")
 
     effort.change(lambda e: gr.Group(visible=e == "custom"), effort, custom_box, api_visibility="private", queue=False)
 
