@@ -87,7 +87,7 @@ def test_lens_colours_a_real_run_and_a_stored_payload_run_without_running_it(pag
     text = lens.inner_text()
     assert PAYLOADS[0] in text and PAYLOADS[1] in text  # shown as text, exactly
     hot = lens.locator(".tl-t").nth(1)
-    assert "rgba(249, 115, 22, 0.72)" in hot.get_attribute("style")  # entropy 2.9 of a 3-nat scale
+    assert "rgba(249, 115, 22, 0.73)" in hot.get_attribute("style")  # entropy 2.9 (float16) of a 3-nat scale
     assert "p = 0.600" in hot.get_attribute("title") and "onerror=window.__pwned=4" in hot.get_attribute("title")
     assert lens.locator(".tl-fork").count() == 2  # round(0.2 * 9 sampled tokens)
     assert [lens.locator(".tl-fork").nth(i).get_attribute("data-index") for i in range(2)] == ["1", "6"]
