@@ -21,6 +21,7 @@ Knows nothing about prompts, storage or UI.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,8 +54,10 @@ class ConfidenceCapture(LogitsProcessor):
         self.chosen: list[torch.Tensor] = []  # [k] per step, filled one step late
         self.forced: list[list[bool]] = []  # per step, per row
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # last step's scores and log-normaliser
+        self.seconds = 0.0  # wall time spent in this processor (CPU: its real cost; CUDA: launch time only)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        started = time.perf_counter()
         self._resolve(input_ids[:, -1])
         self.forced.append([bool(f) for f in self.forced_rows()])
         # A few passes over the vocabulary and no log over it (torch.special.entr costs ~3x more):
@@ -67,6 +70,7 @@ class ConfidenceCapture(LogitsProcessor):
         self.top_probs.append(torch.exp(top.values - lse))
         self.top_ids.append(top.indices)
         self._pending = (s, lse)  # generate never writes to the scores after the processors
+        self.seconds += time.perf_counter() - started
         return scores
 
     def _resolve(self, last_tokens: torch.Tensor) -> None:

@@ -88,6 +88,7 @@ class Engine:
         self.loaded = loaded
         #: Record per-token probability, entropy and top alternatives (app.engine.confidence).
         self.capture_tokens = capture_tokens
+        self.last_capture_seconds = 0.0
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
         self.format = loaded.format
@@ -211,6 +212,7 @@ class Engine:
         ]
         if capture is not None and not errors:
             self._attach_tokens(samples, processor, capture, SOURCE_SAMPLED if sampling else SOURCE_GREEDY)
+            self.last_capture_seconds = capture.seconds  # read by bench/engine_bench.py
         yield Finished(
             GenerationResult(
                 model=self.loaded.name,
