@@ -4,7 +4,7 @@ its run. Real SQLite files (and Postgres when TRACELAB_TEST_POSTGRES_URL is set)
 from __future__ import annotations
 
 import pytest
-from test_store_support import BACKENDS, fresh_url, make_result, make_steps, row_count
+from store_support import BACKENDS, fresh_url, make_result, make_steps, row_count
 
 from app.domain import TokenTrace
 from app.services.runs import run_json
