@@ -1,5 +1,5 @@
-"""Command line: ``python -m app serve | generate | sweep | export | branch | autolabel`` -- thin adapters
-over app.services.
+"""Command line: ``python -m app serve | generate | sweep | probe | export | branch | autolabel`` -- thin
+adapters over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
 Bad input exits with status 2 and a one-line message naming the problem and the fix.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
+from app.export.formats import EXPORT_FORMATS
 from app.settings import AppSettings
 
 
@@ -103,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(sweep)
     _add_generation_flags(sweep, budget_flags=False)
 
+    probe = sub.add_parser("probe", help="Hint-faithfulness probe: does a hint flip the answer, does the trace say so")
+    probe.add_argument("--problems", default="bundled", help="JSONL with question and answer; 'bundled' = GSM8K sample")
+    probe.add_argument("--hint", required=True, choices=["professor", "metadata", "sycophancy"])
+    probe.add_argument(
+        "--hint-correct", action="store_true", help="The hint gives the gold answer (default: a wrong one)"
+    )
+    probe.add_argument("--limit", type=int, default=10, help="Use the first N problems")
+    probe.add_argument("--json", action="store_true")
+    _add_model_flags(probe)
+    _add_generation_flags(probe)
+    probe.set_defaults(samples=4, max_thinking_tokens=128)
     branch = sub.add_parser("branch", help="Roll out N continuations from steps of a saved trace: step credit")
     branch.add_argument("--run", dest="run_id", type=int, required=True, help="The run to branch (History's id)")
     branch.add_argument("--sample", type=int, default=1, help="Which sample of the run, 1-based (default 1)")
@@ -123,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(autolabel)
 
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
-    export.add_argument(
-        "--format", dest="export_format", required=True, choices=["prm", "preference", "kto", "sft", "prm800k"]
-    )
+    export.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
     export.add_argument("--out", required=True, type=Path, help=".jsonl, .parquet, or a folder (HF dataset)")
     export.add_argument("--output", choices=["jsonl", "parquet", "hf"], help="Override the kind taken from --out")
     export.add_argument("--annotator")
@@ -156,13 +166,11 @@ def _progress(text: str) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.engine.events import Finished, PhaseChange
-    from app.services.runs import Saved, run_json, stream_run
+    from app.services.runs import Saved, require_prompt, run_json, stream_run
     from app.services.runtime import Runtime
 
     settings = generation_settings(args)
-    settings.validate()
-    if not args.prompt.strip():
-        raise ValueError("The prompt is empty: pass the question as the first argument.")
+    require_prompt(args.prompt)  # before the (slow) model load
     _progress("loading model…")
     rt = Runtime.start(app_settings(args), with_store=not args.no_save)
     _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device} · {rt.loaded.precision}")
@@ -211,13 +219,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     problems = load_problems(args.problems, limit=args.limit)
     settings = generation_settings(args)
     for budget in budgets:  # every bad value is reported before the slow model load
-        settings.with_budget(budget, settings.samples).validate()
+        settings.with_budget(budget, settings.samples)  # built = validated
     rt = Runtime.start(app_settings(args))
     report = run_sweep(rt, problems, budgets, settings, progress=lambda done, total: _progress(f"{done}/{total}"))
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         print(report.to_text())
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from app.services.inputs import check_samples, load_problems
+    from app.services.probe import prepare_problems, run_probe
+    from app.services.runtime import Runtime
+
+    problems = load_problems(args.problems, limit=args.limit)
+    prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load
+    settings = generation_settings(args)
+    settings.validate()
+    app = app_settings(args)
+    check_samples(settings.samples, app.max_samples)
+    rt = Runtime.start(app)
+    report = run_probe(
+        rt,
+        problems,
+        args.hint,
+        settings,
+        hint_correct=args.hint_correct,
+        progress=lambda done, total: _progress(f"{done}/{total} arms"),
+    )
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2) if args.json else report.to_text())
     return 0
 
 
@@ -317,6 +349,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "serve": cmd_serve,
     "sweep": cmd_sweep,
+    "probe": cmd_probe,
     "export": cmd_export,
     "branch": cmd_branch,
     "autolabel": cmd_autolabel,
