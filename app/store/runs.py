@@ -33,6 +33,7 @@ from app.store.models import (
 )
 from app.store.queries import excerpt
 from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
+from app.store.tokens import load_traces, token_row
 
 #: Longest History search text: longer ones are refused (SQLite rejects a very long LIKE pattern).
 SEARCH_MAX = 500
@@ -105,9 +106,10 @@ def load_runs(session: Session, where: ColumnElement[bool]) -> list[StoredRun]:
         )
     )
     steps = load_active_steps(session, [s.id for s in samples])
+    traces = load_traces(session, [s.id for s in samples])
     by_run: dict[int, list[StoredSample]] = defaultdict(list)
     for sample in samples:
-        by_run[sample.run_id].append(sample_record(sample, steps[sample.id]))
+        by_run[sample.run_id].append(sample_record(sample, steps[sample.id], traces.get(sample.id)))
     return [run_record(run, by_run[run.id]) for run in runs]
 
 
@@ -143,7 +145,8 @@ class RunsMixin(StoreBase):
                 kind=kind,
                 model=result.model,
                 format=result.format,
-                settings=result.settings.to_dict(),
+                # How the model ran rides along with the settings (a JSON column), so no migration is needed.
+                settings={**result.settings.to_dict(), "precision": result.precision},
                 seed=result.settings.seed,
                 status=status,
                 error=error if error is not None else result.error,
@@ -157,6 +160,9 @@ class RunsMixin(StoreBase):
             run.samples.extend(rows)
             session.add(run)
             session.flush()
+            for s, sample in zip(result.samples, run.samples, strict=True):
+                if s.tokens is not None:
+                    session.add(token_row(sample.id, s.tokens))
             if branch is not None:
                 add_branch_link(session, run.id, branch)
             return run.id
@@ -272,7 +278,8 @@ class RunsMixin(StoreBase):
             row = session.get(Sample, sample_id)
             if row is None:
                 raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
-            return sample_record(row, load_active_steps(session, [sample_id])[sample_id])
+            trace = load_traces(session, [sample_id]).get(sample_id)
+            return sample_record(row, load_active_steps(session, [sample_id])[sample_id], trace)
 
     def list_models(self) -> list[str]:
         """Every model name that has runs, alphabetically (for filter menus)."""
