@@ -99,7 +99,7 @@ def test_downgrading_revision_0002_keeps_runs_and_samples(tmp_path: Path) -> Non
     """0002 adds columns with plain ALTER TABLE: no table rebuild, whose DROP TABLE would cascade into samples."""
     path = tmp_path / "lab.db"
     run_id = save_example(open_store(f"sqlite:///{path}"))
-    command.downgrade(alembic_config(f"sqlite:///{path}"), "0003")  # the revision before 0002
+    command.downgrade(alembic_config(f"sqlite:///{path}"), "0004")  # the revision before 0002
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0] == 3
         assert "created_by" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}

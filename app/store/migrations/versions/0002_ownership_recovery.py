@@ -1,7 +1,7 @@
 """Ownership and crash recovery: who created a run, soft deletion, and the live state of a running run.
 
 Revision ID: 0002
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01
 
 Only adds nullable columns to ``runs`` (so it is independent of other migrations):
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
