@@ -39,7 +39,9 @@ def available_tabs() -> list[tuple[str, str]]:
 def build_demo(rt: Runtime) -> gr.Blocks:
     """The whole app for one runtime: header, then the tabs. Call ``server.serve`` to run it."""
     with gr.Blocks(title="tracelab", analytics_enabled=False) as demo:
-        gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
+        header = gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
+        if rt.settings.server:  # the server may come up (or go down) after start: re-check on each page load
+            demo.load(lambda: header_markdown(rt.header()), None, header, api_visibility="private")
         with gr.Tabs():
             for title, name in available_tabs():
                 module = importlib.import_module(name)
