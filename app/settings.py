@@ -49,9 +49,7 @@ class AppSettings:
         "llama.cpp, transformers serve); empty = generate in-process. --model then loads only the tokenizer.",
     )
     server_model: str = _setting("", "Model name the server expects; empty = the first one its /v1/models lists.")
-    api_key: str = _setting(
-        "", "API key for --server, sent as a bearer token; never logged or stored.", secret=True
-    )
+    api_key: str = _setting("", "API key for --server, sent as a bearer token; never logged or stored.", secret=True)
     max_samples: int = _setting(32, "Largest k (samples per prompt) a user may ask for in Self-consistency and Sweep.")
 
     @classmethod

@@ -68,7 +68,9 @@ def _wait_until_serving(proc: subprocess.Popen, url: str, model: str, log_path: 
             httpx.get(f"{url}/models", timeout=2).raise_for_status()
             # The first completion loads the model; pay for it here, not in the first test.
             body = {"model": model, "prompt": "Hello", "max_tokens": 2, "temperature": 0}
-            httpx.post(f"{url}/completions", json=body, timeout=max(5.0, deadline - time.monotonic())).raise_for_status()
+            httpx.post(
+                f"{url}/completions", json=body, timeout=max(5.0, deadline - time.monotonic())
+            ).raise_for_status()
             return
         except httpx.HTTPError:
             time.sleep(1.0)

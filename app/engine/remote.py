@@ -25,6 +25,7 @@ names the server and the fix. Knows nothing about storage or UI.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.engine.budget import stop_token_ids
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
 from app.engine.formats import build_prompt
 from app.engine.generation import split_text
@@ -143,6 +145,7 @@ class RemoteEngine:
         self.tokenizer = loaded.tokenizer
         self.format = loaded.format
         self.client = client
+        self.stop_ids = stop_token_ids(loaded.tokenizer)
 
     @property
     def url(self) -> str:
@@ -216,9 +219,7 @@ class RemoteEngine:
                 if updates.empty():  # coalesce: render only the newest state
                     if deltas:
                         yield from self._deltas(runs, shown, thinking)
-                    yield Progress(
-                        tokens=max(r.chunks for r in runs), done=sum(r.phase == DONE for r in runs), total=k
-                    )
+                    yield Progress(tokens=max(r.chunks for r in runs), done=sum(r.phase == DONE for r in runs), total=k)
         finally:
             if ended < k:  # the consumer went away: close the streams, don't leak the workers
                 cancel.cancel()
@@ -260,6 +261,7 @@ class RemoteEngine:
             body["temperature"] = settings.temperature
             if settings.temperature > 0:
                 body["top_p"] = settings.top_p
+                body["generation_config"] = self._sampling_config(settings, max_tokens)
             if seed is not None:
                 body["seed"] = seed + run.requests * SEED_STRIDE
             if stop:
@@ -309,6 +311,20 @@ class RemoteEngine:
             run.answer_capped = reply.finish == "length"
         run.done_at = time.perf_counter()
         run.commit(phase=DONE)
+
+    def _sampling_config(self, settings: GenerationSettings, max_tokens: int) -> str:
+        """transformers serve samples only when the model's generation config says ``do_sample``, which the
+        OpenAI fields can't set; its own ``generation_config`` field can (other servers ignore the field)."""
+        config = {
+            "do_sample": True,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "top_k": None,
+            "max_new_tokens": max_tokens,
+            "eos_token_id": self.stop_ids,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        return json.dumps(config)
 
     def _end_thinking(self, run: SampleRun, plan: PhasePlan, *, cue: bool) -> None:
         run.thinking_done_at = time.perf_counter()

@@ -192,7 +192,9 @@ class CompletionClient:
                 "serve offer it. Check that --server ends in /v1."
             )
         if status == 404:
-            raise RemoteError(f"Nothing answers at {url}{path.removeprefix('/v1')} (HTTP 404). Check that --server ends in /v1.")
+            raise RemoteError(
+                f"Nothing answers at {url}{path.removeprefix('/v1')} (HTTP 404). Check that --server ends in /v1."
+            )
         raise RemoteError(f"The inference server at {url} answered HTTP {status}: {detail}. Check the server's log.")
 
 

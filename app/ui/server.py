@@ -12,9 +12,9 @@ import socket
 
 import gradio as gr
 
+from app.engine.interface import engine_concurrency
 from app.services.runtime import Runtime
 from app.settings import AppSettings
-from app.engine.interface import engine_concurrency
 from app.ui.app import CSS, build_demo
 from app.ui.handlers import MODEL_QUEUE
 
