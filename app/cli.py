@@ -129,7 +129,7 @@ def _progress(text: str) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.engine.events import Finished, PhaseChange
-    from app.services.runs import Saved, stream_run
+    from app.services.runs import Saved, run_json, stream_run
     from app.services.runtime import Runtime
 
     settings = generation_settings(args)
@@ -151,9 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if saved.save_error:
         _progress(saved.save_error)
     if args.json:
-        payload = result.to_json()
-        payload["run_id"] = saved.run_id
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        print(json.dumps(run_json(saved), ensure_ascii=False, indent=2))
     else:
         for s in result.samples:
             head = f"sample {s.index + 1}/{len(result.samples)}" if len(result.samples) > 1 else "trace"
@@ -178,8 +176,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from app.services.inputs import load_problems, parse_budgets
     from app.services.runtime import Runtime
-    from app.services.sweep import load_problems, parse_budgets, run_sweep
+    from app.services.sweep import run_sweep
 
     budgets = parse_budgets(args.budgets)
     problems = load_problems(args.problems, limit=args.limit)
@@ -197,11 +196,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
-    from app.store.db import open_store
+    from app.services.runtime import open_database
 
     since = parse_since(args.since)
-    settings = AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir)
-    store = open_store(settings.db_url)
+    store = open_database(AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir))
     summary = export_dataset(
         store,
         args.export_format,

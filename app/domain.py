@@ -7,7 +7,7 @@ Gradio, so every layer may depend on this module and on nothing above it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -66,7 +66,6 @@ class GenerationSettings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name}={value} must be >= 0")
-        max_t, _ = self.resolved_budget()
         if (
             self.min_thinking_tokens is not None
             and self.max_thinking_tokens is not None
@@ -86,8 +85,6 @@ class GenerationSettings:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if not 1 <= self.samples <= 64:
             raise ValueError(f"samples={self.samples} must be between 1 and 64")
-        if max_t < 0:
-            raise ValueError("thinking budget must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +119,18 @@ def budget_label(budget: int) -> str:
 
 @dataclass
 class SampleResult:
-    """One generated trace: the raw text, its two halves, and how it went."""
+    """One generated trace: the raw text, its two halves, and how it went -- THE sample record.
+
+    Every layer uses this one record: the engine fills it, ``app.store`` saves and loads it (a stored sample is
+    ``StoredSample``, this plus its ids and steps), the run JSON of the API, the CLI and History is
+    :func:`run_json`, the views render it. To add a per-sample field:
+
+    1. add it here, with a default (old rows and old callers keep working);
+    2. if it is saved: a column of the same name on ``app.store.models.Sample`` plus an Alembic migration --
+       saving, loading and ``StoredSample`` follow by name (see :func:`sample_columns`); if it is not a column
+       (kept elsewhere or not kept at all), declare it with ``field(..., metadata={"column": False})``;
+    3. nothing else: ``to_dict`` and :func:`run_json` carry every field to the API, the CLI and History.
+    """
 
     index: int
     raw_text: str
@@ -140,7 +148,27 @@ class SampleResult:
     extracted_answer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field of the sample record (a subclass's extra fields too)."""
         return asdict(self)
+
+    def to_result(self) -> SampleResult:
+        """Just the sample record (drops what a subclass such as ``StoredSample`` adds)."""
+        return SampleResult(**self.sample_values())
+
+    def sample_values(self) -> dict[str, Any]:
+        """The sample record's fields by name (shallow), to build a subclass record from this sample."""
+        return {f.name: getattr(self, f.name) for f in fields(SampleResult)}
+
+    @classmethod
+    def failed(cls, index: int = 0, error: str | None = None) -> SampleResult:
+        """A sample with nothing in it that stopped with ``error`` (a run that failed before this sample began)."""
+        return cls(index=index, raw_text="", thinking="", answer="", thinking_tokens=0, answer_tokens=0,
+                   stop_reason="error", error=error)  # fmt: skip
+
+
+def sample_columns() -> tuple[str, ...]:
+    """The :class:`SampleResult` fields saved as columns of the same name (all but ``metadata={"column": False}``)."""
+    return tuple(f.name for f in fields(SampleResult) if f.metadata.get("column", True))
 
 
 @dataclass
@@ -155,27 +183,6 @@ class GenerationResult:
     messages: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The CLI's ``--json`` shape."""
-        return {
-            "model": self.model,
-            "format": self.format,
-            "settings": self.settings.to_dict(),
-            "samples": [
-                {
-                    "thinking": s.thinking,
-                    "answer": s.answer,
-                    "thinking_tokens": s.thinking_tokens,
-                    "answer_tokens": s.answer_tokens,
-                    "stop_reason": s.stop_reason,
-                    "seconds": round(s.seconds, 3),
-                    "continuations": s.continuations,
-                    "extracted_answer": s.extracted_answer,
-                }
-                for s in self.samples
-            ],
-        }
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,23 @@
-"""Which exceptions are the user's to fix (shown as one line) rather than bugs (shown as a traceback)."""
+"""The error types every layer shares, and which exceptions are the user's to fix (one line) rather than bugs.
+
+``StoreError`` and ``NotFound`` live here, below every layer, so the UI and the CLI can catch a refusal of the
+store without importing ``app.store`` (the store raises them; ``app.store.errors`` re-exports them).
+"""
 
 from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A store operation was refused or the database could not be used; the message says why and what to do."""
+
+
+class NotFound(StoreError):
+    """The run, sample, step or sweep asked for does not exist (never saved, or deleted)."""
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     from app.engine.bundled import BundledModelError
     from app.engine.loading import LoadError
-    from app.store.errors import StoreError
 
     # ValueError covers bad settings and ExportError (a subclass); OSError an unwritable --out or
     # --data-dir or a full disk, whose message names the path.

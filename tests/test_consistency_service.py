@@ -7,7 +7,7 @@ import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, budget_label
 from app.engine.events import CancelToken, Progress
-from app.services import compare, consistency
+from app.services import compare, consistency, inputs
 from app.services.runs import save_result
 from app.store.errors import NotFound
 
@@ -99,8 +99,8 @@ def test_k_out_of_range_is_refused(k):
 def test_k_above_the_servers_cap_says_how_to_raise_it():
     message = "k=40 is more than this server allows (max_samples=32); lower k or start with --max-samples 40"
     with pytest.raises(ValueError, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):
-        consistency.check_samples(40, 32)
-    assert consistency.check_samples(32, 32) == 32
+        inputs.check_samples(40, 32)
+    assert inputs.check_samples(32, 32) == 32
 
 
 def test_sampling_refuses_k_above_the_runtime_setting_before_anything_runs(tiny_runtime):
@@ -229,6 +229,8 @@ def test_compare_stops_after_a_cancel(tiny_runtime):
 
 def _variant(budget: int, answer: str | None, correct: bool | None, agrees: bool) -> compare.Variant:
     return compare.Variant(
+        index=0,
+        raw_text="",
         label=budget_label(budget),
         budget=budget,
         run_id=1,

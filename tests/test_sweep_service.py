@@ -13,7 +13,7 @@ import pytest
 
 from app.domain import GenerationSettings
 from app.engine.events import CancelToken
-from app.services import sweep
+from app.services import inputs, sweep
 from app.store.db import open_store
 from app.store.errors import NotFound
 
@@ -31,8 +31,8 @@ def _write(tmp_path: Path, lines: list[str], name: str = "problems.jsonl") -> Pa
 
 
 def test_parse_budgets_sorts_and_drops_duplicates():
-    assert sweep.parse_budgets("256, 0,64,64") == [0, 64, 256]
-    assert sweep.parse_budgets("32") == [32]
+    assert inputs.parse_budgets("256, 0,64,64") == [0, 64, 256]
+    assert inputs.parse_budgets("32") == [32]
 
 
 @pytest.mark.parametrize(
@@ -47,11 +47,11 @@ def test_parse_budgets_sorts_and_drops_duplicates():
 )
 def test_parse_budgets_rejects_bad_lists_clearly(text, message):
     with pytest.raises(ValueError, match=message):
-        sweep.parse_budgets(text)
+        inputs.parse_budgets(text)
 
 
 def test_bundled_problems_have_gsm8k_gold_answers():
-    problems = sweep.load_problems("bundled", limit=5)
+    problems = inputs.load_problems("bundled", limit=5)
     assert len(problems) == 5
     assert problems[0].gold == "18" and problems[0].question.startswith("Janet")
     assert problems[0].solution.endswith("#### 18")
@@ -68,13 +68,13 @@ def test_uploaded_problems_take_gsm8k_style_bare_or_final_answers(tmp_path):
             json.dumps({"question": "Q4?", "final": "1/2"}),
         ],
     )
-    assert [(p.question, p.gold) for p in sweep.load_problems(path)] == [
+    assert [(p.question, p.gold) for p in inputs.load_problems(path)] == [
         ("Q1?", "1234"),
         ("Q2?", "7"),
         ("Q3?", "10"),
         ("Q4?", "1/2"),
     ]
-    assert len(sweep.load_problems(str(path), limit=2)) == 2
+    assert len(inputs.load_problems(str(path), limit=2)) == 2
 
 
 @pytest.mark.parametrize(
@@ -91,14 +91,14 @@ def test_uploaded_problems_take_gsm8k_style_bare_or_final_answers(tmp_path):
 )
 def test_bad_problem_files_name_the_line_and_the_fix(tmp_path, lines, message):
     with pytest.raises(ValueError, match=message):
-        sweep.load_problems(_write(tmp_path, lines))
+        inputs.load_problems(_write(tmp_path, lines))
 
 
 def test_missing_problem_file_and_bad_limit(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        sweep.load_problems(tmp_path / "nope.jsonl")
+        inputs.load_problems(tmp_path / "nope.jsonl")
     with pytest.raises(ValueError, match="limit=0"):
-        sweep.load_problems("bundled", limit=0)
+        inputs.load_problems("bundled", limit=0)
 
 
 def test_budget_settings_turn_thinking_off_at_zero():
@@ -115,7 +115,7 @@ def test_budget_settings_turn_thinking_off_at_zero():
 
 
 def test_points_average_pass_at_1_and_majority_over_problems():
-    problems = [sweep.Problem("a", "1"), sweep.Problem("b", "2")]
+    problems = [inputs.Problem("a", "1"), inputs.Problem("b", "2")]
     report = sweep.SweepReport(1, "t", "m", 3, [0, 8], problems)
 
     def cell(answers, thinking):
@@ -138,7 +138,7 @@ def test_points_average_pass_at_1_and_majority_over_problems():
 
 
 def test_sweep_runs_the_grid_saves_runs_and_reopens_identically(tiny_runtime):
-    problems = sweep.load_problems("bundled", limit=2)
+    problems = inputs.load_problems("bundled", limit=2)
     calls = []
     report = sweep.run_sweep(tiny_runtime, problems, [4, 0], FAST, progress=lambda d, t: calls.append((d, t)))
 
@@ -161,7 +161,7 @@ def test_sweep_runs_the_grid_saves_runs_and_reopens_identically(tiny_runtime):
 
 
 def test_cancelling_a_sweep_keeps_what_finished(tiny_runtime):
-    problems = sweep.load_problems("bundled", limit=3)
+    problems = inputs.load_problems("bundled", limit=3)
     token = CancelToken()
 
     def cancel_after_first(done: int, total: int) -> None:
@@ -179,7 +179,7 @@ def test_sweep_refuses_bad_input_before_running(tiny_runtime):
     with pytest.raises(ValueError, match="problem set is empty"):
         sweep.run_sweep(tiny_runtime, [], [0], FAST)
     with pytest.raises(ValueError, match="max_answer_tokens=0"):
-        sweep.run_sweep(tiny_runtime, [sweep.Problem("q", "1")], [0], FAST.with_(max_answer_tokens=0))
+        sweep.run_sweep(tiny_runtime, [inputs.Problem("q", "1")], [0], FAST.with_(max_answer_tokens=0))
     assert tiny_runtime.store.list_sweeps() == []
     with pytest.raises(NotFound, match="sweep 99 does not exist"):
         sweep.sweep_report(tiny_runtime, 99)

@@ -198,7 +198,7 @@ def test_sweep_names_the_bad_line_of_an_uploaded_file(client, tmp_path: Path):
 def test_a_cancel_while_queued_stops_each_tab_before_it_starts(analysis_rt):
     from app.ui.compare import HybridCompare
     from app.ui.consistency import SelfConsistency
-    from app.ui.handlers import CancelRegistry
+    from app.ui.running import CancelRegistry
     from app.ui.sweep import Sweep
 
     registry, runs, sweeps = CancelRegistry(), analysis_rt.store.count_runs(), len(analysis_rt.store.list_sweeps())
@@ -219,7 +219,7 @@ def test_a_cancel_while_queued_stops_each_tab_before_it_starts(analysis_rt):
 
 def test_closing_the_sample_stream_cancels_the_run_frees_the_model_and_saves_it(analysis_rt):
     from app.ui.consistency import SelfConsistency
-    from app.ui.handlers import CancelRegistry
+    from app.ui.running import CancelRegistry
 
     registry = CancelRegistry()
     stream = SelfConsistency(analysis_rt, registry).sample("walk away", "", 2, 0.8, True, 4000, 2, 1, REQUEST)
@@ -234,7 +234,7 @@ def test_closing_the_sample_stream_cancels_the_run_frees_the_model_and_saves_it(
 
 
 def test_closing_the_sweep_stream_stops_the_sweep(analysis_rt):
-    from app.ui.handlers import CancelRegistry
+    from app.ui.running import CancelRegistry
     from app.ui.sweep import Sweep
 
     registry = CancelRegistry()
@@ -255,7 +255,7 @@ EVIL = "<img src=x onerror=alert(1)> ${7*7} {{value}} <script>alert(2)</script>"
 
 def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
     from app.services.consistency import side_by_side
-    from app.ui.consistency import cards_html, side_by_side_html, summary_html
+    from app.ui.consistency import sample_cards_html, side_by_side_html, summary_html
 
     samples = [
         SampleResult(
@@ -275,7 +275,11 @@ def test_cards_summary_and_side_by_side_escape_model_output(analysis_rt):
     finish_result(result)
     run_id = save_result(analysis_rt, result, kind="consistency")
     report = build_report(result, run_id, gold=EVIL)
-    for page in (cards_html(report), summary_html(report), side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1))):
+    for page in (
+        sample_cards_html(report),
+        summary_html(report),
+        side_by_side_html(side_by_side(analysis_rt, run_id, 0, 1)),
+    ):
         assert "<img" not in page and "<script" not in page and "${" not in page and "{{" not in page
         assert "&lt;img src=x onerror=alert(1)&gt;" in page
 

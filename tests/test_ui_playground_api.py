@@ -15,8 +15,9 @@ from gradio_client.exceptions import AppError
 from ui_support import wait_until
 
 from app.domain import GenerationSettings, SampleResult
-from app.ui.handlers import CancelRegistry, Chat, Turn, build_settings
+from app.ui.handlers import Chat, Turn, build_settings
 from app.ui.render import header_markdown, safe_text, stats_markdown, stop_reason_words, trace_messages
+from app.ui.running import CancelRegistry
 
 # Thinking off the end delimiter for ``n`` tokens (min = max), sampled so the tiny model writes visible text.
 LONG = {"effort": "custom", "temperature": 0.8, "seed": 1, "max_answer_tokens": 16}
@@ -120,8 +121,7 @@ def test_zero_answer_tokens_is_refused_not_replaced_by_a_default():
 
 
 def test_examples_are_the_sweeps_bundled_problems():
-    from app.services.sweep import load_problems
-    from app.ui.handlers import load_examples
+    from app.services.inputs import load_examples, load_problems
 
     first = load_problems("bundled", limit=1)[0]
     assert load_examples(limit=1) == [{"question": first.question, "answer": first.solution, "final": first.gold}]

@@ -10,14 +10,14 @@ for prompted ones); this module only names which of those happened. Nothing here
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from app.domain import GenerationSettings, budget_label
+from app.domain import GenerationSettings, SampleResult, budget_label
 from app.engine.events import CancelToken
 from app.reasoning.answers import answers_equal
 from app.reasoning.vote import VoteResult, vote
-from app.services.consistency import normalise_gold
+from app.services.inputs import normalise_gold
 from app.services.runs import run_prompt
 from app.services.runtime import Runtime
 
@@ -31,20 +31,14 @@ _OFF_MODES = {
 }
 
 
-@dataclass
-class Variant:
-    """One column of the comparison."""
+@dataclass(kw_only=True)
+class Variant(SampleResult):
+    """One column of the comparison: the variant's sample record (``seconds`` = the variant's wall time) plus
+    how it relates to the others."""
 
     label: str
     budget: int  # 0 = thinking off
-    run_id: int
-    answer: str
-    thinking: str
-    extracted_answer: str | None
-    thinking_tokens: int
-    answer_tokens: int
-    seconds: float
-    stop_reason: str
+    run_id: int | None
     agrees_with_off: bool
     agrees_with_majority: bool
     correct: bool | None
@@ -71,7 +65,7 @@ class CompareReport:
             "cancelled": self.cancelled,
             "agreement": self.vote.agreement,
             "majority": self.vote.majority,
-            "variants": [asdict(v) for v in self.variants],
+            "variants": [v.to_dict() for v in self.variants],
         }
 
 
@@ -130,19 +124,13 @@ def compare_thinking(
     off_answer = answers[0] if answers else None
     variants = []
     for i, (budget, saved) in enumerate(runs):
-        sample = saved.result.samples[0] if saved.result.samples else None
+        sample = saved.result.samples[0] if saved.result.samples else SampleResult.failed(error=saved.result.error)
         variants.append(
             Variant(
+                **{**sample.sample_values(), "seconds": saved.result.seconds},
                 label=budget_label(budget),
                 budget=budget,
                 run_id=saved.run_id,
-                answer=sample.answer if sample else "",
-                thinking=sample.thinking if sample else "",
-                extracted_answer=answers[i],
-                thinking_tokens=sample.thinking_tokens if sample else 0,
-                answer_tokens=sample.answer_tokens if sample else 0,
-                seconds=saved.result.seconds,
-                stop_reason=sample.stop_reason if sample else "error",
                 agrees_with_off=i == 0 or _same(answers[i], off_answer),
                 agrees_with_majority=answers_equal(answers[i], outcome.majority),
                 correct=outcome.correct[i] if outcome.correct is not None else None,

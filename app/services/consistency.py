@@ -17,24 +17,13 @@ from typing import Any, Literal
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.events import CancelToken, Progress
-from app.reasoning.answers import answer_key, answers_equal, extract_answer
+from app.reasoning.answers import answer_key, answers_equal
 from app.reasoning.steps import segment_trace
 from app.reasoning.vote import VoteResult, first_answer_position, overthinking_tokens, vote
+from app.services.inputs import check_samples, normalise_gold
 from app.services.runs import Saved, run_status, stream_run
 from app.services.runtime import Runtime
 from app.store.records import StoredSample
-
-
-def check_samples(k: int, max_samples: int) -> int:
-    """``k`` if it is between 1 and the server's cap (``AppSettings.max_samples``), else a ``ValueError`` saying
-    how to get there. Self-consistency and sweeps both ask for k samples per generate, so both use this."""
-    if k < 1:
-        raise ValueError(f"k={k} must be at least 1")
-    if k > max_samples:
-        raise ValueError(
-            f"k={k} is more than this server allows (max_samples={max_samples}); lower k or start with --max-samples {k}"
-        )
-    return k
 
 
 @dataclass
@@ -52,18 +41,10 @@ class AnswerGroup:
         return len(self.samples)
 
 
-@dataclass
-class SampleCard:
-    """One sampled trace as a card shows it, with its vote-related measures."""
+@dataclass(kw_only=True)
+class SampleCard(SampleResult):
+    """One sampled trace as a card shows it: the sample record plus its vote-related measures."""
 
-    index: int
-    thinking: str
-    answer: str
-    extracted_answer: str | None
-    thinking_tokens: int
-    answer_tokens: int
-    stop_reason: str
-    seconds: float
     correct: bool | None  # None when no gold answer was given
     in_majority: bool
     first_answer_position: float | None  # 0..1 through the thinking; None if never stated there
@@ -116,7 +97,7 @@ class ConsistencyReport:
             },
             "groups": [asdict(g) for g in self.groups],
             "mean_overthinking_tokens": self.mean_overthinking(),
-            "samples": [asdict(s) for s in self.samples],
+            "samples": [s.to_dict() for s in self.samples],
         }
 
 
@@ -164,14 +145,7 @@ def build_report(
         position = first_answer_position(s.thinking, s.extracted_answer)
         cards.append(
             SampleCard(
-                index=s.index,
-                thinking=s.thinking,
-                answer=s.answer,
-                extracted_answer=s.extracted_answer,
-                thinking_tokens=s.thinking_tokens,
-                answer_tokens=s.answer_tokens,
-                stop_reason=s.stop_reason,
-                seconds=s.seconds,
+                **s.sample_values(),
                 correct=outcome.correct[i] if outcome.correct is not None else None,
                 in_majority=groups[group_of[i]].majority,
                 first_answer_position=position,
@@ -192,16 +166,6 @@ def build_report(
         error=result.error,
         groups=groups,
     )
-
-
-def normalise_gold(gold: str | None) -> str | None:
-    """A gold answer as typed ("18", "$18", or a GSM8K solution ending "#### 18"), or None when blank."""
-    if gold is None or not gold.strip():
-        return None
-    text = gold.strip()
-    if "####" in text or "\n" in text:
-        return extract_answer(text) or text
-    return text
 
 
 def stream_consistency(
@@ -253,12 +217,13 @@ def sample_consistency(
 
 def load_consistency_report(rt: Runtime, run_id: int, gold: str | None = None) -> ConsistencyReport:
     """Rebuild the report of a stored run (``gold`` defaults to the one saved with it)."""
-    run = rt.store.get_run(run_id)
+    run = rt.db.get_run(run_id)
     return build_report(run.to_result(), run.run_id, gold if gold is not None else run.gold, status=run.status)
 
 
 def _stored_samples(rt: Runtime, run_id: int, *indices: int) -> list[StoredSample]:
-    run = rt.store.get_run(run_id)
+    """Samples ``indices`` (0-based) of a stored run; ``ValueError`` for one the run does not have."""
+    run = rt.db.get_run(run_id)
     for index in indices:
         if not 0 <= index < len(run.samples):
             raise ValueError(

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.errors import StoreError
 from app.reasoning.agreement import AgreementReport, agreement_report
-from app.store.errors import StoreError
 from app.store.records import LabelProgress, LabelRecord, QueueItem, StoredRun, StoredStep
+from app.store.repository import Store
 
 #: Words a person or an API client may use for each rating (PRM800K's +1 / 0 / -1).
 RATING_WORDS: dict[str, int] = {
@@ -185,7 +186,7 @@ def parse_ids(value: Sequence[int] | str) -> list[int]:
 
 
 def label_queue(
-    store: Any,
+    store: Store,
     annotator: str | None,
     *,
     run_id: int | None = None,
@@ -200,7 +201,7 @@ def label_queue(
     return QueueView(items=items, progress=store.label_progress(annotator, **filters))
 
 
-def next_sample(store: Any, annotator: str | None, *, skip: int | None = None, **filters: Any) -> int | None:
+def next_sample(store: Store, annotator: str | None, *, skip: int | None = None, **filters: Any) -> int | None:
     """The first sample the annotator (None = anyone) has not finished, other than ``skip``; None when all are
     done. ``filters`` are :func:`label_queue`'s; unfinished samples are looked for first, whatever the view sorts."""
     filters["unlabelled_first"] = True
@@ -213,7 +214,7 @@ def next_sample(store: Any, annotator: str | None, *, skip: int | None = None, *
 # --- opening a sample ---------------------------------------------------------------------------------------
 
 
-def _run_of_sample(store: Any, sample_id: int, run_id: int | None = None) -> StoredRun:
+def _run_of_sample(store: Store, sample_id: int, run_id: int | None = None) -> StoredRun:
     """The run holding the sample (``NotFound`` when there is no such sample); ``run_id``, when the caller knows
     it, saves looking the sample up."""
     if run_id is not None:
@@ -245,7 +246,7 @@ def _step_views(steps: list[StoredStep], labels: dict[int, LabelRecord]) -> tupl
     return views, first_error
 
 
-def open_sample(store: Any, sample_id: int, annotator: str, *, run_id: int | None = None) -> SampleView:
+def open_sample(store: Store, sample_id: int, annotator: str, *, run_id: int | None = None) -> SampleView:
     """The sample's prompt, text and active steps with ``annotator``'s current labels and verdict.
 
     ``run_id``, when the caller knows it, saves looking the sample's run up.
@@ -271,7 +272,7 @@ def open_sample(store: Any, sample_id: int, annotator: str, *, run_id: int | Non
     )
 
 
-def preference_candidates(store: Any, sample_id: int) -> list[SampleBrief]:
+def preference_candidates(store: Store, sample_id: int) -> list[SampleBrief]:
     """The other samples of the same prompt: its own run's, then those of up to ``MAX_OTHER_RUNS`` other runs.
 
     The store has no "runs of this prompt" query, so the newest runs whose text matches the prompt's start are
@@ -296,7 +297,7 @@ def preference_candidates(store: Any, sample_id: int) -> list[SampleBrief]:
 
 
 def label_step(
-    store: Any,
+    store: Store,
     sample_id: int,
     step_id: int,
     annotator: str,
@@ -330,12 +331,12 @@ def label_step(
     return store.add_label(step_id, annotator, value, comment=comment.strip(), first_error=first_error)
 
 
-def label_history(store: Any, step_id: int) -> list[LabelRecord]:
+def label_history(store: Store, step_id: int) -> list[LabelRecord]:
     """Every label the step was ever given, oldest first: changes of mind are kept."""
     return store.label_history(step_id)
 
 
-def merge_steps(store: Any, sample_id: int, step_id: int, next_step_id: int | None = None) -> int:
+def merge_steps(store: Store, sample_id: int, step_id: int, next_step_id: int | None = None) -> int:
     """Merge a step with the one after it (``next_step_id`` defaults to that one); return the new step id."""
     if next_step_id is None:
         steps = store.steps_for_sample(sample_id)
@@ -349,7 +350,7 @@ def merge_steps(store: Any, sample_id: int, step_id: int, next_step_id: int | No
     return store.merge_steps(sample_id, step_id, next_step_id)
 
 
-def split_step(store: Any, sample_id: int, step_id: int, at: int | str) -> tuple[int, int]:
+def split_step(store: Store, sample_id: int, step_id: int, at: int | str) -> tuple[int, int]:
     """Split a step of the sample in two at character ``at``, or just before the text ``at``; return the two new
     step ids. A step that is not one of the sample's current steps is refused, whichever way ``at`` is given."""
     step = next((s for s in store.steps_for_sample(sample_id) if s.step_id == step_id), None)
@@ -366,17 +367,19 @@ def split_step(store: Any, sample_id: int, step_id: int, at: int | str) -> tuple
     return store.split_step(step_id, int(at))
 
 
-def set_verdict(store: Any, sample_id: int, annotator: str, correct: bool | str | None) -> int:
+def set_verdict(store: Store, sample_id: int, annotator: str, correct: bool | str | None) -> int:
     """Record whether the whole sample is correct (``None`` withdraws the verdict); feeds SFT/KTO export."""
     return store.set_verdict(sample_id, annotator, parse_verdict(correct))
 
 
-def add_preference(store: Any, chosen_sample_id: int, rejected_sample_id: int, annotator: str, reason: str = "") -> int:
+def add_preference(
+    store: Store, chosen_sample_id: int, rejected_sample_id: int, annotator: str, reason: str = ""
+) -> int:
     """Record that ``annotator`` prefers one sample over another of the same prompt."""
     return store.add_preference(int(chosen_sample_id), int(rejected_sample_id), annotator, reason.strip())
 
 
-def add_ranking(store: Any, sample_ids_best_first: Sequence[int] | str, annotator: str, reason: str = "") -> str:
+def add_ranking(store: Store, sample_ids_best_first: Sequence[int] | str, annotator: str, reason: str = "") -> str:
     """Record a ranking of samples of one prompt (best first) as its implied pairs; return the group id."""
     return store.add_ranking(parse_ids(sample_ids_best_first), annotator, reason.strip())
 
@@ -384,7 +387,7 @@ def add_ranking(store: Any, sample_ids_best_first: Sequence[int] | str, annotato
 # --- agreement ----------------------------------------------------------------------------------------------
 
 
-def agreement(store: Any, *, sample_id: int | None = None, max_disagreements: int = 200) -> AgreementView:
+def agreement(store: Store, *, sample_id: int | None = None, max_disagreements: int = 200) -> AgreementView:
     """Cohen's kappa per annotator pair over the steps both rated, and the steps where they disagree."""
     ratings = store.step_ratings_by_annotator(sample_id)
     pairs = agreement_report(ratings)

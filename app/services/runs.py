@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings
 from app.engine.events import CancelToken, Event, Finished
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
 from app.services.runtime import Runtime
+from app.store.records import StoredRun
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -32,6 +34,8 @@ class Saved:
     run_id: int | None
     result: GenerationResult
     save_error: str | None = None
+    kind: str = "playground"
+    gold: str | None = None
 
 
 def run_status(result: GenerationResult) -> str:
@@ -61,7 +65,7 @@ def save_result(
     label: str | None = None,
 ) -> int:
     steps = finish_result(result)
-    return rt.store.save_run(
+    return rt.db.save_run(
         result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label
     )
 
@@ -111,15 +115,15 @@ def stream_run(
     assert result is not None
     if not save:
         finish_result(result)
-        yield Saved(None, result)
+        yield Saved(None, result, kind=kind, gold=gold)
         return
     try:
         run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
     except Exception as exc:  # the store's errors and the driver's: keep the trace, report the failure
         log.exception("saving the run failed")
-        yield Saved(None, result, save_error=f"The run could not be saved: {exc}")
+        yield Saved(None, result, save_error=f"The run could not be saved: {exc}", kind=kind, gold=gold)
         return
-    yield Saved(run_id, result)
+    yield Saved(run_id, result, kind=kind, gold=gold)
 
 
 def run_prompt(
@@ -136,3 +140,33 @@ def run_prompt(
             saved = event
     assert saved is not None
     return saved
+
+
+def run_json(run: Saved | StoredRun) -> dict[str, Any]:
+    """THE JSON shape of a run: what ``/generate`` returns last, ``/get_run`` returns, and the CLI's ``--json`` prints.
+
+    ``{"run_id", "created_at", "kind", "status", "model", "format", "prompt", "messages", "settings", "error",
+    "gold", "seconds", "samples": [{"sample_id", <every SampleResult field>}, ...]}``. A run just generated has
+    ``created_at`` None (and ``run_id``/``sample_id`` None when it was not saved). A per-sample field added to
+    ``SampleResult`` appears here by itself.
+    """
+    if isinstance(run, StoredRun):
+        result, run_id, samples = run.to_result(), run.run_id, list(run.samples)
+        meta = {"created_at": run.created_at.isoformat(), "kind": run.kind, "status": run.status, "gold": run.gold}
+        error = run.error
+    else:
+        result, run_id, samples = run.result, run.run_id, list(run.result.samples)
+        meta = {"created_at": None, "kind": run.kind, "status": run_status(result), "gold": run.gold}
+        error = result.error
+    return {
+        "run_id": run_id,
+        **meta,
+        "model": result.model,
+        "format": result.format,
+        "prompt": result.prompt,
+        "messages": list(result.messages),
+        "settings": result.settings.to_dict(),
+        "error": error,
+        "seconds": result.seconds,
+        "samples": [{"sample_id": getattr(s, "sample_id", None), **s.to_result().to_dict()} for s in samples],
+    }

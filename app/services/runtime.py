@@ -12,8 +12,10 @@ from typing import Any
 
 from app.engine.interface import GenerationEngine
 from app.engine.loading import LoadedModel, load_model
+from app.errors import StoreError
 from app.settings import AppSettings
 from app.store.db import open_store
+from app.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +30,14 @@ class Runtime:
     settings: AppSettings
     loaded: LoadedModel
     engine: GenerationEngine
-    store: Any  # app.store.Store
+    #: The database; None only for a command that saves nothing (``generate --no-save``), which never reads it.
+    store: Store | None
 
     @classmethod
     def start(cls, settings: AppSettings, *, with_store: bool = True) -> Runtime:
         # The store first: a bad --db fails fast, before a slow model load. Without it (generate --no-save)
         # nothing touches the database at all.
-        store = open_store(settings.db_url) if with_store else None
+        store = open_database(settings) if with_store else None
         if settings.server:
             return cls(settings=settings, store=store, **_remote_engine(settings))
         from app.engine.generation import Engine
@@ -47,6 +50,13 @@ class Runtime:
         )
         log.info("Loaded %s (%s) on %s in %.1f s", loaded.name, loaded.format.name, loaded.device, loaded.load_seconds)
         return cls(settings=settings, loaded=loaded, engine=Engine(loaded), store=store)
+
+    @property
+    def db(self) -> Store:
+        """The store, for the services that read or write it; a clear ``StoreError`` if this runtime has none."""
+        if self.store is None:
+            raise StoreError("this command runs without a database (--no-save); drop --no-save to read or save runs")
+        return self.store
 
     def header(self) -> dict[str, Any]:
         """What the UI header and ``/info`` show about the loaded model."""
@@ -79,3 +89,8 @@ def _remote_engine(settings: AppSettings) -> dict[str, Any]:
     else:
         log.info("Generating on %s (model %s), prompts from %s", client.base_url, client.model, loaded.name)
     return {"loaded": loaded, "engine": engine}
+
+
+def open_database(settings: AppSettings) -> Store:
+    """The store alone, for commands that need no model (``python -m app export``)."""
+    return open_store(settings.db_url)

@@ -10,110 +10,18 @@ run showed. Does not know Gradio or plotly; the CLI and the UI tab are adapters 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, budget_label
 from app.engine.events import CancelToken
-from app.reasoning.answers import answers_equal, clean_answer, extract_answer
+from app.errors import NotFound
+from app.reasoning.answers import answers_equal
 from app.reasoning.vote import pass_at_1, vote
-from app.resources import asset_path
-from app.services.consistency import check_samples
+from app.services.inputs import Problem, check_samples
 from app.services.runs import run_prompt, run_status
 from app.services.runtime import Runtime
-from app.store.errors import NotFound
-
-MAX_BUDGET = 32768
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One question with its gold final answer (``solution`` keeps the worked answer when there is one)."""
-
-    question: str
-    gold: str
-    solution: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"question": self.question, "gold": self.gold}
-
-
-# --- inputs ---------------------------------------------------------------------------------------
-
-
-def load_problems(source: str | Path = "bundled", limit: int | None = None) -> list[Problem]:
-    """Read a JSONL problem set; ``"bundled"`` is the GSM8K sample shipped in ``assets/``.
-
-    Each line is an object with ``question`` and ``answer`` (a bare answer, or a GSM8K solution ending
-    ``#### 42``); an optional ``final`` wins as the gold answer. ``ValueError`` names the file, the line
-    and the fix for anything else; ``limit`` keeps the first N problems.
-    """
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit={limit} must be at least 1")
-    path = asset_path("gsm8k_sample.jsonl") if str(source) == "bundled" else Path(source).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"problem file {path} does not exist; pass a JSONL file or 'bundled'")
-    problems: list[Problem] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name} is not UTF-8 text ({exc.reason}); save it as UTF-8 JSONL") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        problems.append(_parse_problem(line, f"{path.name} line {number}"))
-        if limit is not None and len(problems) >= limit:
-            break
-    if not problems:
-        raise ValueError(f"{path.name} has no problems; each line must be a JSON object with question and answer")
-    return problems
-
-
-def _parse_problem(line: str, where: str) -> Problem:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where} is not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-    if not isinstance(row, dict):
-        raise ValueError(f"{where} is a JSON {type(row).__name__}, not an object with question and answer")
-    missing = [key for key in ("question", "answer") if key not in row and not (key == "answer" and "final" in row)]
-    if missing:
-        raise ValueError(f"{where} has no {' or '.join(missing)} field; each line needs question and answer")
-    question = str(row["question"]).strip()
-    if not question:
-        raise ValueError(f"{where} has an empty question")
-    solution = str(row.get("answer", "")).strip()
-    gold = clean_answer(str(row["final"])) if row.get("final") is not None else gold_answer(solution)
-    if not gold:
-        raise ValueError(f"{where} has an answer with no final answer in it; give e.g. \"42\" or end with '#### 42'")
-    return Problem(question=question, gold=gold, solution=solution)
-
-
-def gold_answer(answer: str) -> str | None:
-    """The final answer of a GSM8K-style solution ("... #### 18" -> "18"), or the cleaned bare answer."""
-    if "####" in answer or "\n" in answer:
-        return extract_answer(answer)
-    return clean_answer(answer)
-
-
-def parse_budgets(text: str) -> list[int]:
-    """``"0,64,256"`` -> ``[0, 64, 256]`` (sorted, duplicates dropped); 0 means thinking off."""
-    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError("no thinking budgets given; pass comma-separated token counts such as 0,64,256")
-    budgets = set()
-    for part in parts:
-        try:
-            value = int(part)
-        except ValueError:
-            raise ValueError(f"budget {part!r} is not a whole number; pass e.g. 0,64,256 (0 = thinking off)") from None
-        if not 0 <= value <= MAX_BUDGET:
-            raise ValueError(f"budget {value} must be between 0 (thinking off) and {MAX_BUDGET}")
-        budgets.add(value)
-    return sorted(budgets)
 
 
 def budget_of(settings: GenerationSettings) -> int:
@@ -303,7 +211,7 @@ def run_sweep(
         settings.with_budget(budget, k).validate()
     name = name or f"{len(problems)} problems × budgets {','.join(map(str, budgets))} × k={k}"
     sweep_settings = {"budgets": list(budgets), "k": k, "base": settings.to_dict()}
-    sweep_id = rt.store.create_sweep(name, sweep_settings, [p.to_dict() for p in problems])
+    sweep_id = rt.db.create_sweep(name, sweep_settings, [p.to_dict() for p in problems])
     report = SweepReport(sweep_id, name, rt.loaded.name, k, list(budgets), list(problems))
     total, done = len(budgets) * len(problems), 0
     if progress:
@@ -340,10 +248,10 @@ def sweep_report(rt: Runtime, sweep_id: int) -> SweepReport:
     Runs map to problems by their prompt text (in grid order, so repeated questions keep their slots)
     and to budgets by their settings; a cancelled run or a missing cell marks the sweep partial.
     """
-    summary = next((s for s in rt.store.list_sweeps() if s.sweep_id == sweep_id), None)
+    summary = next((s for s in rt.db.list_sweeps() if s.sweep_id == sweep_id), None)
     if summary is None:
         raise NotFound(f"sweep {sweep_id} does not exist; pick one from the list of past sweeps")
-    runs = rt.store.sweep_runs(sweep_id)
+    runs = rt.db.sweep_runs(sweep_id)
     problems = [Problem(question=p["question"], gold=p["gold"]) for p in summary.problems]
     budgets = [int(b) for b in summary.settings.get("budgets", [])] or sorted({budget_of(r.settings) for r in runs})
     k = int(summary.settings.get("k", runs[0].settings.samples if runs else 1))
@@ -379,5 +287,5 @@ def list_sweep_summaries(rt: Runtime) -> list[dict[str, Any]]:
             "k": s.settings.get("k"),
             "runs": s.n_runs,
         }
-        for s in rt.store.list_sweeps()
+        for s in rt.db.list_sweeps()
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain import GenerationSettings
+from app.domain import GenerationSettings, sample_columns
 from app.store import models
 from app.store.records import LabelRecord, StoredRun, StoredSample, StoredStep
 
@@ -21,25 +21,9 @@ def step_record(row: models.Step) -> StoredStep:
 
 
 def sample_record(row: models.Sample, steps: list[StoredStep]) -> StoredSample:
-    return StoredSample(
-        sample_id=row.id,
-        run_id=row.run_id,
-        index=row.index,
-        raw_text=row.raw_text,
-        thinking=row.thinking,
-        answer=row.answer,
-        extracted_answer=row.extracted_answer,
-        thinking_tokens=row.thinking_tokens,
-        answer_tokens=row.answer_tokens,
-        stop_reason=row.stop_reason,
-        continuations=row.continuations,
-        seconds=row.seconds,
-        time_to_first_token=row.time_to_first_token,
-        thinking_seconds=row.thinking_seconds,
-        tokens_per_second=row.tokens_per_second,
-        error=row.error,
-        steps=steps,
-    )
+    """The stored sample: every ``SampleResult`` column by name, plus its ids and active steps."""
+    values = {name: getattr(row, name) for name in sample_columns()}
+    return StoredSample(sample_id=row.id, run_id=row.run_id, steps=steps, **values)
 
 
 def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:

@@ -1,14 +1,11 @@
 """Errors the store raises. Callers catch ``StoreError``; every message says what failed and how to fix it.
 
-This module owns nothing else: no SQLAlchemy import, so the UI can catch these without knowing the ORM.
+The classes are defined in ``app.errors`` (below every layer), so the UI can catch them without importing
+``app.store``; this module re-exports them for the store's own modules.
 """
 
 from __future__ import annotations
 
+from app.errors import NotFound, StoreError
 
-class StoreError(Exception):
-    """A store operation was refused or the database could not be used; the message says why and what to do."""
-
-
-class NotFound(StoreError):
-    """The run, sample, step or sweep asked for does not exist (never saved, or deleted)."""
+__all__ = ["NotFound", "StoreError"]

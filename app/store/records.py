@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating, StopReason
+from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating
 
 
 @dataclass(frozen=True)
@@ -29,43 +29,14 @@ class StoredStep:
         return Step(index=self.index, text=self.text, start=self.start, end=self.end, source=cast(Phase, self.source))
 
 
-@dataclass(frozen=True)
-class StoredSample:
+@dataclass(kw_only=True)
+class StoredSample(SampleResult):
+    """A saved sample: the one sample record (:class:`~app.domain.SampleResult`, every field of it) plus where it
+    is stored and its active steps. Add per-sample fields to ``SampleResult``, never here."""
+
     sample_id: int
     run_id: int
-    index: int
-    raw_text: str
-    thinking: str
-    answer: str
-    extracted_answer: str | None
-    thinking_tokens: int
-    answer_tokens: int
-    stop_reason: str
-    continuations: int
-    seconds: float
-    time_to_first_token: float | None
-    thinking_seconds: float | None
-    tokens_per_second: float
-    error: str | None
     steps: list[StoredStep] = field(default_factory=list)  # active steps, in order
-
-    def to_result(self) -> SampleResult:
-        return SampleResult(
-            index=self.index,
-            raw_text=self.raw_text,
-            thinking=self.thinking,
-            answer=self.answer,
-            thinking_tokens=self.thinking_tokens,
-            answer_tokens=self.answer_tokens,
-            stop_reason=cast(StopReason, self.stop_reason),
-            continuations=self.continuations,
-            seconds=self.seconds,
-            time_to_first_token=self.time_to_first_token,
-            thinking_seconds=self.thinking_seconds,
-            tokens_per_second=self.tokens_per_second,
-            error=self.error,
-            extracted_answer=self.extracted_answer,
-        )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from app.domain import GenerationResult
+from app.domain import GenerationResult, sample_columns
 from app.domain import Step as DomainStep
 from app.store.base import StoreBase
 from app.store.convert import run_record, sample_record, step_record
@@ -106,20 +106,7 @@ class RunsMixin(StoreBase):
             )
             for i, s in enumerate(result.samples):
                 sample = Sample(
-                    index=s.index,
-                    raw_text=s.raw_text,
-                    thinking=s.thinking,
-                    answer=s.answer,
-                    extracted_answer=s.extracted_answer,
-                    thinking_tokens=s.thinking_tokens,
-                    answer_tokens=s.answer_tokens,
-                    stop_reason=s.stop_reason,
-                    continuations=s.continuations,
-                    seconds=s.seconds,
-                    time_to_first_token=s.time_to_first_token,
-                    thinking_seconds=s.thinking_seconds,
-                    tokens_per_second=s.tokens_per_second,
-                    error=s.error,
+                    **{name: getattr(s, name) for name in sample_columns()},
                     steps=[
                         Step(index=j, source=st.source, text=st.text, start=st.start, end=st.end)
                         for j, st in enumerate(steps[i] if steps else [])

@@ -1,7 +1,6 @@
 """The Agreement view: Cohen's kappa per annotator pair over the steps both rated, and where they disagree.
 
-An adapter over ``app.services.labeling.agreement``; the Annotate tab shows it as a sub-tab (``build_section``),
-and ``build_tab`` lets the app shell give it a top-level tab instead. Step text is shown in a table cell
+An adapter over ``app.services.labeling.agreement``; the Annotate tab shows it as a sub-tab (``build_section``). Step text is shown in a table cell
 (plain text, not HTML).
 """
 
@@ -11,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StoreError
 from app.services import labeling
 from app.services.runtime import Runtime
-from app.store.errors import StoreError
 
 PAIR_HEADERS = ["annotator A", "annotator B", "steps both rated", "raw agreement", "Cohen's kappa", "disagreements"]
 DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "step text"]
@@ -40,7 +39,7 @@ def agreement_tables(view: labeling.AgreementView) -> tuple[str, list[list[Any]]
 
 def build_section(rt: Runtime) -> None:
     """The agreement controls and tables, inside whatever container the caller opened."""
-    store = rt.store
+    store = rt.db
     with gr.Row():
         sample = gr.Number(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
         compute = gr.Button("Compute agreement", variant="primary")
@@ -57,8 +56,3 @@ def build_section(rt: Runtime) -> None:
         return agreement_tables(view)
 
     compute.click(on_compute, [sample], [summary, pairs, disagreements], api_visibility="private")
-
-
-def build_tab(rt: Runtime) -> None:
-    """Same as ``build_section``; for an app shell that wants Agreement as its own tab."""
-    build_section(rt)

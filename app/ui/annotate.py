@@ -16,9 +16,9 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StoreError
 from app.services import labeling
 from app.services.runtime import Runtime
-from app.store.errors import StoreError
 from app.ui import agreement, annotate_api
 from app.ui import annotate_view as v
 
@@ -38,7 +38,7 @@ def shown_step(opened: Opened | None, cursor: int) -> tuple[int, int]:
 
 def build_tab(rt: Runtime) -> None:
     """Build the Annotate tab inside the caller's ``gr.Tab``; also registers the labelling API endpoints."""
-    store = rt.store
+    store = rt.db
 
     def who(name: str | None, request: gr.Request | None) -> str:
         try:
@@ -268,8 +268,11 @@ def build_tab(rt: Runtime) -> None:
     # --- page load: the login, else the remembered name; fresh filter choices ---
     def on_load(saved, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
         annotator = getattr(request, "username", None) or (saved or "").strip()
-        models = store.list_models()
-        choices = (gr.update(choices=["", *models]), gr.update(choices=["me", "anyone", *store.list_annotators()]))
+        models = history.model_names(store)
+        choices = (
+            gr.update(choices=["", *models]),
+            gr.update(choices=["me", "anyone", *history.annotator_names(store)]),
+        )
         if not annotator:  # leave the name box alone: the person may already be typing
             return (gr.update(), *choices, gr.update(), gr.update(), v.NO_NAME, *(gr.update(),) * 7)
         return (annotator, *choices, *render(None, annotator, 0, (run, model, prompt, whose, first)))

@@ -18,9 +18,9 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StoreError
 from app.services import labeling
 from app.services.runtime import Runtime
-from app.store.errors import StoreError
 
 
 def jsonable(value: Any) -> Any:
@@ -51,7 +51,7 @@ def _who(annotator: str, request: gr.Request | None) -> str:
 
 def register(rt: Runtime) -> None:
     """Register the labelling endpoints on the Blocks being built (call inside its ``with`` block)."""
-    store = rt.store
+    store = rt.db
     endpoints: list[Callable[..., Any]] = []
 
     def endpoint(fn: Callable[..., Any]) -> Callable[..., Any]:

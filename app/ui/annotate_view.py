@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.services.labeling import RATING_TEXT, QueueView, SampleBrief, SampleView
-from app.store.records import LabelRecord
+from app.services.labeling import RATING_TEXT, LabelRecord, QueueView, SampleBrief, SampleView
 from app.ui.render import safe_text as esc
 
 RATING_STYLE: dict[int | None, tuple[str, str]] = {

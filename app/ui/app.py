@@ -1,13 +1,12 @@
 """The Blocks app: the model header above one tab per view. Importable without launching anything.
 
-Each tab is a module exposing ``build_tab(rt)``; a tab whose module is not there (yet) is left out,
-so the app runs while views are being written. Launching, queueing and auth live in ``server.py``.
+Each tab is a module exposing ``build_tab(rt)``, listed in :data:`TABS`. Launching, queueing and auth live in
+``server.py``.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import gradio as gr
 
@@ -31,11 +30,6 @@ CSS = """
 """
 
 
-def available_tabs() -> list[tuple[str, str]]:
-    """The tabs whose modules exist, in display order."""
-    return [(title, name) for title, name in TABS if importlib.util.find_spec(name) is not None]
-
-
 def build_demo(rt: Runtime) -> gr.Blocks:
     """The whole app for one runtime: header, then the tabs. Call ``server.serve`` to run it."""
     with gr.Blocks(title="tracelab", analytics_enabled=False) as demo:
@@ -43,7 +37,7 @@ def build_demo(rt: Runtime) -> gr.Blocks:
         if rt.settings.server:  # the server may come up (or go down) after start: re-check on each page load
             demo.load(lambda: header_markdown(rt.header()), None, header, api_visibility="private")
         with gr.Tabs():
-            for title, name in available_tabs():
+            for title, name in TABS:
                 module = importlib.import_module(name)
                 with gr.Tab(title, id=name.rsplit(".", 1)[-1]):
                     module.build_tab(rt)

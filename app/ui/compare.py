@@ -1,58 +1,44 @@
 """Hybrid compare tab: one prompt with thinking off and at two or three budgets, side by side.
 
 Owns: the layout, the thin handlers (:class:`HybridCompare`) behind ``/compare`` (which streams which variant
-is running) and ``/cancel_compare``, and the column HTML.
+is running, through ``app.ui.running``) and ``/cancel_compare``, and the verdict and column HTML.
 Does not know how thinking is switched off for a model family (the engine's format does) or how the
 verdict is reached (``app.services.compare``).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
 from app.services import compare as svc
+from app.services.inputs import parse_budgets
 from app.services.runtime import Runtime
-from app.services.sweep import parse_budgets
-from app.ui.consistency import CARD_CSS, esc, status_html, user_error
-from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
 from app.ui.inputs import analysis_settings
+from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 
 COLUMNS = ["variant", "answer", "thinking tokens", "answer tokens", "latency (s)", "stop", "agrees with off", "correct"]
 
 
 def columns_html(report: svc.CompareReport) -> str:
     """One card per variant, in budget order, with the thinking collapsed."""
-    cards = []
-    for v in report.variants:
-        state = "" if v.correct is None else (" tl-correct" if v.correct else " tl-wrong")
-        mark = "" if v.correct is None else ("✓" if v.correct else "✗")
-        answer = esc(v.extracted_answer) if v.extracted_answer is not None else "<i>no answer</i>"
-        thinking = (
-            f"<details><summary>Thinking ({v.thinking_tokens} tokens)</summary>"
-            f"<div class='tl-text'>{esc(v.thinking) or '<i>(none)</i>'}</div></details>"
-            if v.budget
-            else "<div class='tl-meta'>thinking off</div>"
-        )
-        cards.append(
-            f"<div class='tl-card{state}' data-budget='{v.budget}'><div class='tl-head'><b>{esc(v.label)}</b>"
-            f"<span class='tl-ans'>{answer}</span>{mark}</div>"
-            f"<div class='tl-meta'>{v.thinking_tokens} thinking + {v.answer_tokens} answer tokens · "
-            f"{v.seconds:.1f} s · {esc(v.stop_reason)} · run #{v.run_id}</div>"
-            f"{thinking}<div class='tl-text'>{esc(v.answer)}</div></div>"
-        )
-    return "<div class='tl-cards'>" + "".join(cards) + "</div>"
+    return cards_html(
+        [
+            card_html(v, title=v.label, data=f"data-budget='{v.budget}'", correct=v.correct,
+                      meta=f" · run #{v.run_id}", thinking=v.budget > 0)
+            for v in report.variants
+        ]
+    )  # fmt: skip
 
 
 def verdict_html(report: svc.CompareReport) -> str:
     agree = f"agreement {report.vote.agreement:.0%}" if report.variants else ""
     return (
-        f"<div class='tl-summary'><b>{esc(report.verdict)}</b><br>"
-        f"{agree} · thinking off here means {esc(report.off_mode)}</div>"
+        f"<div class='tl-summary'><b>{html_text(report.verdict)}</b><br>"
+        f"{agree} · thinking off here means {html_text(report.off_mode)}</div>"
     )
 
 
@@ -90,43 +76,29 @@ class HybridCompare(ModelTab):
     ) -> Iterator[tuple[Any, ...]]:
         """Stream (verdict, table, columns, report JSON): which variant is running, then the comparison.
         Closing the stream (the browser went away) cancels the running variant; it is still saved."""
-        with self.running(request) as token:
-            try:
-                plan = parse_budgets(budgets_text or "")
-                settings = analysis_settings(True, None, answer_value, temp, seed_value)
-            except ValueError as exc:
-                raise gr.Error(str(exc)) from None
-            if token.cancelled:  # Cancel was pressed while the run waited in the queue
-                yield status_html("Cancelled before it started; nothing was run."), None, "", None
-                return
-            started, done, total = time.perf_counter(), 0, 0
-            work = in_background(
-                lambda report: svc.compare_thinking(
-                    self.rt,
-                    prompt_text or "",
-                    plan,
-                    settings,
-                    gold=gold_text,
-                    cancel=token,
-                    progress=lambda finished, of: report((finished, of)),
-                ),
-                token,
-            )
-            try:
-                with closing(work):
-                    for item in work:
-                        if isinstance(item, Done):
-                            result: svc.CompareReport = item.value
-                            break
-                        if item is not None:
-                            done, total = item
-                            progress((done, total), desc=f"variant {min(done + 1, total)} of {total}")
-                        running = f"Running variant {min(done + 1, total)} of {total}" if total else "Starting"
-                        text = f"{running}… {time.perf_counter() - started:.1f} s"
-                        yield status_html(text), None, "", None
-            except Exception as exc:
-                raise user_error(exc) from exc
-        yield verdict_html(result), table_rows(result), columns_html(result), result.to_json()
+
+        def plan() -> Work[svc.CompareReport]:
+            budgets = parse_budgets(budgets_text or "")
+            settings = analysis_settings(True, None, answer_value, temp, seed_value)
+            return lambda token, report: svc.compare_thinking(
+                self.rt, prompt_text or "", budgets, settings, gold=gold_text, cancel=token,
+                progress=lambda finished, of: report((finished, of)),
+            )  # fmt: skip
+
+        def describe(latest: tuple[int, int] | None, seconds: float) -> str:
+            done, total = latest or (0, 0)
+            if total:
+                progress((done, total), desc=f"variant {min(done + 1, total)} of {total}")
+            running = f"Running variant {min(done + 1, total)} of {total}" if total else "Starting"
+            return f"{running}… {seconds:.1f} s"
+
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text), None, "", None),
+            describe=describe,
+            finish=lambda result: (verdict_html(result), table_rows(result), columns_html(result), result.to_json()),
+        )
 
 
 def build_tab(rt: Runtime) -> None:
@@ -163,9 +135,7 @@ def build_tab(rt: Runtime) -> None:
     with gr.Accordion("Report (JSON)", open=False):
         report_json = gr.JSON(label="Report")
 
-    run.click(
-        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
-    ).success(
+    run.click(tab.prepare, None, None, **PREPARE).success(
         tab.compare,
         [prompt, gold, budgets, max_answer, temperature, seed],
         [verdict, table, columns, report_json],

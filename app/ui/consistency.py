@@ -1,72 +1,30 @@
 """Self-consistency tab: sample k traces in one batched generate, show them as cards, vote, compare two.
 
 Owns: the tab's layout, its thin handlers (:class:`SelfConsistency`) and their API endpoints (``/sample``,
-which streams its progress, ``/cancel_sample``, ``/side_by_side``), the sample cards and side-by-side HTML,
-and helpers the other analysis tabs reuse: :func:`esc` (model output as inert HTML text),
-:func:`user_error` and :func:`status_html`. Does not know how sampling, voting or alignment work (that is
-``app.services.consistency``, which also enforces the server's cap on k); the charts are ``app.ui.charts``.
+which streams its progress through ``app.ui.running``, ``/cancel_sample``, ``/side_by_side``), and the
+summary and side-by-side HTML. Does not know how sampling, voting or alignment work (that is
+``app.services.consistency``, which also enforces the server's cap on k); cards and escaping are
+``app.ui.render``, the charts ``app.ui.charts``.
 """
 
 from __future__ import annotations
 
 import difflib
-import time
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
 from app.engine.events import Progress
-from app.errors import is_user_error
 from app.services import consistency as svc
+from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.handlers import MODEL_QUEUE, UPDATE_EVERY, Done, ModelTab, bundled_problems, in_background
 from app.ui.inputs import analysis_settings, as_int
-from app.ui.render import safe_text
+from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
+from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error
 
 DEFAULT_K = 8
-
-CARD_CSS = """
-.tl-summary { font-size: 1.05em; margin: 4px 0; }
-.tl-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 10px; }
-.tl-card { border: 1px solid #cfd8dc; border-left: 6px solid #90a4ae; border-radius: 6px; padding: 8px 10px; }
-.tl-card.tl-correct { border-left-color: #2e7d32; }
-.tl-card.tl-wrong { border-left-color: #c62828; }
-.tl-head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
-.tl-ans { font-family: monospace; font-weight: 600; overflow-wrap: anywhere; }
-.tl-badge { font-size: 0.8em; padding: 0 6px; border-radius: 8px; background: #e3f2fd; }
-.tl-meta { font-size: 0.85em; color: #607d8b; margin: 4px 0; }
-.tl-text { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.9em; max-height: 320px; overflow: auto; }
-.tl-sbs { width: 100%; border-collapse: collapse; table-layout: fixed; }
-.tl-sbs td, .tl-sbs th { border: 1px solid #eceff1; padding: 4px 6px; vertical-align: top; white-space: pre-wrap;
-  overflow-wrap: anywhere; font-size: 0.9em; }
-.tl-sbs tr.tl-equal td { color: #607d8b; }
-.tl-sbs tr.tl-replace td { background: #fffde7; }
-.tl-sbs tr.tl-delete td:first-child, .tl-sbs tr.tl-insert td:last-child { background: #fce4ec; }
-.tl-sbs del { background: #ffcdd2; text-decoration: line-through; }
-.tl-sbs ins { background: #c8e6c9; text-decoration: none; }
-"""
-
-
-def esc(text: str | None) -> str:
-    """Model output as inert HTML text: tags escaped, and ``$``/``{``/``}`` too, so the HTML component's
-    ``${...}``/``{{...}}`` templating can't evaluate it."""
-    safe = safe_text(text)
-    return safe.replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
-
-
-def user_error(exc: Exception) -> gr.Error:
-    """A bad input or a store refusal as a one-line ``gr.Error``; anything else is re-raised as a bug."""
-    if is_user_error(exc):
-        return gr.Error(str(exc))
-    raise exc
-
-
-def status_html(text: str) -> str:
-    """A one-line status in the summary's place while a run is queued, running or stopped early."""
-    return f"<div class='tl-summary'>{esc(text)}</div>"
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -76,43 +34,44 @@ def summary_html(report: svc.ConsistencyReport) -> str:
     v = report.vote
     answered = v.n - v.abstained
     parts = [
-        f"<b>Majority: <span class='tl-ans'>{esc(v.majority) if v.majority is not None else '(none)'}</span></b>",
+        f"<b>Majority: <span class='tl-ans'>{html_text(v.majority) if v.majority is not None else '(none)'}</span></b>",
         f"{v.counts[0][1] if v.counts else 0}/{v.n} samples ({v.share:.0%})",
         f"agreement {v.agreement:.0%} of the {answered} that answered",
     ]
     if report.gold is not None:
         mark = "✓ majority correct" if v.majority_correct else "✗ majority wrong"
         right = sum(1 for s in report.samples if s.correct)
-        parts.append(f"gold <span class='tl-ans'>{esc(report.gold)}</span>: {mark} · {right}/{v.n} samples correct")
+        parts.append(
+            f"gold <span class='tl-ans'>{html_text(report.gold)}</span>: {mark} · {right}/{v.n} samples correct"
+        )
     overthinking = report.mean_overthinking()
     if overthinking is not None:
         parts.append(f"mean overthinking {overthinking:.0f} tokens after the answer first appeared")
     parts.append(f"run #{report.run_id} · {report.seconds:.1f} s · {report.status}")
     if report.error:
-        parts.append(f"error: {esc(report.error)}")
+        parts.append(f"error: {html_text(report.error)}")
     return "<div class='tl-summary'>" + " · ".join(parts) + "</div>"
 
 
-def cards_html(report: svc.ConsistencyReport) -> str:
+def sample_cards_html(report: svc.ConsistencyReport) -> str:
+    """One card per sample: its answer, ✓/✗ against the gold, a majority badge and where the answer appeared."""
     cards = []
     for s in report.samples:
-        state = "" if s.correct is None else (" tl-correct" if s.correct else " tl-wrong")
-        mark = "" if s.correct is None else ("✓" if s.correct else "✗")
-        badge = "<span class='tl-badge'>majority</span>" if s.in_majority else ""
         reached = ""
         if s.first_answer_position is not None:
             reached = f" · answer reached at {s.first_answer_position:.0%} of the thinking ({s.overthinking_tokens} tokens after)"
-        answer = esc(s.extracted_answer) if s.extracted_answer is not None else "<i>no answer</i>"
+        badge = "<span class='tl-badge'>majority</span>" if s.in_majority else ""
         cards.append(
-            f"<div class='tl-card{state}' data-sample='{s.index}'>"
-            f"<div class='tl-head'><b>#{s.index + 1}</b><span class='tl-ans'>{answer}</span>{mark}{badge}</div>"
-            f"<div class='tl-meta'>{s.thinking_tokens} thinking + {s.answer_tokens} answer tokens · {esc(s.stop_reason)}"
-            f" · {s.seconds:.1f} s{reached}</div>"
-            f"<details><summary>Thinking ({s.thinking_tokens} tokens)</summary>"
-            f"<div class='tl-text'>{esc(s.thinking) or '<i>(no thinking)</i>'}</div></details>"
-            f"<div class='tl-text'>{esc(s.answer)}</div></div>"
+            card_html(
+                s,
+                title=f"#{s.index + 1}",
+                data=f"data-sample='{s.index}'",
+                correct=s.correct,
+                badge=badge,
+                meta=reached,
+            )
         )
-    return "<div class='tl-cards'>" + "".join(cards) + "</div>"
+    return cards_html(cards)
 
 
 def _word_diff(left: str, right: str) -> tuple[str, str]:
@@ -120,7 +79,7 @@ def _word_diff(left: str, right: str) -> tuple[str, str]:
     a, b = left.split(" "), right.split(" ")
     out_a, out_b = [], []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        chunk_a, chunk_b = esc(" ".join(a[i1:i2])), esc(" ".join(b[j1:j2]))
+        chunk_a, chunk_b = html_text(" ".join(a[i1:i2])), html_text(" ".join(b[j1:j2]))
         if tag == "equal":
             out_a.append(chunk_a)
             out_b.append(chunk_b)
@@ -135,15 +94,15 @@ def _word_diff(left: str, right: str) -> tuple[str, str]:
 def side_by_side_html(view: svc.SideBySide) -> str:
     head = (
         f"<p>{view.identical_steps} of {len(view.rows)} aligned rows identical · "
-        f"A answered <span class='tl-ans'>{esc(view.a.extracted_answer) or '(none)'}</span>, "
-        f"B answered <span class='tl-ans'>{esc(view.b.extracted_answer) or '(none)'}</span></p>"
+        f"A answered <span class='tl-ans'>{html_text(view.a.extracted_answer) or '(none)'}</span>, "
+        f"B answered <span class='tl-ans'>{html_text(view.b.extracted_answer) or '(none)'}</span></p>"
     )
     rows = [f"<tr><th>Sample {view.a.index + 1}</th><th>Sample {view.b.index + 1}</th></tr>"]
     for row in view.rows:
         if row.tag == "replace":
             left, right = _word_diff(row.left or "", row.right or "")
         else:
-            left, right = esc(row.left or ""), esc(row.right or "")
+            left, right = html_text(row.left or ""), html_text(row.right or "")
         rows.append(f"<tr class='tl-{row.tag}'><td>{left}</td><td>{right}</td></tr>")
     return head + "<table class='tl-sbs'>" + "".join(rows) + "</table>"
 
@@ -172,51 +131,38 @@ class SelfConsistency(ModelTab):
     ) -> Iterator[tuple[Any, ...]]:
         """Stream (summary, vote chart, scatter, cards, report JSON, run id): a status line while the k samples
         decode, then the report. Closing the stream (the browser went away) cancels the run; it is still saved."""
-        with self.running(request) as token:
-            try:
-                settings = analysis_settings(think, budget_value, answer_value, temp, seed_value)
-                n = as_int(k_value, "k", DEFAULT_K) or 0
-            except ValueError as exc:
-                raise gr.Error(str(exc)) from None
-            if token.cancelled:  # Cancel was pressed while the run waited in the queue
-                yield status_html("Cancelled before it started; nothing was run."), None, None, "", None, None
-                return
+        n, expected = 0, 0  # k and the most tokens one trace may take: set by plan(), read by describe()
+
+        def plan() -> Work[svc.ConsistencyReport]:
+            nonlocal n, expected
+            settings = analysis_settings(think, budget_value, answer_value, temp, seed_value)
+            n = as_int(k_value, "k", DEFAULT_K) or 0
             expected = (settings.resolved_budget()[0] if think else 0) + settings.max_answer_tokens
-            started, last = time.perf_counter(), 0.0
-            latest: Progress | None = None
-            work = in_background(
-                lambda report: svc.sample_consistency(
-                    self.rt, prompt_text or "", settings, k=n, gold=gold_text, cancel=token, progress=report
-                ),
-                token,
+            return lambda token, report: svc.sample_consistency(
+                self.rt, prompt_text or "", settings, k=n, gold=gold_text, cancel=token, progress=report
             )
-            try:
-                with closing(work):
-                    for item in work:
-                        if isinstance(item, Done):
-                            result: svc.ConsistencyReport = item.value
-                            break
-                        now = time.perf_counter()
-                        if item is not None:  # else a heartbeat: yield anyway, so a closed tab is noticed
-                            latest = item
-                            if now - last < UPDATE_EVERY:
-                                continue
-                        last = now
-                        done = ""
-                        if latest is not None:
-                            done = f" {latest.done}/{latest.total} traces finished · {latest.tokens} tokens ·"
-                            progress((min(latest.tokens, expected), expected), desc=done.strip(" ·"))
-                        text = f"Sampling {n} traces…{done} {now - started:.1f} s"
-                        yield status_html(text), None, None, "", None, None
-            except Exception as exc:
-                raise user_error(exc) from exc
-        yield (
-            summary_html(result),
-            charts.vote_bar(result),
-            charts.tokens_scatter(result),
-            cards_html(result),
-            result.to_json(),
-            result.run_id,
+
+        def describe(latest: Progress | None, seconds: float) -> str:
+            done = ""
+            if latest is not None:
+                done = f" {latest.done}/{latest.total} traces finished · {latest.tokens} tokens ·"
+                progress((min(latest.tokens, expected), expected), desc=done.strip(" ·"))
+            return f"Sampling {n} traces…{done} {seconds:.1f} s"
+
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text), None, None, "", None, None),
+            describe=describe,
+            finish=lambda result: (
+                summary_html(result),
+                charts.vote_bar(result),
+                charts.tokens_scatter(result),
+                sample_cards_html(result),
+                result.to_json(),
+                result.run_id,
+            ),
+            every=UPDATE_EVERY,
         )
 
     def side_by_side(self, run_value: float | None, a_value: float | None, b_value: float | None) -> str:
@@ -295,9 +241,7 @@ def build_tab(rt: Runtime) -> None:
         return problem.question, problem.gold
 
     example.change(load_example, example, [prompt, gold], api_visibility="private")
-    run.click(
-        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
-    ).success(
+    run.click(tab.prepare, None, None, **PREPARE).success(
         tab.sample,
         [prompt, gold, k, temperature, thinking, budget, max_answer, seed],
         [summary, vote_plot, scatter_plot, cards, report_json, run_id],

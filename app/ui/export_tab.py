@@ -17,10 +17,11 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StoreError
 from app.export import FORMATS, NEUTRAL_POLICIES, OUTPUTS
-from app.services.exporting import export_dataset, parse_since
+from app.services import history
+from app.services.exporting import ExportSource, export_dataset, parse_since
 from app.services.runtime import Runtime
-from app.store.errors import StoreError
 
 SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 ALL = ""  # the filter value meaning "no filter"
@@ -40,7 +41,7 @@ def export_folder(root: Path | None = None) -> Path:
 
 
 def run_export(
-    store: Any,
+    store: ExportSource,
     fmt: str,
     output: str,
     annotator: str | None = None,
@@ -83,8 +84,8 @@ def run_export(
 
 
 def _choices(rt: Runtime) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    annotators = [("everyone", ALL), *((a, a) for a in rt.store.list_annotators())]
-    models = [("all models", ALL), *((m, m) for m in rt.store.list_models())]
+    annotators = [("everyone", ALL), *((a, a) for a in history.annotator_names(rt.db))]
+    models = [("all models", ALL), *((m, m) for m in history.model_names(rt.db))]
     return annotators, models
 
 
@@ -112,7 +113,7 @@ def build_tab(rt: Runtime) -> None:
     def on_export(
         fmt: str, output: str, annotator: str, model: str, since: str, neutral: str, conversational: bool
     ) -> tuple[str, str]:
-        return run_export(rt.store, fmt, output, annotator, model, since, neutral, conversational)
+        return run_export(rt.db, fmt, output, annotator, model, since, neutral, conversational)
 
     button.click(
         on_export,

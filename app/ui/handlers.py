@@ -1,206 +1,34 @@
-"""Playground event handlers: thin adapters from Gradio inputs to :func:`app.services.runs.stream_run`.
+"""The Playground's event handlers: thin adapters from Gradio inputs to :func:`app.services.runs.stream_run`.
 
-Owns what is specific to a browser session and nothing else: the cancel registry (which running
-generation a Stop click or the ``cancel`` API call should stop), turning the controls into
-:class:`GenerationSettings`, the chat's turns (:class:`Chat`, kept in ``gr.State``) and throttling
-the stream of UI updates. Generation, saving and answer extraction live in ``app.services``.
-
-Other tabs reuse :data:`MODEL_QUEUE` (every event that runs the model shares one queue slot),
-:data:`CANCELS` with :func:`session_key` to make their own Stop buttons, :func:`in_background` to stream
-a service that reports progress through a callback, and :func:`bundled_problems` for example prompts.
+Owns what is specific to the Playground and nothing else: turning the controls into
+:class:`GenerationSettings`, the chat's turns (:class:`Chat`, kept in ``gr.State``) and the live view of
+one streaming answer. The cancel registry and the model queue are ``app.ui.running``; generation, saving
+and answer extraction live in ``app.services``; the layout is ``app.ui.playground``.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
 from app.services.chat import chat_context
-from app.services.runs import Saved, stream_run
+from app.services.inputs import load_examples
+from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
-from app.services.sweep import Problem, load_problems
 from app.ui.inputs import as_int, as_seed
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
+from app.ui.running import CANCELS, UPDATE_EVERY, CancelRegistry, session_key
 
-#: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs.
-MODEL_QUEUE: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
-#: Seconds between two streamed UI updates: enough to look live without flooding the browser.
-UPDATE_EVERY = 0.1
-#: Longest quiet spell of a background run before its handler yields anyway: Gradio notices a closed
-#: browser tab only when a generator yields, and then closes the generator (which cancels the run).
-HEARTBEAT = 0.5
 EFFORTS = ("low", "medium", "high", "custom")
 _DEFAULTS = GenerationSettings()
 
 PlaygroundOutput = tuple[list[gr.ChatMessage], str, dict[str, Any] | None, "Chat"]
-
-
-# --- cancelling -----------------------------------------------------------------------------------
-
-
-class CancelRegistry:
-    """Which :class:`CancelToken` belongs to which browser session (or ``gradio_client`` session).
-
-    ``prepare`` is called when a prompt is submitted (so a Stop while the run still waits in the queue
-    counts), ``begin``/``end`` bracket the generation, ``cancel`` stops all of a session's runs. The
-    generator then finishes normally and saves the run with stop reason ``cancelled`` -- which is why
-    Stop does not rely on Gradio's ``cancels=``, which would close the generator before it saves.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[str, CancelToken] = {}
-        self._active: dict[str, list[CancelToken]] = {}
-
-    def prepare(self, key: str) -> CancelToken:
-        with self._lock:
-            token = self._pending[key] = CancelToken()
-            return token
-
-    def begin(self, key: str) -> CancelToken:
-        with self._lock:
-            token = self._pending.pop(key, None) or CancelToken()
-            self._active.setdefault(key, []).append(token)
-            return token
-
-    def end(self, key: str, token: CancelToken) -> None:
-        with self._lock:
-            tokens = self._active.get(key, [])
-            if token in tokens:
-                tokens.remove(token)
-            if not tokens:
-                self._active.pop(key, None)
-
-    def cancel(self, key: str) -> int:
-        """Cancel the session's queued and running generations; return how many were not cancelled yet.
-
-        A queued run's token stays registered, cancelled, so ``begin`` hands it to that run when it starts.
-        """
-        with self._lock:
-            pending = self._pending.get(key)
-            tokens = [t for t in [*self._active.get(key, []), pending] if t is not None and not t.cancelled]
-        for token in tokens:
-            token.cancel()
-        return len(tokens)
-
-    def running(self, key: str) -> int:
-        with self._lock:
-            return len(self._active.get(key, []))
-
-
-CANCELS = CancelRegistry()
-
-
-def session_key(request: gr.Request | None) -> str:
-    """The Gradio session (a browser tab, or one ``gradio_client.Client``) a request belongs to."""
-    return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
-
-
-def stop_key(request: gr.Request | None, tab: str) -> str:
-    """This session's slot in the cancel registry, per tab, so a tab's Cancel stops only that tab's run."""
-    return f"{session_key(request)}/{tab}"
-
-
-class ModelTab:
-    """What the analysis tabs (self-consistency, compare, sweep) share: a Cancel that counts from the click.
-
-    Wire :meth:`prepare` on the button's click (not queued behind the model) and chain the model event after
-    it, as the Playground does: a Cancel pressed while the run still waits in the queue is then kept, and the
-    run stops before it starts. :meth:`running` brackets the run itself.
-    """
-
-    tab = "tab"
-    idle_message = "Nothing is running in this session."
-
-    def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS) -> None:
-        self.rt = rt
-        self.registry = registry
-
-    def prepare(self, request: gr.Request) -> None:
-        """The click, before the queue: from now on a Cancel in this session and tab counts."""
-        self.registry.prepare(stop_key(request, self.tab))
-
-    @contextmanager
-    def running(self, request: gr.Request | None) -> Iterator[CancelToken]:
-        """The run's token (the one :meth:`prepare` made, if any), registered while the run goes on."""
-        key = stop_key(request, self.tab)
-        token = self.registry.begin(key)
-        try:
-            yield token
-        finally:
-            self.registry.end(key, token)
-
-    def cancel(self, request: gr.Request) -> None:
-        """Stop this session's run in this tab, queued or running; what finished is kept and saved."""
-        if not self.registry.cancel(stop_key(request, self.tab)):
-            gr.Info(self.idle_message)
-
-
-# --- running a service in the background ---------------------------------------------------------
-
-R = TypeVar("R")
-_END = object()
-
-
-@dataclass(frozen=True)
-class Done(Generic[R]):
-    """The last item :func:`in_background` yields: what the work returned."""
-
-    value: R
-
-
-def in_background(
-    work: Callable[[Callable[[Any], None]], R], token: CancelToken, *, heartbeat: float = HEARTBEAT
-) -> Iterator[Any]:
-    """Run ``work(report)`` in a worker thread and yield as it goes: every value it passes to ``report``,
-    ``None`` after ``heartbeat`` quiet seconds, and last :class:`Done` with its return value.
-
-    For handlers over services that report progress through a callback (compare, sweep, self-consistency):
-    the handler yields on each item, so Gradio streams the progress and notices a closed browser tab.
-    Closing this generator early -- Gradio closing the handler -- cancels ``token`` and waits for the
-    worker, so the service saves what it has and the model is free again when ``close()`` returns. An
-    exception raised by ``work`` is raised here.
-    """
-    items: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work(items.put)
-        except BaseException as exc:  # handed to the consumer, never lost in the thread
-            outcome["error"] = exc
-        finally:
-            items.put(_END)
-
-    thread = threading.Thread(target=run, name="tracelab-ui-work", daemon=True)
-    thread.start()
-    finished = False
-    try:
-        while not finished:
-            try:
-                item = items.get(timeout=heartbeat)
-            except queue.Empty:
-                yield None
-                continue
-            finished = item is _END
-            if not finished:
-                yield item
-    finally:
-        if not finished:  # the consumer went away: stop the run, let it save, free the model
-            token.cancel()
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    yield Done(outcome["value"])
 
 
 # --- controls -> settings -------------------------------------------------------------------------
@@ -288,24 +116,6 @@ class Chat:
             out.append(user_message(prompt))
             out += trace_messages(sample, pending=thinking_now)
         return out
-
-
-def run_json(run_id: int, result: Any) -> dict[str, Any]:
-    """What the ``generate`` endpoint returns last: the saved run id and the CLI's ``--json`` shape."""
-    return {"run_id": run_id, **result.to_json()}
-
-
-def bundled_problems(limit: int = 50) -> list[Problem]:
-    """The bundled GSM8K sample (``load_problems("bundled")``); empty, not an error, when assets/ is missing."""
-    try:
-        return load_problems("bundled", limit=limit)
-    except (OSError, ValueError):
-        return []
-
-
-def load_examples(limit: int = 50) -> list[dict[str, Any]]:
-    """The bundled GSM8K problems offered as example prompts: question, worked answer and final number."""
-    return [{"question": p.question, "answer": p.solution, "final": p.gold} for p in bundled_problems(limit)]
 
 
 # --- generation -----------------------------------------------------------------------------------
@@ -424,7 +234,7 @@ class Playground:
             status = f"Not saved: {safe_text(saved.save_error)} · {safe_text(how)}"
         else:
             status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
-        return chat.view(), status, run_json(saved.run_id, result), chat
+        return chat.view(), status, run_json(saved), chat
 
     def cancel(self, request: gr.Request) -> str:
         """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``."""

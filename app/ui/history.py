@@ -1,6 +1,7 @@
 """The History tab: a searchable, filterable table of past runs; open one to see it exactly as it was.
 
-Layout, wiring and thin handlers over the store (``list_runs``, ``get_run``, ``delete_run``).
+Layout, wiring and thin handlers over ``app.services.history`` (list, open, delete; the model menu); a run's
+JSON is ``app.services.runs.run_json``, the same shape ``/generate`` returns.
 API endpoints (``gradio_client``): ``list_history``, ``get_run``, ``delete_run``.
 Deleting in the UI asks for confirmation first; the API call deletes at once.
 """
@@ -13,13 +14,14 @@ import gradio as gr
 import pandas as pd
 
 from app.domain import STOP_REASONS
+from app.errors import StoreError
+from app.services import history
+from app.services.history import ANY, RunSummary, StoredRun
+from app.services.runs import run_json
 from app.services.runtime import Runtime
-from app.store import NotFound, RunSummary, StoredRun, StoreError
 from app.ui.render import conversation_messages, safe_text, trace_messages
 
-ANY = "any"
 COLUMNS = ["run", "date", "model", "prompt", "answer", "stop reason", "thinking tokens", "seconds", "kind"]
-PAGE = 200
 
 
 def _row(r: RunSummary) -> list[Any]:
@@ -70,25 +72,6 @@ def run_view(run: StoredRun) -> list[gr.ChatMessage]:
     return messages
 
 
-def run_json(run: StoredRun) -> dict[str, Any]:
-    """The ``get_run`` endpoint's machine-readable copy of a stored run."""
-    return {
-        "run_id": run.run_id,
-        "created_at": run.created_at.isoformat(),
-        "kind": run.kind,
-        "status": run.status,
-        "model": run.model,
-        "format": run.format,
-        "prompt": run.prompt,
-        "messages": list(run.messages),
-        "settings": run.settings.to_dict(),
-        "error": run.error,
-        "gold": run.gold,
-        "seconds": run.seconds,
-        "samples": [{"sample_id": s.sample_id, **s.to_result().to_dict()} for s in run.samples],
-    }
-
-
 class History:
     """History handlers over one :class:`Runtime`'s store."""
 
@@ -98,27 +81,21 @@ class History:
     def list_history(self, search: str, model: str, stop_reason: str) -> pd.DataFrame:
         """Past runs, newest first; ``search`` matches prompts and answers, ``any`` means no filter."""
         try:
-            runs = self.rt.store.list_runs(
-                search=search or None,
-                model=None if model in (None, "", ANY) else model,
-                stop_reason=None if stop_reason in (None, "", ANY) else stop_reason,
-                limit=PAGE,
-            )
+            runs = history.list_runs(self.rt.db, search, model, stop_reason)
         except StoreError as exc:
             raise gr.Error(str(exc)) from None
         return pd.DataFrame([_row(r) for r in runs], columns=COLUMNS)
 
     def model_choices(self) -> gr.Dropdown:
-        models = {*self.rt.store.list_models(), self.rt.loaded.name}
-        return gr.Dropdown(choices=[ANY, *sorted(models)])
+        return gr.Dropdown(choices=[ANY, *history.model_names(self.rt.db, self.rt.loaded.name)])
 
     def get_run(self, run_id: float | None) -> tuple[list[gr.ChatMessage], str, dict[str, Any]]:
         """One run with its collapsible traces, a summary, and the full record as JSON."""
         if run_id is None:
             raise gr.Error("Pick a run in the table (or type its number) first.")
         try:
-            run = self.rt.store.get_run(int(run_id))
-        except NotFound as exc:
+            run = history.get_run(self.rt.db, int(run_id))
+        except StoreError as exc:
             raise gr.Error(str(exc)) from None
         return run_view(run), run_details(run), run_json(run)
 
@@ -127,8 +104,8 @@ class History:
         if run_id is None:
             raise gr.Error("Pick a run to delete first.")
         try:
-            self.rt.store.delete_run(int(run_id))
-        except NotFound as exc:
+            history.delete_run(self.rt.db, int(run_id))
+        except StoreError as exc:
             raise gr.Error(str(exc)) from None
         return f"Deleted run #{int(run_id)}.", self.list_history("", ANY, ANY)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gradio as gr
 
 from app.domain import EFFORT_BUDGETS
+from app.services.inputs import load_examples
 from app.services.runtime import Runtime
-from app.ui.handlers import EFFORTS, MODEL_QUEUE, Chat, Playground, load_examples
+from app.ui.handlers import EFFORTS, Chat, Playground
+from app.ui.running import MODEL_QUEUE
 
 _EFFORT_INFO = ", ".join(
     f"{name}: ≤{limit}" + (f" (≥{floor})" if floor else "") for name, (limit, floor) in EFFORT_BUDGETS.items()

@@ -1,40 +1,28 @@
-"""Pure view helpers: turn samples, stats and the model header into safe chat messages and markdown.
+"""Pure view helpers: samples, stats and the model header as safe chat messages and markdown, and the shared
+HTML of the analysis tabs (sample cards, status lines, their CSS).
 
-Every tab renders traces through these functions, so a trace looks the same in the Playground, in
-History and in the other views. Everything a model or a person wrote goes through :func:`safe_text`
-first: prompts and model output are shown as text, never as HTML, so a ``<script>`` or an
-``<img onerror=...>`` in a trace renders as visible characters and runs nothing.
+Every tab renders traces through these functions, so a trace looks the same in the Playground, in History
+and in the other views. Everything a model or a person wrote is escaped first, by one of two functions:
 
-Knows nothing about the store, the engine or event wiring; it reads plain records only.
+* :func:`safe_text` for **markdown** (chat messages, ``gr.Markdown``): HTML escaped, markdown kept;
+* :func:`html_text` for **HTML** (``gr.HTML``): the same, and ``$``/``{``/``}`` too, so ``gr.HTML``'s
+  ``${...}``/``{{...}}`` templating cannot evaluate it.
+
+So a ``<script>`` or an ``<img onerror=...>`` in a trace renders as visible characters and runs nothing.
+Knows nothing about the store, the engine or event wiring; it reads plain records (``SampleResult``) only.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 
 THINKING_TITLE = "Thinking…"
-
-
-class SampleLike(Protocol):
-    """What rendering reads from a sample: :class:`SampleResult` and ``StoredSample`` both fit."""
-
-    thinking: str
-    answer: str
-    thinking_tokens: int
-    answer_tokens: int
-    stop_reason: str
-    continuations: int
-    seconds: float
-    time_to_first_token: float | None
-    thinking_seconds: float | None
-    tokens_per_second: float
-    error: str | None
 
 
 def safe_text(text: str | None) -> str:
@@ -116,17 +104,17 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
-def thinking_seconds(sample: SampleLike) -> float:
+def thinking_seconds(sample: SampleResult) -> float:
     """How long the sample thought: until the end delimiter, or the whole run if it never got there."""
     return sample.thinking_seconds if sample.thinking_seconds is not None else sample.seconds
 
 
-def thinking_title(sample: SampleLike) -> str:
+def thinking_title(sample: SampleResult) -> str:
     """``Thought for 3.2 s · 41 tokens``: the title of a finished thinking block."""
     return f"Thought for {thinking_seconds(sample):.1f} s · {sample.thinking_tokens} tokens"
 
 
-def thinking_message(sample: SampleLike, *, pending: bool = False) -> gr.ChatMessage:
+def thinking_message(sample: SampleResult, *, pending: bool = False) -> gr.ChatMessage:
     """The collapsible thinking block: open with a spinner while ``pending``, closed with its numbers after."""
     body = safe_text(sample.thinking) or "…"
     if pending:
@@ -136,7 +124,7 @@ def thinking_message(sample: SampleLike, *, pending: bool = False) -> gr.ChatMes
     return gr.ChatMessage(role="assistant", content=body, metadata=metadata)  # type: ignore[arg-type]
 
 
-def stop_reason_words(sample: SampleLike, settings: GenerationSettings | None = None) -> str:
+def stop_reason_words(sample: SampleResult, settings: GenerationSettings | None = None) -> str:
     """The stop reason as a person would say it, e.g. ``cut by budget at 256 tokens``."""
     reason = sample.stop_reason
     if reason == "end":
@@ -154,7 +142,7 @@ def stop_reason_words(sample: SampleLike, settings: GenerationSettings | None = 
     return reason
 
 
-def stats_markdown(sample: SampleLike, settings: GenerationSettings | None = None) -> str:
+def stats_markdown(sample: SampleResult, settings: GenerationSettings | None = None) -> str:
     """One line of the run's numbers: tokens, time to first token, thinking time, speed, stop reason."""
     parts = [
         f"**{sample.thinking_tokens}** thinking tokens",
@@ -171,7 +159,7 @@ def stats_markdown(sample: SampleLike, settings: GenerationSettings | None = Non
 
 
 def trace_messages(
-    sample: SampleLike,
+    sample: SampleResult,
     *,
     pending: bool = False,
     stats: bool = False,
@@ -262,3 +250,78 @@ def header_markdown(info: dict[str, Any]) -> str:
             "`Qwen/Qwen3-4B` show what thinking budgets really do."
         )
     return "\n\n".join(out)
+
+
+# --- HTML shared by the analysis tabs (self-consistency, compare, sweep, and new ones) -----------
+
+CARD_CSS = """
+.tl-summary { font-size: 1.05em; margin: 4px 0; }
+.tl-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 10px; }
+.tl-card { border: 1px solid #cfd8dc; border-left: 6px solid #90a4ae; border-radius: 6px; padding: 8px 10px; }
+.tl-card.tl-correct { border-left-color: #2e7d32; }
+.tl-card.tl-wrong { border-left-color: #c62828; }
+.tl-head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
+.tl-ans { font-family: monospace; font-weight: 600; overflow-wrap: anywhere; }
+.tl-badge { font-size: 0.8em; padding: 0 6px; border-radius: 8px; background: #e3f2fd; }
+.tl-meta { font-size: 0.85em; color: #607d8b; margin: 4px 0; }
+.tl-text { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.9em; max-height: 320px; overflow: auto; }
+.tl-sbs { width: 100%; border-collapse: collapse; table-layout: fixed; }
+.tl-sbs td, .tl-sbs th { border: 1px solid #eceff1; padding: 4px 6px; vertical-align: top; white-space: pre-wrap;
+  overflow-wrap: anywhere; font-size: 0.9em; }
+.tl-sbs tr.tl-equal td { color: #607d8b; }
+.tl-sbs tr.tl-replace td { background: #fffde7; }
+.tl-sbs tr.tl-delete td:first-child, .tl-sbs tr.tl-insert td:last-child { background: #fce4ec; }
+.tl-sbs del { background: #ffcdd2; text-decoration: line-through; }
+.tl-sbs ins { background: #c8e6c9; text-decoration: none; }
+"""
+
+
+def html_text(text: str | None) -> str:
+    """Model output as inert HTML text for a ``gr.HTML``: :func:`safe_text`, and ``$``/``{``/``}`` as entities, so
+    the HTML component's ``${...}``/``{{...}}`` templating can't evaluate it."""
+    safe = safe_text(text)
+    return safe.replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+
+
+def status_html(text: str) -> str:
+    """A one-line status in the summary's place while a run is queued, running or stopped early."""
+    return f"<div class='tl-summary'>{html_text(text)}</div>"
+
+
+def card_html(
+    sample: SampleResult,
+    *,
+    title: str,
+    data: str,
+    correct: bool | None = None,
+    badge: str = "",
+    meta: str = "",
+    thinking: bool = True,
+) -> str:
+    """One sample as a card (inside :func:`cards_html`): title, extracted answer, ✓/✗ against a gold answer,
+    token counts, the thinking collapsed (or "thinking off") and the answer.
+
+    ``data`` is the card's ``data-*`` attribute (numbers only, e.g. ``data-sample='3'``), ``badge`` extra HTML
+    after the mark, ``meta`` extra escaped text after the numbers. Every model text is escaped here.
+    """
+    state = "" if correct is None else (" tl-correct" if correct else " tl-wrong")
+    mark = "" if correct is None else ("✓" if correct else "✗")
+    answer = html_text(sample.extracted_answer) if sample.extracted_answer is not None else "<i>no answer</i>"
+    block = (
+        f"<details><summary>Thinking ({sample.thinking_tokens} tokens)</summary>"
+        f"<div class='tl-text'>{html_text(sample.thinking) or '<i>(no thinking)</i>'}</div></details>"
+        if thinking
+        else "<div class='tl-meta'>thinking off</div>"
+    )
+    return (
+        f"<div class='tl-card{state}' {data}>"
+        f"<div class='tl-head'><b>{html_text(title)}</b><span class='tl-ans'>{answer}</span>{mark}{badge}</div>"
+        f"<div class='tl-meta'>{sample.thinking_tokens} thinking + {sample.answer_tokens} answer tokens · "
+        f"{html_text(sample.stop_reason)} · {sample.seconds:.1f} s{meta}</div>"
+        f"{block}<div class='tl-text'>{html_text(sample.answer)}</div></div>"
+    )
+
+
+def cards_html(cards: list[str]) -> str:
+    """Cards from :func:`card_html` in the responsive grid."""
+    return "<div class='tl-cards'>" + "".join(cards) + "</div>"

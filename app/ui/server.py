@@ -1,7 +1,7 @@
 """Running the app: load the runtime, queue the events, launch Gradio (``python -m app serve``).
 
 Owns the queue policy: every event that runs the model shares ``concurrency_id="model"`` with the
-engine's limit (see ``app.ui.handlers.MODEL_QUEUE``: one in-process, more on a server); everything else runs up to
+engine's limit (see ``app.ui.running.MODEL_QUEUE``: one in-process, more on a server); everything else runs up to
 :data:`DEFAULT_CONCURRENCY` at a time. Tests use :func:`launch_for_tests` on a free loopback port.
 """
 
@@ -16,7 +16,7 @@ from app.engine.interface import engine_concurrency
 from app.services.runtime import Runtime
 from app.settings import AppSettings
 from app.ui.app import CSS, build_demo
-from app.ui.handlers import MODEL_QUEUE
+from app.ui.running import MODEL_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -2,27 +2,25 @@
 
 Owns: the layout and the thin handlers (:class:`Sweep`) behind ``/sweep`` (which streams how many problem x
 budget runs are done), ``/cancel_sweep``, ``/list_sweeps`` and ``/sweep_report``. The grid, the scores and the
-rebuild-from-store are ``app.services.sweep``; the cap on k is ``app.services.consistency.check_samples``;
+rebuild-from-store are ``app.services.sweep``; the inputs (budgets, problem file, cap on k) ``app.services.inputs``;
 the curves are ``app.ui.charts``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import gradio as gr
 
 from app.domain import budget_label
 from app.services import sweep as svc
-from app.services.consistency import check_samples
+from app.services.inputs import check_samples, load_problems, parse_budgets
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.consistency import CARD_CSS, esc, status_html, user_error
-from app.ui.handlers import MODEL_QUEUE, Done, ModelTab, in_background
 from app.ui.inputs import analysis_settings, as_int
+from app.ui.render import CARD_CSS, html_text, status_html
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error
 
 TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
 SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
@@ -31,10 +29,12 @@ SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
 def summary_html(report: svc.SweepReport) -> str:
     points = report.points()
     best = max(points, key=lambda p: (p.majority_at_k, p.pass_at_1, -p.budget), default=None)
-    parts = [f"<b>Sweep #{report.sweep_id}</b> · {esc(report.model)} · {len(report.problems)} problems · k={report.k}"]
+    parts = [
+        f"<b>Sweep #{report.sweep_id}</b> · {html_text(report.model)} · {len(report.problems)} problems · k={report.k}"
+    ]
     if best is not None and best.n_problems:
         parts.append(
-            f"best: {esc(best.label)} with pass@1 {best.pass_at_1:.0%}, majority@{report.k} {best.majority_at_k:.0%}"
+            f"best: {html_text(best.label)} with pass@1 {best.pass_at_1:.0%}, majority@{report.k} {best.majority_at_k:.0%}"
         )
     if report.cancelled:
         parts.append("<b>partial</b>: cancelled or unfinished; the scores cover the problems that finished")
@@ -95,45 +95,38 @@ class Sweep(ModelTab):
     ) -> Iterator[tuple[Any, ...]]:
         """Stream (summary, accuracy chart, tokens chart, table, report JSON, past sweeps): how many runs are done,
         then the report. Closing the stream (the browser went away) cancels the sweep; finished runs are kept."""
-        with self.running(request) as token:
-            try:
-                plan = svc.parse_budgets(budgets_text or "")
-                problems = svc.load_problems(file_path or "bundled", limit=as_int(limit_value, "first N problems"))
-                n = check_samples(as_int(k_value, "k", 1) or 0, self.rt.settings.max_samples)
-                settings = analysis_settings(True, None, answer_value, temp, seed_value).with_(samples=n)
-            except (ValueError, OSError) as exc:
-                raise gr.Error(str(exc)) from None
-            if token.cancelled:  # Cancel was pressed while the run waited in the queue
-                yield status_html("Cancelled before it started; nothing was run."), None, None, None, None, gr.skip()
-                return
-            started, done, total = time.perf_counter(), 0, len(plan) * len(problems)
-            work = in_background(
-                lambda report: svc.run_sweep(
-                    self.rt,
-                    problems,
-                    plan,
-                    settings,
-                    cancel=token,
-                    progress=lambda finished, of: report((finished, of)),
-                ),
-                token,
-            )
-            try:
-                with closing(work):
-                    for item in work:
-                        if isinstance(item, Done):
-                            result: svc.SweepReport = item.value
-                            break
-                        if item is not None:
-                            done, total = item
-                            progress((done, total), desc=f"{done} of {total} problem × budget runs")
-                        text = f"{done} of {total} problem × budget runs done… {time.perf_counter() - started:.1f} s"
-                        yield status_html(text), None, None, None, None, gr.skip()
-            except Exception as exc:
-                raise user_error(exc) from exc
-        if result.cancelled:
-            gr.Warning("Sweep cancelled: the report covers the runs that finished.")
-        yield _outputs(self.rt, result)
+        total = 0  # problem x budget runs: set by plan(), read by describe()
+
+        def plan() -> Work[svc.SweepReport]:
+            nonlocal total
+            budgets = parse_budgets(budgets_text or "")
+            problems = load_problems(file_path or "bundled", limit=as_int(limit_value, "first N problems"))
+            n = check_samples(as_int(k_value, "k", 1) or 0, self.rt.settings.max_samples)
+            settings = analysis_settings(True, None, answer_value, temp, seed_value).with_(samples=n)
+            total = len(budgets) * len(problems)
+            return lambda token, report: svc.run_sweep(
+                self.rt, problems, budgets, settings, cancel=token,
+                progress=lambda finished, of: report((finished, of)),
+            )  # fmt: skip
+
+        def describe(latest: tuple[int, int] | None, seconds: float) -> str:
+            done, of = latest or (0, total)
+            if latest is not None:
+                progress((done, of), desc=f"{done} of {of} problem × budget runs")
+            return f"{done} of {of} problem × budget runs done… {seconds:.1f} s"
+
+        def finish(result: svc.SweepReport) -> tuple[Any, ...]:
+            if result.cancelled:
+                gr.Warning("Sweep cancelled: the report covers the runs that finished.")
+            return _outputs(self.rt, result)
+
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text), None, None, None, None, gr.skip()),
+            describe=describe,
+            finish=finish,
+        )
 
     def open_report(self, sweep_id: Any) -> tuple[Any, ...]:
         """A past sweep's report, rebuilt from the store."""
@@ -201,9 +194,7 @@ def build_tab(rt: Runtime) -> None:
         sweeps_table = gr.Dataframe(headers=SWEEP_COLUMNS, interactive=False, label="Sweeps")
 
     outputs = [summary, accuracy, tokens, table, report_json, past]
-    run.click(
-        tab.prepare, None, None, api_visibility="private", concurrency_limit=None, show_progress="hidden"
-    ).success(
+    run.click(tab.prepare, None, None, **PREPARE).success(
         tab.run,
         [problems_file, limit, budgets, k, temperature, max_answer, seed],
         outputs,
