@@ -49,6 +49,6 @@ class GenerationEngine(Protocol):
         ...
 
 
-def engine_concurrency(engine: Any) -> int:
-    """How many generations ``engine`` runs at once (1 for engines that don't say)."""
+def engine_concurrency(engine: GenerationEngine | None) -> int:
+    """How many generations ``engine`` runs at once (1 for engines that don't say, and for none)."""
     return max(1, int(getattr(engine, "concurrency", 1)))
