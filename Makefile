@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/engine_bench.py $(ARGS)
 	$(PY) bench/consistency_bench.py
 	$(PY) bench/gsm8k_vote.py
+	$(PY) bench/server_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
