@@ -51,7 +51,7 @@ def test_cli_exact_budget_json(where, bundled_dir, tmp_path, request):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=900,  # a loaded shared CI box can take minutes to load and run the model
         check=True,
     )
     payload = json.loads(out.stdout)
