@@ -1,4 +1,5 @@
-"""Command line: ``python -m app serve | generate | sweep | export`` -- thin adapters over app.services.
+"""Command line: ``python -m app serve | generate | sweep | export | branch | autolabel`` -- thin adapters
+over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
 Bad input exits with status 2 and a one-line message naming the problem and the fix.
@@ -102,6 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(sweep)
     _add_generation_flags(sweep, budget_flags=False)
 
+    branch = sub.add_parser("branch", help="Roll out N continuations from steps of a saved trace: step credit")
+    branch.add_argument("--run", dest="run_id", type=int, required=True, help="The run to branch (History's id)")
+    branch.add_argument("--sample", type=int, default=1, help="Which sample of the run, 1-based (default 1)")
+    branch.add_argument("--rollouts", type=int, required=True, help="N continuations per step, in one batch")
+    branch.add_argument("--steps", default="all", help="'all' or step numbers, 1-based: 1,3,5")
+    branch.add_argument("--gold", help="The right answer; without it, shares are of the rollouts' majority answer")
+    branch.add_argument("--seed", type=int, help="Sampling seed (default: the run's)")
+    branch.add_argument("--json", action="store_true", help="Print one JSON object instead of a table")
+    _add_model_flags(branch)
+
+    autolabel = sub.add_parser("autolabel", help="Label every step of a saved trace from rollouts (Math-Shepherd)")
+    autolabel.add_argument("--run", dest="run_id", type=int, required=True, help="The run to label")
+    autolabel.add_argument("--sample", type=int, help="Which sample, 1-based (default: every sample with steps)")
+    autolabel.add_argument("--rollouts", type=int, required=True, help="N continuations per step")
+    autolabel.add_argument("--gold", help="The right answer (default: the run's; else the rollouts' majority)")
+    autolabel.add_argument("--seed", type=int, help="Sampling seed (default: the run's)")
+    autolabel.add_argument("--json", action="store_true")
+    _add_model_flags(autolabel)
+
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
     export.add_argument(
         "--format", dest="export_format", required=True, choices=["prm", "preference", "kto", "sft", "prm800k"]
@@ -117,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--conversational", action="store_true", help="preference/kto: message lists instead of strings"
     )
+    export.add_argument(
+        "--source",
+        choices=["human", "auto", "both"],
+        default="human",
+        help="prm: people's labels, automatic (auto:mc rollout) labels, or both, with provenance columns",
+    )
+    export.add_argument("--soft", action="store_true", help="prm: float labels (auto: the share of rollouts)")
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")
     export.add_argument("--data-dir", dest="app_data_dir", help="Folder of the default SQLite file")
@@ -211,12 +238,89 @@ def cmd_export(args: argparse.Namespace) -> int:
         neutral=args.neutral,
         conversational=args.conversational,
         overwrite=args.overwrite,
+        source=args.source,
+        soft=args.soft,
     )
     print(summary.message)
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "serve": cmd_serve, "sweep": cmd_sweep, "export": cmd_export}
+def _branch_runtime(args: argparse.Namespace):
+    from app.services.runtime import Runtime
+
+    if args.sample is not None and args.sample < 1:
+        raise ValueError(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
+    settings = app_settings(args)
+    if args.rollouts < 1 or args.rollouts > settings.max_samples:
+        from app.services.branching import check_rollouts
+
+        check_rollouts(args.rollouts, settings.max_samples)  # the message, before the slow model load
+    _progress("loading model…")
+    rt = Runtime.start(settings)
+    rt.db.get_run(args.run_id)  # a run that doesn't exist fails here, with the fix
+    return rt
+
+
+def _credit_progress(item) -> None:
+    if item.tokens % 50 == 0:  # a line per finished batch, and every 50 decoding steps
+        _progress(f"{item.done}/{item.total} points" + (f" · {item.tokens} tokens" if item.tokens else ""))
+
+
+def cmd_branch(args: argparse.Namespace) -> int:
+    from app.services.branching import step_credit
+
+    rt = _branch_runtime(args)
+    report = step_credit(
+        rt, args.run_id, args.sample - 1, args.rollouts, steps=args.steps, gold=args.gold, seed=args.seed,
+        progress=_credit_progress,
+    )  # fmt: skip
+    data = report.to_json()
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        key = report.share_key
+        print(f"run {data['run_id']} · sample {data['sample']} · {data['rollouts']} rollouts per step · "
+              f"target {data['target']} ({data['target_kind']})")  # fmt: skip
+        for step in data["steps"]:
+            share = "-" if step[key] is None else f"{step[key]:.2f}"
+            imp = "-" if step["importance"] is None else f"{step['importance']:+.2f}"
+            mark = " ◆ anchor" if step["anchor"] else ""
+            print(f"step {step['index']:>3}  share {share}  importance {imp}{mark}  {step['answers']}")
+            print(f"          {step['text'][:100]}")
+    if report.status != "done":
+        _progress(f"{report.status}: {report.error or 'stopped before every step was rolled out'}")
+        return 1
+    return 0
+
+
+def cmd_autolabel(args: argparse.Namespace) -> int:
+    from app.services.auto_labels import autolabel_run
+
+    rt = _branch_runtime(args)
+    reports = autolabel_run(
+        rt, args.run_id, args.rollouts, sample=None if args.sample is None else args.sample - 1, gold=args.gold,
+        seed=args.seed, progress=_credit_progress,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))
+    else:
+        for report in reports:
+            print(f"sample {report.sample_index + 1}: {report.message}")
+            for lab in report.labels:
+                print(
+                    f"  step {lab.step_index + 1:>3}  {'good' if lab.hard else 'bad ':4}  soft {lab.soft:.2f}  {lab.text[:80]}"
+                )
+    return 0 if all(r.stored for r in reports) else 1
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "serve": cmd_serve,
+    "sweep": cmd_sweep,
+    "export": cmd_export,
+    "branch": cmd_branch,
+    "autolabel": cmd_autolabel,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
-StopReason = Literal["end", "budget_cut", "max_tokens", "cancelled", "error"]
+StopReason = Literal["end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error"]
 Rating = Literal[-1, 0, 1]
 
 #: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
@@ -27,7 +27,7 @@ EFFORT_BUDGETS: dict[str, tuple[int, int]] = {
 #: The temperature used when several samples are asked for without one (greedy copies would be identical).
 SAMPLING_TEMPERATURE = 0.7
 
-STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "max_tokens", "cancelled", "error")
+STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,26 @@ class GenerationSettings:
 def budget_label(budget: int) -> str:
     """How a thinking budget is named in reports and stored run labels."""
     return "thinking off" if budget == 0 else f"budget {budget}"
+
+
+@dataclass(frozen=True)
+class TracePrefix:
+    """Where a continuation starts: the trace written so far after the prompt (branching, "Think longer").
+
+    ``thinking`` is the thinking text already written (inside the open thinking block). ``answer`` is None
+    while the prefix ends inside the thinking; otherwise the thinking is closed and ``answer`` is the answer
+    text already written. The thinking already written counts against the budget (the remaining budget is
+    counted from the prefix) unless ``fresh_budget``, which gives the continuation a whole new budget
+    ("Think longer").
+    """
+
+    thinking: str = ""
+    answer: str | None = None
+    fresh_budget: bool = False
+
+    @property
+    def in_answer(self) -> bool:
+        return self.answer is not None
 
 
 @dataclass
@@ -240,4 +260,38 @@ class PreferencePair:
     annotator: str
     model: str
     reason: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AutoStepLabel:
+    """A machine label of one step (Math-Shepherd): ``soft`` = share of rollouts reaching the target, ``hard`` =
+    any did. Never a person's rating."""
+
+    step_index: int
+    soft: float
+    hard: bool
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AutoLabelledSample:
+    """A sample with its steps and current automatic labels (one source), ready for export.
+
+    ``source`` is where the labels came from (``auto:mc``); ``rollouts`` (N per step), ``target`` (the answer
+    rollouts had to reach) and ``target_kind`` (``gold`` or ``majority``) are its provenance.
+    """
+
+    sample_id: int
+    run_id: int
+    prompt: str
+    thinking: str
+    answer: str
+    steps: list[Step]
+    labels: list[AutoStepLabel]
+    model: str
+    source: str
+    rollouts: int
+    target: str | None
+    target_kind: str
     created_at: datetime | None = None

@@ -72,13 +72,14 @@ def test_in_memory_database_works_across_threads() -> None:
 
 def test_database_made_by_an_older_revision_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    run_id = save_example(open_store(f"sqlite:///{path}"))  # written at revision 0001
+    run_id = save_example(open_store(f"sqlite:///{path}"))  # written at today's head
+    head = _head()
     # A later revision, as a future release would ship it, alongside the real ones.
     extra = tmp_path / "versions"
     extra.mkdir()
-    (extra / "0002_note.py").write_text(
+    (extra / "9000_note.py").write_text(
         "import sqlalchemy as sa\nfrom alembic import op\n"
-        "revision = '0002'\ndown_revision = '0001'\nbranch_labels = None\ndepends_on = None\n"
+        f"revision = '9000'\ndown_revision = {head!r}\nbranch_labels = None\ndepends_on = None\n"
         "def upgrade():\n    op.add_column('runs', sa.Column('note', sa.Text(), nullable=True))\n"
         "def downgrade():\n    with op.batch_alter_table('runs') as batch:\n        batch.drop_column('note')\n"
     )
@@ -86,11 +87,11 @@ def test_database_made_by_an_older_revision_is_upgraded_in_place(tmp_path: Path)
     real = Path(config.get_main_option("script_location") or "") / "versions"
     config.set_main_option("version_locations", f"{real} {extra}")
     command.upgrade(config, "head")
-    assert _revision(path) == "0002"
+    assert _revision(path) == "9000"
     with sqlite3.connect(path) as conn:
         assert "note" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         assert conn.execute("SELECT count(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0] == 3
-    command.downgrade(config, "0001")
+    command.downgrade(config, head)
     assert open_store(f"sqlite:///{path}").get_run(run_id).run_id == run_id
 
 

@@ -11,7 +11,12 @@ no text is ever re-encoded:
    continuation string ("Wait");
 3. when ``max_thinking`` thinking tokens were written, the end delimiter and cue are forced: the
    thinking token count never exceeds the budget;
-4. in the answer, end-of-sequence is forced after ``max_answer`` tokens.
+4. in the answer, end-of-sequence is forced after ``max_answer`` tokens;
+5. when a :class:`~app.engine.events.SteerToken` asks to stop thinking, a row still thinking gets the end
+   delimiter and cue forced from the next token on (``user_cut``), dropping a queued "Wait".
+
+A row may start part-way through a trace (branching from a step): ``starts`` gives each row's phase and
+the thinking/answer tokens already written, which count against the budget exactly like generated ones.
 
 Thinking tokens are the tokens generated inside the thinking block, injected continuations
 included, the close delimiter excluded. Answer tokens include the forced cue. Knows nothing about
@@ -23,6 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +147,15 @@ class BudgetPlan:
         )
 
 
+@dataclass(frozen=True)
+class RowStart:
+    """Where a row begins when it continues a trace prefix: its phase and the tokens already written."""
+
+    phase: str = THINKING
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+
+
 @dataclass
 class RowState:
     """What one batch row has generated so far, and what it must do next."""
@@ -152,6 +167,7 @@ class RowState:
     answer_tokens: int = 0
     continuations: int = 0
     cut: bool = False
+    user_cut: bool = False
     answer_capped: bool = False
     queue: deque = field(default_factory=deque)
     forced_label: str | None = None
@@ -163,13 +179,33 @@ class RowState:
 class ThinkingBudgetProcessor(LogitsProcessor):
     """Apply a :class:`BudgetPlan` to every row of a batch (see the module docstring for the rules)."""
 
-    def __init__(self, plan: BudgetPlan, tokenizer: Any, batch_size: int, prompt_length: int) -> None:
+    def __init__(
+        self,
+        plan: BudgetPlan,
+        tokenizer: Any,
+        batch_size: int,
+        prompt_length: int,
+        *,
+        starts: Sequence[RowStart] | None = None,
+        steer: Any = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if starts is not None and len(starts) != batch_size:
+            raise ValueError(f"got {len(starts)} row starts for batch_size={batch_size}; pass one per row")
         self.plan = plan
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
-        self.rows = [RowState(phase=THINKING if plan.thinking else ANSWER) for _ in range(batch_size)]
+        self.steer = steer  # a SteerToken, read before every token
+        if steer is not None:
+            steer.attach(lambda: self.generated)
+        first = THINKING if plan.thinking else ANSWER
+        self.rows = [
+            RowState(phase=start.phase, thinking_tokens=start.thinking_tokens, answer_tokens=start.answer_tokens)
+            if start is not None
+            else RowState(phase=first)
+            for start in (starts or [None] * batch_size)
+        ]
         self.generated = 0  # positions ingested so far
         #: Held while a step is ingested, so a reader sees each row's ids and phase from the same step.
         self.lock = threading.Lock()
@@ -238,9 +274,15 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.sync(input_ids)
         plan = self.plan
         top = scores.argmax(dim=-1).tolist()
+        stop_now = self.steer is not None and self.steer.stop_requested
         for r, row in enumerate(self.rows):
             if row.phase == DONE:
                 continue
+            if stop_now and row.phase == THINKING and not any(lab == C for _, lab in row.queue):
+                row.queue.clear()  # a queued "Wait" is dropped: the person asked to stop
+                row.user_cut = True
+                self.steer.mark_acted(self.generated)
+                self._queue_end(row)
             if not row.queue and row.phase == THINKING:
                 self._plan_thinking(row, scores, r, top[r])
             elif not row.queue and row.phase == ANSWER and row.answer_tokens >= plan.max_answer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.domain import GenerationResult
@@ -63,3 +64,42 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+
+class SteerToken:
+    """Thread-safe steering a UI sets while thinking streams: "Stop thinking now".
+
+    The budget processor reads it before every token: once set, a row still thinking gets the close tag
+    and the answer cue forced from the next token on (stop reason ``user_cut``); the answer then runs.
+    """
+
+    def __init__(self) -> None:
+        self._stop_thinking = threading.Event()
+        self._counter: Callable[[], int] | None = None
+        #: Decoding steps done when the request came, and when the first row acted on it (None: not yet).
+        self.requested_step: int | None = None
+        self.acted_step: int | None = None
+
+    def attach(self, counter: Callable[[], int]) -> None:
+        """Let the generation that reads this token report its step count (see :attr:`tokens_after_request`)."""
+        self._counter = counter
+
+    def stop_thinking(self) -> None:
+        if self.requested_step is None and self._counter is not None:
+            self.requested_step = self._counter()
+        self._stop_thinking.set()
+
+    def mark_acted(self, step: int) -> None:
+        if self.acted_step is None:
+            self.acted_step = step
+
+    @property
+    def tokens_after_request(self) -> int | None:
+        """Thinking tokens written between the request and the forced close tag (0 or 1 in practice)."""
+        if self.requested_step is None or self.acted_step is None:
+            return None
+        return max(0, self.acted_step - self.requested_step)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_thinking.is_set()

@@ -20,9 +20,27 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult
-from app.engine.budget import DONE, BudgetPlan, RowState, ThinkingBudgetProcessor, stop_token_ids
-from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
+from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
+from app.engine.budget import (
+    ANSWER,
+    DONE,
+    THINKING,
+    BudgetPlan,
+    RowStart,
+    RowState,
+    ThinkingBudgetProcessor,
+    stop_token_ids,
+)
+from app.engine.events import (
+    AnswerDelta,
+    CancelToken,
+    Event,
+    Finished,
+    PhaseChange,
+    Progress,
+    SteerToken,
+    ThinkingDelta,
+)
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
 from app.engine.torch_thread import submit_to_torch_thread
@@ -95,11 +113,16 @@ class Engine:
     # -- public API -------------------------------------------------------------------------------
 
     def generate(
-        self, messages: Messages | str, settings: GenerationSettings, cancel: CancelToken | None = None
+        self,
+        messages: Messages | str,
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+        *,
+        prefix: TracePrefix | None = None,
     ) -> GenerationResult:
         """Run to completion and return the result (no deltas)."""
         result = None
-        for event in self.stream(messages, settings, cancel, deltas=False):
+        for event in self.stream(messages, settings, cancel, deltas=False, prefix=prefix):
             if isinstance(event, Finished):
                 result = event.result
         assert result is not None
@@ -112,14 +135,24 @@ class Engine:
         cancel: CancelToken | None = None,
         *,
         deltas: bool = True,
+        prefix: TracePrefix | None = None,
+        steer: SteerToken | None = None,
     ) -> Iterator[Event]:
-        """Yield progress (and, with ``deltas``, text deltas and phase changes); always end with :class:`Finished`."""
+        """Yield progress (and, with ``deltas``, text deltas and phase changes); always end with :class:`Finished`.
+
+        ``prefix`` continues a trace from part-way (see :class:`~app.domain.TracePrefix`): the samples'
+        thinking and answer include the prefix, and so do their token counts. ``steer`` lets the caller
+        stop the thinking early ("Stop thinking now", stop reason ``user_cut``).
+        """
         settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
         thinking = settings.thinking
-        prompt = build_prompt(self.format, self.tokenizer, msgs, thinking)
+        lead, start = self.prefix_start(prefix, thinking)
+        prompt = build_prompt(self.format, self.tokenizer, msgs, thinking) + lead
         max_think, min_think = settings.resolved_budget()
+        if prefix is not None and prefix.fresh_budget:  # "Think longer": the budget counts new tokens only
+            max_think, min_think = max_think + start.thinking_tokens, min_think + start.thinking_tokens
         plan = BudgetPlan.build(
             self.tokenizer,
             thinking=thinking,
@@ -134,7 +167,9 @@ class Engine:
         )
         k = settings.samples
         encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        processor = ThinkingBudgetProcessor(plan, self.tokenizer, k, encoded["input_ids"].shape[1])
+        processor = ThinkingBudgetProcessor(
+            plan, self.tokenizer, k, encoded["input_ids"].shape[1], starts=[start] * k, steer=steer
+        )
         events: queue.Queue = queue.Queue()
         streamer = _TickStreamer(processor, events)
         forced = len(plan.end_ids) + len(plan.cue_ids) + 1
@@ -186,7 +221,7 @@ class Engine:
                     break
                 if events.empty():  # coalesce: render only the newest state
                     if deltas:  # decoding k rows each step costs ~20% at k=8; skip it when unwanted
-                        yield from self._deltas(processor, shown, thinking)
+                        yield from self._deltas(processor, shown, thinking, lead=lead)
                     done = sum(row.phase == DONE for row in processor.rows)
                     yield Progress(tokens=processor.generated, done=done, total=k)
         finally:
@@ -195,10 +230,11 @@ class Engine:
             job.result()
             self._free()
         if deltas:
-            yield from self._deltas(processor, shown, thinking, final=True)
+            yield from self._deltas(processor, shown, thinking, final=True, lead=lead)
         error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
         samples = [
-            self._sample(i, row, thinking, started, cancel.cancelled, error) for i, row in enumerate(processor.rows)
+            self._sample(i, row, thinking, started, cancel.cancelled, error, lead=lead)
+            for i, row in enumerate(processor.rows)
         ]
         yield Finished(
             GenerationResult(
@@ -215,8 +251,33 @@ class Engine:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _text(self, ids: list[int], thinking: bool, final: bool) -> tuple[str, str, str]:
-        raw = self.tokenizer.decode(ids, skip_special_tokens=False)
+    def prefix_start(self, prefix: TracePrefix | None, thinking: bool) -> tuple[str, RowStart]:
+        """The text a prefix appends to the prompt, and the row state it starts from (tokens already written).
+
+        A prefix inside the answer closes the thinking block as the budget processor would (delimiter, then
+        the answer so far). Token counts are those of the prefix text under this tokenizer.
+        """
+        phase = THINKING if thinking else ANSWER
+        if prefix is None:
+            return "", RowStart(phase=phase)
+        if not thinking and prefix.thinking:
+            raise ValueError("the prefix has thinking text but thinking is off; turn thinking on to continue it")
+
+        def count(text: str) -> int:
+            return len(self.tokenizer.encode(text, add_special_tokens=False)) if text else 0
+
+        if not prefix.in_answer:
+            if not thinking:
+                return "", RowStart(phase=ANSWER)
+            return prefix.thinking, RowStart(phase=THINKING, thinking_tokens=count(prefix.thinking))
+        answer = prefix.answer or ""
+        if not thinking:
+            return answer, RowStart(phase=ANSWER, answer_tokens=count(answer))
+        lead = f"{prefix.thinking.rstrip()}\n{self.format.close_tag}\n\n{answer}"
+        return lead, RowStart(phase=ANSWER, thinking_tokens=count(prefix.thinking.strip()), answer_tokens=count(answer))
+
+    def _text(self, ids: list[int], thinking: bool, final: bool, lead: str = "") -> tuple[str, str, str]:
+        raw = lead + self.tokenizer.decode(ids, skip_special_tokens=False)
         think, answer = split_text(raw, self.format.open_tag, self.format.close_tag, thinking, final)
         if self.format.answer_open:
             answer = answer.replace(self.format.answer_open, "").replace(self.format.answer_close, "")
@@ -228,9 +289,10 @@ class Engine:
         shown: list[tuple[str, str, str]],
         thinking: bool,
         final: bool = False,
+        lead: str = "",
     ) -> Iterator[Event]:
         for i, (ids, phase) in enumerate(processor.snapshot()):
-            _, think, answer = self._text(ids, thinking, final)
+            _, think, answer = self._text(ids, thinking, final, lead)
             if not final:  # hold back a multi-byte character still being generated
                 think, answer = think.rstrip("\ufffd"), answer.rstrip("\ufffd")
             old_think, old_answer, old_phase = shown[i]
@@ -245,14 +307,23 @@ class Engine:
             shown[i] = (old_think, old_answer, phase)
 
     def _sample(
-        self, index: int, row: RowState, thinking: bool, started: float, cancelled: bool, error: str | None
+        self,
+        index: int,
+        row: RowState,
+        thinking: bool,
+        started: float,
+        cancelled: bool,
+        error: str | None,
+        lead: str = "",
     ) -> SampleResult:
-        raw, think, answer = self._text(row.ids, thinking, final=True)
+        raw, think, answer = self._text(row.ids, thinking, final=True, lead=lead)
         end = row.done_at or time.perf_counter()
         if error:
             reason = "error"
         elif row.phase != DONE and cancelled:
             reason = "cancelled"
+        elif row.user_cut:
+            reason = "user_cut"
         elif row.cut:
             reason = "budget_cut"
         elif row.answer_capped or row.phase != DONE:

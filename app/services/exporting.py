@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from app.domain import LabelledSample, PreferencePair
+from app.domain import AutoLabelledSample, LabelledSample, PreferencePair
+from app.export.auto_rows import check_source, prm_rows_by_source, prm_schema
 from app.export.card import render_card
-from app.export.rows import ExportFilters, RowBatch, build_rows, validate_options
+from app.export.rows import ExportError, ExportFilters, RowBatch, build_rows, validate_options
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
 
 #: Which store query feeds each format.
@@ -43,6 +44,10 @@ class ExportSource(Protocol):
     def verdict_samples(
         self, *, annotator: str | None = None, model: str | None = None, since: datetime | None = None
     ) -> list[LabelledSample]: ...
+
+    def auto_labelled_samples(
+        self, *, model: str | None = None, since: datetime | None = None
+    ) -> list[AutoLabelledSample]: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ def export_dataset(
     neutral: str = "true",
     conversational: bool = False,
     overwrite: bool = False,
+    source: str = "human",
+    soft: bool = False,
 ) -> ExportSummary:
     """Export the current labels of ``store`` as ``fmt`` rows to ``out``.
 
@@ -96,25 +103,35 @@ def export_dataset(
     ``out``'s suffix (.jsonl / .parquet, anything else is a folder). ``annotator``/``model``/
     ``since`` filter what the store returns. ``neutral`` ("true"|"false"|"skip") says how 0-rated
     steps become PRM labels; ``conversational`` writes preference/KTO rows as chat messages.
+    ``source`` picks the labels of a prm export: ``human`` (people's), ``auto`` (``auto:mc`` rollout labels)
+    or ``both`` (one row per sample and source, with provenance columns); ``soft`` writes float labels (see
+    :mod:`app.export.auto_rows`). ``annotator`` filters human labels only (auto labels have no annotator).
     Raises :class:`~app.export.rows.ExportError` (a ValueError) for bad options, an existing
     non-empty ``out`` without ``overwrite=True``, or a selection that yields no rows; in every
     error case nothing is written.
     """
     out = Path(out).expanduser()
     validate_options(fmt, neutral)
+    check_source(fmt, source, soft)
     kind = resolve_output(out, output)
     check_target(out, kind, overwrite)  # fail before the (possibly slow) query
 
     filters = ExportFilters(annotator=annotator, model=model, since=since)
-    query = getattr(store, SOURCES[fmt])
-    records = query(annotator=annotator, model=model, since=since)
-    if fmt == "preference":
-        batch = build_rows(fmt, pairs=records, filters=filters, conversational=conversational)
+    schema = arrow_schema(fmt, conversational)
+    if fmt == "prm" and (source != "human" or soft):
+        batch = _prm_by_source(store, filters, source=source, neutral=neutral, soft=soft)
+        schema = prm_schema(soft, provenance=source != "human")
     else:
-        batch = build_rows(fmt, samples=records, filters=filters, neutral=neutral, conversational=conversational)
+        query = getattr(store, SOURCES[fmt])
+        records = query(annotator=annotator, model=model, since=since)
+        if fmt == "preference":
+            batch = build_rows(fmt, pairs=records, filters=filters, conversational=conversational)
+        else:
+            batch = build_rows(fmt, samples=records, filters=filters, neutral=neutral, conversational=conversational)
+        schema = arrow_schema(fmt, batch.conversational)
 
     card = render_card(batch, filters=filters, created=datetime.now(timezone.utc)) if kind == "hf" else None
-    write_rows(batch.rows, out, kind, arrow_schema(fmt, batch.conversational), card=card, overwrite=overwrite)
+    write_rows(batch.rows, out, kind, schema, card=card, overwrite=overwrite)
 
     message = f"Exported {len(batch.rows)} {fmt} rows to {out} ({kind})"
     if batch.skipped:
@@ -133,3 +150,31 @@ def export_dataset(
         models=list(batch.models),
         annotators=list(batch.annotators),
     )
+
+
+def _prm_by_source(store: ExportSource, filters: ExportFilters, *, source: str, neutral: str, soft: bool) -> RowBatch:
+    """PRM rows from human and/or automatic labels; never an empty batch."""
+    human = (
+        store.labelled_samples(annotator=filters.annotator, model=filters.model, since=filters.since)
+        if source in ("human", "both")
+        else []
+    )
+    auto = store.auto_labelled_samples(model=filters.model, since=filters.since) if source in ("auto", "both") else []
+    batch = prm_rows_by_source(human, auto, source=source, neutral=neutral, soft=soft)  # type: ignore[arg-type]
+    if not batch.rows:
+        what = {
+            "human": "labelled samples",
+            "auto": "auto-labelled samples",
+            "both": "labelled or auto-labelled samples",
+        }
+        hint = (
+            "label some steps in the Annotate tab"
+            if source == "human"
+            else "run `python -m app autolabel --run RUN_ID --rollouts N` (or Auto-label in Annotate)"
+        )
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items())
+        skipped = f" ({batch.skipped} skipped: {reasons})" if batch.skipped else ""
+        raise ExportError(
+            f"No {what[source]} match ({filters.describe()}){skipped}: {hint} first, or widen the filters."
+        )
+    return batch

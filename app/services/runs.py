@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import GenerationResult, GenerationSettings
-from app.engine.events import CancelToken, Event, Finished
+from app.domain import GenerationResult, GenerationSettings, TracePrefix
+from app.engine.events import CancelToken, Event, Finished, SteerToken
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
 from app.services.runtime import Runtime
-from app.store.records import StoredRun
+from app.store.records import BranchLink, StoredRun
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -63,10 +63,11 @@ def save_result(
     gold: str | None = None,
     sweep_id: int | None = None,
     label: str | None = None,
+    branch: BranchLink | None = None,
 ) -> int:
     steps = finish_result(result)
     return rt.db.save_run(
-        result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label
+        result, steps, kind=kind, status=run_status(result), gold=gold, sweep_id=sweep_id, label=label, branch=branch
     )
 
 
@@ -82,10 +83,14 @@ def stream_run(
     label: str | None = None,
     deltas: bool = True,
     save: bool = True,
+    prefix: TracePrefix | None = None,
+    steer: SteerToken | None = None,
+    branch: BranchLink | None = None,
 ) -> Iterator[Event | Saved]:
     """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs.
 
     ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes nothing: ``Saved.run_id`` is None.
+    ``prefix`` continues a stored trace (saved with ``branch`` as its lineage); ``steer`` is "Stop thinking now".
     """
     settings.validate()
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
@@ -93,7 +98,8 @@ def stream_run(
         raise ValueError("The prompt is empty: type a question first.")
     result: GenerationResult | None = None
     try:
-        for event in rt.engine.stream(msgs, settings, cancel, deltas=deltas):
+        extra = {k: v for k, v in (("prefix", prefix), ("steer", steer)) if v is not None}
+        for event in rt.engine.stream(msgs, settings, cancel, deltas=deltas, **extra):
             if isinstance(event, Finished):
                 result = event.result
             yield event
@@ -118,7 +124,7 @@ def stream_run(
         yield Saved(None, result, kind=kind, gold=gold)
         return
     try:
-        run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label)
+        run_id = save_result(rt, result, kind=kind, gold=gold, sweep_id=sweep_id, label=label, branch=branch)
     except Exception as exc:  # the store's errors and the driver's: keep the trace, report the failure
         log.exception("saving the run failed")
         yield Saved(None, result, save_error=f"The run could not be saved: {exc}", kind=kind, gold=gold)

@@ -6,6 +6,9 @@ Open a store with ``open_store(url)`` and pass it to whoever needs it.
 from app.store.db import open_store
 from app.store.errors import NotFound, StoreError
 from app.store.records import (
+    AutoLabelRecord,
+    BranchInfo,
+    BranchLink,
     LabelProgress,
     LabelRecord,
     PreferenceRecord,
@@ -19,6 +22,9 @@ from app.store.records import (
 from app.store.repository import Store
 
 __all__ = [
+    "AutoLabelRecord",
+    "BranchInfo",
+    "BranchLink",
     "LabelProgress",
     "LabelRecord",
     "NotFound",

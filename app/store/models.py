@@ -44,6 +44,9 @@ NAMING_CONVENTION = {
 RUN_KINDS: tuple[str, ...] = ("playground", "consistency", "compare", "sweep")
 RUN_STATUSES: tuple[str, ...] = ("done", "cancelled", "error")
 STEP_SOURCES: tuple[str, ...] = ("thinking", "answer")
+BRANCH_KINDS: tuple[str, ...] = ("resample", "credit", "think_longer")
+#: The source of Monte-Carlo step labels (Math-Shepherd): rollouts from after the step reach the target answer.
+AUTO_MC = "auto:mc"
 ANNOTATOR_NAME_MAX = 64
 
 
@@ -256,4 +259,54 @@ class Preference(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
     reason: Mapped[str] = mapped_column(Text, default="")
     rank_group: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunBranch(Base):
+    """Marks a run as continuing a stored trace: which run and sample, and the last step kept.
+
+    ``parent_step_index`` is the 0-based index of the last step of the parent sample that the branch's prefix
+    keeps (-1: none, the rollouts start from the prompt). ``kind`` says why it was made: ``resample`` (Branch
+    here), ``credit`` (a point of the step-credit curve or an auto-label) or ``think_longer``. Deleting the
+    parent keeps the branch as an ordinary run (``parent_run_id`` becomes NULL).
+    """
+
+    __tablename__ = "run_branches"
+    __table_args__ = (
+        CheckConstraint(_in("kind", BRANCH_KINDS), name="kind"),
+        Index("ix_run_branches_parent_run_id", "parent_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    parent_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    parent_sample_index: Mapped[int]
+    parent_step_index: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AutoStepLabel(Base):
+    """Append-only machine label of a step; the current one per (step, source) is the newest row.
+
+    Never a person's: it lives apart from ``step_labels`` and has no annotator. ``soft`` is the share of the
+    ``rollouts`` continuations from after the step that reached ``target`` (the gold answer, or the majority
+    of the rollouts when there is no gold: ``target_kind``); ``hard`` is whether any did.
+    """
+
+    __tablename__ = "auto_step_labels"
+    __table_args__ = (
+        CheckConstraint("soft >= 0 AND soft <= 1", name="soft"),
+        Index("ix_auto_step_labels_step_id_source", "step_id", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    soft: Mapped[float] = mapped_column(Float)
+    hard: Mapped[bool] = mapped_column(Boolean)
+    rollouts: Mapped[int]
+    target: Mapped[str | None] = mapped_column(Text)
+    target_kind: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -163,3 +163,42 @@ class PreferenceRecord:
     reason: str
     rank_group: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    """A run's link to the trace it continues (see ``models.RunBranch``); ``parent_run_id`` None = parent deleted."""
+
+    run_id: int
+    parent_run_id: int | None
+    parent_sample_index: int
+    parent_step_index: int  # last step kept, 0-based; -1 = from the prompt
+    kind: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AutoLabelRecord:
+    """The current automatic label of one step."""
+
+    label_id: int
+    step_id: int
+    step_index: int
+    source: str
+    soft: float
+    hard: bool
+    rollouts: int
+    target: str | None
+    target_kind: str
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BranchLink:
+    """What ``save_run(branch=...)`` records: the parent run, its sample index (0-based), the last step kept."""
+
+    parent_run_id: int
+    parent_sample_index: int
+    parent_step_index: int
+    kind: str = "resample"

@@ -7,6 +7,8 @@ module as a mixin over ``base.StoreBase``; every method opens its own short sess
 
 from __future__ import annotations
 
+from app.store.auto_labels import AutoLabelsMixin
+from app.store.branches import BranchesMixin
 from app.store.exports import ExportsMixin
 from app.store.labels import LabelsMixin
 from app.store.preferences import PreferencesMixin
@@ -15,7 +17,16 @@ from app.store.runs import RunsMixin
 from app.store.steps import StepsMixin
 
 
-class Store(RunsMixin, StepsMixin, LabelsMixin, QueueMixin, PreferencesMixin, ExportsMixin):
+class Store(
+    RunsMixin,
+    StepsMixin,
+    LabelsMixin,
+    QueueMixin,
+    PreferencesMixin,
+    ExportsMixin,
+    BranchesMixin,
+    AutoLabelsMixin,
+):
     """Persistence for tracelab; see the mixins' modules for each group of methods."""
 
     def __repr__(self) -> str:

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session, joinedload
 from app.domain import GenerationResult, sample_columns
 from app.domain import Step as DomainStep
 from app.store.base import StoreBase
+from app.store.branches import add_branch_link
 from app.store.convert import run_record, sample_record, step_record
 from app.store.errors import NotFound, StoreError
 from app.store.models import RUN_KINDS, RUN_STATUSES, STEP_SOURCES, Prompt, Run, Sample, Step, Sweep
 from app.store.queries import excerpt
-from app.store.records import RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
+from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -70,11 +71,13 @@ class RunsMixin(StoreBase):
         gold: str | None = None,
         sweep_id: int | None = None,
         label: str | None = None,
+        branch: BranchLink | None = None,
     ) -> int:
         """Save a run, its samples and their steps in one transaction; return the run id.
 
         ``steps[i]`` are the steps of ``result.samples[i]`` (pass ``[]`` when nothing was segmented).
-        ``error`` defaults to ``result.error``.
+        ``error`` defaults to ``result.error``. ``branch`` links the run to the trace it continues (same
+        transaction: a branch is never saved without its lineage).
         """
         _check_choice("kind", kind, RUN_KINDS)
         _check_choice("status", status, RUN_STATUSES)
@@ -115,6 +118,8 @@ class RunsMixin(StoreBase):
                 run.samples.append(sample)
             session.add(run)
             session.flush()
+            if branch is not None:
+                add_branch_link(session, run.id, branch)
             return run.id
 
     def list_runs(

@@ -11,11 +11,12 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
-from app.services import labeling
+from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 
 PAIR_HEADERS = ["annotator A", "annotator B", "steps both rated", "raw agreement", "Cohen's kappa", "disagreements"]
 DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "step text"]
+AUTO_HEADERS = ["annotator", "steps both labelled", "raw agreement", "Cohen's kappa vs auto", "disagreements"]
 
 
 def agreement_tables(view: labeling.AgreementView) -> tuple[str, list[list[Any]], list[list[Any]]]:
@@ -48,11 +49,25 @@ def build_section(rt: Runtime) -> None:
     gr.Markdown("**Disagreements** (steps the two rated differently)")
     disagreements = gr.Dataframe(headers=DISAGREEMENT_HEADERS, interactive=False, wrap=True)
 
-    def on_compute(sample_id: float | None) -> tuple[str, list[list[Any]], list[list[Any]]]:
+    gr.Markdown(
+        "**Human vs auto** (`auto:mc` rollout labels, never counted as a person): Cohen's kappa per annotator on the "
+        "steps both labelled, then all annotators pooled. A person's +1 and 0 count as *good*, -1 as *wrong*; the "
+        "automatic hard label is *good* when any rollout from after the step reached the target."
+    )
+    auto_pairs = gr.Dataframe(headers=AUTO_HEADERS, interactive=False, elem_id="tl-agreement-auto")
+
+    def on_compute(sample_id: float | None) -> tuple[str, list[list[Any]], list[list[Any]], list[list[Any]]]:
         try:
-            view = labeling.agreement(store, sample_id=int(sample_id) if sample_id else None)
+            wanted = int(sample_id) if sample_id else None
+            view = labeling.agreement(store, sample_id=wanted)
+            versus = auto_labels.human_vs_auto(store, wanted)
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
-        return agreement_tables(view)
+        rows = [
+            [r.annotator_a, r.overlap, round(r.raw_agreement, 3), "n/a" if r.kappa is None else round(r.kappa, 3),
+             len(r.disagreements)]
+            for r in versus
+        ]  # fmt: skip
+        return (*agreement_tables(view), rows)
 
-    compute.click(on_compute, [sample], [summary, pairs, disagreements], api_visibility="private")
+    compute.click(on_compute, [sample], [summary, pairs, disagreements, auto_pairs], api_visibility="private")

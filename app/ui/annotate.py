@@ -17,9 +17,10 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
+from app.services import history as history_service
 from app.services import labeling
 from app.services.runtime import Runtime
-from app.ui import agreement, annotate_api
+from app.ui import agreement, annotate_api, annotate_branch
 from app.ui import annotate_view as v
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
@@ -127,6 +128,7 @@ def build_tab(rt: Runtime) -> None:
                         neutral = gr.Button("0 neutral (2)", elem_id="tl-rate-neutral")
                         wrong = gr.Button("-1 wrong (3)", elem_id="tl-rate-bad", variant="stop")
                     first_err = gr.Button("First error here (f): -1 and stop", elem_id="tl-first-error", variant="stop")
+                    suggestion, accept = annotate_branch.build_suggestion(rt)
                     with gr.Row():
                         prev = gr.Button("◀ previous (k)", elem_id="tl-step-prev", size="sm")
                         nxt = gr.Button("next (j) ▶", elem_id="tl-step-next", size="sm")
@@ -137,6 +139,8 @@ def build_tab(rt: Runtime) -> None:
                         split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
                     with gr.Accordion("History of this step", open=False):
                         history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
+            with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
+                annotate_branch.build_section(rt, opened, cursor, suggestion)
             with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
                 other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
                 other_html = gr.HTML(js_on_load=None)
@@ -182,6 +186,9 @@ def build_tab(rt: Runtime) -> None:
     for button, rating in ((good, 1), (neutral, 0), (wrong, -1)):
         on(button.click, rate(rating))
     on(first_err.click, rate(-1, first_error=True))
+    on(accept.click, annotate_branch.accept_action(rt))
+    gr.on([steps.change, cursor.change], lambda o, c: annotate_branch.suggestion_html(rt, o, c), [opened, cursor],
+          suggestion, **PRIVATE)  # fmt: skip
     on(prev.click, lambda a, s, p, x: p - 1)
     on(nxt.click, lambda a, s, p, x: p + 1)
     on(cursor.submit, lambda a, s, p, x: None)
@@ -268,10 +275,10 @@ def build_tab(rt: Runtime) -> None:
     # --- page load: the login, else the remembered name; fresh filter choices ---
     def on_load(saved, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
         annotator = getattr(request, "username", None) or (saved or "").strip()
-        models = history.model_names(store)
+        models = history_service.model_names(store)
         choices = (
             gr.update(choices=["", *models]),
-            gr.update(choices=["me", "anyone", *history.annotator_names(store)]),
+            gr.update(choices=["me", "anyone", *history_service.annotator_names(store)]),
         )
         if not annotator:  # leave the name box alone: the person may already be typing
             return (gr.update(), *choices, gr.update(), gr.update(), v.NO_NAME, *(gr.update(),) * 7)

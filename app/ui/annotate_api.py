@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
-from app.services import labeling
+from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 
 
@@ -155,6 +155,19 @@ def register(rt: Runtime) -> None:
         """Cohen's kappa per annotator pair and the steps they disagree on (all samples, or one)."""
         with refusals():
             return jsonable(labeling.agreement(store, sample_id=sample_id))
+
+    @endpoint
+    def agreement_auto(sample_id: int | None = None) -> list:
+        """Cohen's kappa of each annotator (and all pooled) against the automatic (auto:mc) hard step labels."""
+        with refusals():
+            return [jsonable(r) for r in auto_labels.human_vs_auto(store, sample_id)]
+
+    @endpoint
+    def auto_suggestions(sample_id: int) -> list:
+        """The sample's current automatic step labels (suggestions; never a person's), in step order."""
+        with refusals():
+            found = auto_labels.suggestions(store, int(sample_id)).values()
+            return [jsonable(r) for r in sorted(found, key=lambda r: r.step_index)]
 
     for fn in endpoints:
         gr.api(fn, api_name=fn.__name__)

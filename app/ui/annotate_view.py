@@ -27,7 +27,7 @@ HISTORY_HEADERS = ["time (UTC)", "annotator", "rating", "first error", "comment"
 SHORTCUTS: dict[str, str] = {
     "1": "tl-rate-good", "+": "tl-rate-good", "2": "tl-rate-neutral", "0": "tl-rate-neutral",
     "3": "tl-rate-bad", "-": "tl-rate-bad", "f": "tl-first-error", "j": "tl-step-next", "k": "tl-step-prev",
-    "n": "tl-next-sample",
+    "n": "tl-next-sample", "a": "tl-accept-suggestion",
 }  # fmt: skip
 
 #: One document-level keydown listener (installed once per page) that clicks the button of a shortcut. Keys typed

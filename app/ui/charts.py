@@ -191,3 +191,40 @@ def tokens_per_budget(points: Sequence[BudgetPoint]) -> go.Figure:
         title="Mean tokens per sample", barmode="stack", xaxis_title="thinking budget", yaxis_title="tokens", **_LAYOUT
     )
     return fig
+
+
+def credit_figure(report: dict) -> go.Figure:
+    """The step-credit curve from a ``CreditReport.to_json()``: the share of rollouts reaching the target after
+    each step (line, anchors as diamonds), the point before step 1 (rollouts from the prompt) at x = 0, and each
+    step's counterfactual importance as bars."""
+    key = "share_gold" if report.get("target_kind") == "gold" else "share_majority"
+    steps = report.get("steps", [])
+    xs = [s["index"] for s in steps]
+    shares = [s[key] for s in steps]
+    texts = [short_label(s["text"], 60) for s in steps]
+    fig = go.Figure()
+    base = report.get("from_prompt")
+    if base is not None and base.get(key) is not None:
+        fig.add_trace(
+            go.Scatter(x=[0], y=[base[key]], mode="markers", name="from the prompt", marker={"color": NEUTRAL})
+        )
+    fig.add_trace(
+        go.Bar(x=xs, y=[s["importance"] for s in steps], name="importance (kept − resampled)", opacity=0.45,
+               marker={"color": [CORRECT if (s["importance"] or 0) >= 0 else WRONG for s in steps]})
+    )  # fmt: skip
+    fig.add_trace(go.Scatter(x=xs, y=shares, mode="lines+markers", name="share reaching the target",
+                             line={"color": MAJORITY}, hovertext=texts, hoverinfo="text+y"))  # fmt: skip
+    anchors = [s for s in steps if s.get("anchor")]
+    if anchors:
+        fig.add_trace(
+            go.Scatter(x=[s["index"] for s in anchors], y=[s[key] for s in anchors], mode="markers", name="anchor",
+                       marker={"symbol": "diamond", "size": 14, "color": "#ef6c00"})
+        )  # fmt: skip
+    target = short_label(report.get("target"))
+    fig.update_layout(
+        **_LAYOUT,
+        title=f"Step credit: share of {report.get('rollouts')} rollouts reaching {target} ({report.get('target_kind')})",
+        xaxis={"title": "step (0 = before step 1)", "dtick": 1},
+        yaxis={"title": "share / importance", "range": [-1.05, 1.05]},
+    )
+    return fig

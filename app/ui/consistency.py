@@ -19,7 +19,7 @@ from app.engine.events import Progress
 from app.services import consistency as svc
 from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
-from app.ui import charts
+from app.ui import branch_here, charts
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error
@@ -231,6 +231,8 @@ def build_tab(rt: Runtime) -> None:
             sample_b = gr.Number(value=2, precision=0, minimum=1, label="Sample B")
             compare = gr.Button("Side by side", elem_id="tl-sc-pair")
         pair = gr.HTML(css_template=CARD_CSS, elem_id="tl-side-by-side")
+    with gr.Accordion("Branch here: resample a card from one of its steps", open=False):
+        branch_here.build(rt, "sc", run_id)
     with gr.Accordion("Report (JSON)", open=False):
         report_json = gr.JSON(label="Report")
 

@@ -8,6 +8,7 @@ and answer extraction live in ``app.services``; the layout is ``app.ui.playgroun
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -16,7 +17,9 @@ from typing import Any
 import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
-from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
+from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
+from app.errors import StoreError
+from app.services.branching import stream_think_longer, supports_branching
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
@@ -127,6 +130,7 @@ class Playground:
     def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS) -> None:
         self.rt = rt
         self.registry = registry
+        self._steers: dict[str, SteerToken | None] = {}  # the running generation's "Stop thinking now", per session
 
     def accept(self, prompt: str, chat: Chat | None, request: gr.Request) -> tuple[str, str, list[gr.ChatMessage]]:
         """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
@@ -174,17 +178,75 @@ class Playground:
             messages = chat.context(
                 prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
             )
-            yield from self._stream(prompt, messages, settings, token, chat)
+            steer = self._steers[key] = SteerToken() if supports_branching(self.rt) else None
+            events = stream_run(self.rt, messages, settings, token, kind="playground", steer=steer)
+            yield from self._stream(prompt, events, settings, token, chat, steer)
         finally:
+            self._steers.pop(key, None)
             self.registry.end(key, token)
 
+    def think_longer(
+        self,
+        thinking: bool,
+        effort: str,
+        max_thinking_tokens: float | None,
+        min_thinking_tokens: float | None,
+        continuation: str,
+        max_answer_tokens: float,
+        temperature: float,
+        top_p: float,
+        seed: float | None,
+        chat: Chat | None,
+        request: gr.Request,
+    ) -> Iterator[PlaygroundOutput]:
+        """Resume the last answer's thinking with the continuation string and a fresh budget (the controls'
+        budget); streamed like a new turn and saved as a branch of that run."""
+        chat = chat or Chat()
+        last = chat.turns[-1] if chat.turns else None
+        if last is None or last.run_id is None or last.sample is None:
+            raise gr.Error("Think longer continues a finished, saved answer: ask something first.")
+        if not last.sample.thinking.strip():
+            raise gr.Error("The last answer did not think (thinking was off), so there is no thinking to continue.")
+        key = session_key(request)
+        token = self.registry.begin(key)
+        try:
+            settings = build_settings(
+                True, effort, max_thinking_tokens, min_thinking_tokens, continuation,
+                max_answer_tokens, temperature, top_p, seed,
+            )  # fmt: skip
+            steer = self._steers[key] = SteerToken()
+            events = stream_think_longer(self.rt, last.run_id, 0, settings=settings, cancel=token, steer=steer)
+            try:
+                first = next(events)
+            except (ValueError, StoreError) as exc:
+                raise gr.Error(str(exc)) from None
+            yield from self._stream(last.prompt, itertools.chain([first], events), settings, token, chat, steer)
+        finally:
+            self._steers.pop(key, None)
+            self.registry.end(key, token)
+
+    def stop_thinking(self, request: gr.Request) -> str:
+        """ "Stop thinking now": the running generation closes its thinking at the next token and answers."""
+        if not supports_branching(self.rt):
+            return "Stop thinking now is not supported with a server engine yet; use Stop."
+        steer = self._steers.get(session_key(request))
+        if steer is None:
+            return "Nothing is thinking right now."
+        steer.stop_thinking()
+        return "Stopping the thinking: the answer comes next…"
+
     def _stream(
-        self, prompt: str, messages: list[dict[str, str]], settings: GenerationSettings, token: CancelToken, chat: Chat
+        self,
+        prompt: str,
+        events: Iterator[Any],
+        settings: GenerationSettings,
+        token: CancelToken,
+        chat: Chat,
+        steer: SteerToken | None = None,
     ) -> Iterator[PlaygroundOutput]:
         live = empty_sample()
         thinking_now = settings.thinking
         started = last = time.perf_counter()
-        events = stream_run(self.rt, messages, settings, token, kind="playground")
         try:
             for event in events:
                 now = time.perf_counter()
@@ -207,7 +269,7 @@ class Playground:
                 elif isinstance(event, Finished):
                     continue
                 elif isinstance(event, Saved):
-                    yield self._finished(prompt, event, settings, chat)
+                    yield self._finished(prompt, event, settings, chat, steer)
                     return
                 if now - last >= UPDATE_EVERY:
                     last = now
@@ -221,7 +283,9 @@ class Playground:
                 pass
             raise
 
-    def _finished(self, prompt: str, saved: Saved, settings: GenerationSettings, chat: Chat) -> PlaygroundOutput:
+    def _finished(
+        self, prompt: str, saved: Saved, settings: GenerationSettings, chat: Chat, steer: SteerToken | None = None
+    ) -> PlaygroundOutput:
         result = saved.result
         sample = result.samples[0] if result.samples else None
         error = result.error if sample is None or sample.stop_reason == "error" else None
@@ -234,6 +298,9 @@ class Playground:
             status = f"Not saved: {safe_text(saved.save_error)} · {safe_text(how)}"
         else:
             status = f"Saved as run #{saved.run_id} · {safe_text(how)}"
+        if sample is not None and sample.stop_reason == "user_cut" and steer is not None:
+            after = steer.tokens_after_request
+            status += f" · thinking stopped {after} token{'s' if after != 1 else ''} after you asked"
         return chat.view(), status, run_json(saved), chat
 
     def cancel(self, request: gr.Request) -> str:

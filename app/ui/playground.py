@@ -1,7 +1,8 @@
 """The Playground tab: a chat whose thinking streams live into a collapsible block above the answer.
 
 Layout and event wiring only; the handlers are :class:`app.ui.handlers.Playground`. API endpoints
-(``gradio_client``): ``generate`` (streaming), ``cancel``, ``new_chat``, ``examples``.
+(``gradio_client``): ``generate`` (streaming), ``cancel``, ``stop_thinking``, ``think_longer`` (streaming),
+``new_chat``, ``examples``.
 """
 
 from __future__ import annotations
@@ -11,20 +12,31 @@ import gradio as gr
 from app.domain import EFFORT_BUDGETS
 from app.services.inputs import load_examples
 from app.services.runtime import Runtime
+from app.ui import branch_here
 from app.ui.handlers import EFFORTS, Chat, Playground
-from app.ui.running import MODEL_QUEUE
+from app.ui.running import MODEL_QUEUE, session_key
 
 _EFFORT_INFO = ", ".join(
     f"{name}: ≤{limit}" + (f" (≥{floor})" if floor else "") for name, (limit, floor) in EFFORT_BUDGETS.items()
 )
 
 
-def _busy() -> tuple[gr.Button, gr.Button]:
-    return gr.Button(interactive=False), gr.Button(interactive=True)
+def _busy() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
+    return (
+        gr.Button(interactive=False),
+        gr.Button(interactive=True),
+        gr.Button(interactive=True),
+        gr.Button(interactive=False),
+    )
 
 
-def _idle() -> tuple[gr.Button, gr.Button]:
-    return gr.Button(interactive=True), gr.Button(interactive=False)
+def _idle() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
+    return (
+        gr.Button(interactive=True),
+        gr.Button(interactive=False),
+        gr.Button(interactive=False),
+        gr.Button(interactive=True),
+    )
 
 
 def build_tab(rt: Runtime) -> None:
@@ -56,7 +68,18 @@ def build_tab(rt: Runtime) -> None:
                 with gr.Column(scale=1, min_width=110):
                     send = gr.Button("Send", variant="primary", elem_id="playground-send")
                     stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="playground-stop")
-            new_chat = gr.Button("New chat", size="sm", elem_id="playground-new")
+            with gr.Row():
+                stop_thinking = gr.Button(
+                    "Stop thinking now", size="sm", interactive=False, elem_id="playground-stop-thinking"
+                )
+                think_longer = gr.Button("Think longer", size="sm", elem_id="playground-think-longer")
+                new_chat = gr.Button("New chat", size="sm", elem_id="playground-new")
+            gr.Markdown(
+                "*Stop thinking now* closes the thinking at the next token and lets the answer run (stop reason "
+                "`user_cut`). *Think longer* resumes the last answer's thinking with the continuation string and a "
+                "fresh budget (the controls on the right), saved as a branch of that run.",
+                elem_classes=["tl-help"],
+            )
             examples = load_examples()
             if examples:
                 gr.Examples(
@@ -89,6 +112,8 @@ def build_tab(rt: Runtime) -> None:
             )
     hidden_prompt = gr.Textbox(visible=False)
     last_run = gr.JSON(visible=False)
+    with gr.Accordion("Branch here: resample the last answer from one of its steps", open=False):
+        branch_here.build(rt, "pg", last_run, with_sample=False)
 
     effort.change(lambda e: gr.Group(visible=e == "custom"), effort, custom_box, api_visibility="private", queue=False)
 
@@ -101,7 +126,7 @@ def build_tab(rt: Runtime) -> None:
         [send.click, prompt.submit],
         submit,
         inputs=[prompt, chat_state],
-        outputs=[prompt, hidden_prompt, chatbot, send, stop],
+        outputs=[prompt, hidden_prompt, chatbot, send, stop, stop_thinking, think_longer],
         api_visibility="private",
         concurrency_limit=None,
     )
@@ -125,8 +150,41 @@ def build_tab(rt: Runtime) -> None:
         api_name="generate",
         show_progress="hidden",
         **MODEL_QUEUE,
-    ).then(_idle, outputs=[send, stop], api_visibility="private", queue=False)
+    ).then(_idle, outputs=[send, stop, stop_thinking, think_longer], api_visibility="private", queue=False)
     stop.click(pg.cancel, outputs=[numbers], api_name="cancel", concurrency_limit=None, show_progress="hidden")
+    stop_thinking.click(
+        pg.stop_thinking, outputs=[numbers], api_name="stop_thinking", concurrency_limit=None, show_progress="hidden"
+    )
+
+    def prepare_longer(request: gr.Request):  # noqa: ANN202 - Gradio updates
+        pg.registry.prepare(session_key(request))
+        return _busy()
+
+    longer = think_longer.click(
+        prepare_longer,
+        outputs=[send, stop, stop_thinking, think_longer],
+        api_visibility="private",
+        concurrency_limit=None,
+    )
+    longer.success(
+        pg.think_longer,
+        inputs=[
+            thinking,
+            effort,
+            max_thinking,
+            min_thinking,
+            continuation,
+            max_answer,
+            temperature,
+            top_p,
+            seed,
+            chat_state,
+        ],  # fmt: skip
+        outputs=[chatbot, numbers, last_run, chat_state],
+        api_name="think_longer",
+        show_progress="hidden",
+        **MODEL_QUEUE,
+    ).then(_idle, outputs=[send, stop, stop_thinking, think_longer], api_visibility="private", queue=False)
     new_chat.click(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_name="new_chat")
     chatbot.clear(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_visibility="private")
     gr.api(pg.examples, api_name="examples")

@@ -135,6 +135,8 @@ def stop_reason_words(sample: SampleResult, settings: GenerationSettings | None 
     if reason == "max_tokens":
         limit = settings.max_answer_tokens if settings is not None else sample.answer_tokens
         return f"hit the answer limit of {limit} tokens"
+    if reason == "user_cut":
+        return f"thinking stopped by you at {sample.thinking_tokens} tokens (user_cut)"
     if reason == "cancelled":
         return "stopped by you (cancelled)"
     if reason == "error":

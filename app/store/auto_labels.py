@@ -1,0 +1,173 @@
+"""Automatic step labels (``auto_step_labels``): writing a sample's Monte-Carlo labels, their current view,
+and the export query. Kept apart from the human labels of ``labels.py``: nothing here has an annotator, and
+nothing in ``labels.py`` ever reads this table, so a machine label is never shown or exported as a person's.
+
+Append-only like human labels: relabelling adds rows; the current label per (step, source) is the newest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from app.domain import AutoLabelledSample, AutoStepLabel
+from app.store.base import StoreBase
+from app.store.errors import NotFound, StoreError
+from app.store.models import AUTO_MC, Prompt, Run, Sample, Step, to_utc
+from app.store.models import AutoStepLabel as AutoRow
+from app.store.records import AutoLabelRecord
+from app.store.runs import load_active_steps
+
+TARGET_KINDS = ("gold", "majority")
+
+
+def _current_rows(session: Session, *where: ColumnElement[bool]) -> list[tuple[AutoRow, Step]]:
+    newest = (
+        select(func.max(AutoRow.id))
+        .join(Step, Step.id == AutoRow.step_id)
+        .where(Step.active.is_(True), *where)
+        .group_by(AutoRow.step_id, AutoRow.source)
+    )
+    rows = session.execute(
+        select(AutoRow, Step).join(Step, Step.id == AutoRow.step_id).where(AutoRow.id.in_(newest)).order_by(Step.index)
+    )
+    return [(label, step) for label, step in rows.tuples()]
+
+
+def _record(label: AutoRow, step: Step) -> AutoLabelRecord:
+    return AutoLabelRecord(
+        label_id=label.id,
+        step_id=step.id,
+        step_index=step.index,
+        source=label.source,
+        soft=label.soft,
+        hard=label.hard,
+        rollouts=label.rollouts,
+        target=label.target,
+        target_kind=label.target_kind,
+        settings=dict(label.settings),
+        created_at=label.created_at,
+    )
+
+
+class AutoLabelsMixin(StoreBase):
+    def add_auto_labels(
+        self,
+        sample_id: int,
+        labels: Sequence[tuple[int, float]],
+        *,
+        rollouts: int,
+        target: str | None,
+        target_kind: str,
+        settings: dict[str, Any],
+        source: str = AUTO_MC,
+    ) -> list[int]:
+        """Store ``(step_id, soft)`` labels of one sample in one transaction (hard = soft > 0); return their ids.
+
+        Every step must be an active step of the sample; otherwise nothing is stored.
+        """
+        if not source.startswith("auto:"):
+            raise StoreError(f"source={source!r} must start with 'auto:' (human labels go through add_label)")
+        if target_kind not in TARGET_KINDS:
+            raise StoreError(f"target_kind={target_kind!r} is not one of {', '.join(TARGET_KINDS)}")
+        if rollouts < 1:
+            raise StoreError(f"rollouts={rollouts} must be at least 1")
+        for step_id, soft in labels:
+            if not 0.0 <= soft <= 1.0:
+                raise StoreError(f"soft label {soft} of step {step_id} is not a share between 0 and 1")
+        with self._write() as session:
+            if session.get(Sample, sample_id) is None:
+                raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted); nothing stored")
+            active = set(session.scalars(select(Step.id).where(Step.sample_id == sample_id, Step.active.is_(True))))
+            stale = [step_id for step_id, _ in labels if step_id not in active]
+            if stale:
+                raise StoreError(
+                    f"steps {stale} are not current steps of sample {sample_id} (merged or split meanwhile); "
+                    "run the auto-labelling again"
+                )
+            rows = [
+                AutoRow(
+                    step_id=step_id,
+                    source=source,
+                    soft=float(soft),
+                    hard=soft > 0,
+                    rollouts=rollouts,
+                    target=target,
+                    target_kind=target_kind,
+                    settings=settings,
+                )
+                for step_id, soft in labels
+            ]
+            session.add_all(rows)
+            session.flush()
+            return [row.id for row in rows]
+
+    def current_auto_labels(self, sample_id: int, source: str = AUTO_MC) -> dict[int, AutoLabelRecord]:
+        """{step_id: current automatic label} over the sample's active steps."""
+        with self._read() as session:
+            rows = _current_rows(session, Step.sample_id == sample_id, AutoRow.source == source)
+        return {step.id: _record(label, step) for label, step in rows}
+
+    def auto_hard_labels(self, sample_id: int | None = None, source: str = AUTO_MC) -> dict[int, bool]:
+        """{step_id: current hard label} (one sample, or all): the automatic side of human-vs-auto agreement."""
+        with self._read() as session:
+            where = [AutoRow.source == source] + ([Step.sample_id == sample_id] if sample_id is not None else [])
+            return {step.id: label.hard for label, step in _current_rows(session, *where)}
+
+    def auto_labelled_samples(
+        self, *, model: str | None = None, since: datetime | None = None, source: str = AUTO_MC
+    ) -> list[AutoLabelledSample]:
+        """One per sample with current automatic labels of ``source``; ``since`` keeps samples labelled at or
+        after it (by their newest label)."""
+        since = to_utc(since) if since is not None else None
+        with self._read() as session:
+            where: list[ColumnElement[bool]] = [AutoRow.source == source]
+            if model is not None:
+                where.append(Step.sample_id.in_(select(Sample.id).join(Run).where(Run.model == model)))
+            by_sample: dict[int, list[tuple[AutoRow, Step]]] = {}
+            for label, step in _current_rows(session, *where):
+                by_sample.setdefault(step.sample_id, []).append((label, step))
+            if since is not None:
+                by_sample = {s: rows for s, rows in by_sample.items() if max(r.created_at for r, _ in rows) >= since}
+            if not by_sample:
+                return []
+            ids = sorted(by_sample)
+            meta = {
+                sample.id: (sample, run, prompt)
+                for sample, run, prompt in session.execute(
+                    select(Sample, Run, Prompt.text)
+                    .join(Run, Run.id == Sample.run_id)
+                    .join(Prompt, Prompt.id == Run.prompt_id)
+                    .where(Sample.id.in_(ids))
+                ).tuples()
+            }
+            steps = load_active_steps(session, ids)
+            out = []
+            for sample_id in ids:
+                sample, run, prompt = meta[sample_id]
+                rows = by_sample[sample_id]
+                newest = max(rows, key=lambda pair: pair[0].id)[0]
+                out.append(
+                    AutoLabelledSample(
+                        sample_id=sample_id,
+                        run_id=run.id,
+                        prompt=prompt,
+                        thinking=sample.thinking,
+                        answer=sample.answer,
+                        steps=[s.to_step() for s in steps[sample_id]],
+                        labels=[
+                            AutoStepLabel(step.index, label.soft, label.hard, label.created_at) for label, step in rows
+                        ],
+                        model=run.model,
+                        source=source,
+                        rollouts=newest.rollouts,
+                        target=newest.target,
+                        target_kind=newest.target_kind,
+                        created_at=newest.created_at,
+                    )
+                )
+            return out

@@ -1,0 +1,84 @@
+""" "Branch here" for a finished trace, shared by the Playground and Self-consistency tabs (Annotate has its own,
+on the step on screen): N rollouts from the end of a chosen step of a chosen sample, voted, saved as a branch.
+
+A shared UI module (it imports no tab): the work is :func:`app.services.branching.resample`, the running loop
+:class:`app.ui.running.ModelTab` (progress, Cancel, one generation at a time). Answers are escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from app.services import branching
+from app.services.runtime import Runtime
+from app.ui.inputs import as_int
+from app.ui.render import html_text, status_html
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+
+
+def _run_id(ref: Any) -> int:
+    """The run id from a run JSON (``{"run_id": ...}``) or a number box."""
+    value = ref.get("run_id") if isinstance(ref, dict) else ref
+    run_id = as_int(value, "run #")
+    if run_id is None or run_id < 1:
+        raise ValueError("no saved run to branch from: generate (and save) a trace first, or type its run #")
+    return run_id
+
+
+class BranchHere(ModelTab):
+    idle_message = "No rollouts are running in this session."
+
+    def __init__(self, rt: Runtime, tab: str) -> None:
+        super().__init__(rt)
+        self.tab = f"{tab}-branch"
+
+    def run(self, ref: Any, sample: Any, step: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
+        def plan():  # noqa: ANN202
+            run_id = _run_id(ref)
+            s = (as_int(sample, "sample", 1) or 1) - 1
+            k = (as_int(step, "step", 1) or 1) - 1
+            rollouts = as_int(n, "rollouts", 4) or 4
+            return lambda token, report: branching.resample(
+                self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report
+            )
+
+        def finish(report) -> tuple[str]:  # noqa: ANN001
+            counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
+            none = f" · no answer ×{report.vote.abstained}" if report.vote.abstained else ""
+            right = "" if report.vote.majority_correct is None else (
+                " · majority correct" if report.vote.majority_correct else " · majority wrong")  # fmt: skip
+            return (f"<div class='tl-branch-result'>Saved as run #{report.run_id} (a branch, in History): "
+                    f"{report.k} rollouts answered {counts}{none}{right}.</div>",)  # fmt: skip
+
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text),),
+            describe=lambda item, s: f"Rolling out… {getattr(item, 'tokens', 0)} tokens · {s:.1f} s",
+            finish=finish,
+        )
+
+
+def build(rt: Runtime, tab: str, ref: gr.components.Component, *, with_sample: bool = True) -> None:
+    """The controls inside the caller's container; ``ref`` holds the run (its JSON, or a run # box)."""
+    panel = BranchHere(rt, tab)
+    with gr.Row():
+        sample = gr.Number(1, label="Sample", precision=0, minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample")
+        step = gr.Number(1, label="Step", precision=0, minimum=1, elem_id=f"tl-{tab}-bstep")
+        n = gr.Number(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-bn")
+        gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-bgold")
+    with gr.Row():
+        go = gr.Button("Branch here", size="sm", elem_id=f"tl-{tab}-branch")
+        stop = gr.Button("Cancel", size="sm", variant="stop", elem_id=f"tl-{tab}-branch-cancel")
+    out = gr.HTML(elem_id=f"tl-{tab}-branch-result")
+    gr.Markdown(
+        "N continuations from the end of the chosen step (steps as in Annotate, numbered from 1) in one batched "
+        "generate, under the run's budget rules; the thinking already written counts against the budget."
+    )
+    go.click(panel.prepare, None, None, **PREPARE).success(
+        panel.run, [ref, sample, step, n, gold], [out], api_name=f"{tab}_branch_here", **MODEL_QUEUE
+    )
+    stop.click(panel.cancel, None, None, api_name=f"cancel_{tab}_branch", concurrency_limit=None)

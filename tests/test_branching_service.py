@@ -1,0 +1,190 @@
+"""Branching, step credit and auto labels on the tiny model with a rigged head, so every share is known.
+
+The rig: a bias makes end-of-sequence the top choice at every step. The budget processor then closes the
+thinking at once and forces the answer cue, so a rollout from after step k ends with exactly the prefix's
+thinking, and its extracted answer is the last number written up to step k. The parent trace below therefore
+gives, against the gold answer 7: share 0 from the prompt and after step 1, 1 after step 2 ("= 7"), 0 after
+step 3 ("= 14"), 1 after steps 4 and 5 -- whatever the sampling temperature.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.reasoning.steps import segment_trace
+from app.services.auto_labels import autolabel_run, autolabel_sample, human_vs_auto
+from app.services.branching import load_source, prefix_at, resample, step_credit
+from app.store import NotFound
+
+THINKING = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\nHmm, actually the answer is 7."
+ANSWER = "Final Answer: 7"
+
+
+@pytest.fixture(scope="module")
+def rigged_engine(tiny_loaded):
+    from app.engine.generation import Engine
+
+    loaded = copy.copy(tiny_loaded)
+    model = copy.deepcopy(tiny_loaded.model)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    head.weight.data = model.lm_head.weight.data.clone()
+    head.bias.data.zero_()
+    head.bias.data[tiny_loaded.tokenizer.eos_token_id] = 1e4
+    model.lm_head = head
+    loaded.model = model
+    return Engine(loaded)
+
+
+@pytest.fixture
+def rt(rigged_engine, tiny_runtime):
+    return type(tiny_runtime)(
+        settings=tiny_runtime.settings, loaded=rigged_engine.loaded, engine=rigged_engine, store=tiny_runtime.store
+    )
+
+
+def save_parent(rt, thinking: str = THINKING, answer: str = ANSWER, gold: str | None = None) -> int:
+    sample = SampleResult(0, f"{thinking}</think>{answer}", thinking, answer, 40, 5, "end", extracted_answer="7")
+    settings = GenerationSettings(max_thinking_tokens=200, max_answer_tokens=8)
+    result = GenerationResult("tiny", "prompted", settings, [sample], "What is 3 + 4?")
+    return rt.db.save_run(result, [segment_trace(thinking, answer)], gold=gold)
+
+
+def test_the_prefix_of_a_step_is_the_trace_up_to_its_end(rt):
+    source = load_source(rt, save_parent(rt), 0)
+    assert [s.source for s in source.steps] == ["thinking"] * 4 + ["answer"]
+    assert prefix_at(source, -1).thinking == "" and not prefix_at(source, -1).in_answer
+    assert prefix_at(source, 1).thinking == "Let me think about this problem.\nFirst, 3 + 4 = 7.\n"
+    last = prefix_at(source, 4)
+    assert last.thinking == THINKING and last.answer == ANSWER + "\n"
+
+
+def test_step_credit_shares_importance_and_anchors_are_as_rigged(rt):
+    run_id = save_parent(rt)
+    seen = []
+    report = step_credit(rt, run_id, 0, 3, gold="7", progress=seen.append)
+    data = report.to_json()
+    assert data["target"] == "7" and data["target_kind"] == "gold"
+    shares = [s["share_gold"] for s in data["steps"]]
+    assert shares == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert data["from_prompt"]["share_gold"] == 0.0
+    assert [s["importance"] for s in data["steps"]] == [0.0, 1.0, -1.0, 1.0, 0.0]
+    assert data["anchors"] == [2, 3, 4]
+    assert data["steps"][2]["answers"] == {"14": 3}
+    assert data["steps"][0]["answers"] == {"(no answer)": 3}
+    assert seen[-1].done == seen[-1].total == 6
+    # every point's rollouts are a run linked to the parent, reopenable like any other
+    for step in data["steps"]:
+        link = rt.db.branch_of(step["branch_run_id"])
+        assert (link.parent_run_id, link.parent_sample_index, link.parent_step_index) == (run_id, 0, step["index"] - 1)
+        assert len(rt.db.get_run(step["branch_run_id"]).samples) == 3
+    assert len(rt.db.branches_of(run_id)) == 6  # five steps and the prompt
+
+
+def test_without_gold_the_target_is_the_rollouts_majority(rt):
+    report = step_credit(rt, save_parent(rt), 0, 2, steps="2,3")
+    data = report.to_json()
+    assert data["target_kind"] == "majority" and data["target"] == "7"
+    assert [(s["index"], s["share_majority"], s["importance"]) for s in data["steps"]] == [
+        (2, 1.0, 1.0),
+        (3, 0.0, -1.0),
+    ]
+
+
+def test_resample_votes_and_saves_a_linked_run(rt):
+    run_id = save_parent(rt, gold="7")
+    report = resample(rt, run_id, 0, 2, 4)
+    assert report.vote.counts == [("14", 4)] and report.vote.majority_correct is False
+    link = rt.db.branch_of(report.run_id)
+    assert link.kind == "resample" and link.parent_step_index == 2
+    assert rt.db.get_run(report.run_id).gold == "7"
+
+
+def test_bad_branch_requests_name_the_problem(rt):
+    run_id = save_parent(rt)
+    with pytest.raises(NotFound, match="run 9999 does not exist"):
+        step_credit(rt, 9999, 0, 2)
+    with pytest.raises(ValueError, match="step 9 does not exist.*steps 1 to 5"):
+        step_credit(rt, run_id, 0, 2, steps="9")
+    with pytest.raises(ValueError, match="sample 2 does not exist"):
+        resample(rt, run_id, 1, 0, 2)
+    with pytest.raises(ValueError, match="rollouts=0 must be at least 1"):
+        step_credit(rt, run_id, 0, 0)
+    with pytest.raises(ValueError, match="--max-samples 33"):
+        step_credit(rt, run_id, 0, 33)
+    with pytest.raises(ValueError, match="not 'all' or a comma-separated"):
+        step_credit(rt, run_id, 0, 2, steps="one")
+    empty = save_parent(rt, thinking="", answer="")
+    with pytest.raises(ValueError, match="has no steps"):
+        step_credit(rt, empty, 0, 2)
+
+
+def test_autolabel_stores_math_shepherd_labels_apart_from_human_ones(rt):
+    run_id = save_parent(rt)
+    [report] = autolabel_run(rt, run_id, 2, gold="7")
+    assert report.stored and [(lab.soft, lab.hard) for lab in report.labels] == [
+        (0.0, False), (1.0, True), (0.0, False), (1.0, True), (1.0, True),
+    ]  # fmt: skip
+    sample_id = report.sample_id
+    auto = rt.db.current_auto_labels(sample_id)
+    assert sorted(lab.soft for lab in auto.values()) == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert {lab.source for lab in auto.values()} == {"auto:mc"} and {lab.rollouts for lab in auto.values()} == {2}
+    assert rt.db.current_labels(sample_id) == {}  # no human label appeared
+    assert rt.db.list_annotators() == []
+    assert rt.db.labelled_samples() == []  # the human export query never sees them
+
+
+def test_autolabel_without_gold_or_any_answer_stores_nothing(rt):
+    run_id = save_parent(rt, thinking="Let me think about it.\nI am not sure about this one.", answer="I do not know.")
+    runs_before = rt.db.count_runs()
+    with pytest.raises(ValueError, match="no gold answer and no majority.*nothing was stored"):
+        autolabel_sample(rt, run_id, 0, 2)
+    assert rt.db.count_runs() == runs_before
+    sample_id = rt.db.get_run(run_id).samples[0].sample_id
+    assert rt.db.current_auto_labels(sample_id) == {}
+
+
+def test_human_vs_auto_kappa_per_annotator_and_pooled(rt):
+    run_id = save_parent(rt)
+    [report] = autolabel_run(rt, run_id, 2, gold="7")  # auto: bad, good, bad, good, good
+    steps = [lab.step_id for lab in report.labels]
+    for step_id, rating in zip(steps, [-1, 1, -1, 1, 1], strict=True):
+        rt.db.add_label(step_id, "alice", rating)  # agrees everywhere
+    for step_id, rating in zip(steps, [1, 1, 0, 1, -1], strict=True):
+        rt.db.add_label(step_id, "bob", rating)  # 0 counts as good: disagrees on steps 1, 3, 5
+    reports = {r.annotator_a: r for r in human_vs_auto(rt.db)}
+    assert reports["alice"].kappa == 1.0 and reports["alice"].overlap == 5
+    assert reports["bob"].raw_agreement == pytest.approx(0.4)
+    assert reports["bob"].disagreements == [steps[0], steps[2], steps[4]]
+    assert reports["all annotators"].overlap == 10
+    assert all(r.annotator_b == "auto (rollouts)" for r in reports.values())
+
+
+def test_cancel_stops_the_curve_and_reports_the_points_that_finished(rt):
+    from dataclasses import replace
+
+    from app.engine.events import CancelToken
+
+    small = type(rt)(settings=replace(rt.settings, max_samples=4), loaded=rt.loaded, engine=rt.engine, store=rt.store)
+    run_id = save_parent(small)
+    cancel = CancelToken()
+
+    def stop_after_first_batch(progress):
+        if progress.done >= 2:
+            cancel.cancel()
+
+    report = step_credit(small, run_id, 0, 2, gold="7", cancel=cancel, progress=stop_after_first_batch)
+    assert report.status == "cancelled"
+    assert sorted(k for k in report.branch_runs) == [-1, 0]  # the first batch of two points, saved
+    assert report.to_json()["steps"][0]["share_gold"] == 0.0
+
+
+def test_deleting_the_parent_keeps_its_branches_as_ordinary_runs(rt):
+    run_id = save_parent(rt, gold="7")
+    branch = resample(rt, run_id, 0, 1, 2).run_id
+    rt.db.delete_run(run_id)
+    assert rt.db.branch_of(branch).parent_run_id is None
+    assert rt.db.get_run(branch).samples
