@@ -150,3 +150,19 @@ def test_cancel_closes_the_stream_promptly(remote_engine):
     sample = result.samples[0]
     assert sample.stop_reason == "cancelled" and sample.thinking_tokens < 3000
     assert sample.seconds < 30
+
+
+def test_stop_thinking_now_cuts_with_user_cut_on_the_server(remote_engine):
+    from app.engine.events import SteerToken, ThinkingDelta
+
+    steer, seen, result = SteerToken(), 0, None
+    settings = GenerationSettings(max_thinking_tokens=3000, min_thinking_tokens=3000, max_answer_tokens=8)
+    for event in remote_engine.stream("Count to a thousand.", settings, steer=steer):
+        if isinstance(event, ThinkingDelta):
+            seen += 1
+            if seen == 3:
+                steer.stop_thinking()
+        result = getattr(event, "result", result)
+    sample = result.samples[0]
+    assert sample.stop_reason == "user_cut" and sample.thinking_tokens < 3000
+    assert sample.raw_text.count("</think>") == 1 and sample.answer.startswith("Final Answer:")

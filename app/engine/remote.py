@@ -11,16 +11,14 @@ app.engine.formats), so a server's reasoning parser never sees a chat request an
    appends only the delimiter;
 4. answer: ask for at most ``max_answer_tokens`` (the cue counts as answer, as locally).
 
-Token counts: a phase that ran out of ``max_tokens`` used exactly what the server's ``usage`` says
-(never more than was asked); a phase that stopped is counted with the local tokenizer on the text kept,
-which excludes the close tag and end-of-sequence, as the local engine does. So thinking never exceeds the
-budget and equals it exactly when min = max. The server's prefix cache keeps the extra round trips cheap.
+Token counts: a phase that ran out of ``max_tokens`` used what ``usage`` says (never more than asked); one
+that stopped is counted with the local tokenizer on the text kept (close tag and end-of-sequence excluded).
+So thinking never exceeds the budget and equals it when min = max.
 
-k samples are k concurrent request chains, sample ``i`` seeded ``seed + i`` (each further request of
-the chain offsets that seed, so a "Wait" does not replay the same random stream). Cancel is checked
-between streamed chunks and closes the stream, which makes the server abort the request. A request that
-fails keeps what was streamed so far and ends the sample with stop reason ``error`` and a message that
-names the server and the fix. Knows nothing about storage or UI.
+k samples are k concurrent request chains, sample ``i`` seeded ``seed + i`` (later requests of a chain offset
+it). Cancel and "Stop thinking now" are checked between chunks and close the stream (the server aborts). A
+failed request keeps what was streamed; the sample ends with stop reason ``error`` and a message naming the
+server and the fix. Knows nothing about storage or UI.
 """
 
 from __future__ import annotations
@@ -34,13 +32,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.budget import stop_token_ids
-from app.engine.events import AnswerDelta, CancelToken, Event, Finished, PhaseChange, Progress, ThinkingDelta
+from app.engine.events import (
+    AnswerDelta,
+    CancelToken,
+    Event,
+    Finished,
+    PhaseChange,
+    Progress,
+    SteerToken,
+    ThinkingDelta,
+)
 from app.engine.formats import build_prompt
 from app.engine.generation import split_text
 from app.engine.loading import LoadedModel
 from app.engine.remote_client import CompletionClient, RemoteError
+from app.engine.remote_plan import PhasePlan
 
 Messages = list[dict[str, str]]
 THINKING, ANSWER, DONE = "thinking", "answer", "done"
@@ -49,43 +57,6 @@ REMOTE_CONCURRENCY = 16
 #: Offset between the seeds of the successive requests of one sample's chain.
 SEED_STRIDE = 100_003
 _TICK, _END = object(), object()
-
-
-@dataclass(frozen=True)
-class PhasePlan:
-    """The text and token costs of what the loop appends; validated like the local :class:`BudgetPlan`."""
-
-    max_thinking: int
-    min_thinking: int
-    max_continuations: int
-    max_answer: int
-    close_tag: str
-    end_text: str
-    cue_text: str
-    cue_tokens: int
-    continuation_text: str
-    continuation_tokens: int
-
-    @classmethod
-    def build(cls, tokenizer: Any, settings: GenerationSettings, close_tag: str) -> PhasePlan:
-        def count(text: str) -> int:
-            return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
-
-        max_t, min_t = settings.resolved_budget()
-        cont = settings.continuation
-        cont_text = (cont if cont[:1].isspace() else "\n" + cont) if cont else ""
-        return cls(
-            max_thinking=max_t,
-            min_thinking=min_t,
-            max_continuations=settings.max_continuations,
-            max_answer=settings.max_answer_tokens,
-            close_tag=close_tag,
-            end_text=f"\n{close_tag}\n\n",
-            cue_text=settings.answer_cue,
-            cue_tokens=count(settings.answer_cue),
-            continuation_text=cont_text,
-            continuation_tokens=count(cont_text),
-        )
 
 
 @dataclass
@@ -100,6 +71,7 @@ class SampleRun:
     answer_tokens: int = 0
     continuations: int = 0
     cut: bool = False
+    user_cut: bool = False
     answer_capped: bool = False
     chunks: int = 0
     requests: int = 0
@@ -184,8 +156,20 @@ class RemoteEngine:
         cancel: CancelToken | None = None,
         *,
         deltas: bool = True,
+        prefix: TracePrefix | None = None,
+        steer: SteerToken | None = None,
     ) -> Iterator[Event]:
-        """Same events as the local engine: deltas and phase changes, progress, then :class:`Finished`."""
+        """Same events as the local engine: deltas and phase changes, progress, then :class:`Finished`.
+
+        ``steer`` is "Stop thinking now": checked between streamed chunks, it closes the thinking request
+        and appends the close tag and cue (stop reason ``user_cut``). Continuing a stored ``prefix`` is not
+        supported on a server yet.
+        """
+        if prefix is not None:
+            raise ValueError(
+                "Continuing a trace from a prefix runs on the local engine only for now; start tracelab without "
+                "--server to branch from a trace."
+            )
         settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
@@ -199,7 +183,7 @@ class RemoteEngine:
 
         def work(run: SampleRun) -> None:
             try:
-                self._run_sample(run, prompt, plan, settings, cancel, lambda: updates.put(_TICK))
+                self._run_sample(run, prompt, plan, settings, cancel, lambda: updates.put(_TICK), steer)
             except RemoteError as exc:
                 run.error = str(exc)
             except Exception as exc:  # reported as stop reason "error", never lost
@@ -253,8 +237,14 @@ class RemoteEngine:
         settings: GenerationSettings,
         cancel: CancelToken,
         tick: Callable[[], None],
+        steer: SteerToken | None = None,
     ) -> None:
         seed = None if settings.seed is None else settings.seed + run.index
+        if steer is not None:
+            steer.attach(lambda: run.chunks)
+
+        def steered() -> bool:
+            return steer is not None and steer.stop_requested
 
         def ask(max_tokens: int, stop: list[str] | None) -> _Reply:
             body: dict[str, Any] = {"prompt": prompt + run.raw, "max_tokens": max_tokens}
@@ -267,12 +257,18 @@ class RemoteEngine:
             if stop:
                 body["stop"] = stop
             run.requests += 1
-            return self._request(run, body, max_tokens, plan.close_tag if stop else None, cancel, tick)
+            thinking_phase = run.phase == THINKING
+            stop_when = (lambda: cancel.cancelled or steered()) if thinking_phase else (lambda: cancel.cancelled)
+            return self._request(run, body, max_tokens, plan.close_tag if stop else None, stop_when, tick)
 
         # 1-3. Thinking, in as many requests as stops and continuations need.
         force_on = False  # below the minimum with no room for "Wait": ask for the rest without a stop
         while run.phase == THINKING and not cancel.cancelled:
-            # (Issue 10's "stop thinking now" fits here: a steer flag checked like ``cancel`` ends the phase.)
+            if steered():  # "Stop thinking now": close the thinking as a budget cut would, reason user_cut
+                steer.mark_acted(run.chunks)  # type: ignore[union-attr]
+                run.user_cut = True
+                self._end_thinking(run, plan, cue=True)
+                break
             remaining = plan.max_thinking - run.thinking_tokens
             if remaining <= 0:
                 run.cut = True
@@ -283,6 +279,8 @@ class RemoteEngine:
             run.commit()
             if cancel.cancelled:
                 return
+            if steered():
+                continue
             if reply.finish == "length" and not reply.closed and reply.used > 0:
                 continue  # the budget is spent: the next pass cuts
             below_min = run.thinking_tokens < plan.min_thinking and run.continuations < plan.max_continuations
@@ -338,12 +336,12 @@ class RemoteEngine:
         body: dict[str, Any],
         max_tokens: int,
         close_tag: str | None,
-        cancel: CancelToken,
+        stop_when: Callable[[], bool],
         tick: Callable[[], None],
     ) -> _Reply:
         """Stream one request into ``run.piece``; cut the piece at the close tag (some servers include it)."""
         finish, usage, closed = None, None, False
-        for chunk in self.client.stream(body, stop_when=lambda: cancel.cancelled):
+        for chunk in self.client.stream(body, stop_when=stop_when):
             if chunk.text:
                 with run.lock:
                     if run.first_token_at is None:
@@ -404,6 +402,8 @@ class RemoteEngine:
             reason = "error"
         elif run.phase != DONE and cancelled:
             reason = "cancelled"
+        elif run.user_cut:
+            reason = "user_cut"
         elif run.cut:
             reason = "budget_cut"
         elif run.answer_capped or run.phase != DONE:
