@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
+from app.export.formats import EXPORT_FORMATS
 from app.settings import AppSettings
 
 
@@ -123,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(autolabel)
 
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
-    export.add_argument(
-        "--format", dest="export_format", required=True, choices=["prm", "preference", "kto", "sft", "prm800k"]
-    )
+    export.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
     export.add_argument("--out", required=True, type=Path, help=".jsonl, .parquet, or a folder (HF dataset)")
     export.add_argument("--output", choices=["jsonl", "parquet", "hf"], help="Override the kind taken from --out")
     export.add_argument("--annotator")
@@ -156,13 +155,11 @@ def _progress(text: str) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.engine.events import Finished, PhaseChange
-    from app.services.runs import Saved, run_json, stream_run
+    from app.services.runs import Saved, require_prompt, run_json, stream_run
     from app.services.runtime import Runtime
 
     settings = generation_settings(args)
-    settings.validate()
-    if not args.prompt.strip():
-        raise ValueError("The prompt is empty: pass the question as the first argument.")
+    require_prompt(args.prompt)  # before the (slow) model load
     _progress("loading model…")
     rt = Runtime.start(app_settings(args), with_store=not args.no_save)
     _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device}")
@@ -211,7 +208,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     problems = load_problems(args.problems, limit=args.limit)
     settings = generation_settings(args)
     for budget in budgets:  # every bad value is reported before the slow model load
-        settings.with_budget(budget, settings.samples).validate()
+        settings.with_budget(budget, settings.samples)  # built = validated
     rt = Runtime.start(app_settings(args))
     report = run_sweep(rt, problems, budgets, settings, progress=lambda done, total: _progress(f"{done}/{total}"))
     if args.json:

@@ -7,6 +7,7 @@ Gradio, so every layer may depend on this module and on nothing above it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -36,6 +37,10 @@ class GenerationSettings:
 
     ``max_thinking_tokens=None`` means "take it from ``effort``"; an explicit number wins.
     ``temperature == 0`` means greedy decoding (then ``top_p`` is ignored).
+
+    Validated when built (and by every ``replace``/``with_``): an invalid ``GenerationSettings`` cannot exist,
+    so a request is checked once, where its settings are made (the UI's controls, the CLI's flags, a stored
+    run), and nothing downstream (services, engine) checks it again.
     """
 
     thinking: bool = True
@@ -58,8 +63,11 @@ class GenerationSettings:
         min_t = self.min_thinking_tokens if self.min_thinking_tokens is not None else preset_min
         return max_t, min(min_t, max_t)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field, its value and the fix."""
+        """Raise ``ValueError`` naming the bad field, its value and the fix (runs when the settings are built)."""
         if self.effort is not None and self.effort not in EFFORT_BUDGETS:
             raise ValueError(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
         for name in ("max_thinking_tokens", "min_thinking_tokens"):
@@ -261,6 +269,26 @@ class PreferencePair:
     model: str
     reason: str = ""
     created_at: datetime | None = None
+
+
+def completion_text(thinking: str, answer: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
+    """An assistant turn with its thinking kept, as the model would emit it: the one place that knows the layout
+    (``<think>\\n{thinking}\\n</think>\\n\\n{answer}``), used by exports and multi-turn chat context. Just the
+    answer when there was no thinking."""
+    if not thinking.strip():
+        return answer
+    return f"{open_tag}\n{thinking}\n{close_tag}\n\n{answer}"
+
+
+def first_error(ratings: Iterable[StepRating]) -> int | None:
+    """THE first error of a labelled sample (a step index), the one definition export and labelling share: the step
+    the annotator marked "first error here" (the earliest, if several), else the first step rated -1; None when no
+    step is wrong. (A PRM row stops there; PRM800K's ``first_error`` flag and the Annotate tab show it.)"""
+    current = list(ratings)
+    marked = [r.step_index for r in current if r.first_error]
+    if marked:
+        return min(marked)
+    return min((r.step_index for r in current if r.rating < 0), default=None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import pytest
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating
 from app.export.card import render_card
-from app.export.rows import ExportFilters, RowBatch, build_rows
+from app.export.formats import build_rows
+from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_CARD_FILE, HF_DATA_FILE, arrow_schema, write_rows
 
 datasets = pytest.importorskip("datasets")

@@ -7,15 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from app.domain import LabelledSample, PreferencePair, Step, StepRating
+from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text
 from app.export.card import render_card, size_category
+from app.export.formats import build_rows
 from app.export.rows import (
     SKIP_NO_LABELS,
     SKIP_UNLABELLED_GAP,
     ExportError,
     ExportFilters,
-    build_rows,
-    format_completion,
     prm800k_row,
     prm_row,
     text_prompt,
@@ -69,16 +68,41 @@ def make_pair(chosen_thinking: str = "think A", rejected_thinking: str = "") -> 
     )
 
 
+# --- the first error (one definition, shared with labelling) ------------------------------------
+
+
+def test_the_first_error_is_the_marked_step_else_the_first_wrong_one():
+    from app.domain import first_error
+
+    def rating(index: int, value: int, marked: bool = False) -> StepRating:
+        return StepRating(step_index=index, rating=value, annotator="a", created_at=T0, first_error=marked)
+
+    assert first_error([rating(0, 1), rating(2, -1), rating(1, -1)]) == 1  # no mark: the first -1 by position
+    assert first_error([rating(0, 1), rating(1, -1), rating(3, -1, True), rating(2, -1, True)]) == 2  # earliest mark
+    assert first_error([rating(0, 1), rating(1, 0)]) is None
+
+
+def test_export_stops_at_the_marked_first_error_even_after_an_unmarked_wrong_step():
+    sample = make_sample([1, -1, 1, -1, 1])
+    ratings = sample.ratings
+    marked = replace(sample, ratings=[*ratings[:3], replace(ratings[3], first_error=True), ratings[4]])
+    row = prm_row(marked)
+    assert isinstance(row, dict) and row["labels"] == [True, False, True, False]  # stops at the mark, step 3
+    steps = prm800k_row(marked)["steps"]  # type: ignore[index]
+    assert [s["first_error"] for s in steps] == [False, False, False, True, False]
+    assert prm_row(sample)["labels"] == [True, False]  # type: ignore[index]  # no mark: the first -1
+
+
 # --- completions ---------------------------------------------------------------------------
 
 
 def test_completion_keeps_thinking_in_think_tags():
-    assert format_completion("a\nb", "42") == "<think>\na\nb\n</think>\n\n42"
+    assert completion_text("a\nb", "42") == "<think>\na\nb\n</think>\n\n42"
 
 
 def test_completion_without_thinking_is_just_the_answer():
-    assert format_completion("", "42") == "42"
-    assert format_completion("  \n", "42") == "42"
+    assert completion_text("", "42") == "42"
+    assert completion_text("  \n", "42") == "42"
 
 
 # --- prm -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_store_support import BACKENDS, fresh_url, make_result, new_store, save_example
+from store_support import BACKENDS, fresh_url, make_result, new_store, save_example
 
 from app.store import Store, open_store
 

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from test_store_support import new_store, save_example
+from store_support import new_store, save_example
 
 from app.store import StoreError, open_store
 from app.store.db import alembic_config

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_store_support import BACKENDS, fresh_url, make_result, make_steps, save_example
+from store_support import BACKENDS, fresh_url, make_result, make_steps, save_example
 
 from app.domain import LabelledSample
 from app.store import Store, open_store

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_store_support import BACKENDS, THINKING, fresh_url, make_result, row_count, save_example
+from store_support import BACKENDS, THINKING, fresh_url, make_result, row_count, save_example
 
 from app.store import NotFound, Store, StoredSample, StoreError, open_store
 

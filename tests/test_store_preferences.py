@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_store_support import BACKENDS, fresh_url, make_result, save_example
+from store_support import BACKENDS, fresh_url, make_result, save_example
 
 from app.store import NotFound, Store, StoreError, open_store
 

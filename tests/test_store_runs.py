@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_store_support import BACKENDS, fresh_url, make_result, make_steps, row_count, save_example
+from store_support import BACKENDS, fresh_url, make_result, make_steps, row_count, save_example
 
 from app.store import NotFound, Store, StoreError, open_store
 

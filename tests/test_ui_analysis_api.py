@@ -311,10 +311,10 @@ def test_controls_read_as_whole_numbers_and_pass_bad_values_on_to_validation():
     with pytest.raises(ValueError, match="k must be a whole number, got 2.5"):
         as_int(2.5, "k")
     assert (as_seed(-1), as_seed(None), as_seed(7)) == (None, None, 7)
-    settings = analysis_settings(True, None, 0, None, "-1")
-    assert (settings.max_thinking_tokens, settings.max_answer_tokens, settings.seed) == (128, 0, None)
+    settings = analysis_settings(True, None, None, None, "-1")
+    assert (settings.max_thinking_tokens, settings.max_answer_tokens, settings.seed) == (128, 128, None)
     with pytest.raises(ValueError, match="max_answer_tokens=0 must be >= 1"):
-        settings.validate()
+        analysis_settings(True, None, 0, None, "-1")
 
 
 # --- the chart builders (pure plotly) ----------------------------------------------------------------

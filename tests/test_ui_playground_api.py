@@ -286,7 +286,7 @@ def test_stop_while_the_prompt_waits_in_the_queue_stops_it_before_it_runs(tiny_r
     pg.accept("never run", None, request)  # the submit click, before the queue
     assert pg.cancel(request) == "Stopping…"
     outputs = list(pg.generate("never run", True, "low", None, None, "Wait", 8, 0, 0.95, 1, True, None, request))
-    assert [status for _, status, _, _ in outputs] == ["Stopped before it started."]
+    assert [status for _, status, _, _ in outputs] == ["Cancelled before it started; nothing was run."]
     assert tiny_runtime.store.count_runs() == 0
 
 

@@ -144,7 +144,6 @@ class Engine:
         thinking and answer include the prefix, and so do their token counts. ``steer`` lets the caller
         stop the thinking early ("Stop thinking now", stop reason ``user_cut``).
         """
-        settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
         thinking = settings.thinking

@@ -57,7 +57,6 @@ def stream_rollouts(
     ``settings`` gives the budget and sampling rules (``settings.samples`` is ignored: ``n`` rollouts per
     prefix). A prefix with ``fresh_budget`` is refused here: rollouts always count the prefix's thinking.
     """
-    settings.validate()
     if n < 1:
         raise ValueError(f"n={n} rollouts must be at least 1")
     if not prefixes:

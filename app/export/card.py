@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 import yaml
 
-from app.export.rows import FORMATS, ExportFilters, RowBatch
+from app.export.formats import FORMATS
+from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_DATA_FILE
 
 #: Hub tags per format, next to "tracelab" and "trl".

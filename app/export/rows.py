@@ -15,8 +15,10 @@ Row shapes (field names are what TRL and other consumers read):
 - ``sft``        ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``
 - ``prm800k``    one line per labelled sample, ratings kept as -1/0/+1 (see :func:`prm800k_row`)
 
-Completions keep the thinking: ``"<think>\\n{thinking}\\n</think>\\n\\n{answer}"``, or just the
-answer when there was no thinking.
+Completions keep the thinking, laid out by :func:`app.domain.completion_text` (the one place that knows
+``<think>\\n{thinking}\\n</think>\\n\\n{answer}``). The first error of a sample is
+:func:`app.domain.first_error`, the definition labelling uses too. Which formats exist, and what feeds them, is
+the table in ``app.export.formats``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from app.domain import LabelledSample, PreferencePair, Step, StepRating
+from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text, first_error
 
 Format = Literal["prm", "preference", "kto", "sft", "prm800k"]
 Neutral = Literal["true", "false", "skip"]
-
-#: Every export format with a one-line description (the card and the UI show these).
-FORMATS: dict[str, str] = {
-    "prm": "TRL stepwise supervision for process reward models: prompt, completions (steps), labels (bool per step)",
-    "preference": "TRL preference pairs for DPO / reward modelling: prompt, chosen, rejected",
-    "kto": "TRL unpaired preference for KTO: prompt, completion, label (a person's correct/incorrect verdict)",
-    "sft": "Supervised fine-tuning conversations (thinking kept) from samples a person marked correct",
-    "prm800k": "PRM800K-like step ratings (-1/0/+1) with annotator, comments and timing; lossless",
-}
 
 #: How a neutral (0) step becomes a PRM label.
 #: "true" (default): a neutral step is not an error, so it counts as a correct step. This is the
@@ -100,13 +93,6 @@ class RowBatch:
 # --- shared helpers -------------------------------------------------------------------------
 
 
-def format_completion(thinking: str, answer: str) -> str:
-    """The assistant's full completion with its thinking kept, as the model would emit it."""
-    if not thinking.strip():
-        return answer
-    return f"<think>\n{thinking}\n</think>\n\n{answer}"
-
-
 def text_prompt(prompt: str) -> str:
     """The prompt of a standard (plain-text) preference/KTO row: trailing space trimmed, one "\n" added.
 
@@ -126,10 +112,8 @@ def _assistant(content: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": content}]
 
 
-def validate_options(fmt: str, neutral: str = "true") -> None:
-    """Raise :class:`ExportError` naming a bad ``fmt`` or ``neutral`` and the allowed values."""
-    if fmt not in FORMATS:
-        raise ExportError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+def check_neutral(neutral: str) -> None:
+    """Raise :class:`ExportError` naming a bad ``neutral`` policy and the allowed values."""
     if neutral not in NEUTRAL_POLICIES:
         raise ExportError(
             f"neutral={neutral!r} is not one of {', '.join(NEUTRAL_POLICIES)} (how 0-rated steps are labelled)"
@@ -168,8 +152,8 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
     """One TRL stepwise-supervision row, or the skip reason (a str) when the sample can't be one.
 
     Rules: steps in index order; +1 -> True, -1 -> False, 0 -> ``neutral`` policy. The row stops
-    at the first -1 step (included, PRM800K-style: nothing after the first error is trusted) or
-    at the last labelled step, whichever comes first. An unlabelled step before that point makes
+    at the first error (:func:`~app.domain.first_error`, included, PRM800K-style: nothing after it is
+    trusted) or at the last labelled step, whichever comes first. An unlabelled step before that point makes
     the labels ambiguous, so the sample is skipped rather than guessed.
     """
     ratings = _ratings_by_step(sample)
@@ -178,10 +162,9 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
     if not rated_positions:
         return SKIP_NO_LABELS
     end = rated_positions[-1]
-    for i, step in enumerate(steps[: end + 1]):
-        if step.index in ratings and ratings[step.index].rating < 0:
-            end = i
-            break
+    wrong = first_error(ratings[s.index] for s in steps if s.index in ratings)
+    if wrong is not None:
+        end = next(i for i, s in enumerate(steps) if s.index == wrong)
     included = steps[: end + 1]
     if any(s.index not in ratings for s in included):
         return SKIP_UNLABELLED_GAP
@@ -206,7 +189,7 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
 
 def prm_rows(samples: Sequence[LabelledSample], neutral: Neutral = "true") -> RowBatch:
     """TRL stepwise-supervision rows; label balance counts True/False step labels."""
-    validate_options("prm", neutral)
+    check_neutral(neutral)
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     used: list[LabelledSample] = []
@@ -244,7 +227,7 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
     ``comment`` and ``labelled_at``; ``timestamp``/``total_time`` -> ``labelled_at_start`` and
     ``labelled_at_end`` (first and last rating time, ISO 8601 with microseconds). Steps run up to the last rated
     one; an unrated step before that keeps ``rating: null`` (nothing is dropped here).
-    ``first_error`` marks the first -1 step. ``finish_reason`` is ``found_error`` when a step is
+    ``first_error`` marks the sample's first error (:func:`~app.domain.first_error`). ``finish_reason`` is ``found_error`` when a step is
     rated -1, ``solution`` when every step is rated and none is -1, else ``partial`` (PRM800K's
     ``give_up``/``bad_problem`` have no counterpart here).
     """
@@ -254,7 +237,7 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
     if not rated_positions:
         return SKIP_NO_LABELS
     included = steps[: rated_positions[-1] + 1]
-    first_error = next((s.index for s in included if s.index in ratings and ratings[s.index].rating < 0), None)
+    wrong = first_error(ratings[s.index] for s in included if s.index in ratings)
     out_steps = []
     for step in included:
         rating = ratings.get(step.index)
@@ -265,11 +248,11 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
                 "source": step.source,
                 "rating": rating.rating if rating else None,
                 "comment": rating.comment if rating else "",
-                "first_error": step.index == first_error,
+                "first_error": step.index == wrong,
                 "labelled_at": _timestamp(rating.created_at) if rating else None,
             }
         )
-    if first_error is not None:
+    if wrong is not None:
         finish_reason = "found_error"
     elif len(ratings.keys() & {s.index for s in steps}) == len(steps):
         finish_reason = "solution"
@@ -315,8 +298,8 @@ def prm800k_rows(samples: Sequence[LabelledSample]) -> RowBatch:
 
 def preference_row(pair: PreferencePair, conversational: bool = False) -> dict[str, Any]:
     """One TRL preference row (explicit prompt); chosen/rejected keep their thinking."""
-    chosen = format_completion(pair.chosen_thinking, pair.chosen_answer)
-    rejected = format_completion(pair.rejected_thinking, pair.rejected_answer)
+    chosen = completion_text(pair.chosen_thinking, pair.chosen_answer)
+    rejected = completion_text(pair.rejected_thinking, pair.rejected_answer)
     if conversational:
         return {"prompt": _user(pair.prompt), "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
     return {"prompt": text_prompt(pair.prompt), "chosen": chosen, "rejected": rejected}
@@ -349,7 +332,7 @@ def kto_rows(samples: Sequence[LabelledSample], conversational: bool = False) ->
         if sample.marked_correct is None:
             skipped[SKIP_NO_VERDICT] += 1
             continue
-        completion = format_completion(sample.thinking, sample.answer)
+        completion = completion_text(sample.thinking, sample.answer)
         if conversational:
             row = {"prompt": _user(sample.prompt), "completion": _assistant(completion)}
         else:
@@ -377,7 +360,7 @@ def sft_rows(samples: Sequence[LabelledSample]) -> RowBatch:
         if sample.marked_correct is not True:
             skipped[SKIP_INCORRECT if sample.marked_correct is False else SKIP_NO_VERDICT] += 1
             continue
-        messages = _user(sample.prompt) + _assistant(format_completion(sample.thinking, sample.answer))
+        messages = _user(sample.prompt) + _assistant(completion_text(sample.thinking, sample.answer))
         rows.append({"messages": messages})
         used.append(sample)
     return RowBatch(
@@ -389,57 +372,3 @@ def sft_rows(samples: Sequence[LabelledSample]) -> RowBatch:
         annotators=_sorted_unique(s.annotator for s in used),
         conversational=True,
     )
-
-
-# --- dispatch ---------------------------------------------------------------------------------
-
-#: What the empty-selection message calls each format's input, and how to make some.
-_EMPTY_HINTS: dict[str, tuple[str, str]] = {
-    "prm": ("labelled samples", "label some steps in the Annotate tab first"),
-    "prm800k": ("labelled samples", "label some steps in the Annotate tab first"),
-    "preference": ("preference pairs", "pick the better of two traces in the Annotate tab first"),
-    "kto": (
-        "samples with a correct/incorrect verdict",
-        "mark some samples correct or incorrect in the Annotate tab first",
-    ),
-    "sft": ("samples marked correct", "mark some samples correct in the Annotate tab first"),
-}
-
-
-def build_rows(
-    fmt: str,
-    *,
-    samples: Sequence[LabelledSample] = (),
-    pairs: Sequence[PreferencePair] = (),
-    filters: ExportFilters | None = None,
-    neutral: str = "true",
-    conversational: bool = False,
-) -> RowBatch:
-    """Rows of ``fmt`` from the records the store returned; never an empty batch.
-
-    ``samples`` feed prm/prm800k (step-labelled) and kto/sft (with verdicts); ``pairs`` feed
-    preference. Raises :class:`ExportError` when nothing would be written, naming the filters
-    (and the skip reasons, when samples matched but none could become a row).
-    """
-    validate_options(fmt, neutral)
-    if fmt == "prm":
-        batch = prm_rows(samples, neutral)  # type: ignore[arg-type]  # validated above
-    elif fmt == "prm800k":
-        batch = prm800k_rows(samples)
-    elif fmt == "preference":
-        batch = preference_rows(pairs, conversational)
-    elif fmt == "kto":
-        batch = kto_rows(samples, conversational)
-    else:
-        batch = sft_rows(samples)
-    if not batch.rows:
-        what, hint = _EMPTY_HINTS[fmt]
-        where = (filters or ExportFilters()).describe()
-        if batch.skipped:
-            reasons = "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items())
-            raise ExportError(
-                f"No {fmt} rows to write: the {batch.skipped} samples matching ({where}) were all skipped "
-                f"({reasons}). Finish labelling them in the Annotate tab, or widen the filters."
-            )
-        raise ExportError(f"No {what} match ({where}): {hint}, or widen the filters.")
-    return batch

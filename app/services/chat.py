@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from app.domain import completion_text
+
 
 def chat_context(
     turns: Iterable[tuple[str, str, str]],
@@ -22,7 +24,7 @@ def chat_context(
     for user, thinking, answer in turns:
         if not answer:
             continue
-        content = f"{open_tag}\n{thinking}\n{close_tag}\n\n{answer}" if keep_thinking and thinking else answer
+        content = completion_text(thinking, answer, open_tag, close_tag) if keep_thinking else answer
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": content}]
     messages.append({"role": "user", "content": prompt})
     return messages

@@ -100,7 +100,6 @@ def compare_thinking(
     """
     plan = variant_budgets(budgets)
     gold = normalise_gold(gold)
-    settings.validate()
     runs = []
     if progress:
         progress(0, len(plan))

@@ -1,7 +1,8 @@
 """Export use-case: query the store, build dataset rows, write them, summarise for the UI/CLI.
 
 The UI's Export tab and ``python -m app export`` both call :func:`export_dataset`. This module
-only wires things together: which store query feeds which format, the output kind, the card.
+only wires things together: the store query the format's entry in ``app.export.EXPORT_FORMATS`` names, the
+output kind, the card.
 Row rules live in ``app.export.rows``; files in ``app.export.writers``. The store is passed in
 (anything with the three query methods of :class:`ExportSource`), so nothing here imports
 SQLAlchemy.
@@ -17,17 +18,9 @@ from typing import Protocol
 from app.domain import AutoLabelledSample, LabelledSample, PreferencePair
 from app.export.auto_rows import check_source, prm_rows_by_source, prm_schema
 from app.export.card import render_card
-from app.export.rows import ExportError, ExportFilters, RowBatch, build_rows, validate_options
+from app.export.formats import get_format
+from app.export.rows import ExportError, ExportFilters, RowBatch, check_neutral
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
-
-#: Which store query feeds each format.
-SOURCES: dict[str, str] = {
-    "prm": "labelled_samples",
-    "prm800k": "labelled_samples",
-    "preference": "preference_pairs",
-    "kto": "verdict_samples",
-    "sft": "verdict_samples",
-}
 
 
 class ExportSource(Protocol):
@@ -111,23 +104,19 @@ def export_dataset(
     error case nothing is written.
     """
     out = Path(out).expanduser()
-    validate_options(fmt, neutral)
+    spec = get_format(fmt)
+    check_neutral(neutral)
     check_source(fmt, source, soft)
     kind = resolve_output(out, output)
     check_target(out, kind, overwrite)  # fail before the (possibly slow) query
 
     filters = ExportFilters(annotator=annotator, model=model, since=since)
-    schema = arrow_schema(fmt, conversational)
     if fmt == "prm" and (source != "human" or soft):
         batch = _prm_by_source(store, filters, source=source, neutral=neutral, soft=soft)
         schema = prm_schema(soft, provenance=source != "human")
     else:
-        query = getattr(store, SOURCES[fmt])
-        records = query(annotator=annotator, model=model, since=since)
-        if fmt == "preference":
-            batch = build_rows(fmt, pairs=records, filters=filters, conversational=conversational)
-        else:
-            batch = build_rows(fmt, samples=records, filters=filters, neutral=neutral, conversational=conversational)
+        records = getattr(store, spec.source)(annotator=annotator, model=model, since=since)
+        batch = spec.rows(records, filters=filters, neutral=neutral, conversational=conversational)
         schema = arrow_schema(fmt, batch.conversational)
 
     card = render_card(batch, filters=filters, created=datetime.now(timezone.utc)) if kind == "hf" else None

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.domain import first_error
 from app.errors import StoreError
 from app.reasoning.agreement import AgreementReport, agreement_report
 from app.store.records import LabelProgress, LabelRecord, QueueItem, StoredRun, StoredStep
@@ -67,7 +68,8 @@ class SampleView:
     annotator: str
     steps: list[StepView]
     verdict: bool | None
-    first_error_index: int | None
+    first_error_index: int | None  # where the sample first goes wrong: app.domain.first_error (as export reads it)
+    stopped_at: int | None = None  # the step marked "first error here": PRM800K labelling stops after it
 
     @property
     def n_labelled(self) -> int:
@@ -76,7 +78,7 @@ class SampleView:
     @property
     def done(self) -> bool:
         """Every step labelled, or a first error marked (the queue's definition)."""
-        return self.first_error_index is not None or self.n_labelled == len(self.steps)
+        return self.stopped_at is not None or self.n_labelled == len(self.steps)
 
     def next_unlabelled(self, after: int = -1) -> int | None:
         """Position of the first unlabelled, labelable step after position ``after`` (then from the top)."""
@@ -147,10 +149,14 @@ def resolve_annotator(typed: str | None, username: str | None = None) -> str:
 
 
 def parse_rating(value: int | str) -> int:
-    """-1, 0 or +1 from an int or a word ("+1", "good", "neutral", "wrong", ...)."""
-    if isinstance(value, bool):
-        raise LabelingError(f"rating={value!r} is not one of -1 (wrong), 0 (neutral), +1 (good)")
-    if isinstance(value, int | float) and value in (-1, 0, 1):
+    """A rating as a number, from a number or a word ("+1", "good", "neutral", "wrong", ...).
+
+    Parsing only: whether the number is a rating (-1, 0 or +1) is the store's rule (``Store.add_label``), the
+    one place it is checked, so a bad number is refused there with the step it was meant for.
+    """
+    if isinstance(value, int):  # bool included: the store refuses it
+        return value
+    if isinstance(value, float) and value.is_integer():
         return int(value)
     rating = RATING_WORDS.get(str(value).strip().lower())
     if rating is None:
@@ -224,9 +230,13 @@ def _run_of_sample(store: Store, sample_id: int, run_id: int | None = None) -> S
     return store.get_run(store.get_sample(sample_id).run_id)
 
 
+def _stopped_at(labels: dict[int, LabelRecord]) -> int | None:
+    """The step the annotator marked "first error here" (the earliest counts): PRM800K labelling stops there."""
+    return min((label.step_index for label in labels.values() if label.first_error), default=None)
+
+
 def _step_views(steps: list[StoredStep], labels: dict[int, LabelRecord]) -> tuple[list[StepView], int | None]:
-    errors = [label.step_index for label in labels.values() if label.first_error]
-    first_error = min(errors, default=None)  # the earliest counts, as in PRM800K
+    stop = _stopped_at(labels)
     views = []
     for step in steps:
         label = labels.get(step.step_id)
@@ -240,10 +250,10 @@ def _step_views(steps: list[StoredStep], labels: dict[int, LabelRecord]) -> tupl
                 comment=label.comment if label else "",
                 first_error=bool(label and label.first_error),
                 labelled_at=label.created_at if label else None,
-                after_first_error=first_error is not None and step.index > first_error,
+                after_first_error=stop is not None and step.index > stop,
             )
         )
-    return views, first_error
+    return views, stop
 
 
 def open_sample(store: Store, sample_id: int, annotator: str, *, run_id: int | None = None) -> SampleView:
@@ -254,7 +264,8 @@ def open_sample(store: Store, sample_id: int, annotator: str, *, run_id: int | N
     run = _run_of_sample(store, sample_id, run_id)
     sample = next(s for s in run.samples if s.sample_id == sample_id)
     steps = store.steps_for_sample(sample_id)  # fresh: a merge/split by someone else shows up at once
-    steps_view, first_error = _step_views(steps, store.current_labels(sample_id, annotator))
+    labels = store.current_labels(sample_id, annotator)
+    steps_view, stopped_at = _step_views(steps, labels)
     return SampleView(
         sample_id=sample_id,
         run_id=run.run_id,
@@ -268,7 +279,8 @@ def open_sample(store: Store, sample_id: int, annotator: str, *, run_id: int | N
         annotator=annotator,
         steps=steps_view,
         verdict=store.current_verdict(sample_id, annotator),
-        first_error_index=first_error,
+        first_error_index=first_error(label.to_rating() for label in labels.values()),
+        stopped_at=stopped_at,
     )
 
 
@@ -314,9 +326,7 @@ def label_step(
     silently.
     """
     value = -1 if first_error else parse_rating(rating)
-    steps, first_error_index = _step_views(
-        store.steps_for_sample(sample_id), store.current_labels(sample_id, annotator)
-    )
+    steps, stopped_at = _step_views(store.steps_for_sample(sample_id), store.current_labels(sample_id, annotator))
     step = next((s for s in steps if s.step_id == step_id), None)
     if step is None:
         raise LabelingError(
@@ -325,8 +335,8 @@ def label_step(
         )
     if step.after_first_error and not first_error:
         raise LabelingError(
-            f"step #{step.index} comes after the first error at step #{first_error_index}, where PRM800K "
-            f"stops labelling; relabel step #{first_error_index} first to go on"
+            f"step #{step.index} comes after the first error at step #{stopped_at}, where PRM800K "
+            f"stops labelling; relabel step #{stopped_at} first to go on"
         )
     return store.add_label(step_id, annotator, value, comment=comment.strip(), first_error=first_error)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from app.domain import GenerationResult, GenerationSettings, TracePrefix
 from app.engine.events import CancelToken, Event, Finished, SteerToken
@@ -71,6 +73,25 @@ def save_result(
     )
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword options of :func:`stream_run` that :func:`run_prompt` passes on (all optional)."""
+
+    kind: str
+    gold: str | None
+    sweep_id: int | None
+    label: str | None
+    save: bool
+    prefix: TracePrefix | None
+    steer: SteerToken | None
+    branch: BranchLink | None
+
+
+def require_prompt(prompt: str) -> None:
+    """The one check that a request has a prompt: a ``ValueError`` saying so when it is blank."""
+    if not (prompt or "").strip():
+        raise ValueError("The prompt is empty: type a question first.")
+
+
 def stream_run(
     rt: Runtime,
     messages: Messages | str,
@@ -87,15 +108,14 @@ def stream_run(
     steer: SteerToken | None = None,
     branch: BranchLink | None = None,
 ) -> Iterator[Event | Saved]:
-    """Yield the engine's events, then :class:`Saved`. Bad settings raise ``ValueError`` before anything runs.
+    """Yield the engine's events, then :class:`Saved`. An empty prompt raises ``ValueError`` before anything runs
+    (the settings were validated when they were built).
 
     ``save=False`` (the CLI's ``--no-save``) still extracts answers but writes nothing: ``Saved.run_id`` is None.
     ``prefix`` continues a stored trace (saved with ``branch`` as its lineage); ``steer`` is "Stop thinking now".
     """
-    settings.validate()
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-    if not msgs or not msgs[-1].get("content", "").strip():
-        raise ValueError("The prompt is empty: type a question first.")
+    require_prompt(msgs[-1].get("content", "") if msgs else "")
     result: GenerationResult | None = None
     try:
         extra = {k: v for k, v in (("prefix", prefix), ("steer", steer)) if v is not None}
@@ -137,11 +157,11 @@ def run_prompt(
     messages: Messages | str,
     settings: GenerationSettings,
     cancel: CancelToken | None = None,
-    **kwargs,
+    **options: Unpack[RunOptions],
 ) -> Saved:
-    """Run to completion and return what was saved (no deltas)."""
+    """Run to completion and return what was saved (no deltas); ``options`` are :func:`stream_run`'s."""
     saved = None
-    for event in stream_run(rt, messages, settings, cancel, deltas=False, **kwargs):
+    for event in stream_run(rt, messages, settings, cancel, deltas=False, **options):
         if isinstance(event, Saved):
             saved = event
     assert saved is not None

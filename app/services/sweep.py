@@ -207,8 +207,7 @@ def run_sweep(
     if not budgets or any(b < 0 for b in budgets):
         raise ValueError(f"budgets {list(budgets)} must be one or more numbers >= 0 (0 = thinking off)")
     k = check_samples(settings.samples, rt.settings.max_samples)
-    for budget in budgets:
-        settings.with_budget(budget, k).validate()
+    plans = {budget: settings.with_budget(budget, k) for budget in budgets}  # built = validated, before any run
     name = name or f"{len(problems)} problems × budgets {','.join(map(str, budgets))} × k={k}"
     sweep_settings = {"budgets": list(budgets), "k": k, "base": settings.to_dict()}
     sweep_id = rt.db.create_sweep(name, sweep_settings, [p.to_dict() for p in problems])
@@ -224,7 +223,7 @@ def run_sweep(
             saved = run_prompt(
                 rt,
                 problem.question,
-                settings.with_budget(budget, k),
+                plans[budget],
                 cancel,
                 kind="sweep",
                 gold=problem.gold,

@@ -1,32 +1,36 @@
 """The Annotate tab: a queue of samples, PRM800K-style step ratings with keyboard shortcuts, merge/split, a
 whole-sample verdict, preferences between samples of one prompt, and (a sub-tab) inter-annotator agreement.
 
-An adapter over ``app.services.labeling``: every callback finds the annotator (the Gradio login, else the name
-typed here and remembered in the browser), calls one service function and re-renders the sample from the store,
-so what two people do at once in two browsers always shows up. A label goes to the step id the person *saw*; if
-someone merged or split it meanwhile the store refuses it, and the refusal becomes a ``gr.Warning`` plus a reload,
-never a silent drop or a label on text nobody read. HTML comes from ``annotate_view`` (escaped); the named API
-endpoints live in ``annotate_api``; this module's own events are private to the page.
+An adapter over ``app.services.labeling``: every handler of :class:`Annotate` finds the annotator (the Gradio
+login, else the name typed here and remembered in the browser), calls one service function and re-renders the
+sample from the store (:class:`View`), so what two people do at once in two browsers always shows up. A label
+goes to the step id the person *saw*; if someone merged or split it meanwhile the store refuses it, and the
+refusal becomes a ``gr.Warning`` plus a reload, never a silent drop or a label on text nobody read. HTML comes
+from ``annotate_view`` (escaped); the named API endpoints live in ``annotate_api``; this module's own events are
+private to the page. The page-load hook (the remembered name, fresh filter menus) is handed to ``build_demo``,
+which registers it with the public ``demo.load``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
 
 from app.errors import StoreError
-from app.services import history as history_service
-from app.services import labeling
+from app.services import history, labeling
 from app.services.runtime import Runtime
 from app.ui import agreement, annotate_api, annotate_branch
 from app.ui import annotate_view as v
+from app.ui.page import OnLoad
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 VERDICTS = ["correct", "incorrect", "no verdict"]
 Opened = dict[str, Any]  # {"sample_id", "run_id", "step_ids"}: what this browser session is looking at
 Action = Callable[[str, Opened | None, int, Any], int | None]  # (annotator, opened, cursor, extra) -> new cursor
+KEEP = gr.update  # an output left as it is
 
 
 def shown_step(opened: Opened | None, cursor: int) -> tuple[int, int]:
@@ -37,63 +41,232 @@ def shown_step(opened: Opened | None, cursor: int) -> tuple[int, int]:
     return opened["sample_id"], ids[max(0, min(cursor, len(ids) - 1))]
 
 
-def build_tab(rt: Runtime) -> None:
-    """Build the Annotate tab inside the caller's ``gr.Tab``; also registers the labelling API endpoints."""
-    store = rt.db
+@dataclass(frozen=True)
+class Filters:
+    """The queue's filter controls: run id (0/blank = any), model, prompt text, whose labels count, order."""
 
+    run: float | None = None
+    model: str = ""
+    prompt: str = ""
+    whose: str = "me"
+    first: bool = True
+
+    def query(self, annotator: str) -> tuple[str | None, dict[str, Any]]:
+        """(whose labels count as done, the queue's filters) for ``annotator``."""
+        done_by = {"me": annotator, "anyone": None}.get(self.whose, self.whose or annotator)
+        run = int(self.run) if self.run not in (None, "") and int(self.run) > 0 else None
+        return done_by, {"run_id": run, "model": self.model, "prompt_search": self.prompt}
+
+
+@dataclass(frozen=True)
+class View:
+    """What a re-render puts on the page, in the order of the tab's ``view_out`` components."""
+
+    opened: Any = None  # Opened | None, or KEEP()
+    cursor: Any = 0
+    header: Any = v.PLACEHOLDER
+    steps: Any = ""
+    current: Any = ""
+    comment: Any = ""
+    history: Any = ()
+    verdict: Any = None
+    progress: Any = ""
+    queue: Any = ()
+
+    def outputs(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def keep(cls, **changes: Any) -> View:
+        """Every output left as it is, except ``changes``."""
+        return cls(**{f.name: KEEP() for f in fields(cls)} | changes)
+
+
+class Annotate:
+    """The tab's handlers over one :class:`Runtime`'s store; methods are wired as (private) Gradio events."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.store = rt.db
+
+    @staticmethod
     def who(name: str | None, request: gr.Request | None) -> str:
         try:
             return labeling.resolve_annotator(name, getattr(request, "username", None))
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def queue_filters(annotator: str, run_id: Any, model: str, prompt: str, whose: str) -> tuple[str | None, dict]:
-        """(whose labels count as done, the queue's filters) from the filter controls."""
-        done_by = {"me": annotator, "anyone": None}.get(whose, whose or annotator)
-        run = int(run_id) if run_id not in (None, "") and int(run_id) > 0 else None
-        return done_by, {"run_id": run, "model": model, "prompt_search": prompt}
-
-    def queue_for(annotator: str, run_id: Any, model: str, prompt: str, whose: str, first: bool) -> Any:
-        done_by, filters = queue_filters(annotator, run_id, model, prompt, whose)
-        return labeling.label_queue(store, done_by, unlabelled_first=first, **filters)
-
-    def render(opened: Opened | None, annotator: str, cursor: Any, filters: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Values for ``view_out``: (opened, cursor, header, steps, current, comment, history, verdict, progress,
-        queue), read fresh from the store."""
-        queue = queue_for(annotator, *filters)
+    def render(self, opened: Opened | None, annotator: str, cursor: Any, filters: Filters) -> View:
+        """The sample ``opened`` shows (or the placeholder) and the queue, read fresh from the store."""
+        done_by, query = filters.query(annotator)
+        queue = labeling.label_queue(self.store, done_by, unlabelled_first=filters.first, **query)
         progress, rows = f"**{queue.progress.text}**", v.queue_rows(queue)
         if not opened:
-            return None, 0, v.PLACEHOLDER, "", "", "", [], None, progress, rows
-        view = labeling.open_sample(store, opened["sample_id"], annotator, run_id=opened.get("run_id"))
+            return View(None, 0, v.PLACEHOLDER, "", "", "", [], None, progress, rows)
+        view = labeling.open_sample(self.store, opened["sample_id"], annotator, run_id=opened.get("run_id"))
         pos = max(0, min(int(cursor or 0), len(view.steps) - 1))
         step = view.steps[pos] if view.steps else None
-        history = v.history_rows(labeling.label_history(store, step.step_id)) if step else []
+        steps_history = v.history_rows(labeling.label_history(self.store, step.step_id)) if step else []
         seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": [s.step_id for s in view.steps]}
         verdict = {True: "correct", False: "incorrect", None: "no verdict"}[view.verdict]
-        return (seen, pos, v.header_html(view), v.steps_html(view, pos), v.current_html(view, pos),
-                step.comment if step else "", history, verdict, progress, rows)  # fmt: skip
+        return View(seen, pos, v.header_html(view), v.steps_html(view, pos), v.current_html(view, pos),
+                    step.comment if step else "", steps_history, verdict, progress, rows)  # fmt: skip
 
-    def guarded(action: Action) -> Callable[..., tuple[Any, ...]]:
-        """An event handler running ``action`` then re-rendering; a refused action warns and reloads.
+    def apply(
+        self, action: Action, name: str, opened: Opened | None, cursor: Any, extra: Any, filters: Filters,
+        request: gr.Request | None,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """Run ``action`` then re-render; a refused action warns and reloads (nothing is dropped silently)."""
+        annotator = self.who(name, request)
+        try:
+            moved = action(annotator, opened, int(cursor or 0), extra)
+            cursor = cursor if moved is None else moved
+        except (StoreError, ValueError) as exc:
+            gr.Warning(str(exc))
+        try:
+            return self.render(opened, annotator, cursor, filters).outputs()
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def handler(self, action: Action) -> Callable[..., tuple[Any, ...]]:
+        """An event handler over ``[name, opened, cursor, extra, *filters]`` running ``action``.
 
         Gradio injects ``request`` by its type hint among positional parameters, hence the explicit signature.
         """
 
-        def handler(name, opened, cursor, extra, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-            annotator = who(name, request)
+        def handle(
+            name: str, opened: Opened | None, cursor: float | None, extra: Any, run: float | None, model: str,
+            prompt: str, whose: str, first: bool, request: gr.Request,
+        ) -> tuple[Any, ...]:  # fmt: skip
+            return self.apply(action, name, opened, cursor, extra, Filters(run, model, prompt, whose, first), request)
+
+        return handle
+
+    def click_step(
+        self, name: str, opened: Opened | None, cursor: float | None, extra: Any, run: float | None, model: str,
+        prompt: str, whose: str, first: bool, evt: gr.EventData, request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """A click on a step in the list selects it (the page's script sends its position)."""
+        pos = getattr(evt, "pos", None)
+        filters = Filters(run, model, prompt, whose, first)
+        return self.apply(lambda a, s, p, x: pos, name, opened, cursor, extra, filters, request)
+
+    # --- actions: (annotator, opened, cursor, extra) -> new cursor (None = stay) ---
+
+    def rate(self, rating: int, first_error: bool = False) -> Action:
+        def act(annotator: str, seen: Opened | None, pos: int, note: Any) -> int | None:
+            sample_id, step_id = shown_step(seen, pos)
+            labeling.label_step(self.store, sample_id, step_id, annotator, rating, comment=note or "",
+                                first_error=first_error)  # fmt: skip
+            if first_error:
+                return None  # PRM800K: the sample stops here
+            view = labeling.open_sample(self.store, sample_id, annotator, run_id=seen["run_id"] if seen else None)
+            return view.next_unlabelled(pos)
+
+        return act
+
+    def set_verdict(self, annotator: str, seen: Opened | None, pos: int, value: Any) -> None:
+        sample_id, _ = shown_step(seen, pos)
+        labeling.set_verdict(self.store, sample_id, annotator, None if value == "no verdict" else value)
+        gr.Info(f"Sample {sample_id}: {value}")
+
+    def merge(self, annotator: str, seen: Opened | None, pos: int, _: Any) -> None:
+        labeling.merge_steps(self.store, *shown_step(seen, pos))
+
+    def split(self, annotator: str, seen: Opened | None, pos: int, before: Any) -> None:
+        labeling.split_step(self.store, *shown_step(seen, pos), before or "")
+
+    # --- opening a sample (by id, queue row, or "next"): also fills the preference candidates ---
+
+    def open(
+        self, name: str, sample_id: Any, run: float | None, model: str, prompt: str, whose: str, first: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        annotator = self.who(name, request)
+        try:
+            if sample_id in (None, ""):
+                raise labeling.LabelingError("no sample to open: every sample in this queue is labelled")
+            view = labeling.open_sample(self.store, int(sample_id), annotator)
+            briefs = labeling.preference_candidates(self.store, view.sample_id)
+            seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": []}
+            rendered = self.render(
+                seen, annotator, view.next_unlabelled() or 0, Filters(run, model, prompt, whose, first)
+            )
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from exc
+        choices = v.candidate_choices(briefs)
+        pick_other = gr.update(choices=choices, value=choices[0][1] if choices else None)
+        return (*rendered.outputs(), pick_other, v.sample_html(briefs[0] if briefs else None))
+
+    def next(
+        self, name: str, seen: Opened | None, run: float | None, model: str, prompt: str, whose: str, first: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        done_by, query = Filters(run, model, prompt, whose, first).query(self.who(name, request))
+        next_id = labeling.next_sample(self.store, done_by, skip=(seen or {}).get("sample_id"), **query)
+        return self.open(name, next_id, run, model, prompt, whose, first, request)
+
+    def select(
+        self, name: str, run: float | None, model: str, prompt: str, whose: str, first: bool, evt: gr.SelectData,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        row = evt.row_value or []
+        return self.open(name, row[0] if row else None, run, model, prompt, whose, first, request)
+
+    # --- preferences ---
+
+    def show_other(self, other_id: Any, seen: Opened | None) -> str:
+        if other_id in (None, "") or not seen:
+            return ""
+        briefs = labeling.preference_candidates(self.store, seen["sample_id"])
+        return v.sample_html(next((b for b in briefs if b.sample_id == int(other_id)), None))
+
+    def prefer(self, this_is_better: bool) -> Callable[..., None]:
+        def act(name: str, seen: Opened | None, other_id: Any, why: str, request: gr.Request) -> None:
+            annotator = self.who(name, request)
+            if not seen or other_id in (None, ""):
+                raise gr.Error("open a sample and pick another sample of the same prompt first")
+            pair = (seen["sample_id"], int(other_id))
+            chosen, rejected = pair if this_is_better else pair[::-1]
             try:
-                moved = action(annotator, opened, int(cursor or 0), extra)
-                cursor = cursor if moved is None else moved
-            except (StoreError, ValueError) as exc:
-                gr.Warning(str(exc))
-            try:
-                return render(opened, annotator, cursor, (run, model, prompt, whose, first))
+                labeling.add_preference(self.store, chosen, rejected, annotator, why or "")
             except StoreError as exc:
                 raise gr.Error(str(exc)) from exc
+            gr.Info(f"Recorded: sample {chosen} is better than sample {rejected}")
 
-        return handler
+        return act
 
-    # --- layout ---
+    def rank(self, name: str, order: str, why: str, request: gr.Request) -> None:
+        try:
+            labeling.add_ranking(self.store, order or "", self.who(name, request), why or "")
+        except StoreError as exc:
+            raise gr.Error(str(exc)) from exc
+        gr.Info(f"Recorded the ranking {order} (best first)")
+
+    # --- page load: the login, else the remembered name; fresh filter choices ---
+
+    def on_load(
+        self, saved: str | None, run: float | None, model: str, prompt: str, whose: str, first: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        annotator = getattr(request, "username", None) or (saved or "").strip()
+        menus = (
+            gr.update(choices=["", *history.model_names(self.store)]),
+            gr.update(choices=["me", "anyone", *history.annotator_names(self.store)]),
+        )
+        if not annotator:  # leave the name box alone: the person may already be typing
+            return (KEEP(), *menus, *View.keep(header=v.NO_NAME).outputs())
+        return (
+            annotator,
+            *menus,
+            *self.render(None, annotator, 0, Filters(run, model, prompt, whose, first)).outputs(),
+        )
+
+
+def build_tab(rt: Runtime) -> list[OnLoad]:
+    """Build the Annotate tab inside the caller's ``gr.Tab``; also registers the labelling API endpoints.
+    Returns the page-load hook for ``build_demo`` to register."""
+    tab = Annotate(rt)
     saved_name = gr.BrowserState("", storage_key="tracelab-annotator", secret="tracelab-annotator-name")
     opened = gr.State(None)
     with gr.Tabs():
@@ -138,7 +311,7 @@ def build_tab(rt: Runtime) -> None:
                         split_text = gr.Textbox(label="Split this step just before the text", elem_id="tl-split-text")
                         split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
                     with gr.Accordion("History of this step", open=False):
-                        history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
+                        step_history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
             with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
                 annotate_branch.build_section(rt, opened, cursor, suggestion)
             with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
@@ -155,134 +328,38 @@ def build_tab(rt: Runtime) -> None:
             agreement.build_section(rt)
     annotate_api.register(rt)
 
-    # --- labelling events: (annotator, opened, cursor, extra) -> new cursor, then a fresh render ---
+    # --- labelling events: an action, then a fresh render (outputs in View's field order) ---
     filters = [f_run, f_model, f_prompt, f_whose, f_first]
-    view_out = [opened, cursor, header, steps, current, comment, history, verdict, progress, queue_df]
+    view_out = [opened, cursor, header, steps, current, comment, step_history, verdict, progress, queue_df]
 
     def on(trigger: Any, action: Action, extra: Any = comment) -> None:
-        trigger(guarded(action), [name, opened, cursor, extra, *filters], view_out, **PRIVATE)
-
-    def rate(rating: int, first_error: bool = False) -> Action:
-        def act(annotator: str, seen: Opened | None, pos: int, note: Any) -> int | None:
-            sample_id, step_id = shown_step(seen, pos)
-            labeling.label_step(store, sample_id, step_id, annotator, rating, comment=note or "", first_error=first_error)  # fmt: skip
-            if first_error:
-                return None  # PRM800K: the sample stops here
-            return labeling.open_sample(store, sample_id, annotator, run_id=seen["run_id"]).next_unlabelled(pos)
-
-        return act
-
-    def do_verdict(annotator: str, seen: Opened | None, pos: int, value: Any) -> None:
-        sample_id, _ = shown_step(seen, pos)
-        labeling.set_verdict(store, sample_id, annotator, None if value == "no verdict" else value)
-        gr.Info(f"Sample {sample_id}: {value}")
-
-    def do_merge(annotator: str, seen: Opened | None, pos: int, _: Any) -> None:
-        labeling.merge_steps(store, *shown_step(seen, pos))
-
-    def do_split(annotator: str, seen: Opened | None, pos: int, before: Any) -> None:
-        labeling.split_step(store, *shown_step(seen, pos), before or "")
+        trigger(tab.handler(action), [name, opened, cursor, extra, *filters], view_out, **PRIVATE)
 
     for button, rating in ((good, 1), (neutral, 0), (wrong, -1)):
-        on(button.click, rate(rating))
-    on(first_err.click, rate(-1, first_error=True))
+        on(button.click, tab.rate(rating))
+    on(first_err.click, tab.rate(-1, first_error=True))
     on(accept.click, annotate_branch.accept_action(rt))
     gr.on([steps.change, cursor.change], lambda o, c: annotate_branch.suggestion_html(rt, o, c), [opened, cursor],
           suggestion, **PRIVATE)  # fmt: skip
     on(prev.click, lambda a, s, p, x: p - 1)
     on(nxt.click, lambda a, s, p, x: p + 1)
-    on(cursor.submit, lambda a, s, p, x: None)
-    on(refresh.click, lambda a, s, p, x: None)
-    on(name.submit, lambda a, s, p, x: None)
-    on(verdict.input, do_verdict, verdict)
-    on(merge_btn.click, do_merge)
-    on(split_btn.click, do_split, split_text)
+    for stay in (cursor.submit, refresh.click, name.submit):
+        on(stay, lambda a, s, p, x: None)
+    on(verdict.input, tab.set_verdict, verdict)
+    on(merge_btn.click, tab.merge)
+    on(split_btn.click, tab.split, split_text)
+    steps.click(tab.click_step, [name, opened, cursor, comment, *filters], view_out, **PRIVATE)
 
-    def click_step(
-        name, opened, cursor, extra, run, model, prompt, whose, first, evt: gr.EventData, request: gr.Request
-    ):  # noqa: ANN001, ANN202, E501
-        pos = getattr(evt, "pos", None)
-        return guarded(lambda a, s, p, x: pos)(name, opened, cursor, extra, run, model, prompt, whose, first, request)
-
-    steps.click(click_step, [name, opened, cursor, comment, *filters], view_out, **PRIVATE)
-
-    # --- opening a sample (by id, queue row, or "next"): also fills the preference candidates ---
     open_out = [*view_out, other, other_html]
+    open_btn.click(tab.open, [name, pick, *filters], open_out, **PRIVATE)
+    pick.submit(tab.open, [name, pick, *filters], open_out, **PRIVATE)
+    next_btn.click(tab.next, [name, opened, *filters], open_out, **PRIVATE)
+    queue_df.select(tab.select, [name, *filters], open_out, **PRIVATE)
 
-    def on_open(name, sample_id, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        annotator = who(name, request)
-        try:
-            if sample_id in (None, ""):
-                raise labeling.LabelingError("no sample to open: every sample in this queue is labelled")
-            view = labeling.open_sample(store, int(sample_id), annotator)
-            briefs = labeling.preference_candidates(store, view.sample_id)
-            seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": []}
-            rendered = render(seen, annotator, view.next_unlabelled() or 0, (run, model, prompt, whose, first))
-        except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
-        choices = v.candidate_choices(briefs)
-        pick_other = gr.update(choices=choices, value=choices[0][1] if choices else None)
-        return (*rendered, pick_other, v.sample_html(briefs[0] if briefs else None))
+    other.input(tab.show_other, [other, opened], other_html, **PRIVATE)
+    this_better.click(tab.prefer(True), [name, opened, other, reason], None, **PRIVATE)
+    other_better.click(tab.prefer(False), [name, opened, other, reason], None, **PRIVATE)
+    rank_btn.click(tab.rank, [name, ranking, reason], None, **PRIVATE)
 
-    def on_next(name, seen, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        done_by, filters = queue_filters(who(name, request), run, model, prompt, whose)
-        next_id = labeling.next_sample(store, done_by, skip=(seen or {}).get("sample_id"), **filters)
-        return on_open(name, next_id, run, model, prompt, whose, first, request)
-
-    def on_select(name, run, model, prompt, whose, first, evt: gr.SelectData, request: gr.Request):  # noqa: ANN001, ANN202
-        row = evt.row_value or []
-        return on_open(name, row[0] if row else None, run, model, prompt, whose, first, request)
-
-    open_btn.click(on_open, [name, pick, *filters], open_out, **PRIVATE)
-    pick.submit(on_open, [name, pick, *filters], open_out, **PRIVATE)
-    next_btn.click(on_next, [name, opened, *filters], open_out, **PRIVATE)
-    queue_df.select(on_select, [name, *filters], open_out, **PRIVATE)
-
-    # --- preferences ---
-    def show_other(other_id: Any, seen: Opened | None) -> str:
-        if other_id in (None, "") or not seen:
-            return ""
-        briefs = labeling.preference_candidates(store, seen["sample_id"])
-        return v.sample_html(next((b for b in briefs if b.sample_id == int(other_id)), None))
-
-    def prefer(this_is_better: bool) -> Callable[..., None]:
-        def act(name: str, seen: Opened | None, other_id: Any, why: str, request: gr.Request) -> None:
-            annotator = who(name, request)
-            if not seen or other_id in (None, ""):
-                raise gr.Error("open a sample and pick another sample of the same prompt first")
-            pair = (seen["sample_id"], int(other_id))
-            chosen, rejected = pair if this_is_better else pair[::-1]
-            try:
-                labeling.add_preference(store, chosen, rejected, annotator, why or "")
-            except StoreError as exc:
-                raise gr.Error(str(exc)) from exc
-            gr.Info(f"Recorded: sample {chosen} is better than sample {rejected}")
-
-        return act
-
-    def rank(name: str, order: str, why: str, request: gr.Request) -> None:
-        try:
-            labeling.add_ranking(store, order or "", who(name, request), why or "")
-        except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
-        gr.Info(f"Recorded the ranking {order} (best first)")
-
-    other.input(show_other, [other, opened], other_html, **PRIVATE)
-    this_better.click(prefer(True), [name, opened, other, reason], None, **PRIVATE)
-    other_better.click(prefer(False), [name, opened, other, reason], None, **PRIVATE)
-    rank_btn.click(rank, [name, ranking, reason], None, **PRIVATE)
-
-    # --- page load: the login, else the remembered name; fresh filter choices ---
-    def on_load(saved, run, model, prompt, whose, first, request: gr.Request):  # noqa: ANN001, ANN202
-        annotator = getattr(request, "username", None) or (saved or "").strip()
-        models = history_service.model_names(store)
-        choices = (
-            gr.update(choices=["", *models]),
-            gr.update(choices=["me", "anyone", *history_service.annotator_names(store)]),
-        )
-        if not annotator:  # leave the name box alone: the person may already be typing
-            return (gr.update(), *choices, gr.update(), gr.update(), v.NO_NAME, *(gr.update(),) * 7)
-        return (annotator, *choices, *render(None, annotator, 0, (run, model, prompt, whose, first)))
-
-    gr.context.Context.root_block.load(on_load, [saved_name, *filters], [name, f_model, f_whose, *view_out], **PRIVATE)
     gr.on([name.blur, name.submit], lambda n: (n or "").strip(), name, saved_name, **PRIVATE)
+    return [OnLoad(tab.on_load, [saved_name, *filters], [name, f_model, f_whose, *view_out])]

@@ -1,7 +1,7 @@
 """Pure rendering for the Annotate tab: labelling views -> HTML snippets and table rows, plus the page's
 keyboard-shortcut script. No events, no store: every function takes the service's dataclasses.
 
-Everything a model or a person wrote goes through ``safe_text`` and is placed only in element content, never in
+Everything a model or a person wrote goes through ``html_text`` and is placed only in element content, never in
 an attribute, so a ``<script>`` in a trace shows as text. Attributes carry numbers only (``data-pos``,
 ``data-step-id``, ``data-rating``), which the browser tests and the click-to-select script read.
 """
@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from app.services.labeling import RATING_TEXT, LabelRecord, QueueView, SampleBrief, SampleView
-from app.ui.render import safe_text as esc
+from app.ui.render import html_text
 
 RATING_STYLE: dict[int | None, tuple[str, str]] = {
     1: ("#16a34a", "+1"),
@@ -76,14 +76,14 @@ def steps_html(view: SampleView, cursor: int) -> str:
         border = "2px solid #2563eb" if pos == cursor else "1px solid #e5e7eb"
         dim = "opacity:.45;" if step.after_first_error else ""
         flag = " · <b style='color:#dc2626'>first error</b>" if step.first_error else ""
-        note = f"<div style='color:#6b7280;font-style:italic'>{esc(step.comment)}</div>" if step.comment else ""
+        note = f"<div style='color:#6b7280;font-style:italic'>{html_text(step.comment)}</div>" if step.comment else ""
         rating = "" if step.rating is None else step.rating
         rows.append(
             f"<div class='tl-step' data-pos='{pos}' data-step-id='{step.step_id}' data-rating='{rating}' "
             f"style='border:{border};border-radius:6px;padding:6px 8px;margin:4px 0;cursor:pointer;{dim}'>"
             f"<span style='background:{color};color:white;border-radius:4px;padding:0 6px;font-weight:600'>"
-            f"{badge}</span> <small>#{step.index} · {esc(step.source)}{flag}</small>"
-            f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>{note}</div>"
+            f"{badge}</span> <small>#{step.index} · {html_text(step.source)}{flag}</small>"
+            f"<div style='white-space:pre-wrap'>{html_text(step.text)}</div>{note}</div>"
         )
     return "".join(rows)
 
@@ -93,9 +93,9 @@ def header_html(view: SampleView) -> str:
     state = "done" if view.done else f"{view.n_labelled} of {len(view.steps)} steps labelled"
     return (
         f"<div class='tl-sample' data-sample-id='{view.sample_id}'><small>Sample {view.sample_id} · run "
-        f"{view.run_id} #{view.sample_index} · {esc(view.model)} · stop: {esc(view.stop_reason)} · answer: "
-        f"{esc(view.extracted_answer or '—')} · labelling as <b>{esc(view.annotator)}</b> · {state}</small>"
-        f"<div style='white-space:pre-wrap;font-weight:600;margin:4px 0'>{esc(view.prompt)}</div></div>"
+        f"{view.run_id} #{view.sample_index} · {html_text(view.model)} · stop: {html_text(view.stop_reason)} · answer: "
+        f"{html_text(view.extracted_answer or '—')} · labelling as <b>{html_text(view.annotator)}</b> · {state}</small>"
+        f"<div style='white-space:pre-wrap;font-weight:600;margin:4px 0'>{html_text(view.prompt)}</div></div>"
     )
 
 
@@ -107,7 +107,7 @@ def current_html(view: SampleView, cursor: int) -> str:
     note = " (after the first error: PRM800K leaves it unlabelled)" if step.after_first_error else ""
     return (
         f"<small>Step #{step.index} ({len(view.steps)} steps, numbered from #0){note}</small>"
-        f"<div style='white-space:pre-wrap'>{esc(step.text)}</div>"
+        f"<div style='white-space:pre-wrap'>{html_text(step.text)}</div>"
     )
 
 
@@ -116,9 +116,9 @@ def sample_html(brief: SampleBrief | None) -> str:
     if brief is None:
         return "<p>No other sample of this prompt yet (sample k > 1 in Self-consistency to get some).</p>"
     return (
-        f"<small>Sample {brief.sample_id} · run {brief.run_id} #{brief.sample_index} · {esc(brief.model)}</small>"
-        f"<details><summary>thinking</summary><div style='white-space:pre-wrap'>{esc(brief.thinking)}</div>"
-        f"</details><div style='white-space:pre-wrap'><b>Answer:</b> {esc(brief.answer)}</div>"
+        f"<small>Sample {brief.sample_id} · run {brief.run_id} #{brief.sample_index} · {html_text(brief.model)}</small>"
+        f"<details><summary>thinking</summary><div style='white-space:pre-wrap'>{html_text(brief.thinking)}</div>"
+        f"</details><div style='white-space:pre-wrap'><b>Answer:</b> {html_text(brief.answer)}</div>"
     )
 
 

@@ -1,6 +1,7 @@
 """The Blocks app: the model header above one tab per view. Importable without launching anything.
 
-Each tab is a module exposing ``build_tab(rt)``, listed in :data:`TABS`. Launching, queueing and auth live in
+Each tab is a module exposing ``build_tab(rt)``, listed in :data:`TABS`; it may return page-load hooks
+(``app.ui.page.OnLoad``), which ``build_demo`` registers with ``demo.load``. Launching, queueing and auth live in
 ``server.py``.
 """
 
@@ -11,6 +12,7 @@ import importlib
 import gradio as gr
 
 from app.services.runtime import Runtime
+from app.ui.page import OnLoad
 from app.ui.render import header_markdown
 
 #: (tab title, module with ``build_tab(rt)``), in display order.
@@ -32,6 +34,7 @@ CSS = """
 
 def build_demo(rt: Runtime) -> gr.Blocks:
     """The whole app for one runtime: header, then the tabs. Call ``server.serve`` to run it."""
+    hooks: list[OnLoad] = []
     with gr.Blocks(title="tracelab", analytics_enabled=False) as demo:
         header = gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
         if rt.settings.server:  # the server may come up (or go down) after start: re-check on each page load
@@ -40,5 +43,7 @@ def build_demo(rt: Runtime) -> gr.Blocks:
             for title, name in TABS:
                 module = importlib.import_module(name)
                 with gr.Tab(title, id=name.rsplit(".", 1)[-1]):
-                    module.build_tab(rt)
+                    hooks += module.build_tab(rt) or []
+        for hook in hooks:
+            hook.register(demo)
     return demo

@@ -1,6 +1,6 @@
 """The Export tab: the UI twin of ``python -m app export``.
 
-Choose a format (prm | preference | kto | sft | prm800k), an output (JSONL, Parquet, or a Hugging Face dataset
+Choose a format (``app.export.EXPORT_FORMATS``: prm | preference | kto | sft | prm800k), an output (JSONL, Parquet, or a Hugging Face dataset
 folder, zipped for download) and filters (annotator, model, since); get a file to download and the summary
 sentence. An empty selection is an error with the exporter's message, never an empty file. A thin adapter over
 ``app.services.exporting.export_dataset``; the click is also the ``export`` API endpoint.
@@ -18,13 +18,15 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
-from app.export import FORMATS, NEUTRAL_POLICIES, OUTPUTS
+from app.export import EXPORT_FORMATS, NEUTRAL_POLICIES, OUTPUTS
 from app.services import history
 from app.services.exporting import ExportSource, export_dataset, parse_since
 from app.services.runtime import Runtime
+from app.ui.page import OnLoad
 
 SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 ALL = ""  # the filter value meaning "no filter"
+CONVERSATIONAL = [name for name, f in EXPORT_FORMATS.items() if f.conversational]
 KEEP_SECONDS = 3600  # Gradio copies each download into its own cache; our copies may go after an hour
 
 
@@ -89,11 +91,16 @@ def _choices(rt: Runtime) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
     return annotators, models
 
 
-def build_tab(rt: Runtime) -> None:
-    """Build the Export tab inside the caller's ``gr.Tab``."""
+def build_tab(rt: Runtime) -> list[OnLoad]:
+    """Build the Export tab inside the caller's ``gr.Tab``; returns its page-load hook (fresh filter menus)."""
     annotators, models = _choices(rt)
     with gr.Row():
-        fmt = gr.Dropdown([(f"{k}: {v}", k) for k, v in FORMATS.items()], value="prm", label="Format", scale=3)
+        fmt = gr.Dropdown(
+            [(f"{f.name}: {f.description}", f.name) for f in EXPORT_FORMATS.values()],
+            value="prm",
+            label="Format",
+            scale=3,
+        )
         output = gr.Radio(
             list(OUTPUTS), value="parquet", label="Output", info="hf = a dataset folder with a card, zipped"
         )
@@ -105,7 +112,7 @@ def build_tab(rt: Runtime) -> None:
         neutral = gr.Radio(
             list(NEUTRAL_POLICIES), value="true", label="prm: a neutral (0) step is", info="true = not an error"
         )
-        conversational = gr.Checkbox(label="Conversational rows (preference / kto)")
+        conversational = gr.Checkbox(label=f"Conversational rows ({' / '.join(CONVERSATIONAL)})")
     button = gr.Button("Export", variant="primary", elem_id="tl-export")
     download = gr.File(label="Download", elem_id="tl-export-file")
     summary = gr.Markdown(label="Summary", elem_id="tl-export-summary")
@@ -120,7 +127,7 @@ def build_tab(rt: Runtime) -> None:
         [fmt, output, annotator, model, since, neutral, conversational],
         [download, summary],
         api_name="export",
-        api_description="Export labels as prm|preference|kto|sft|prm800k in jsonl|parquet|hf (zipped); "
+        api_description=f"Export labels as {'|'.join(EXPORT_FORMATS)} in {'|'.join(OUTPUTS)} (hf zipped); "
         "returns (file, summary message)",
     )
 
@@ -128,4 +135,4 @@ def build_tab(rt: Runtime) -> None:
         names, model_ids = _choices(rt)
         return gr.update(choices=names), gr.update(choices=model_ids)
 
-    gr.context.Context.root_block.load(refresh, None, [annotator, model], api_visibility="private")
+    return [OnLoad(refresh, None, [annotator, model])]

@@ -26,7 +26,7 @@ from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
 from app.ui.inputs import as_int, as_seed
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
-from app.ui.running import CANCELS, UPDATE_EVERY, CancelRegistry, session_key
+from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, session_key
 
 EFFORTS = ("low", "medium", "high", "custom")
 _DEFAULTS = GenerationSettings()
@@ -48,9 +48,9 @@ def build_settings(
     top_p: float | None,
     seed: float | None,
 ) -> GenerationSettings:
-    """The playground's controls as validated settings; a ``gr.Error`` naming the field when one is bad.
+    """The playground's controls as settings (validated as they are built); a ``gr.Error`` naming a bad field.
 
-    Numbers are passed through as given (a blank field takes the default), so ``validate()`` refuses a
+    Numbers are passed through as given (a blank field takes the default), so ``GenerationSettings`` refuses a
     bad one with its own message instead of it being quietly replaced.
     """
     effort = (effort or "low").lower()
@@ -71,7 +71,6 @@ def build_settings(
         )
         if custom and settings.max_thinking_tokens is None:
             raise ValueError("a custom budget needs max thinking tokens; type a number, e.g. 512")
-        settings.validate()
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from None
     return settings
@@ -136,8 +135,6 @@ class Playground:
         """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
         self.registry.prepare(session_key(request))
         chat = chat or Chat()
-        if not (prompt or "").strip():
-            return prompt, prompt, chat.view()
         return "", prompt, chat.view(live=(prompt, empty_sample(), False))
 
     def generate(
@@ -169,10 +166,8 @@ class Playground:
                 thinking, effort, max_thinking_tokens, min_thinking_tokens, continuation,
                 max_answer_tokens, temperature, top_p, seed,
             )  # fmt: skip
-            if not (prompt or "").strip():
-                raise gr.Error("The prompt is empty: type a question first.")
             if token.cancelled:  # Stop was pressed while the run waited in the queue
-                yield chat.view(), "Stopped before it started.", None, chat
+                yield chat.view(), CANCELLED_BEFORE_START, None, chat
                 return
             fmt = self.rt.loaded.format
             messages = chat.context(
@@ -248,7 +243,11 @@ class Playground:
         thinking_now = settings.thinking
         started = last = time.perf_counter()
         try:
-            for event in events:
+            first = next(events)
+        except ValueError as exc:  # refused before anything ran (the service's one check: an empty prompt)
+            raise gr.Error(str(exc)) from None
+        try:
+            for event in itertools.chain([first], events):
                 now = time.perf_counter()
                 live.seconds = now - started
                 if isinstance(event, ThinkingDelta) and event.sample == 0:

@@ -2,7 +2,7 @@
 
 Owns the one reading of a whole-number field (blank = "not given", a bad value a ``ValueError`` naming the
 field) and of the seed field (-1, blank or any negative number = "not fixed"), and the analysis tabs'
-controls as :class:`GenerationSettings`. Does not validate settings: ``GenerationSettings.validate()`` does,
+controls as :class:`GenerationSettings`. Does not validate settings: ``GenerationSettings`` does as it is built,
 with its own messages, so a value such as ``max_answer_tokens=0`` is passed through for it to refuse.
 """
 
@@ -40,7 +40,8 @@ def as_seed(value: Any) -> int | None:
 
 
 def analysis_settings(thinking: bool, budget: Any, max_answer: Any, temperature: Any, seed: Any) -> GenerationSettings:
-    """The analysis tabs' controls as settings with an explicit budget (``effort=None``); not yet validated."""
+    """The analysis tabs' controls as settings with an explicit budget (``effort=None``); a ``ValueError`` names a
+    bad one (``GenerationSettings`` validates itself)."""
     return GenerationSettings(
         thinking=bool(thinking),
         effort=None,

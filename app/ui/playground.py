@@ -7,10 +7,13 @@ Layout and event wiring only; the handlers are :class:`app.ui.handlers.Playgroun
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from app.domain import EFFORT_BUDGETS
 from app.services.inputs import load_examples
+from app.services.runs import require_prompt
 from app.services.runtime import Runtime
 from app.ui import branch_here
 from app.ui.handlers import EFFORTS, Chat, Playground
@@ -117,9 +120,12 @@ def build_tab(rt: Runtime) -> None:
 
     effort.change(lambda e: gr.Group(visible=e == "custom"), effort, custom_box, api_visibility="private", queue=False)
 
-    def submit(text: str, chat: Chat | None, request: gr.Request):  # noqa: ANN202 - Gradio updates
-        if not (text or "").strip():
-            raise gr.Error("The prompt is empty: type a question first.")
+    def submit(text: str, chat: Chat | None, request: gr.Request) -> tuple[Any, ...]:
+        """Before the queue: refuse an empty prompt at once (the browser's check), else show it and go busy."""
+        try:
+            require_prompt(text)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
         return (*pg.accept(text, chat, request), *_busy())
 
     chain = gr.on(

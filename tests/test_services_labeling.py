@@ -272,3 +272,28 @@ def test_export_of_an_empty_selection_is_refused_not_an_empty_file(data, tmp_pat
     with pytest.raises(ExportError):
         export_dataset(store, "prm", tmp_path / "x.parquet", annotator="nobody")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_labelling_shows_the_first_error_export_uses_and_stops_only_at_a_mark(data):
+    store, good, bad, six = data
+    _label_all(store, good, "carol", [1, -1, 1, 1, 1])
+    view = labeling.open_sample(store, good, "carol")
+    assert (view.first_error_index, view.stopped_at, view.done) == (1, None, True)  # a plain -1: labelling went on
+    labeling.label_step(store, good, view.steps[3].step_id, "carol", -1, first_error=True)
+    view = labeling.open_sample(store, good, "carol")
+    assert view.first_error_index == 3 == view.stopped_at  # the mark wins, as in the export
+    (row,) = [r for r in labeling_rows(store, "carol")]
+    assert row["labels"] == [True, False, True, False]  # the PRM row stops at the marked step
+
+
+def labeling_rows(store, annotator: str) -> list[dict]:
+    from app.export import build_rows
+
+    return build_rows("prm", samples=store.labelled_samples(annotator=annotator)).rows
+
+
+def test_a_rating_outside_minus_one_to_one_is_refused_by_the_store_with_the_step(data):
+    store, good, bad, six = data
+    step = labeling.open_sample(store, good, "carol").steps[0]
+    with pytest.raises(StoreError, match=f"rating=5 for step {step.step_id} is not one of -1"):
+        labeling.label_step(store, good, step.step_id, "carol", 5)

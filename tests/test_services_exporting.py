@@ -228,3 +228,15 @@ def test_output_kind_from_suffix_or_argument(store, labelled, tmp_path, name, ou
 def test_bad_options_are_named(store, tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):
         export_dataset(store, out=tmp_path / "x.jsonl", **kwargs)
+
+
+def test_the_cli_and_the_service_read_one_format_table():
+    from app.cli import build_parser
+    from app.export import EXPORT_FORMATS, get_format
+
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    flag = next(a for a in subcommands["export"]._actions if a.dest == "export_format")
+    assert list(flag.choices) == list(EXPORT_FORMATS) == ["prm", "preference", "kto", "sft", "prm800k"]
+    assert {f.source for f in EXPORT_FORMATS.values()} == {"labelled_samples", "preference_pairs", "verdict_samples"}
+    with pytest.raises(ValueError, match="format='orm' is not one of prm, preference, kto, sft, prm800k"):
+        get_format("orm")
