@@ -1,5 +1,5 @@
-"""Command line: ``python -m app serve | generate | sweep | export | branch | autolabel`` -- thin adapters
-over app.services.
+"""Command line: ``python -m app serve | generate | sweep | probe | export | branch | autolabel`` -- thin
+adapters over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
 Bad input exits with status 2 and a one-line message naming the problem and the fix.
@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(sweep)
     _add_generation_flags(sweep, budget_flags=False)
 
+    probe = sub.add_parser("probe", help="Hint-faithfulness probe: does a hint flip the answer, does the trace say so")
+    probe.add_argument("--problems", default="bundled", help="JSONL with question and answer; 'bundled' = GSM8K sample")
+    probe.add_argument("--hint", required=True, choices=["professor", "metadata", "sycophancy"])
+    probe.add_argument(
+        "--hint-correct", action="store_true", help="The hint gives the gold answer (default: a wrong one)"
+    )
+    probe.add_argument("--limit", type=int, default=10, help="Use the first N problems")
+    probe.add_argument("--json", action="store_true")
+    _add_model_flags(probe)
+    _add_generation_flags(probe)
+    probe.set_defaults(samples=4, max_thinking_tokens=128)
     branch = sub.add_parser("branch", help="Roll out N continuations from steps of a saved trace: step credit")
     branch.add_argument("--run", dest="run_id", type=int, required=True, help="The run to branch (History's id)")
     branch.add_argument("--sample", type=int, default=1, help="Which sample of the run, 1-based (default 1)")
@@ -218,6 +229,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from app.services.inputs import check_samples, load_problems
+    from app.services.probe import prepare_problems, run_probe
+    from app.services.runtime import Runtime
+
+    problems = load_problems(args.problems, limit=args.limit)
+    prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load
+    settings = generation_settings(args)
+    settings.validate()
+    app = app_settings(args)
+    check_samples(settings.samples, app.max_samples)
+    rt = Runtime.start(app)
+    report = run_probe(
+        rt,
+        problems,
+        args.hint,
+        settings,
+        hint_correct=args.hint_correct,
+        progress=lambda done, total: _progress(f"{done}/{total} arms"),
+    )
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2) if args.json else report.to_text())
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
     from app.services.runtime import open_database
@@ -314,6 +349,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "serve": cmd_serve,
     "sweep": cmd_sweep,
+    "probe": cmd_probe,
     "export": cmd_export,
     "branch": cmd_branch,
     "autolabel": cmd_autolabel,

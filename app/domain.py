@@ -30,6 +30,9 @@ SAMPLING_TEMPERATURE = 0.7
 
 STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error")
 
+#: Alternatives kept per generated token by the confidence capture (the lens shows them on hover).
+TOP_ALTERNATIVES = 5
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -146,6 +149,65 @@ class TracePrefix:
 
 
 @dataclass
+class TokenTrace:
+    """Per-token confidence of one sample, captured while it was generated (see app.engine.confidence).
+
+    ``labels`` has one character per token: ``t`` thinking, ``c`` thinking delimiter, ``a`` answer; upper
+    case when budget forcing forced the token (then ``prob`` and ``entropy`` are None and there are no
+    alternatives). ``pieces`` is each token's text (their concatenation is the sample's raw text);
+    ``vocab`` gives the text of every alternative id. ``source`` says which distribution was measured.
+    """
+
+    token_ids: list[int]
+    labels: str
+    prob: list[float | None]
+    entropy: list[float | None]
+    top_ids: list[list[int]]
+    top_probs: list[list[float]]
+    source: str
+    pieces: list[str] = field(default_factory=list)
+    vocab: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, source: str) -> TokenTrace:
+        return cls([], "", [], [], [], [], source)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def forced(self) -> list[bool]:
+        return [c.isupper() for c in self.labels]
+
+    def to_json(self) -> dict[str, Any]:
+        """The run JSON's per-token fields (``samples[].token_*``)."""
+        return {
+            "token_text": list(self.pieces),
+            "token_prob": list(self.prob),
+            "token_entropy": list(self.entropy),
+            "token_forced": self.forced,
+            "token_phase": [{"t": "thinking", "c": "delimiter", "a": "answer"}[c.lower()] for c in self.labels],
+            "token_top": [
+                [[self.vocab.get(i, ""), p] for i, p in zip(ids, probs, strict=False)]
+                for ids, probs in zip(self.top_ids, self.top_probs, strict=True)
+            ],
+            "token_source": self.source,
+        }
+
+
+#: What the run JSON says for a sample without token data (saved before capture, or a server without logprobs).
+NO_TOKEN_DATA: dict[str, Any] = {
+    "token_text": None,
+    "token_prob": None,
+    "token_entropy": None,
+    "token_forced": None,
+    "token_phase": None,
+    "token_top": None,
+    "token_source": None,
+}
+
+
+@dataclass
 class SampleResult:
     """One generated trace: the raw text, its two halves, and how it went -- THE sample record.
 
@@ -174,10 +236,19 @@ class SampleResult:
     tokens_per_second: float = 0.0
     error: str | None = None
     extracted_answer: str | None = None
+    # Per-token confidence (app.engine.confidence); None when not captured. Saved in its own table (sample_tokens).
+    tokens: TokenTrace | None = field(default=None, metadata={"column": False})
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field of the sample record (a subclass's extra fields too)."""
-        return asdict(self)
+        """Every field of the sample record (a subclass's extra fields too); the per-token data as the run
+        JSON's ``token_*`` lists (see :meth:`TokenTrace.to_json`)."""
+        data = asdict(replace(self, tokens=None))
+        del data["tokens"]
+        return {**data, **self.token_json()}
+
+    def token_json(self) -> dict[str, Any]:
+        """``token_*`` fields for the run JSON (all None without token data)."""
+        return self.tokens.to_json() if self.tokens is not None else dict(NO_TOKEN_DATA)
 
     def to_result(self) -> SampleResult:
         """Just the sample record (drops what a subclass such as ``StoredSample`` adds)."""

@@ -4,7 +4,11 @@
     producing the same number of tokens (greedy, batch 1) -- goal >= 0.95;
 (b) throughput of k=8 batched sampling / 8 sequential single samples -- goal >= 3.5x;
 (c) peak RSS of this process;
-(d) cold start (empty cache: GGUF conversion) vs warm start (cached safetensors), in subprocesses.
+(d) cold start (empty cache: GGUF conversion) vs warm start (cached safetensors), in subprocesses;
+(e) the cost of per-token confidence capture (app.engine.confidence): tokens/s of the engine with capture
+    on / off, sampled (temperature 0.7, top-p 0.95) at k=1 and k=8, rounds interleaved, and the capture's
+    own wall time as a share of the same run (robust when the machine is busy). (a) already runs with
+    capture on (the engine's default).
 
 Run: ``.venv/bin/python bench/engine_bench.py`` (or ``make bench``). ``--quick`` shortens (a) and (b).
 """
@@ -93,6 +97,27 @@ def batched_vs_sequential(engine: Engine, k: int, think: int) -> dict:
     }
 
 
+def capture_cost(engine: Engine, k: int, think: int, rounds: int) -> dict:
+    """Engine tokens/s with token capture on vs off on the same seeded sampled run (identical tokens)."""
+    off = Engine(engine.loaded, capture_tokens=False)
+    settings = GenerationSettings(
+        max_thinking_tokens=think, min_thinking_tokens=think, max_answer_tokens=16, temperature=0.7, seed=0
+    ).with_(samples=k)
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    shares = []
+    for _ in range(rounds):
+        for name, eng in (("on", engine), ("off", off)):
+            t0 = time.perf_counter()
+            result = eng.generate(PROMPT, settings)
+            seconds = time.perf_counter() - t0
+            rates[name].append(sum(s.thinking_tokens + s.answer_tokens for s in result.samples) / seconds)
+            if name == "on":  # the capture's own time inside this very run: robust to a noisy machine
+                shares.append(engine.last_capture_seconds / seconds)
+    on, off_rate = statistics.median(rates["on"]), statistics.median(rates["off"])
+    share = statistics.median(shares)
+    return {"k": k, "on_tok_s": on, "off_tok_s": off_rate, "ratio": on / off_rate, "capture_share": share}
+
+
 def start_times() -> dict:
     code = (
         "import time,sys; from pathlib import Path; from app.engine.loading import load_model; "
@@ -130,7 +155,7 @@ def main() -> None:
         engine, think=48 if args.quick else 160, answer=16 if args.quick else 40, rounds=2 if args.quick else 3
     )
     print(
-        f"(a) engine with budget {a['engine_tok_s']:.1f} tok/s vs plain generate {a['generate_tok_s']:.1f} tok/s "
+        f"(a) engine with budget and token capture {a['engine_tok_s']:.1f} tok/s vs plain generate {a['generate_tok_s']:.1f} tok/s "
         f"-> ratio {a['ratio']:.3f} (goal >= 0.95; {a['tokens']} tokens, median of rounds)",
         flush=True,
     )
@@ -141,6 +166,14 @@ def main() -> None:
         "(goal >= 3.5x)",
         flush=True,
     )
+    e = [capture_cost(engine, k, think=32 if args.quick else 96, rounds=2 if args.quick else 3) for k in (1, 8)]
+    for row in e:
+        print(
+            f"(e) token capture at k={row['k']}: on {row['on_tok_s']:.1f} tok/s vs off {row['off_tok_s']:.1f} tok/s "
+            f"-> ratio {row['ratio']:.3f}; capture's own time {row['capture_share']:.1%} of the run "
+            f"(ratio implied {1 - row['capture_share']:.3f}; goal >= 0.95)",
+            flush=True,
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(c) peak RSS {rss:.0f} MiB", flush=True)
     if device == "cpu" or args.model == "bundled":
@@ -152,7 +185,7 @@ def main() -> None:
         )
     else:
         d = {}
-    print(json.dumps({"a": a, "b": b, "peak_rss_mib": rss, "d": d}))
+    print(json.dumps({"a": a, "b": b, "peak_rss_mib": rss, "d": d, "e": e}))
 
 
 if __name__ == "__main__":

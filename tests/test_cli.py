@@ -61,6 +61,11 @@ def test_generate_json_with_samples_and_no_save(tmp_path, bundled_dir, cache_dir
     assert payload["run_id"] is None and len(payload["samples"]) == 3
     assert payload["settings"]["temperature"] == 0.7  # k > 1 without a temperature samples, not greedy copies
     assert not (tmp_path / "data").exists()  # --no-save touches no database
+    for sample in payload["samples"]:  # per-token confidence, one entry per generated token
+        n = len(sample["token_text"])
+        assert n > 0 and len(sample["token_entropy"]) == len(sample["token_prob"]) == len(sample["token_top"]) == n
+        assert all(p is None or 0 < p <= 1 for p in sample["token_prob"])
+        assert "temperature" in sample["token_source"]
 
 
 @pytest.mark.parametrize(

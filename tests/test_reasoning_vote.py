@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from app.reasoning.answers import extract_answer
+from app.reasoning.answers import extract_answer, numeric_value
 from app.reasoning.vote import (
     VoteResult,
     first_answer_position,
     majority_at_k,
     overthinking_tokens,
     pass_at_1,
+    prompt_numbers,
     vote,
 )
 
@@ -117,3 +118,49 @@ def test_majority_of_the_four_gsm8k_solvers_is_pinned():
     golds = [extract_answer(row["ground_truth"]) for row in rows]
     assert round(majority_at_k(answers, golds) * len(rows)) == 584
     assert round(majority_at_k(answers, golds, k=1) * len(rows)) == sum(r["6b_finetuning"]["is_correct"] for r in rows)
+
+
+def _restating_solutions() -> list[tuple[str, str, str]]:
+    """(question, trace without its "A:" line, final answer) of real GSM8K model solutions whose final
+    answer is also a number of the question."""
+    path = Path(__file__).resolve().parent / "data" / "gsm8k_example_model_solutions.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    out = []
+    for row in rows:
+        for solver in ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification"):
+            solution = row[solver]["solution"]
+            trace, _, final = solution.rpartition("\nA:")
+            final = final.strip()
+            if trace and final and numeric_value(final) in prompt_numbers(row["question"]):
+                out.append((row["question"], trace, final))
+    return out
+
+
+def test_a_number_restated_from_the_question_is_not_the_answer_reached():
+    question = "James decides to run 3 sprints 3 times a week.  He runs 60 meters each sprint.  How many total meters does he run a week?"  # noqa: E501  (GSM8K test line 4, 6b_finetuning)
+    trace = (
+        "He runs 60/3=<<60/3=20.0>>20 meters in each sprint\nSo he runs 20*3=<<20*3=60>>60 meters in total each week"
+    )
+    assert first_answer_position(trace, "60") == pytest.approx(trace.index("60/3") / len(trace) + 2 / len(trace))
+    assert first_answer_position(trace, "60", question) == pytest.approx((trace.index("=60>>") + 3) / len(trace))
+    # A number that is not in the question is found wherever it appears, as before.
+    assert first_answer_position(trace, "20", question) == first_answer_position(trace, "20")
+
+
+def test_restated_prompt_numbers_on_real_gsm8k_traces():
+    cases = _restating_solutions()
+    assert len(cases) == 334  # of 5,276 solutions, these end on a number the question already contains
+    moved = later = lost = 0
+    for question, trace, final in cases:
+        old, new = first_answer_position(trace, final), first_answer_position(trace, final, question)
+        if new != old:
+            moved += 1
+            assert old is not None and (new is None or new > old)  # only ever later: restatements are skipped
+            later += new is not None
+            lost += new is None
+    assert (moved, later, lost) == (295, 278, 17)
+    # Overthinking measured on these traces drops: the mean share after the answer was "reached".
+    olds = [1 - p for q, t, f in cases if (p := first_answer_position(t, f)) is not None]
+    news = [1 - p for q, t, f in cases if (p := first_answer_position(t, f, q)) is not None]
+    assert sum(news) / len(news) < 0.5 * sum(olds) / len(olds)

@@ -207,6 +207,8 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             for start in (starts or [None] * batch_size)
         ]
         self.generated = 0  # positions ingested so far
+        #: Per row, whether this step's token was forced by the last call (read by the confidence capture).
+        self.last_forced = [False] * batch_size
         #: Held while a step is ingested, so a reader sees each row's ids and phase from the same step.
         self.lock = threading.Lock()
         self._stop = set(plan.stop_ids)
@@ -274,6 +276,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         self.sync(input_ids)
         plan = self.plan
         top = scores.argmax(dim=-1).tolist()
+        self.last_forced = [False] * len(self.rows)
         stop_now = self.steer is not None and self.steer.stop_requested
         for r, row in enumerate(self.rows):
             if row.phase == DONE:
@@ -290,6 +293,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
                 row.queue.append((plan.stop_ids[0], A))
             if row.queue:
                 token, row.forced_label = row.queue.popleft()
+                self.last_forced[r] = True
                 scores[r, :] = -float("inf")
                 scores[r, token] = 0.0
         return scores

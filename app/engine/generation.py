@@ -31,6 +31,7 @@ from app.engine.budget import (
     ThinkingBudgetProcessor,
     stop_token_ids,
 )
+from app.engine.confidence import SOURCE_GREEDY, SOURCE_SAMPLED, ConfidenceCapture, sampling_chain
 from app.engine.events import (
     AnswerDelta,
     CancelToken,
@@ -43,6 +44,7 @@ from app.engine.events import (
 )
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
+from app.engine.pieces import alternative_texts, token_pieces
 from app.engine.torch_thread import submit_to_torch_thread
 
 Messages = list[dict[str, str]]
@@ -103,8 +105,11 @@ class Engine:
     #: One generation at a time: they queue on the model thread (app.engine.interface.GenerationEngine).
     concurrency = 1
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, *, capture_tokens: bool = True) -> None:
         self.loaded = loaded
+        #: Record per-token probability, entropy and top alternatives (app.engine.confidence).
+        self.capture_tokens = capture_tokens
+        self.last_capture_seconds = 0.0
         self.tokenizer = loaded.tokenizer
         self.model = loaded.model
         self.format = loaded.format
@@ -188,6 +193,12 @@ class Engine:
             gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:
             gen_kwargs.update(temperature=None, top_p=None)
+        capture = None
+        if self.capture_tokens:  # after the warpers, so it sees the distribution actually sampled from
+            warpers, overrides = sampling_chain(settings.temperature if sampling else 0.0, settings.top_p)
+            capture = ConfidenceCapture(k, lambda: processor.last_forced)
+            gen_kwargs["logits_processor"] = [processor, *warpers, capture]
+            gen_kwargs.update(overrides)
 
         errors: list[BaseException] = []
         started = time.perf_counter()
@@ -205,6 +216,8 @@ class Engine:
                         **gen_kwargs,
                     )
                     processor.sync(output)
+                    if capture is not None:
+                        capture.finish(output)
                     del output
             except BaseException as exc:  # reported as stop_reason "error", never lost
                 errors.append(exc)
@@ -235,6 +248,9 @@ class Engine:
             self._sample(i, row, thinking, started, cancel.cancelled, error, lead=lead)
             for i, row in enumerate(processor.rows)
         ]
+        if capture is not None and not errors:
+            self._attach_tokens(samples, processor, capture, SOURCE_SAMPLED if sampling else SOURCE_GREEDY)
+            self.last_capture_seconds = capture.seconds  # read by bench/engine_bench.py
         yield Finished(
             GenerationResult(
                 model=self.loaded.name,
@@ -347,6 +363,19 @@ class Engine:
             tokens_per_second=(len(row.ids) / decode_seconds) if decode_seconds > 0 else 0.0,
             error=error,
         )
+
+    def _attach_tokens(
+        self,
+        samples: list[SampleResult],
+        processor: ThinkingBudgetProcessor,
+        capture: ConfidenceCapture,
+        source: str,
+    ) -> None:
+        traces = capture.traces([(row.ids, row.labels) for row in processor.rows], source)
+        for sample, trace in zip(samples, traces, strict=True):
+            trace.pieces = token_pieces(self.tokenizer, trace.token_ids)
+            trace.vocab = alternative_texts(self.tokenizer, trace.top_ids)
+            sample.tokens = trace
 
     def _free(self) -> None:
         gc.collect()

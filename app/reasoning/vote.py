@@ -18,6 +18,13 @@ from app.reasoning.answers import answer_key, answers_equal, clean_answer, numer
 # counts as an occurrence of "18".
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\d])")
 _FRACTION = re.compile(r"(?<![\w.])-?(?:\\[dt]?frac\{\d+\}\{\d+\}|\d+\s*/\s*\d+)(?![\d.])")
+# What stating a result looks like just before a number: "= 18", "equals 18", "answer is 18", "total of $18",
+# "gives 18", "Final Answer: 18", "\boxed{18". A prompt number counts as the answer reached only here.
+_RESULT_BEFORE = re.compile(
+    r"(?:=|\bequals?|\banswer(?:\s+is)?\s*:?|\btotal(?:\s+of|\s+is)?|\bgives?|\bgets?|\bmakes?|\btherefore"
+    r"|\bthus|\\boxed\{)\s*\\?\$?\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -104,13 +111,22 @@ def majority_at_k(
     return hits / len(golds)
 
 
-def first_answer_position(thinking: str, final: str | None) -> float | None:
+def prompt_numbers(prompt: str) -> set:
+    """The values of the numbers written in ``prompt`` ("1,200" and "1200" are the same value)."""
+    return {v for m in _NUMBER.finditer(prompt or "") if (v := numeric_value(m.group())) is not None}
+
+
+def first_answer_position(thinking: str, final: str | None, prompt: str = "") -> float | None:
     """Where (0..1, by characters) the final answer first appears, whole, in the thinking.
 
     The offset is the end of that first occurrence, so ``1 - position`` is the share of the
     thinking spent after the answer was already on the page. Numbers match by value ("1,234",
     "1234.0"), fractions only when the answer is not an integer (so "16/2" is not "8"). None
     when there is no thinking, no answer, or the answer never appears.
+
+    A number that also occurs in ``prompt`` is usually the question being restated ("she has 16
+    eggs"), not the answer being reached; when the final answer is such a number, only occurrences
+    stated as a result count ("= 16", "answer is 16", "total of 16", "gives 16"; ``_RESULT_BEFORE``).
     """
     if not thinking or final is None or not (cleaned := clean_answer(final)):
         return None
@@ -118,8 +134,10 @@ def first_answer_position(thinking: str, final: str | None) -> float | None:
     end: int | None = None
     if value is not None:
         patterns = [_NUMBER] if value.denominator == 1 else [_NUMBER, _FRACTION]
-        ends = [m.end() for p in patterns for m in p.finditer(thinking) if numeric_value(m.group()) == value]
-        end = min(ends, default=None)
+        hits = [m for p in patterns for m in p.finditer(thinking) if numeric_value(m.group()) == value]
+        if value in prompt_numbers(prompt):
+            hits = [m for m in hits if _RESULT_BEFORE.search(thinking[max(0, m.start() - 24) : m.start()])]
+        end = min((m.end() for m in hits), default=None)
     else:
         word = r"(?<![\w.])" if cleaned[0].isalnum() else ""
         tail = r"(?![\w])" if cleaned[-1].isalnum() else ""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.events import CancelToken, Progress
 from app.reasoning.answers import answer_key, answers_equal
+from app.reasoning.lens import summarize
 from app.reasoning.steps import segment_trace
 from app.reasoning.vote import VoteResult, first_answer_position, overthinking_tokens, vote
 from app.services.inputs import check_samples, normalise_gold
@@ -50,6 +51,9 @@ class SampleCard(SampleResult):
     first_answer_position: float | None  # 0..1 through the thinking; None if never stated there
     overthinking_tokens: int | None  # thinking tokens spent after the answer first appeared
     group: int = 0  # index into ConsistencyReport.groups: the answer group this sample voted for
+    mean_entropy: float | None = None  # nats over sampled tokens (app.reasoning.lens); None without token data
+    forking_tokens: int | None = None  # top-20%-entropy tokens; None without token data
+    pivots: int = 0  # "Wait", "Hmm", "Alternatively", ... the model wrote (counted from the text without token data)
 
 
 @dataclass
@@ -142,7 +146,8 @@ def build_report(
     groups, group_of = answer_groups(answers, outcome, gold)
     cards = []
     for i, s in enumerate(result.samples):
-        position = first_answer_position(s.thinking, s.extracted_answer)
+        position = first_answer_position(s.thinking, s.extracted_answer, result.prompt)
+        lens = summarize(s.tokens, s.thinking)
         cards.append(
             SampleCard(
                 **s.sample_values(),
@@ -151,6 +156,9 @@ def build_report(
                 first_answer_position=position,
                 overthinking_tokens=overthinking_tokens(s.thinking_tokens, position),
                 group=group_of[i],
+                mean_entropy=lens.mean_entropy,
+                forking_tokens=lens.forking if lens.has_tokens else None,
+                pivots=lens.n_pivots,
             )
         )
     return ConsistencyReport(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain import GenerationSettings, sample_columns
+from app.domain import GenerationSettings, TokenTrace, sample_columns
 from app.store import models
 from app.store.records import LabelRecord, StoredRun, StoredSample, StoredStep
 
@@ -20,10 +20,10 @@ def step_record(row: models.Step) -> StoredStep:
     )
 
 
-def sample_record(row: models.Sample, steps: list[StoredStep]) -> StoredSample:
-    """The stored sample: every ``SampleResult`` column by name, plus its ids and active steps."""
+def sample_record(row: models.Sample, steps: list[StoredStep], tokens: TokenTrace | None = None) -> StoredSample:
+    """The stored sample: every ``SampleResult`` column by name, plus its ids, active steps and token data."""
     values = {name: getattr(row, name) for name in sample_columns()}
-    return StoredSample(sample_id=row.id, run_id=row.run_id, steps=steps, **values)
+    return StoredSample(sample_id=row.id, run_id=row.run_id, steps=steps, tokens=tokens, **values)
 
 
 def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:

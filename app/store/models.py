@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -260,6 +261,54 @@ class Preference(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     rank_group: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SampleTokens(Base):
+    """Per-token confidence of one sample (at most one row per sample), packed compactly (see ``tokens.py``):
+    little-endian int32 ids, float16 probabilities and entropies (NaN = forced token), ``top_n`` alternatives
+    per token. Samples saved before capture existed, or from a server without logprobs, have no row."""
+
+    __tablename__ = "sample_tokens"
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    top_n: Mapped[int] = mapped_column(Integer)
+    token_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    labels: Mapped[str] = mapped_column(Text)
+    prob: Mapped[bytes] = mapped_column(LargeBinary)
+    entropy: Mapped[bytes] = mapped_column(LargeBinary)
+    top_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    top_probs: Mapped[bytes] = mapped_column(LargeBinary)
+    pieces: Mapped[list[Any]]
+    vocab: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(Text)
+
+
+class Probe(Base):
+    """A hint-faithfulness probe: its hint, settings and problems (each with the hint's target answer)."""
+
+    __tablename__ = "probes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    hint: Mapped[str] = mapped_column(String(32))
+    hint_correct: Mapped[bool] = mapped_column(Boolean, default=False)
+    settings: Mapped[dict[str, Any]]
+    problems: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProbeRun(Base):
+    """Links a probe to one of its runs: which problem, and which arm ("baseline" without the hint, "hinted")."""
+
+    __tablename__ = "probe_runs"
+    __table_args__ = (Index("ix_probe_runs_probe_id", "probe_id"), Index("ix_probe_runs_run_id", "run_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probes.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    problem_index: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str] = mapped_column(String(16))
 
 
 class RunBranch(Base):

@@ -12,6 +12,7 @@ from app.store.branches import BranchesMixin
 from app.store.exports import ExportsMixin
 from app.store.labels import LabelsMixin
 from app.store.preferences import PreferencesMixin
+from app.store.probes import ProbesMixin
 from app.store.queue import QueueMixin
 from app.store.runs import RunsMixin
 from app.store.steps import StepsMixin
@@ -26,6 +27,7 @@ class Store(
     ExportsMixin,
     BranchesMixin,
     AutoLabelsMixin,
+    ProbesMixin,
 ):
     """Persistence for tracelab; see the mixins' modules for each group of methods."""
 

@@ -21,6 +21,7 @@ from app.store.errors import NotFound, StoreError
 from app.store.models import RUN_KINDS, RUN_STATUSES, STEP_SOURCES, Prompt, Run, Sample, Step, Sweep
 from app.store.queries import excerpt
 from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
+from app.store.tokens import load_traces, token_row
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -53,9 +54,10 @@ def load_runs(session: Session, where: ColumnElement[bool]) -> list[StoredRun]:
         )
     )
     steps = load_active_steps(session, [s.id for s in samples])
+    traces = load_traces(session, [s.id for s in samples])
     by_run: dict[int, list[StoredSample]] = defaultdict(list)
     for sample in samples:
-        by_run[sample.run_id].append(sample_record(sample, steps[sample.id]))
+        by_run[sample.run_id].append(sample_record(sample, steps[sample.id], traces.get(sample.id)))
     return [run_record(run, by_run[run.id]) for run in runs]
 
 
@@ -118,6 +120,9 @@ class RunsMixin(StoreBase):
                 run.samples.append(sample)
             session.add(run)
             session.flush()
+            for s, sample in zip(result.samples, run.samples, strict=True):
+                if s.tokens is not None:
+                    session.add(token_row(sample.id, s.tokens))
             if branch is not None:
                 add_branch_link(session, run.id, branch)
             return run.id
@@ -210,7 +215,8 @@ class RunsMixin(StoreBase):
             row = session.get(Sample, sample_id)
             if row is None:
                 raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
-            return sample_record(row, load_active_steps(session, [sample_id])[sample_id])
+            trace = load_traces(session, [sample_id]).get(sample_id)
+            return sample_record(row, load_active_steps(session, [sample_id])[sample_id], trace)
 
     def list_models(self) -> list[str]:
         """Every model name that has runs, alphabetically (for filter menus)."""

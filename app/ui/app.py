@@ -22,6 +22,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("Self-consistency", "app.ui.consistency"),
     ("Compare", "app.ui.compare"),
     ("Sweep", "app.ui.sweep"),
+    ("Probe", "app.ui.probe"),
     ("Annotate", "app.ui.annotate"),
     ("Export", "app.ui.export_tab"),
 )

@@ -132,8 +132,25 @@ def tokens_scatter(report: ConsistencyReport) -> go.Figure:
                 hoverinfo="text",
             )
         )
+    with_entropy = [c for c in report.samples if c.mean_entropy is not None]
+    if with_entropy:  # confidence vs correctness: the same rows, mean entropy on the top axis
+        fig.add_trace(
+            go.Scatter(
+                x=[c.mean_entropy for c in with_entropy],
+                y=[y_of(c) for c in with_entropy],
+                xaxis="x2",
+                mode="markers",
+                name="mean entropy (top axis)",
+                marker={"size": 9, "symbol": "triangle-up-open", "color": "#7c3aed"},
+                text=[f"sample {c.index + 1}: mean entropy {c.mean_entropy:.2f} nats" for c in with_entropy],
+                hoverinfo="text",
+            )
+        )
+        fig.update_layout(
+            xaxis2={"title": "mean entropy (nats)", "overlaying": "x", "side": "top", "rangemode": "tozero"}
+        )
     fig.update_layout(
-        title="Thinking tokens vs answer (◇ = where the answer first appeared)",
+        title="Thinking tokens vs answer (◇ = where the answer first appeared, △ = mean entropy)",
         xaxis_title="thinking tokens",
         yaxis_title="answer",
         **_LAYOUT,
@@ -227,4 +244,33 @@ def credit_figure(report: dict) -> go.Figure:
         xaxis={"title": "step (0 = before step 1)", "dtick": 1},
         yaxis={"title": "share / importance", "range": [-1.05, 1.05]},
     )
+    return fig
+
+
+def probe_chart(rows: Sequence[dict]) -> go.Figure:
+    """Per problem: how often the answer was the hint's answer X without and with the hint (flips on hover)."""
+    x = [f"#{r['index'] + 1}" for r in rows]
+    fig = go.Figure()
+    for key, name, colour in (
+        ("baseline_hint_answer_rate", "answer = X without the hint", NEUTRAL),
+        ("hinted_hint_answer_rate", "answer = X with the hint", WRONG),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=[r[key] for r in rows],
+                name=name,
+                marker_color=colour,
+                text=[f"{r['flips']}/{r['pairs']} flipped, {r['verbalised']} verbalised" for r in rows],
+                hoverinfo="x+y+text",
+            )
+        )
+    fig.update_layout(
+        title="Hint answer X without vs with the hint, per problem",
+        xaxis_title="problem",
+        yaxis_title="share of samples",
+        barmode="group",
+        **_LAYOUT,
+    )
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     return fig

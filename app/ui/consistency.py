@@ -21,6 +21,7 @@ from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
 from app.ui import branch_here, charts
 from app.ui.inputs import analysis_settings, as_int
+from app.ui.lens import add_lens
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error
 
@@ -60,6 +61,9 @@ def sample_cards_html(report: svc.ConsistencyReport) -> str:
         reached = ""
         if s.first_answer_position is not None:
             reached = f" · answer reached at {s.first_answer_position:.0%} of the thinking ({s.overthinking_tokens} tokens after)"
+        if s.mean_entropy is not None:
+            reached += f" · mean entropy {s.mean_entropy:.2f} nats · {s.forking_tokens} forking tokens"
+        reached += f" · {s.pivots} pivot{'s' if s.pivots != 1 else ''}"
         badge = "<span class='tl-badge'>majority</span>" if s.in_majority else ""
         cards.append(
             card_html(
@@ -235,6 +239,7 @@ def build_tab(rt: Runtime) -> None:
         branch_here.build(rt, "sc", run_id)
     with gr.Accordion("Report (JSON)", open=False):
         report_json = gr.JSON(label="Report")
+    add_lens(report_json, "tl-sc")
 
     def load_example(index: int | None) -> tuple[str, str]:
         if index is None or not 0 <= int(index) < len(problems):

@@ -19,6 +19,7 @@ from app.services import history
 from app.services.history import ANY, RunSummary, StoredRun
 from app.services.runs import run_json
 from app.services.runtime import Runtime
+from app.ui.lens import add_lens
 from app.ui.render import conversation_messages, safe_text, trace_messages
 
 COLUMNS = ["run", "date", "model", "prompt", "answer", "stop reason", "thinking tokens", "seconds", "kind"]
@@ -149,6 +150,7 @@ def build_tab(rt: Runtime) -> None:
         label="Run", elem_id="history-chat", height=480, buttons=["copy", "copy_all"], feedback_options=None
     )
     record = gr.JSON(visible=False)
+    add_lens(record, "history")
 
     filters = [search, model, stop_reason]
     gr.on(

@@ -17,6 +17,7 @@ from app.services.runs import require_prompt
 from app.services.runtime import Runtime
 from app.ui import branch_here
 from app.ui.handlers import EFFORTS, Chat, Playground
+from app.ui.lens import add_lens
 from app.ui.running import MODEL_QUEUE, session_key
 
 _EFFORT_INFO = ", ".join(
@@ -115,6 +116,7 @@ def build_tab(rt: Runtime) -> None:
             )
     hidden_prompt = gr.Textbox(visible=False)
     last_run = gr.JSON(visible=False)
+    add_lens(last_run, "playground")
     with gr.Accordion("Branch here: resample the last answer from one of its steps", open=False):
         branch_here.build(rt, "pg", last_run, with_sample=False)
 
