@@ -44,6 +44,7 @@ test: setup browser
 # Benchmarks print ratios measured in one run (see the README's Benchmarks section).
 bench: setup
 	$(PY) bench/engine_bench.py $(ARGS)
+	$(PY) bench/cpu_bench.py
 	$(PY) bench/consistency_bench.py
 	$(PY) bench/gsm8k_vote.py
 	$(PY) bench/server_bench.py

@@ -173,7 +173,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     require_prompt(args.prompt)  # before the (slow) model load
     _progress("loading model…")
     rt = Runtime.start(app_settings(args), with_store=not args.no_save)
-    _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device}")
+    _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device} · {rt.loaded.precision}")
     result, saved = None, None
     for event in stream_run(rt, args.prompt, settings, deltas=settings.samples == 1, save=not args.no_save):
         if isinstance(event, PhaseChange) and event.phase != "done":

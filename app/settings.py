@@ -27,8 +27,15 @@ class AppSettings:
     )
     quantize: str = _setting(
         "auto",
-        "bitsandbytes quantisation: 4bit (NF4, bf16 compute), 8bit or none; auto = 4bit on CUDA, none on CPU.",
+        "bitsandbytes quantisation, on CUDA and on CPU: 4bit (NF4, bf16 compute), 8bit (slow on CPU) or none; "
+        "auto = 4bit on CUDA, none on CPU (measured fastest there, see README Benchmarks).",
         choices=("auto", "4bit", "8bit", "none"),
+    )
+    dtype: str = _setting(
+        "auto",
+        "Weight dtype of unquantised layers (and NF4's compute dtype): bfloat16 or float32; "
+        "auto = bfloat16 on CUDA, float32 on CPU (bf16 measured no faster there, see README Benchmarks).",
+        choices=("auto", "bfloat16", "float32"),
     )
     format: str = _setting(
         "",

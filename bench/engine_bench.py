@@ -40,7 +40,7 @@ def engine_vs_generate(engine: Engine, think: int, answer: int, rounds: int) -> 
     from app.engine.formats import build_prompt
 
     prompt = build_prompt(engine.format, tok, [{"role": "user", "content": PROMPT}], True)
-    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False).to(engine.model.device)
     ours, plain = [], []
     for _ in range(rounds):
         t0 = time.perf_counter()

@@ -110,6 +110,21 @@ def engine(request):
     return request.getfixturevalue("bundled_engine" if request.param == "local" else "remote_engine")
 
 
+@pytest.fixture(scope="session")
+def nf4_loaded(bundled_dir: Path, cache_dir: Path):
+    """The bundled model in bitsandbytes NF4 on the CPU, loaded once per test session."""
+    from app.engine.loading import load_model
+
+    return load_model("bundled", quantize="4bit", cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def nf4_engine(nf4_loaded):
+    from app.engine.generation import Engine
+
+    return Engine(nf4_loaded)
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tracelab.db'}"

@@ -9,21 +9,40 @@ from pathlib import Path
 import pytest
 
 from app.engine import bundled
-from app.engine.loading import LoadError, load_model, resolve_quantize
+from app.engine.loading import (
+    CPU_AUTO_DTYPE,
+    CPU_AUTO_QUANTIZE,
+    LoadError,
+    load_model,
+    precision_name,
+    resolve_dtype,
+    resolve_quantize,
+)
 
 
-def test_quantization_without_cuda_is_a_clear_error():
-    with pytest.raises(LoadError, match="needs a CUDA GPU.*--quantize none"):
-        resolve_quantize("4bit", on_cuda=False)
-    assert resolve_quantize("auto", on_cuda=False) == "none"
+def test_quantization_works_on_cpu_and_auto_picks_the_measured_default():
+    assert resolve_quantize("4bit", on_cuda=False) == "4bit"  # bitsandbytes' CPU backend: no CUDA needed
+    assert resolve_quantize("8bit", on_cuda=False) == "8bit"
+    assert resolve_quantize("auto", on_cuda=False) == CPU_AUTO_QUANTIZE
     assert resolve_quantize("auto", on_cuda=True) == "4bit"
-    with pytest.raises(LoadError, match="not one of"):
+    assert resolve_dtype("auto", on_cuda=True) == "bfloat16"
+    assert resolve_dtype("auto", on_cuda=False) == CPU_AUTO_DTYPE
+    with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
         resolve_quantize("3bit", on_cuda=True)
+    with pytest.raises(LoadError, match="--dtype 'half' is not one of"):
+        resolve_dtype("half", on_cuda=False)
 
 
-def test_4bit_request_on_cpu_fails_before_loading(cache_dir):
-    with pytest.raises(LoadError, match="bitsandbytes, which needs a CUDA GPU"):
-        load_model("bundled", quantize="4bit", cache_dir=cache_dir, device="cpu")
+def test_precision_names_how_the_weights_run():
+    assert precision_name("4bit", "bfloat16") == "nf4"
+    assert precision_name("8bit", "float32") == "int8"
+    assert precision_name("none", "bfloat16") == "bf16"
+    assert precision_name("none", "float32") == "fp32"
+
+
+def test_tiny_model_is_always_plain_fp32(cache_dir):
+    loaded = load_model("tiny", quantize="4bit", dtype="bfloat16", cache_dir=cache_dir)
+    assert (loaded.quantization, loaded.precision) == ("none", "fp32")
 
 
 @pytest.mark.parametrize(
@@ -57,8 +76,10 @@ def test_unreachable_hub_id_says_how_to_work_offline():
 
 
 def test_local_folder_and_format_override(bundled_dir, cache_dir):
-    loaded = load_model(str(bundled_dir), format_name="plain")
+    loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")
     assert loaded.source == "folder" and loaded.format.name == "plain"
+    assert loaded.precision == "fp32" and next(loaded.model.parameters()).dtype.is_floating_point
+    assert str(next(loaded.model.parameters()).dtype) == "torch.float32"
     with pytest.raises(LoadError, match="Unknown --format"):
         load_model(str(bundled_dir), format_name="nope")
 

@@ -97,8 +97,10 @@ def test_header_says_plainly_when_the_model_is_a_small_demo():
     text = header_markdown({**info, "small_demo": True, "trained_to_think": False})
     assert "SmolLM2 &lt;b&gt;" in text and "CPU" in text and "--model Qwen/Qwen3-4B" in text
     assert "never trained to reason" in text
-    cuda = header_markdown({**info, "device": "cuda:0", "source": "hub", "small_demo": False, "quantization": "4bit"})
-    assert "CUDA" in cuda and "4bit" in cuda and "Small demo" not in cuda
+    assert "fp32" not in text  # no precision known: not guessed
+    cuda = header_markdown({**info, "device": "cuda:0", "source": "hub", "small_demo": False, "precision": "nf4"})
+    assert "CUDA" in cuda and "NF4 (bitsandbytes 4-bit)" in cuda and "Small demo" not in cuda
+    assert "**precision** bf16" in header_markdown({**info, "precision": "bf16"})
 
 
 def test_controls_become_validated_settings():

@@ -261,6 +261,7 @@ class Engine:
                 messages=msgs,
                 seconds=time.perf_counter() - started,
                 error=error,
+                precision=self.loaded.precision,
             )
         )
 

@@ -1,7 +1,8 @@
 """Model loading: a Hub id, a local folder, a ``.gguf`` file, ``bundled`` or ``tiny`` -> a :class:`LoadedModel`.
 
-Owns device and quantisation choices (bitsandbytes 4-bit NF4 / 8-bit on CUDA only) and turns every
-way loading can fail into a :class:`LoadError` whose message names the problem and the fix.
+Owns device, dtype and quantisation choices (bitsandbytes 4-bit NF4 / 8-bit, on CUDA and on CPU) and
+turns every way loading can fail into a :class:`LoadError` whose message names the problem and the fix.
+Every loaded model says how it runs as one ``precision`` word: ``nf4``, ``int8``, ``bf16`` or ``fp32``.
 ``tiny`` is a randomly initialised two-layer Qwen3 with the bundled tokenizer: useless answers,
 but it generates in milliseconds, which is what UI and logic tests need.
 Knows nothing about prompts, budgets or storage.
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 Quantize = Literal["auto", "4bit", "8bit", "none"]
 QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
+DTYPE_CHOICES = ("auto", "bfloat16", "float32")
+#: What ``--quantize auto`` / ``--dtype auto`` pick on CPU, chosen by bench/cpu_bench.py (figures in the README).
+CPU_AUTO_QUANTIZE = "none"
+CPU_AUTO_DTYPE = "float32"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -45,6 +50,7 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     source: str  # "bundled" | "tiny" | "hub" | "folder" | "gguf"
+    precision: str = "fp32"  # how the weights run: "nf4" | "int8" | "bf16" | "fp32"
 
     @property
     def is_small_demo(self) -> bool:
@@ -59,6 +65,7 @@ class LoadedModel:
             "device": self.device,
             "quantization": self.quantization,
             "dtype": self.dtype,
+            "precision": self.precision,
             "load_seconds": round(self.load_seconds, 2),
             "source": self.source,
         }
@@ -71,28 +78,41 @@ def cuda_available() -> bool:
 
 
 def resolve_quantize(quantize: str, on_cuda: bool) -> str:
-    """``auto`` -> 4bit on CUDA, none on CPU; 4bit/8bit without CUDA is a clear error."""
+    """``auto`` -> 4bit on CUDA, the measured best (``CPU_AUTO_QUANTIZE``) on CPU; 4bit/8bit work on both."""
     if quantize not in QUANTIZE_CHOICES:
         raise LoadError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if quantize == "auto":
-        return "4bit" if on_cuda else "none"
-    if quantize in ("4bit", "8bit") and not on_cuda:
-        raise LoadError(
-            f"--quantize {quantize} uses bitsandbytes, which needs a CUDA GPU, and none was found. "
-            "Run with --quantize none (or auto) on this machine."
-        )
+        return "4bit" if on_cuda else CPU_AUTO_QUANTIZE
     return quantize
 
 
-def _quantization_config(quantize: str) -> Any:
-    import torch
+def resolve_dtype(dtype: str, on_cuda: bool) -> str:
+    """``auto`` -> bfloat16 on CUDA, the measured best (``CPU_AUTO_DTYPE``) on CPU."""
+    if dtype not in DTYPE_CHOICES:
+        raise LoadError(f"--dtype {dtype!r} is not one of {', '.join(DTYPE_CHOICES)}")
+    if dtype == "auto":
+        return "bfloat16" if on_cuda else CPU_AUTO_DTYPE
+    return dtype
+
+
+def precision_name(quantize: str, dtype: str) -> str:
+    """The one word the header and the run JSON show: ``nf4``, ``int8``, ``bf16`` or ``fp32``."""
+    if quantize == "4bit":
+        return "nf4"
+    if quantize == "8bit":
+        return "int8"
+    return "bf16" if dtype == "bfloat16" else "fp32"
+
+
+def _quantization_config(quantize: str, compute_dtype: Any) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quantize == "4bit":
+        # NF4 weights, matmuls in bf16 (or fp32 with --dtype float32); bitsandbytes >= 0.45 runs this on CPU too.
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute_dtype,
             bnb_4bit_use_double_quant=True,
         )
     if quantize == "8bit":
@@ -149,6 +169,7 @@ def load_model(
     spec: str = "bundled",
     *,
     quantize: str = "auto",
+    dtype: str = "auto",
     format_name: str | None = None,
     cache_dir: Path | None = None,
     device: str | None = None,
@@ -158,7 +179,13 @@ def load_model(
     Runs on the model thread (:mod:`app.engine.torch_thread`), where all later generation runs too.
     """
     return run_on_torch_thread(
-        _load_model, spec, quantize=quantize, format_name=format_name, cache_dir=cache_dir, device=device
+        _load_model,
+        spec,
+        quantize=quantize,
+        dtype=dtype,
+        format_name=format_name,
+        cache_dir=cache_dir,
+        device=device,
     )
 
 
@@ -166,6 +193,7 @@ def _load_model(
     spec: str,
     *,
     quantize: str,
+    dtype: str,
     format_name: str | None,
     cache_dir: Path | None,
     device: str | None,
@@ -176,8 +204,16 @@ def _load_model(
     kind, path = _classify(spec)
     on_cuda = cuda_available() if device is None else device.startswith("cuda")
     device = device or ("cuda" if on_cuda else "cpu")
-    quant = "none" if kind == "tiny" else resolve_quantize(quantize, on_cuda)
-    dtype = torch.bfloat16 if on_cuda else torch.float32
+    quant = resolve_quantize(quantize, on_cuda)
+    dtype_name = resolve_dtype(dtype, on_cuda)
+    if kind == "tiny":  # random test weights: always plain fp32, so tests are exact and fast
+        quant, dtype_name = "none", "float32"
+    if quant == "8bit" and not on_cuda:
+        log.warning(
+            "--quantize 8bit on CPU works but is slow (bitsandbytes' CPU int8 path: about 0.7 tokens/s for the "
+            "bundled model here, several times slower than fp32); --quantize 4bit or none is faster."
+        )
+    torch_dtype = getattr(torch, dtype_name)
 
     try:
         if kind == "tiny":
@@ -185,16 +221,16 @@ def _load_model(
             name = "tiny-random-qwen3 (test model)"
         elif kind == "gguf":
             assert path is not None
-            model, tokenizer = _from_pretrained(str(path.parent), quant, dtype, on_cuda, gguf_file=path.name)
+            model, tokenizer = _from_pretrained(str(path.parent), quant, torch_dtype, device, gguf_file=path.name)
             name = path.name
         else:
             source = str(ensure_bundled(cache_dir)) if kind == "bundled" else str(path or spec)
-            model, tokenizer = _from_pretrained(source, quant, dtype, on_cuda, hub=kind == "hub", spec=spec)
+            model, tokenizer = _from_pretrained(source, quant, torch_dtype, device, hub=kind == "hub", spec=spec)
             name = BUNDLED_NAME if kind == "bundled" else spec
     except BundledModelError as exc:
         raise LoadError(str(exc)) from exc
 
-    if kind == "tiny" or not on_cuda:  # from_pretrained already placed CUDA models (device_map)
+    if kind == "tiny" or (quant == "none" and not on_cuda):  # from_pretrained placed the others (device_map)
         model.to(device)
     model.eval()
     try:
@@ -216,9 +252,10 @@ def _load_model(
         format=fmt,
         device=device,
         quantization=quant,
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=dtype_name,
         load_seconds=time.perf_counter() - started,
         source=kind,
+        precision=precision_name(quant, dtype_name),
     )
 
 
@@ -226,7 +263,7 @@ def _from_pretrained(
     source: str,
     quant: str,
     dtype: Any,
-    on_cuda: bool,
+    device: str,
     *,
     gguf_file: str | None = None,
     hub: bool = False,
@@ -237,11 +274,13 @@ def _from_pretrained(
     kwargs: dict[str, Any] = {"dtype": dtype}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    qconfig = _quantization_config(quant)
+    qconfig = _quantization_config(quant, dtype)
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
-        kwargs["device_map"] = "auto"
-    elif on_cuda:
+        # bitsandbytes places the layers itself: "auto" on a GPU box, and "cpu" explicitly, which is what its
+        # CPU backend needs (without a device_map transformers refuses a quantised load without CUDA).
+        kwargs["device_map"] = "auto" if device.startswith("cuda") else device
+    elif device.startswith("cuda"):
         kwargs["device_map"] = "cuda"
     if hub and not _in_hub_cache(source) and not _hub_reachable():
         raise LoadError(

@@ -141,6 +141,7 @@ def _point_result(source: BranchSource, settings: GenerationSettings, samples: l
         messages=source.messages,
         seconds=max((s.seconds for s in samples), default=0.0),
         error=next((s.error for s in samples if s.error), None),
+        precision=rt.loaded.precision,
     )
 
 

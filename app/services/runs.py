@@ -133,6 +133,7 @@ def stream_run(
             prompt=msgs[-1]["content"],
             messages=msgs,
             error=f"{type(exc).__name__}: {exc}",
+            precision=rt.loaded.precision,
         )
         yield Finished(result)
     finally:
@@ -171,7 +172,7 @@ def run_prompt(
 def run_json(run: Saved | StoredRun) -> dict[str, Any]:
     """THE JSON shape of a run: what ``/generate`` returns last, ``/get_run`` returns, and the CLI's ``--json`` prints.
 
-    ``{"run_id", "created_at", "kind", "status", "model", "format", "prompt", "messages", "settings", "error",
+    ``{"run_id", "created_at", "kind", "status", "model", "format", "precision", "prompt", "messages", "settings", "error",
     "gold", "seconds", "samples": [{"sample_id", <every SampleResult field>}, ...]}``. A run just generated has
     ``created_at`` None (and ``run_id``/``sample_id`` None when it was not saved). A per-sample field added to
     ``SampleResult`` appears here by itself.
@@ -189,6 +190,7 @@ def run_json(run: Saved | StoredRun) -> dict[str, Any]:
         **meta,
         "model": result.model,
         "format": result.format,
+        "precision": result.precision,
         "prompt": result.prompt,
         "messages": list(result.messages),
         "settings": result.settings.to_dict(),

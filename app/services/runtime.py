@@ -45,10 +45,18 @@ class Runtime:
         loaded = load_model(
             settings.model,
             quantize=settings.quantize,
+            dtype=settings.dtype,
             format_name=settings.format or None,
             cache_dir=settings.cache_path,
         )
-        log.info("Loaded %s (%s) on %s in %.1f s", loaded.name, loaded.format.name, loaded.device, loaded.load_seconds)
+        log.info(
+            "Loaded %s (%s) on %s in %s in %.1f s",
+            loaded.name,
+            loaded.format.name,
+            loaded.device,
+            loaded.precision,
+            loaded.load_seconds,
+        )
         return cls(settings=settings, loaded=loaded, engine=Engine(loaded), store=store)
 
     @property

@@ -45,6 +45,7 @@ def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
         seconds=row.seconds,
         created_at=row.created_at,
         samples=samples,
+        precision=row.settings.get("precision"),
     )
 
 

@@ -58,6 +58,7 @@ class StoredRun:
     seconds: float
     created_at: datetime
     samples: list[StoredSample] = field(default_factory=list)
+    precision: str | None = None  # "nf4" | "int8" | "bf16" | "fp32"; None for runs saved before it was recorded
 
     def to_result(self) -> GenerationResult:
         """The run as the engine returned it (for replaying it in the playground)."""
@@ -70,6 +71,7 @@ class StoredRun:
             messages=list(self.messages),
             seconds=self.seconds,
             error=self.error,
+            precision=self.precision,
         )
 
 

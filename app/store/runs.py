@@ -99,7 +99,8 @@ class RunsMixin(StoreBase):
                 kind=kind,
                 model=result.model,
                 format=result.format,
-                settings=result.settings.to_dict(),
+                # How the model ran rides along with the settings (a JSON column), so no migration is needed.
+                settings={**result.settings.to_dict(), "precision": result.precision},
                 seed=result.settings.seed,
                 status=status,
                 error=error if error is not None else result.error,

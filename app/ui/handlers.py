@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import gradio as gr
@@ -104,8 +105,9 @@ class Chat:
         done = ((t.prompt, t.sample.thinking, t.sample.answer) for t in self.turns if t.sample is not None)
         return chat_context(done, prompt, keep_thinking=keep_thinking, open_tag=open_tag, close_tag=close_tag)
 
-    def view(self, live: tuple[str, SampleResult, bool] | None = None) -> list[gr.ChatMessage]:
-        """All turns as chat messages, plus the one still generating (``live``: prompt, sample, thinking?)."""
+    @cached_property
+    def _history(self) -> tuple[gr.ChatMessage, ...]:
+        """The finished turns, rendered once per Chat (it is immutable), not on every streamed update."""
         out: list[gr.ChatMessage] = []
         for turn in self.turns:
             out.append(user_message(turn.prompt))
@@ -113,6 +115,11 @@ class Chat:
                 out += trace_messages(turn.sample, stats=True, settings=turn.settings)
             if turn.error:
                 out.append(gr.ChatMessage(role="assistant", content=f"**Error:** {safe_text(turn.error)}"))
+        return tuple(out)
+
+    def view(self, live: tuple[str, SampleResult, bool] | None = None) -> list[gr.ChatMessage]:
+        """All turns as chat messages, plus the one still generating (``live``: prompt, sample, thinking?)."""
+        out = list(self._history)
         if live is not None:
             prompt, sample, thinking_now = live
             out.append(user_message(prompt))

@@ -217,14 +217,22 @@ def _device_words(device: str) -> str:
     return device.upper() if device else "unknown device"
 
 
+_PRECISION_WORDS = {"nf4": "NF4 (bitsandbytes 4-bit)", "int8": "int8 (bitsandbytes 8-bit)"}
+
+
+def _precision_words(info: dict[str, Any]) -> str:
+    """How the weights run: ``NF4 (bitsandbytes 4-bit)``, ``int8 (…)``, ``bf16`` or ``fp32``."""
+    precision = str(info.get("precision") or info.get("dtype") or "?")
+    return _PRECISION_WORDS.get(precision, precision)
+
+
 def header_markdown(info: dict[str, Any]) -> str:
     """The header: which model and format are loaded, on which device, how quantised; a plain warning for demos."""
     model = safe_text(str(info.get("model", "?")))
     line = (
         f"**Model** `{model}` · **format** {safe_text(str(info.get('format', '?')))}"
         f" · **device** {_device_words(str(info.get('device', '')))}"
-        f" · **quantisation** {safe_text(str(info.get('quantization', 'none')))}"
-        f" · {safe_text(str(info.get('dtype', '')))}"
+        f" · **precision** {safe_text(_precision_words(info))}"
     )
     if info.get("server"):  # a remote engine: the weights, device and quantisation are the server's
         served = safe_text(str(info.get("server_model") or "?"))
@@ -244,7 +252,7 @@ def header_markdown(info: dict[str, Any]) -> str:
         out.append(
             "> **Small demo model.** SmolLM2-135M is a small model that was never trained to reason: the app "
             "*asks* it to think between think tags, so expect short, often wrong traces. For real reasoning "
-            "start one, e.g. `python -m app serve --model Qwen/Qwen3-4B` (on a GPU add `--quantize 4bit`)."
+            "start one, e.g. `python -m app serve --model Qwen/Qwen3-4B --quantize 4bit` (NF4; on a GPU or a CPU)."
         )
     elif not info.get("trained_to_think", True):
         out.append(
