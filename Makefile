@@ -35,9 +35,11 @@ lint: setup
 	$(PY) -m ruff check app tests bench
 	$(PY) -m ruff format --check app tests bench
 
+# The tests start what they need: `transformers serve` for the remote engine (a pytest fixture) and, through
+# .ci/postgres, a loopback PostgreSQL for the store tests (skipped, SQLite only, where it can't be had).
 test: setup browser
 	$(PY) -m ruff check app tests bench
-	$(PY) -m pytest $(ARGS)
+	TRACELAB_TEST_POSTGRES_URL="$${TRACELAB_TEST_POSTGRES_URL:-$$(.ci/postgres || true)}" $(PY) -m pytest $(ARGS)
 
 # Benchmarks print ratios measured in one run (see the README's Benchmarks section).
 bench: setup
@@ -45,6 +47,7 @@ bench: setup
 	$(PY) bench/cpu_bench.py
 	$(PY) bench/consistency_bench.py
 	$(PY) bench/gsm8k_vote.py
+	$(PY) bench/server_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"help": help, "choices": choices, "secret": secret})
 
 
 @dataclass
@@ -50,6 +50,13 @@ class AppSettings:
     auth: str = _setting(
         "", "Annotator logins: 'user:pass,user2:pass2' or a path to a file with one user:pass per line."
     )
+    server: str = _setting(
+        "",
+        "OpenAI-compatible inference server to generate on, e.g. http://gpu-box:8000/v1 (vLLM, SGLang, "
+        "llama.cpp, transformers serve); empty = generate in-process. --model then loads only the tokenizer.",
+    )
+    server_model: str = _setting("", "Model name the server expects; empty = the first one its /v1/models lists.")
+    api_key: str = _setting("", "API key for --server, sent as a bearer token; never logged or stored.", secret=True)
     max_samples: int = _setting(32, "Largest k (samples per prompt) a user may ask for in Self-consistency and Sweep.")
     max_new_tokens: int = _setting(
         32768,

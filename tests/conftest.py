@@ -68,6 +68,48 @@ def bundled_engine(bundled_loaded):
     return Engine(bundled_loaded)
 
 
+# --- the remote engine: one real `transformers serve` per test session ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def inference_server(bundled_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(url, log path) of `transformers serve` running the bundled model on 127.0.0.1, shut down at the end.
+
+    Skips when `transformers[serving]` is not installed; fails (with the server's log) when it is but
+    the server does not come up in time.
+    """
+    from server_support import serve_command, transformers_serve
+
+    from app.ui.server import free_port
+
+    if serve_command() is None:
+        pytest.skip('transformers serve is not installed: pip install "transformers[serving]" (the test extra)')
+    log_path = tmp_path_factory.mktemp("server") / "transformers-serve.log"
+    try:
+        with transformers_serve(bundled_dir, free_port(), log_path) as url:
+            yield url, log_path
+    except RuntimeError as exc:
+        pytest.fail(f"could not start the inference server for the remote-engine tests: {exc}")
+
+
+@pytest.fixture(scope="session")
+def remote_engine(inference_server, cache_dir: Path):
+    """The remote engine on the session's server, with the bundled model's tokenizer."""
+    from app.engine.prompt_side import load_prompt_side
+    from app.engine.remote import RemoteEngine
+    from app.engine.remote_client import CompletionClient
+
+    client = CompletionClient(inference_server[0])
+    yield RemoteEngine(load_prompt_side("bundled", cache_dir=cache_dir, server=client.base_url), client)
+    client.close()
+
+
+@pytest.fixture(params=["local", "remote"])
+def engine(request):
+    """The engine contract runs on both engines over the bundled model: in-process and on a real server."""
+    return request.getfixturevalue("bundled_engine" if request.param == "local" else "remote_engine")
+
+
 @pytest.fixture(scope="session")
 def nf4_loaded(bundled_dir: Path, cache_dir: Path):
     """The bundled model in bitsandbytes NF4 on the CPU, loaded once per test session."""

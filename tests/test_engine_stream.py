@@ -1,18 +1,29 @@
-"""Streaming events, cancelling and seeded batched sampling, on the tiny model through generate()."""
+"""Streaming events, cancelling and seeded batched sampling.
+
+The event-order, stats and cancel checks run on both engines (``stream_engine``): the tiny model in
+process, and the bundled model on a real ``transformers serve``.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
+
 from app.domain import GenerationSettings
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
 from app.engine.generation import split_text
 
 
-def test_deltas_add_up_to_the_final_text_in_order(tiny_engine):
+@pytest.fixture(params=["local", "remote"])
+def stream_engine(request):
+    return request.getfixturevalue("tiny_engine" if request.param == "local" else "remote_engine")
+
+
+def test_deltas_add_up_to_the_final_text_in_order(stream_engine):
     settings = GenerationSettings(max_thinking_tokens=30, max_answer_tokens=10, samples=2, temperature=1.0, seed=0)
-    events = list(tiny_engine.stream("Explain 3*4", settings))
+    events = list(stream_engine.stream("Explain 3*4", settings))
     assert isinstance(events[-1], Finished)
     result = events[-1].result
     for i, sample in enumerate(result.samples):
@@ -23,11 +34,13 @@ def test_deltas_add_up_to_the_final_text_in_order(tiny_engine):
         assert answer.strip() == sample.answer
         kinds = [type(e).__name__ for e in mine]
         assert kinds.index("ThinkingDelta") < mine.index(PhaseChange(i, "answer")) < kinds.index("AnswerDelta")
+        assert mine[-1] == PhaseChange(i, "done")
     assert any(isinstance(e, Progress) for e in events)
+    assert not any(isinstance(e, Finished) for e in events[:-1])
 
 
-def test_stats_are_filled(tiny_engine):
-    s = tiny_engine.generate("hi", GenerationSettings(max_thinking_tokens=10, max_answer_tokens=5)).samples[0]
+def test_stats_are_filled(stream_engine):
+    s = stream_engine.generate("hi", GenerationSettings(max_thinking_tokens=10, max_answer_tokens=5)).samples[0]
     assert s.time_to_first_token is not None and 0 < s.time_to_first_token <= s.seconds
     assert s.thinking_seconds is not None and s.thinking_seconds <= s.seconds
     assert s.tokens_per_second > 0
@@ -43,13 +56,13 @@ def test_same_seed_same_samples_different_seed_different(tiny_engine):
     assert len(set(a)) > 1  # the k rows of one batch are different samples
 
 
-def test_cancel_stops_within_a_few_tokens_and_keeps_the_text(tiny_engine):
+def test_cancel_stops_within_a_few_tokens_and_keeps_the_text(stream_engine):
     cancel = CancelToken()
-    settings = GenerationSettings(max_thinking_tokens=4000, max_answer_tokens=10)
+    settings = GenerationSettings(max_thinking_tokens=4000, min_thinking_tokens=4000, max_answer_tokens=10)
     seen = 0
     started = time.perf_counter()
     result = None
-    for event in tiny_engine.stream("count forever", settings, cancel):
+    for event in stream_engine.stream("count forever", settings, cancel):
         if isinstance(event, ThinkingDelta):
             seen += 1
             if seen == 5:
@@ -62,16 +75,15 @@ def test_cancel_stops_within_a_few_tokens_and_keeps_the_text(tiny_engine):
     assert time.perf_counter() - started < 20
 
 
-def test_cancel_from_another_thread(tiny_engine):
+def test_cancel_from_another_thread(stream_engine):
     cancel = CancelToken()
-    threading.Timer(0.3, cancel.cancel).start()
-    result = tiny_engine.generate("go", GenerationSettings(max_thinking_tokens=20000, max_answer_tokens=5), cancel)
+    threading.Timer(1.0, cancel.cancel).start()
+    settings = GenerationSettings(max_thinking_tokens=20000, min_thinking_tokens=20000, max_answer_tokens=5)
+    result = stream_engine.generate("go", settings, cancel)
     assert result.samples[0].stop_reason == "cancelled"
 
 
 def test_bad_settings_name_the_field():
-    import pytest
-
     with pytest.raises(ValueError, match="min_thinking_tokens=50 is larger than max_thinking_tokens=10"):
         GenerationSettings(min_thinking_tokens=50, max_thinking_tokens=10).validate()
     with pytest.raises(ValueError, match="effort='huge'"):

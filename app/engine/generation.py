@@ -103,6 +103,9 @@ def split_text(text: str, open_tag: str, close_tag: str, starts_thinking: bool, 
 class Engine:
     """Generate traces from a :class:`LoadedModel` under :class:`GenerationSettings`."""
 
+    #: One generation at a time: they queue on the model thread (app.engine.interface.GenerationEngine).
+    concurrency = 1
+
     def __init__(self, loaded: LoadedModel, *, capture_tokens: bool = True) -> None:
         self.loaded = loaded
         #: Record per-token probability, entropy and top alternatives (app.engine.confidence).

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.generation import Engine
+from app.engine.interface import GenerationEngine
 from app.engine.loading import LoadedModel, load_model
 from app.errors import StoreError
 from app.settings import AppSettings
@@ -22,11 +22,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """What every service needs: the engine over the loaded model, and the store."""
+    """What every service needs: the engine (local or on a server, one interface), and the store.
+
+    ``loaded`` describes the model (name, format, tokenizer); with ``--server`` it has no weights.
+    """
 
     settings: AppSettings
     loaded: LoadedModel
-    engine: Engine
+    engine: GenerationEngine
     #: The database; None only for a command that saves nothing (``generate --no-save``), which never reads it.
     store: Store | None
 
@@ -37,6 +40,10 @@ class Runtime:
         store = open_database(settings) if with_store else None
         if store is not None:
             store.check_writable()  # refuse a read-only database now, not after a run has nowhere to go
+        if settings.server:
+            return cls(settings=settings, store=store, **_remote_engine(settings))
+        from app.engine.generation import Engine
+
         loaded = load_model(
             settings.model,
             quantize=settings.quantize,
@@ -67,7 +74,31 @@ class Runtime:
         info["small_demo"] = self.loaded.is_small_demo
         info["trained_to_think"] = self.loaded.format.trained_to_think
         info["hybrid"] = self.loaded.format.hybrid
+        status = getattr(self.engine, "status", None)
+        if status is not None:  # a remote engine: which server, and whether it answers right now
+            info["server"] = self.engine.url  # type: ignore[attr-defined]
+            info["server_model"] = self.engine.client.model  # type: ignore[attr-defined]
+            info["server_error"] = status()
         return info
+
+
+def _remote_engine(settings: AppSettings) -> dict[str, Any]:
+    """The tokenizer locally, the weights on ``settings.server``. A server that is down is logged, not fatal."""
+    from app.engine.prompt_side import load_prompt_side
+    from app.engine.remote import RemoteEngine
+    from app.engine.remote_client import CompletionClient
+
+    client = CompletionClient(settings.server, api_key=settings.api_key, model=settings.server_model)
+    loaded = load_prompt_side(
+        settings.model, format_name=settings.format or None, cache_dir=settings.cache_path, server=client.base_url
+    )
+    engine = RemoteEngine(loaded, client)
+    problem = engine.status()
+    if problem:
+        log.warning("%s The app starts anyway; generations fail until the server answers.", problem)
+    else:
+        log.info("Generating on %s (model %s), prompts from %s", client.base_url, client.model, loaded.name)
+    return {"loaded": loaded, "engine": engine}
 
 
 def open_database(settings: AppSettings) -> Store:

@@ -38,7 +38,9 @@ def build_demo(rt: Runtime) -> gr.Blocks:
     """The whole app for one runtime: header, then the tabs. Call ``server.serve`` to run it."""
     hooks: list[OnLoad] = []
     with gr.Blocks(title="tracelab", analytics_enabled=False) as demo:
-        gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
+        header = gr.Markdown(header_markdown(rt.header()), elem_id="tracelab-header")
+        if rt.settings.server:  # the server may come up (or go down) after start: re-check on each page load
+            demo.load(lambda: header_markdown(rt.header()), None, header, api_visibility="private")
         warning = exposure_warning(rt.settings)
         if warning:  # stays on the page: everyone who opens it sees that it is open to all
             gr.Markdown(f"> ⚠️ **Open to anyone.** {warning}", elem_id="tracelab-exposure")  # our own words

@@ -248,7 +248,15 @@ def header_markdown(info: dict[str, Any]) -> str:
         f" · **device** {_device_words(str(info.get('device', '')))}"
         f" · **precision** {safe_text(_precision_words(info))}"
     )
+    if info.get("server"):  # a remote engine: the weights, device and quantisation are the server's
+        served = safe_text(str(info.get("server_model") or "?"))
+        line = (
+            f"**Model** `{model}` · **format** {safe_text(str(info.get('format', '?')))}"
+            f" · **server** `{safe_text(str(info['server']))}` (serving `{served}`)"
+        )
     out = ["## tracelab — a playground for reasoning models", line]
+    if info.get("server_error"):
+        out.append(f"> **Inference server unavailable.** {safe_text(str(info['server_error']))}")
     if info.get("source") == "tiny":
         out.append(
             "> **Test model.** Random weights, two layers: it writes gibberish quickly. It exists for tests; "

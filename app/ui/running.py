@@ -55,7 +55,8 @@ from app.services.ownership import user_name
 from app.services.runtime import Runtime
 from app.ui.listeners import watch_client
 
-#: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs.
+#: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs
+#: (app.ui.server.prepare raises the limit to the engine's concurrency on an inference server).
 MODEL_QUEUE: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
 #: Event-listener kwargs for the click that prepares a run (:meth:`ModelTab.prepare`): never queued behind the model.
 PREPARE: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}

@@ -1,7 +1,7 @@
 """Running the app: load the runtime, queue the events, launch Gradio (``python -m app serve``).
 
-Owns the queue policy: every event that runs the model shares ``concurrency_id="model"`` with a
-limit of one (see ``app.ui.handlers.MODEL_QUEUE``); everything else runs up to
+Owns the queue policy: every event that runs the model shares ``concurrency_id="model"`` with the
+engine's limit (see ``app.ui.running.MODEL_QUEUE``: one in-process, more on a server); everything else runs up to
 :data:`DEFAULT_CONCURRENCY` at a time. Tests use :func:`launch_for_tests` on a free loopback port.
 """
 
@@ -12,10 +12,12 @@ import socket
 
 import gradio as gr
 
+from app.engine.interface import engine_concurrency
 from app.services.recording import mark_interrupted
 from app.services.runtime import Runtime
 from app.settings import AppSettings
 from app.ui.app import CSS, build_demo
+from app.ui.running import MODEL_QUEUE
 from app.ui.security import LoginGuard, cancel_guard, exposure_warning
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,15 @@ DEFAULT_CONCURRENCY = 4
 MAX_QUEUE = 64
 
 
-def prepare(demo: gr.Blocks) -> gr.Blocks:
-    """Turn on the queue with tracelab's concurrency policy."""
+def prepare(demo: gr.Blocks, model_concurrency: int = 1) -> gr.Blocks:
+    """Turn on the queue with tracelab's concurrency policy.
+
+    ``model_concurrency`` is the engine's (app.engine.interface): 1 in-process, where generations queue on
+    the model thread; more on an inference server, so several sessions generate at the same time.
+    """
+    for fn in demo.fns.values():
+        if fn.concurrency_id == MODEL_QUEUE["concurrency_id"]:
+            fn.concurrency_limit = model_concurrency
     return demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=MAX_QUEUE)
 
 
@@ -39,7 +48,7 @@ def serve(settings: AppSettings) -> None:
     """
     pairs = settings.auth_pairs()  # a malformed --auth fails before the slow model load
     rt = start_up(settings)
-    demo = prepare(build_demo(rt))
+    demo = prepare(build_demo(rt), engine_concurrency(rt.engine))
     log.info("Serving on http://%s:%s", settings.host, settings.port)
     demo.launch(
         server_name=settings.host,
@@ -78,7 +87,7 @@ def launch_for_tests(rt: Runtime, port: int | None = None, auth: LoginGuard | No
     """Launch the real app for ``rt`` on 127.0.0.1 without blocking; return it and its URL. Call ``demo.close()``.
 
     ``auth``: a :class:`LoginGuard`, as ``serve`` installs for ``--auth``."""
-    demo = prepare(build_demo(rt))
+    demo = prepare(build_demo(rt), engine_concurrency(rt.engine))
     demo.launch(
         server_name="127.0.0.1",
         server_port=port or free_port(),

@@ -1,0 +1,143 @@
+"""Remote-engine benchmark: ratios from one run (the machine is shared and noisy; compare within a run).
+
+(a) Per-sequence tokens/s through the phase protocol (budget forcing as /v1/completions phases, min =
+    max thinking so every phase boundary is exercised) ÷ the same server's raw /v1/completions for the
+    same number of tokens. Goal ≥ 0.9.
+(b) 4 concurrent Playground sessions via gradio_client: total tokens/s with the app on the remote engine
+    (transformers serve --continuous-batching) ÷ the app on the local engine. Goal ≥ 2×.
+
+Starts its own `transformers serve` on the bundled model (pip install "transformers[serving]").
+Usage: python bench/server_bench.py [--think 64] [--answer 32] [--sessions 4] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from server_support import transformers_serve  # noqa: E402
+
+from app.domain import GenerationSettings  # noqa: E402
+from app.engine.bundled import ensure_bundled  # noqa: E402
+from app.engine.formats import build_prompt  # noqa: E402
+from app.engine.prompt_side import load_prompt_side  # noqa: E402
+from app.engine.remote import RemoteEngine  # noqa: E402
+from app.engine.remote_client import CompletionClient  # noqa: E402
+from app.ui.server import free_port  # noqa: E402
+
+PROMPT = "What is 17*23?"
+
+
+def raw_tokens_per_second(url: str, model: str, prompt: str, tokens: int) -> float:
+    """One streamed raw completion of exactly ``tokens`` tokens (EOS suppressed through min_new_tokens)."""
+    config = json.dumps({"do_sample": False, "min_new_tokens": tokens, "max_new_tokens": tokens})
+    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "stream": True, "generation_config": config}
+    started, got = time.perf_counter(), None
+    with httpx.stream("POST", f"{url}/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data:") and '"usage"' in line:
+                got = json.loads(line[5:])["usage"]["completion_tokens"]
+    assert got == tokens, f"raw request gave {got} tokens, wanted {tokens}"
+    return tokens / (time.perf_counter() - started)
+
+
+def bench_phases(engine: RemoteEngine, url: str, think: int, answer: int, repeats: int) -> tuple[float, float, int]:
+    settings = GenerationSettings(min_thinking_tokens=think, max_thinking_tokens=think, max_answer_tokens=answer)
+    prompt = build_prompt(engine.format, engine.tokenizer, [{"role": "user", "content": PROMPT}], True)
+    phased, raw, requests = [], [], 0
+    for _ in range(repeats):  # interleaved, so drift in machine load hits both sides alike
+        started = time.perf_counter()
+        sample = engine.generate(PROMPT, settings).samples[0]
+        seconds = time.perf_counter() - started
+        tokens = sample.thinking_tokens + sample.answer_tokens
+        phased.append(tokens / seconds)
+        requests = sample.continuations + 2 + (1 if sample.stop_reason == "budget_cut" else 0)
+        raw.append(raw_tokens_per_second(url, engine.client.model, prompt, tokens))
+    return statistics.median(phased), statistics.median(raw), requests
+
+
+def bench_sessions(rt, sessions: int, think: int, answer: int) -> tuple[float, int, float]:
+    """Total tokens/s of ``sessions`` Playground generations submitted at once through gradio_client."""
+    from gradio_client import Client
+    from ui_support import running_app
+
+    args = {"effort": "custom", "max_thinking_tokens": think, "min_thinking_tokens": think}
+    args |= {"max_answer_tokens": answer, "temperature": 0.0}
+    with running_app(rt) as url:
+        clients = [Client(url, verbose=False) for _ in range(sessions)]
+        clients[0].predict(
+            prompt="warm up", **{**args, "max_thinking_tokens": 4, "min_thinking_tokens": 4}, api_name="/generate"
+        )
+        results: list = [None] * sessions
+        barrier = threading.Barrier(sessions)
+
+        def one(i: int) -> None:
+            barrier.wait()
+            results[i] = clients[i].predict(prompt=f"{PROMPT} ({i})", **args, api_name="/generate")[2]
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - started
+    tokens = sum(s["thinking_tokens"] + s["answer_tokens"] for r in results for s in r["samples"])
+    return tokens / seconds, tokens, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--think", type=int, default=64)
+    parser.add_argument("--answer", type=int, default=32)
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="OpenMP threads of the server process")
+    args = parser.parse_args()
+
+    from ui_support import make_runtime
+
+    from app.engine.generation import Engine
+    from app.engine.loading import load_model
+
+    model_dir = ensure_bundled()
+    work = Path(tempfile.mkdtemp(prefix="tracelab-server-bench-"))
+    log = work / "serve.log"
+    print(f"transformers serve --continuous-batching on {model_dir.name}, {args.threads} threads; log {log}")
+    with transformers_serve(model_dir, free_port(), log, continuous_batching=True, threads=args.threads) as url:
+        client = CompletionClient(url)
+        engine = RemoteEngine(load_prompt_side("bundled", server=url), client)
+        engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
+        phased, raw, requests = bench_phases(engine, url, args.think, args.answer, args.repeats)
+        print(
+            f"(a) phase protocol {phased:.1f} tok/s vs raw /v1/completions {raw:.1f} tok/s, same tokens, "
+            f"{requests} requests per trace (median of {args.repeats}) -> {phased / raw:.2f} (goal >= 0.9)"
+        )
+        remote_rt = make_runtime(engine.loaded, engine, work / "remote.db")
+        remote_rt.settings.server = url
+        remote_tps, remote_tokens, remote_s = bench_sessions(remote_rt, args.sessions, args.think, args.answer)
+    loaded = load_model("bundled")
+    local_rt = make_runtime(loaded, Engine(loaded), work / "local.db")
+    local_tps, local_tokens, local_s = bench_sessions(local_rt, args.sessions, args.think, args.answer)
+    print(
+        f"(b) {args.sessions} concurrent Playground sessions: remote {remote_tps:.1f} tok/s "
+        f"({remote_tokens} tokens in {remote_s:.1f} s) vs local {local_tps:.1f} tok/s "
+        f"({local_tokens} tokens in {local_s:.1f} s) -> {remote_tps / local_tps:.2f}x (goal >= 2x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""A real ``transformers serve`` on 127.0.0.1 for the remote-engine tests (and bench/server_bench.py).
+
+One server per test session (see the ``inference_server`` fixture in conftest.py), serving the bundled
+model's converted folder from ~/.cache/tracelab. Start-up is bounded: a server that does not answer
+``/v1/models`` in time fails the session's remote tests with its log tail, never hangs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+#: Seconds a server may take to start and answer a first completion (a loaded CI box is slow).
+START_TIMEOUT = 240.0
+
+
+def serve_command() -> list[str] | None:
+    """How to run ``transformers serve`` from this interpreter's environment, or None if it isn't installed."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return None
+    exe = Path(sys.executable).with_name("transformers")
+    return [str(exe)] if exe.exists() else ([shutil.which("transformers")] if shutil.which("transformers") else None)
+
+
+@contextmanager
+def transformers_serve(
+    model_dir: Path, port: int, log_path: Path, *, continuous_batching: bool = False, threads: int = 1
+):
+    """Run ``transformers serve MODEL_DIR`` on 127.0.0.1:PORT until the block ends; yield its ``/v1`` URL.
+
+    ``threads`` caps the server's OpenMP pool: on a small shared CPU box two processes spinning full
+    pools (the app's and the server's) slow each other several-fold.
+    """
+    command = serve_command()
+    if command is None:
+        raise RuntimeError('transformers serve is not installed: pip install "transformers[serving]"')
+    args = [*command, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+    if continuous_batching:
+        args.append("--continuous-batching")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_until_serving(proc, url, str(model_dir), log_path)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _wait_until_serving(proc: subprocess.Popen, url: str, model: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited with {proc.returncode}:\n{tail(log_path)}")
+        try:
+            httpx.get(f"{url}/models", timeout=2).raise_for_status()
+            # The first completion loads the model; pay for it here, not in the first test.
+            body = {"model": model, "prompt": "Hello", "max_tokens": 2, "temperature": 0}
+            httpx.post(
+                f"{url}/completions", json=body, timeout=max(5.0, deadline - time.monotonic())
+            ).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(1.0)
+    raise RuntimeError(f"transformers serve did not answer on {url} within {START_TIMEOUT:.0f} s:\n{tail(log_path)}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def served_requests(log_path: Path) -> int:
+    """How many ``POST /v1/completions`` the server's log shows (the issue's "the server's log shows the requests")."""
+    return tail(log_path, 100_000).count("POST /v1/completions")
