@@ -78,38 +78,40 @@ def _message(data: object) -> str:
     return str(data)
 
 
-ENDPOINTS = [
-    "/generate", "/await_save", "/cancel", "/new_chat", "/examples", "/list_history", "/get_run", "/delete_run",
-    "/sample", "/cancel_sample", "/side_by_side", "/compare", "/cancel_compare", "/sweep", "/cancel_sweep",
-    "/list_sweeps", "/sweep_report", "/label_queue", "/open_sample", "/label_step", "/label_history",
-    "/merge_steps", "/split_step", "/set_verdict", "/add_preference", "/add_ranking", "/agreement", "/export",
-]  # fmt: skip
+def _endpoints(endpoints: dict) -> list[str]:
+    """Every named endpoint the running app lists (Gradio's unnamed ``/lambda_*`` helpers are UI-only)."""
+    return sorted(name for name in endpoints if not name.startswith("/lambda"))
 
 
-def test_the_fuzz_list_covers_every_named_endpoint(fuzz_app):
-    *_, endpoints = fuzz_app
-    assert {name for name in endpoints if not name.startswith("/lambda")} == set(ENDPOINTS)
-
-
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,  # the same examples every run: CI stays reproducible and its time predictable
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(data=st.data())
-def test_every_endpoint_answers_a_result_or_one_clear_message(fuzz_app, endpoint, data):
+def test_every_endpoint_answers_a_result_or_one_clear_message(fuzz_app):
+    """For each endpoint the app lists -- including ones added later, with no list to keep up to date."""
     rt, url, db, endpoints = fuzz_app
-    params = endpoints[endpoint]["parameters"]
-    args = [data.draw(_strategy(p["python_type"]["type"]), label=p["parameter_name"]) for p in params]
-    kind, out = call_raw(url, endpoint.lstrip("/"), args, timeout=120)
-    assert kind in ("complete", "error")
-    if kind == "error":
-        message = _message(out)
-        assert message.strip() and not LEAKS.search(message), f"{endpoint}{tuple(args)!r:.300} -> {message[:500]}"
-    assert httpx.get(url + "config", timeout=30).status_code == 200  # the server is still up
-    wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
+    names = _endpoints(endpoints)
+    assert {"/generate", "/delete_run", "/label_step", "/export"} <= set(names)
+    for endpoint in names:
+        params = endpoints[endpoint]["parameters"]
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,  # the same examples every run: CI stays reproducible and its time predictable
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(data=st.data())
+        def answers_clearly(data, endpoint=endpoint, params=params):
+            args = [data.draw(_strategy(p["python_type"]["type"]), label=p["parameter_name"]) for p in params]
+            kind, out = call_raw(url, endpoint.lstrip("/"), args, timeout=120)
+            assert kind in ("complete", "error")
+            if kind == "error":
+                message = _message(out)
+                assert message.strip() and not LEAKS.search(message), (
+                    f"{endpoint}{tuple(args)!r:.300} -> {message[:500]}"
+                )
+            assert httpx.get(url + "config", timeout=30).status_code == 200  # the server is still up
+            wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
+
+        answers_clearly()
 
 
 def test_the_database_stayed_consistent(fuzz_app):

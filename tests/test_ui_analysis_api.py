@@ -3,6 +3,7 @@ against a really launched app (tiny random model, real SQLite), plus the tabs' H
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_compare_shows_off_and_each_budget(client):
     verdict, table, columns, report = client.predict("What is 2 + 2?", "4", "8, 4", 3, 0.0, 1, api_name="/compare")
     assert [row[0] for row in table["data"]] == ["thinking off", "budget 4", "budget 8"]
     assert table["data"][0][2] == 0  # no thinking tokens with thinking off
-    assert columns.count("data-budget=") == 3 and report["verdict"] in verdict.replace("&#x27;", "'")
+    assert columns.count("data-budget=") == 3 and report["verdict"] in html.unescape(verdict)
     with pytest.raises(Exception, match="not a whole number"):
         client.predict("2 + 2?", "", "64,lots", 3, 0.0, None, api_name="/compare")
 

@@ -104,7 +104,7 @@ def test_header_says_plainly_when_the_model_is_a_small_demo():
     assert "never trained to reason" in text
     assert "fp32" not in text  # no precision known: not guessed
     cuda = header_markdown({**info, "device": "cuda:0", "source": "hub", "small_demo": False, "precision": "nf4"})
-    assert "CUDA" in cuda and "NF4 (bitsandbytes 4-bit)" in cuda and "Small demo" not in cuda
+    assert "CUDA" in cuda and "NF4 (bitsandbytes 4-bit)" in html.unescape(cuda) and "Small demo" not in cuda
     assert "**precision** bf16" in header_markdown({**info, "precision": "bf16"})
 
 

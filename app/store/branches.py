@@ -37,10 +37,10 @@ def add_branch_link(session: Session, run_id: int, link: BranchLink) -> None:
     )
 
 
-def _info(row: RunBranch) -> BranchInfo:
+def _info(row: RunBranch, deleted_parent: bool = False) -> BranchInfo:
     return BranchInfo(
         run_id=row.run_id,
-        parent_run_id=row.parent_run_id,
+        parent_run_id=None if deleted_parent else row.parent_run_id,  # a deleted (hidden) parent: an ordinary run
         parent_sample_index=row.parent_sample_index,
         parent_step_index=row.parent_step_index,
         kind=row.kind,
@@ -53,7 +53,10 @@ class BranchesMixin(StoreBase):
         """The trace run ``run_id`` continues, or None for an ordinary run."""
         with self._read() as session:
             row = session.scalar(select(RunBranch).where(RunBranch.run_id == run_id))
-            return _info(row) if row is not None else None
+            if row is None:
+                return None
+            parent = session.get(Run, row.parent_run_id) if row.parent_run_id is not None else None
+            return _info(row, deleted_parent=parent is not None and parent.deleted_at is not None)
 
     def branches_of(self, parent_run_id: int, sample_index: int | None = None) -> list[BranchInfo]:
         """Every branch of a run (optionally of one of its samples), oldest first."""

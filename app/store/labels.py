@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.store.base import StoreBase, check_annotator_name
 from app.store.convert import label_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import Annotator, Sample, SampleVerdict, Step, StepLabel
+from app.store.models import Annotator, Run, Sample, SampleVerdict, Step, StepLabel
 from app.store.queries import current_label_ids, current_verdict_ids
 from app.store.records import LabelRecord
 
@@ -52,7 +52,10 @@ class LabelsMixin(StoreBase):
             raise StoreError(f"rating={rating!r} for step {step_id} is not one of -1 (wrong), 0 (neutral), +1 (good)")
         with self._write() as session:
             step = session.scalar(select(Step).where(Step.id == step_id).with_for_update())
-            if step is None:
+            deleted = step is not None and session.scalar(
+                select(Run.deleted_at).join(Sample, Sample.run_id == Run.id).where(Sample.id == step.sample_id)
+            )
+            if step is None or deleted is not None:
                 raise NotFound(f"cannot label step {step_id}: it does not exist (its run may have been deleted)")
             if not step.active:
                 raise StoreError(

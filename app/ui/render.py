@@ -251,8 +251,8 @@ def header_markdown(info: dict[str, Any]) -> str:
     if info.get("server"):  # a remote engine: the weights, device and quantisation are the server's
         served = safe_text(str(info.get("server_model") or "?"))
         line = (
-            f"**Model** `{model}` · **format** {safe_text(str(info.get('format', '?')))}"
-            f" · **server** `{safe_text(str(info['server']))}` (serving `{served}`)"
+            f"**Model** {model} · **format** {safe_text(str(info.get('format', '?')))}"
+            f" · **server** {safe_text(str(info['server']))} (serving {served})"
         )
     out = ["## tracelab — a playground for reasoning models", line]
     if info.get("server_error"):
