@@ -89,29 +89,31 @@ def test_every_endpoint_answers_a_result_or_one_clear_message(fuzz_app):
     names = _endpoints(endpoints)
     assert {"/generate", "/delete_run", "/label_step", "/export"} <= set(names)
     for endpoint in names:
-        params = endpoints[endpoint]["parameters"]
+        _fuzz(url, endpoint, endpoints[endpoint]["parameters"])
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,  # the same examples every run: CI stays reproducible and its time predictable
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-            database=None,
-        )
-        @given(data=st.data())
-        def answers_clearly(data, endpoint=endpoint, params=params):
-            args = [data.draw(_strategy(p["python_type"]["type"]), label=p["parameter_name"]) for p in params]
-            kind, out = call_raw(url, endpoint.lstrip("/"), args, timeout=120)
-            assert kind in ("complete", "error")
-            if kind == "error":
-                message = _message(out)
-                assert message.strip() and not LEAKS.search(message), (
-                    f"{endpoint}{tuple(args)!r:.300} -> {message[:500]}"
-                )
-            assert httpx.get(url + "config", timeout=30).status_code == 200  # the server is still up
-            wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
 
-        answers_clearly()
+def _fuzz(url: str, endpoint: str, params: list[dict]) -> None:
+    """Run :data:`EXAMPLES` hypothesis examples against one endpoint."""
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,  # the same examples every run: CI stays reproducible and its time predictable
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        database=None,
+    )
+    @given(data=st.data())
+    def answers_clearly(data: st.DataObject) -> None:
+        args = [data.draw(_strategy(p["python_type"]["type"]), label=p["parameter_name"]) for p in params]
+        kind, out = call_raw(url, endpoint.lstrip("/"), args, timeout=120)
+        assert kind in ("complete", "error")
+        if kind == "error":
+            message = _message(out)
+            assert message.strip() and not LEAKS.search(message), f"{endpoint}{tuple(args)!r:.300} -> {message[:500]}"
+        assert httpx.get(url + "config", timeout=30).status_code == 200  # the server is still up
+        wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
+
+    answers_clearly()
 
 
 def test_the_database_stayed_consistent(fuzz_app):
