@@ -7,6 +7,7 @@ shared by the whole test session (``nf4_loaded`` in conftest).
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -106,7 +107,7 @@ def test_nf4_streams_in_the_playground(nf4_app):
     rt, url = nf4_app
     client = Client(url, verbose=False)
     header = next(c for c in client.config["components"] if c.get("props", {}).get("elem_id") == "tracelab-header")
-    assert "NF4 (bitsandbytes 4-bit)" in header["props"]["value"]
+    assert "NF4 (bitsandbytes 4-bit)" in html.unescape(header["props"]["value"])
     job = client.submit(
         prompt=PROMPT,
         effort="custom",

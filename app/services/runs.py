@@ -158,6 +158,7 @@ def stream_run(
                 samples=[],
                 prompt=msgs[-1]["content"],
                 messages=msgs,
+                precision=rt.loaded.precision,
             )
         )
     result: GenerationResult | None = None

@@ -55,7 +55,7 @@ class LiveRunsMixin(StoreBase):
                 kind=kind,
                 model=result.model,
                 format=result.format,
-                settings=result.settings.to_dict(),
+                settings={**result.settings.to_dict(), "precision": result.precision},
                 seed=result.settings.seed,
                 status="error",
                 error=INTERRUPTED_ERROR,
