@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from app.engine.remote_tokens import TokenLogprob, parse_logprobs
+
 log = logging.getLogger(__name__)
 
 #: Seconds to open a connection; a server that is down fails this fast.
@@ -40,6 +42,7 @@ class Chunk:
     finish_reason: str | None = None
     completion_tokens: int | None = None
     stop_reason: Any = None  # vLLM/SGLang: the matched stop string, or the stop token id
+    logprobs: list[TokenLogprob] | None = None  # None: the server sent no ``logprobs`` with this chunk
 
 
 class CompletionClient:
@@ -150,6 +153,7 @@ class CompletionClient:
             finish_reason=choice.get("finish_reason"),
             completion_tokens=usage.get("completion_tokens"),
             stop_reason=choice.get("stop_reason"),
+            logprobs=parse_logprobs(choice),
         )
 
     # -- errors -----------------------------------------------------------------------------------
