@@ -9,12 +9,11 @@ server below that answers exactly that over real HTTP (the one stand-in here, an
 from __future__ import annotations
 
 import html
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from server_support import http_reply as _http
+from server_support import scripted_server
 
 from app.domain import GenerationSettings
 from app.engine.events import CancelToken
@@ -29,42 +28,6 @@ KEY = "sk-secret-never-shown-4711"
 
 def _engine(remote_engine, url: str, **client_kwargs) -> RemoteEngine:
     return RemoteEngine(remote_engine.loaded, CompletionClient(url, **client_kwargs))
-
-
-@contextmanager
-def scripted_server(reply: bytes, *, hold: float = 0.0) -> Iterator[str]:
-    """A loopback HTTP server that answers every request with ``reply`` (then waits ``hold`` s and closes)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.recv(65536)
-                conn.sendall(reply)
-                stop.wait(hold)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        sock.close()
-
-
-def _http(status: str, body: bytes, content_type: str = "application/json", length: bool = True) -> bytes:
-    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-    head += f"Content-Length: {len(body)}\r\n" if length else ""
-    return (head + "Connection: close\r\n\r\n").encode() + body
 
 
 def test_unreachable_server_names_the_url_and_the_fix(remote_engine):
