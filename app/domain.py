@@ -37,6 +37,9 @@ STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "user_cut", "max_tokens", 
 
 #: Alternatives kept per generated token by the confidence capture (the lens shows them on hover).
 TOP_ALTERNATIVES = 5
+#: ``token_source`` of a sample generated on a server that returns no token probabilities (its other
+#: ``token_*`` fields are None); the lens then says so instead of "saved before capture".
+SERVER_NO_TOKEN_DATA = "none: the server returned no token probabilities"
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,9 @@ class TokenTrace:
         return [c.isupper() for c in self.labels]
 
     def to_json(self) -> dict[str, Any]:
-        """The run JSON's per-token fields (``samples[].token_*``)."""
+        """The run JSON's per-token fields (``samples[].token_*``); all None but the source for an empty trace."""
+        if not self.token_ids:
+            return {**NO_TOKEN_DATA, "token_source": self.source}
         return {
             "token_text": list(self.pieces),
             "token_prob": list(self.prob),

@@ -3,6 +3,9 @@
 One server per test session (see the ``inference_server`` fixture in conftest.py), serving the bundled
 model's converted folder from ~/.cache/tracelab. Start-up is bounded: a server that does not answer
 ``/v1/models`` in time fails the session's remote tests with its log tail, never hangs them.
+
+Also the one stand-in: :func:`scripted_server`, a few lines of socket server that answers over real HTTP
+what transformers serve can't be made to (a 401, a stall, a cut stream, vLLM-shaped ``logprobs``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,9 +60,21 @@ def transformers_serve(
     url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_until_serving(proc, url, str(model_dir), log_path)
+        SERVER_PIDS[url] = proc.pid
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         _stop(proc)
+
+
+#: The process id of each running server started here, by its ``/v1`` URL.
+SERVER_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_until_serving(proc: subprocess.Popen, url: str, model: str, log_path: Path) -> None:
@@ -97,3 +115,66 @@ def tail(path: Path, lines: int = 25) -> str:
 def served_requests(log_path: Path) -> int:
     """How many ``POST /v1/completions`` the server's log shows (the issue's "the server's log shows the requests")."""
     return tail(log_path, 100_000).count("POST /v1/completions")
+
+
+@contextmanager
+def scripted_server(reply: bytes | Callable[[bytes], bytes], *, hold: float = 0.0) -> Iterator[str]:
+    """A loopback HTTP server that answers every request with ``reply`` (or ``reply(request bytes)``), then
+    waits ``hold`` s and closes. Yields its ``/v1`` URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                request = _read_request(conn)
+                conn.sendall(reply(request) if callable(reply) else reply)
+                stop.wait(hold)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """The whole request: headers, then the body up to its Content-Length."""
+    conn.settimeout(5.0)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")),
+            0,
+        )
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except OSError:
+        return data
+
+
+def http_reply(status: str, body: bytes, content_type: str = "application/json", length: bool = True) -> bytes:
+    """A whole HTTP/1.1 response (``Connection: close``)."""
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+    head += f"Content-Length: {len(body)}\r\n" if length else ""
+    return (head + "Connection: close\r\n\r\n").encode() + body

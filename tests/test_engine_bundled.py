@@ -14,7 +14,7 @@ import sys
 import pytest
 from server_support import served_requests
 
-from app.domain import GenerationSettings
+from app.domain import SERVER_NO_TOKEN_DATA, GenerationSettings
 
 pytestmark = pytest.mark.bundled
 PROMPT = "What is 17*23?"
@@ -64,6 +64,10 @@ def test_cli_exact_budget_json(where, bundled_dir, tmp_path, request):
     assert "loading model" in out.stderr  # progress goes to stderr, stdout is pure JSON
     if where == "remote":  # the tokens really came from the server: its log shows the phase requests
         assert served_requests(log_path) >= before + 2
+        # transformers serve sends no logprobs: null token data, and the run says why
+        assert sample["token_prob"] is None and sample["token_source"] == SERVER_NO_TOKEN_DATA
+    else:
+        assert sample["token_prob"] and sample["token_source"] != SERVER_NO_TOKEN_DATA
 
 
 def test_max_budget_is_never_exceeded(engine):

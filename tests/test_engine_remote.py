@@ -9,12 +9,11 @@ server below that answers exactly that over real HTTP (the one stand-in here, an
 from __future__ import annotations
 
 import html
-import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from server_support import http_reply as _http
+from server_support import scripted_server
 
 from app.domain import GenerationSettings
 from app.engine.events import CancelToken
@@ -29,42 +28,6 @@ KEY = "sk-secret-never-shown-4711"
 
 def _engine(remote_engine, url: str, **client_kwargs) -> RemoteEngine:
     return RemoteEngine(remote_engine.loaded, CompletionClient(url, **client_kwargs))
-
-
-@contextmanager
-def scripted_server(reply: bytes, *, hold: float = 0.0) -> Iterator[str]:
-    """A loopback HTTP server that answers every request with ``reply`` (then waits ``hold`` s and closes)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.recv(65536)
-                conn.sendall(reply)
-                stop.wait(hold)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        sock.close()
-
-
-def _http(status: str, body: bytes, content_type: str = "application/json", length: bool = True) -> bytes:
-    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-    head += f"Content-Length: {len(body)}\r\n" if length else ""
-    return (head + "Connection: close\r\n\r\n").encode() + body
 
 
 def test_unreachable_server_names_the_url_and_the_fix(remote_engine):
@@ -167,3 +130,50 @@ def test_stop_thinking_now_cuts_with_user_cut_on_the_server(remote_engine):
     sample = result.samples[0]
     assert sample.stop_reason == "user_cut" and sample.thinking_tokens < 3000
     assert sample.raw_text.count("</think>") == 1 and sample.answer.startswith("Final Answer:")
+
+
+def test_cancel_makes_the_server_stop_generating(remote_engine, inference_server):
+    """Liveness, not speed: after a cancel the server's CPU goes quiet while the request had far to go.
+
+    The control holds a stream open without reading: the same window then shows the server busy, so the
+    measure detects a generation that goes on. Closing the stream (what the engine does on cancel) makes
+    transformers serve cancel its streamer (cli/serving/completion.py), like vLLM and llama.cpp do.
+    """
+    import time
+
+    import httpx
+    from server_support import SERVER_PIDS, cpu_seconds
+
+    url = inference_server[0]
+    pid = SERVER_PIDS[url]
+    body = {"prompt": "Count to a thousand: 1, 2, 3,", "max_tokens": 3000, "temperature": 0, "stream": True}
+    body["model"] = remote_engine.client.resolve_model()
+
+    def busy(window: float = 2.0) -> float:
+        time.sleep(0.5)  # the request in flight finishes its step
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        return (cpu_seconds(pid) - before) / window
+
+    with httpx.stream("POST", f"{url}/completions", json=body, timeout=60) as response:  # the control
+        lines = response.iter_lines()
+        started = time.perf_counter()
+        chunks = sum(1 for _, line in zip(range(40), lines, strict=False) if line.startswith("data:"))
+        rate = chunks / (time.perf_counter() - started)
+        held_open = busy()
+    assert rate > 0 and (3000 - chunks) / rate > 10, "the request would have ended within the window anyway"
+    assert held_open > 0.2, f"the measure can't see a running generation ({held_open:.2f} CPU s/s)"
+
+    cancel, seen = CancelToken(), []
+    settings = GenerationSettings(max_thinking_tokens=3000, min_thinking_tokens=3000, max_answer_tokens=4)
+    for event in remote_engine.stream("Count to a thousand.", settings, cancel):
+        seen.append(event)
+        if len(seen) == 20:
+            cancel.cancel()
+    sample = seen[-1].result.samples[0]
+    assert sample.stop_reason == "cancelled" and sample.thinking_tokens < 3000
+    after_cancel = busy()
+    assert after_cancel < held_open / 4, f"server still busy after cancel: {after_cancel:.2f} vs {held_open:.2f}"
+    started = time.perf_counter()
+    follow_up = remote_engine.generate("Hi", GenerationSettings(thinking=False, max_answer_tokens=4))
+    assert follow_up.error is None and time.perf_counter() - started < 30

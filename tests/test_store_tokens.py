@@ -74,3 +74,16 @@ def test_token_data_is_compact(tmp_path):
             )
         ).scalar_one()
     assert size == n * (4 + 2 + 2 + 5 * 4 + 5 * 2)  # 38 bytes a token
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_live_run_keeps_its_token_data_when_it_finishes(backend, tmp_path):
+    """finish_run (the Playground's live save) keeps the per-token data, as save_run does."""
+    store = open_store(fresh_url(backend, tmp_path))
+    result = make_result(n_samples=2)
+    result.samples[0].tokens = _trace()
+    run_id = store.begin_run(result)
+    store.finish_run(run_id, result, make_steps(result))
+    run = store.get_run(run_id)
+    assert run.samples[0].tokens is not None and run.samples[0].tokens.pieces == _trace().pieces
+    assert run.samples[1].tokens is None

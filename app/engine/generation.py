@@ -22,9 +22,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.budget import (
-    ANSWER,
     DONE,
-    THINKING,
     BudgetPlan,
     RowStart,
     RowState,
@@ -46,6 +44,7 @@ from app.engine.events import (
 from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
 from app.engine.pieces import alternative_texts, token_pieces
+from app.engine.prefixes import prefix_start
 from app.engine.torch_thread import submit_to_torch_thread
 
 Messages = list[dict[str, str]]
@@ -319,29 +318,8 @@ class Engine:
         return samples
 
     def prefix_start(self, prefix: TracePrefix | None, thinking: bool) -> tuple[str, RowStart]:
-        """The text a prefix appends to the prompt, and the row state it starts from (tokens already written).
-
-        A prefix inside the answer closes the thinking block as the budget processor would (delimiter, then
-        the answer so far). Token counts are those of the prefix text under this tokenizer.
-        """
-        phase = THINKING if thinking else ANSWER
-        if prefix is None:
-            return "", RowStart(phase=phase)
-        if not thinking and prefix.thinking:
-            raise ValueError("the prefix has thinking text but thinking is off; turn thinking on to continue it")
-
-        def count(text: str) -> int:
-            return len(self.tokenizer.encode(text, add_special_tokens=False)) if text else 0
-
-        if not prefix.in_answer:
-            if not thinking:
-                return "", RowStart(phase=ANSWER)
-            return prefix.thinking, RowStart(phase=THINKING, thinking_tokens=count(prefix.thinking))
-        answer = prefix.answer or ""
-        if not thinking:
-            return answer, RowStart(phase=ANSWER, answer_tokens=count(answer))
-        lead = f"{prefix.thinking.rstrip()}\n{self.format.close_tag}\n\n{answer}"
-        return lead, RowStart(phase=ANSWER, thinking_tokens=count(prefix.thinking.strip()), answer_tokens=count(answer))
+        """The text a prefix appends to the prompt, and the row state it starts from (app.engine.prefixes)."""
+        return prefix_start(self.tokenizer, self.format, prefix, thinking)
 
     def _text(self, ids: list[int], thinking: bool, final: bool, lead: str = "") -> tuple[str, str, str]:
         raw = lead + self.tokenizer.decode(ids, skip_special_tokens=False)

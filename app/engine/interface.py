@@ -3,7 +3,8 @@
 Two implementations satisfy it: :class:`app.engine.generation.Engine` (transformers ``generate`` on the
 in-process model thread) and :class:`app.engine.remote.RemoteEngine` (phases of ``/v1/completions`` on
 an OpenAI-compatible inference server). Both yield the same events (app.engine.events), the same stop
-reasons and the same budget guarantees; one contract test suite runs on both (tests/test_engine_contract.py).
+reasons and the same budget guarantees; the contract tests run on both (tests/test_engine_bundled.py,
+tests/test_engine_prefixes.py: the ``engine`` fixture). Both continue trace prefixes (``stream(..., prefix=)``).
 Knows nothing about storage or UI.
 """
 

@@ -1,39 +1,27 @@
 """The remote engine: budget forcing as phases of raw-prompt ``/v1/completions`` on an OpenAI-compatible server.
 
-The s1 client loop. The prompt is built locally (the model's tokenizer and chat template, see
-app.engine.formats), so a server's reasoning parser never sees a chat request and can't interfere:
-
-1. thinking: ask for at most the remaining budget with ``stop`` = the close tag;
-2. a stop (close tag or end-of-sequence) below ``min_thinking`` appends the continuation ("Wait") to
-   the text and asks again, at most ``max_continuations`` times;
-3. reaching the budget appends the close delimiter and the answer cue (stop reason ``budget_cut``);
-   end-of-sequence while thinking appends them too, as in the local engine; a natural close tag
-   appends only the delimiter;
-4. answer: ask for at most ``max_answer_tokens`` (the cue counts as answer, as locally).
-
-Token counts: a phase that ran out of ``max_tokens`` used what ``usage`` says (never more than asked); one
-that stopped is counted with the local tokenizer on the text kept (close tag and end-of-sequence excluded).
-So thinking never exceeds the budget and equals it when min = max.
+The s1 client loop (app.engine.remote_phases runs one sample's chain of requests). The prompt is built locally
+(the model's tokenizer and chat template, see app.engine.formats), so a server's reasoning parser never sees a
+chat request and can't interfere. Continuing a stored trace (``prefix``: branching, "Think longer") re-sends the
+prompt plus the prefix text; the server's prefix cache gives the reuse. :meth:`RemoteEngine.stream_rollouts` runs
+N rollouts of several prefixes as concurrent requests (app.engine.rollouts dispatches to it).
 
 k samples are k concurrent request chains, sample ``i`` seeded ``seed + i`` (later requests of a chain offset
-it). Cancel and "Stop thinking now" are checked between chunks and close the stream (the server aborts). A
-failed request keeps what was streamed; the sample ends with stop reason ``error`` and a message naming the
-server and the fix. Knows nothing about storage or UI.
+it). Cancel and "Stop thinking now" are checked between chunks and close the stream (vLLM, SGLang, llama.cpp
+and transformers serve then stop generating). A failed request keeps what was streamed; the sample ends with
+stop reason ``error`` and a message naming the server and the fix. Token data comes from the server's
+``logprobs`` where it sends them (app.engine.remote_tokens). Knows nothing about storage or UI.
 """
 
 from __future__ import annotations
 
-import json
 import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.budget import stop_token_ids
+from app.engine.budget import RowStart, stop_token_ids
 from app.engine.events import (
     AnswerDelta,
     CancelToken,
@@ -47,76 +35,39 @@ from app.engine.events import (
 from app.engine.formats import build_prompt
 from app.engine.generation import split_text
 from app.engine.loading import LoadedModel
-from app.engine.remote_client import CompletionClient, RemoteError
+from app.engine.prefixes import prefix_start
+from app.engine.remote_client import MAX_CONNECTIONS, CompletionClient, RemoteError
+from app.engine.remote_phases import ANSWER, DONE, THINKING, PhaseLoop, SampleRun
 from app.engine.remote_plan import PhasePlan
+from app.engine.remote_tokens import TokenLog
+from app.engine.rollouts import RolloutBatch
 
 Messages = list[dict[str, str]]
-THINKING, ANSWER, DONE = "thinking", "answer", "done"
 #: Generations that may run at once on a server (each of up to k concurrent requests); the server batches them.
 REMOTE_CONCURRENCY = 16
-#: Offset between the seeds of the successive requests of one sample's chain.
-SEED_STRIDE = 100_003
 _TICK, _END = object(), object()
 
 
-@dataclass
-class SampleRun:
-    """One sample's chain of requests: what is committed (``raw``), what is streaming (``piece``), counts."""
-
-    index: int
-    phase: str
-    raw: str = ""
-    piece: str = ""
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-    continuations: int = 0
-    cut: bool = False
-    user_cut: bool = False
-    answer_capped: bool = False
-    chunks: int = 0
-    requests: int = 0
-    error: str | None = None
-    first_token_at: float | None = None
-    thinking_done_at: float | None = None
-    done_at: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def snapshot(self) -> tuple[str, str]:
-        with self.lock:
-            return self.raw + self.piece, self.phase
-
-    def commit(self, extra: str = "", phase: str | None = None) -> None:
-        """Move the streamed piece (plus ``extra``) into ``raw``, atomically with a phase change."""
-        with self.lock:
-            self.raw += self.piece + extra
-            self.piece = ""
-            if phase is not None:
-                self.phase = phase
-
-
-@dataclass
-class _Reply:
-    """How one request ended."""
-
-    finish: str | None  # "length", "stop", or None (cancelled / no finish chunk)
-    used: int  # tokens this request added to the phase, per the module docstring's rule
-    closed: bool  # the model wrote the close tag
+def _noop() -> None:
+    return None
 
 
 class RemoteEngine:
     """Generate traces on an OpenAI-compatible server, with the local engine's budget semantics.
 
     ``loaded`` carries only the tokenizer and format (``loaded.model`` is None): prompts are built and
-    tokens counted here; the weights live on the server.
+    tokens counted here; the weights live on the server. ``capture_tokens`` asks the server for
+    ``logprobs`` (token data for the lens, where the server sends them).
     """
 
     concurrency = REMOTE_CONCURRENCY
 
-    def __init__(self, loaded: LoadedModel, client: CompletionClient) -> None:
+    def __init__(self, loaded: LoadedModel, client: CompletionClient, *, capture_tokens: bool = True) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.format = loaded.format
         self.client = client
+        self.capture_tokens = capture_tokens
         self.stop_ids = stop_token_ids(loaded.tokenizer)
 
     @property
@@ -137,13 +88,22 @@ class RemoteEngine:
             )
         return None
 
+    def prefix_start(self, prefix: TracePrefix | None, thinking: bool) -> tuple[str, RowStart]:
+        """The text a prefix appends to the prompt, and the state a sample starts from (app.engine.prefixes)."""
+        return prefix_start(self.tokenizer, self.format, prefix, thinking)
+
     # -- public API (app.engine.interface.GenerationEngine) ---------------------------------------
 
     def generate(
-        self, messages: Messages | str, settings: GenerationSettings, cancel: CancelToken | None = None
+        self,
+        messages: Messages | str,
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+        *,
+        prefix: TracePrefix | None = None,
     ) -> GenerationResult:
         result = None
-        for event in self.stream(messages, settings, cancel, deltas=False):
+        for event in self.stream(messages, settings, cancel, deltas=False, prefix=prefix):
             if isinstance(event, Finished):
                 result = event.result
         assert result is not None
@@ -161,57 +121,21 @@ class RemoteEngine:
     ) -> Iterator[Event]:
         """Same events as the local engine: deltas and phase changes, progress, then :class:`Finished`.
 
-        ``steer`` is "Stop thinking now": checked between streamed chunks, it closes the thinking request
-        and appends the close tag and cue (stop reason ``user_cut``). Continuing a stored ``prefix`` is not
-        supported on a server yet.
+        ``prefix`` continues a stored trace: the samples' text and token counts include it, and its thinking
+        counts against the budget unless ``prefix.fresh_budget`` ("Think longer"). ``steer`` is "Stop thinking
+        now": checked between streamed chunks, it closes the thinking request and appends the close tag and
+        cue (stop reason ``user_cut``).
         """
-        if prefix is not None:
-            raise ValueError(
-                "Continuing a trace from a prefix runs on the local engine only for now; start tracelab without "
-                "--server to branch from a trace."
-            )
         settings.validate()
         msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         cancel = cancel or CancelToken()
         thinking = settings.thinking
-        prompt = build_prompt(self.format, self.tokenizer, msgs, thinking)
-        plan = PhasePlan.build(self.tokenizer, settings, self.format.close_tag)
-        k = settings.samples
-        runs = [SampleRun(i, THINKING if thinking else ANSWER) for i in range(k)]
-        updates: queue.Queue = queue.Queue()
+        lead, start = self.prefix_start(prefix, thinking)
+        extra = start.thinking_tokens if prefix is not None and prefix.fresh_budget else 0
+        runs = [self._new_run(i, i, lead, start) for i in range(settings.samples)]
         started = time.perf_counter()
-
-        def work(run: SampleRun) -> None:
-            try:
-                self._run_sample(run, prompt, plan, settings, cancel, lambda: updates.put(_TICK), steer)
-            except RemoteError as exc:
-                run.error = str(exc)
-            except Exception as exc:  # reported as stop reason "error", never lost
-                run.error = f"Generation on {self.url} failed: {exc}"
-            finally:
-                run.commit()
-                updates.put(_END)
-
-        pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="tracelab-remote")
-        jobs = [pool.submit(work, run) for run in runs]
-        shown = [("", "", run.phase) for run in runs]
-        ended = 0
-        try:
-            while ended < k:
-                if updates.get() is _END:
-                    ended += 1
-                if updates.empty():  # coalesce: render only the newest state
-                    if deltas:
-                        yield from self._deltas(runs, shown, thinking)
-                    yield Progress(tokens=max(r.chunks for r in runs), done=sum(r.phase == DONE for r in runs), total=k)
-        finally:
-            if ended < k:  # the consumer went away: close the streams, don't leak the workers
-                cancel.cancel()
-            for job in jobs:
-                job.result()
-            pool.shutdown(wait=True)
-        if deltas:
-            yield from self._deltas(runs, shown, thinking, final=True)
+        loop = self._loop(msgs, settings, cancel, extra=extra, steer=steer)
+        yield from self._drive(runs, loop, len(runs), deltas, thinking)
         samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
         errors = [run.error for run in runs if run.error]
         yield Finished(
@@ -227,144 +151,94 @@ class RemoteEngine:
             )
         )
 
-    # -- the phase loop (one sample) --------------------------------------------------------------
-
-    def _run_sample(
+    def stream_rollouts(
         self,
-        run: SampleRun,
-        prompt: str,
-        plan: PhasePlan,
+        messages: Messages | str,
+        prefixes: Sequence[TracePrefix],
+        settings: GenerationSettings,
+        n: int,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[Progress | RolloutBatch]:
+        """N continuations of each prefix as concurrent requests (at most the client's connection pool at once):
+        :class:`Progress`, then one :class:`RolloutBatch` shaped as app.engine.rollouts' (``samples[p][j]``)."""
+        msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        cancel = cancel or CancelToken()
+        thinking = settings.thinking
+        starts = [self.prefix_start(p, thinking) for p in prefixes]
+        runs = [self._new_run(j, j, lead, start) for lead, start in starts for j in range(n)]
+        started = time.perf_counter()
+        loop = self._loop(msgs, settings, cancel)
+        yield from self._drive(runs, loop, min(len(runs), MAX_CONNECTIONS), False, thinking, summed=True)
+        samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
+        groups = [samples[p * n : (p + 1) * n] for p in range(len(prefixes))]
+        error = next((s.error for s in samples if s.error), None)
+        yield RolloutBatch(samples=groups, seconds=time.perf_counter() - started, error=error, reused_cache=False)
+
+    # -- running the chains -----------------------------------------------------------------------
+
+    def _new_run(self, index: int, seed_index: int, lead: str, start: RowStart) -> SampleRun:
+        run = SampleRun(index, start.phase, lead=lead, seed_index=seed_index)
+        run.thinking_tokens, run.answer_tokens = start.thinking_tokens, start.answer_tokens
+        run.tokens = TokenLog(self.tokenizer) if self.capture_tokens else None
+        return run
+
+    def _loop(
+        self,
+        msgs: Messages,
         settings: GenerationSettings,
         cancel: CancelToken,
-        tick: Callable[[], None],
+        *,
+        extra: int = 0,
         steer: SteerToken | None = None,
-    ) -> None:
-        seed = None if settings.seed is None else settings.seed + run.index
-        if steer is not None:
-            steer.attach(lambda: run.chunks)
+    ) -> PhaseLoop:
+        prompt = build_prompt(self.format, self.tokenizer, msgs, settings.thinking)
+        plan = PhasePlan.build(self.tokenizer, settings, self.format.close_tag, extra=extra)
+        return PhaseLoop(self.client, self.tokenizer, self.stop_ids, prompt, plan, settings, cancel, _noop, steer)
 
-        def steered() -> bool:
-            return steer is not None and steer.stop_requested
+    def _drive(
+        self, runs: list[SampleRun], loop: PhaseLoop, workers: int, deltas: bool, thinking: bool, summed: bool = False
+    ) -> Iterator[Event]:
+        """Run every chain on a pool of ``workers`` threads; yield deltas (optional) and progress as they stream.
 
-        def ask(max_tokens: int, stop: list[str] | None) -> _Reply:
-            body: dict[str, Any] = {"prompt": prompt + run.raw, "max_tokens": max_tokens}
-            body["temperature"] = settings.temperature
-            if settings.temperature > 0:
-                body["top_p"] = settings.top_p
-                body["generation_config"] = self._sampling_config(settings, max_tokens)
-            if seed is not None:
-                body["seed"] = seed + run.requests * SEED_STRIDE
-            if stop:
-                body["stop"] = stop
-            run.requests += 1
-            thinking_phase = run.phase == THINKING
-            stop_when = (lambda: cancel.cancelled or steered()) if thinking_phase else (lambda: cancel.cancelled)
-            return self._request(run, body, max_tokens, plan.close_tag if stop else None, stop_when, tick)
+        Progress counts the longest chain's chunks (one generation's k samples), or all chunks with ``summed``."""
+        updates: queue.Queue = queue.Queue()
+        loop.tick = lambda: updates.put(_TICK)
+        cancel = loop.cancel
 
-        # 1-3. Thinking, in as many requests as stops and continuations need.
-        force_on = False  # below the minimum with no room for "Wait": ask for the rest without a stop
-        while run.phase == THINKING and not cancel.cancelled:
-            if steered():  # "Stop thinking now": close the thinking as a budget cut would, reason user_cut
-                steer.mark_acted(run.chunks)  # type: ignore[union-attr]
-                run.user_cut = True
-                self._end_thinking(run, plan, cue=True)
-                break
-            remaining = plan.max_thinking - run.thinking_tokens
-            if remaining <= 0:
-                run.cut = True
-                self._end_thinking(run, plan, cue=True)
-                break
-            reply = ask(remaining, None if force_on else [plan.close_tag])
-            run.thinking_tokens += reply.used
-            run.commit()
-            if cancel.cancelled:
-                return
-            if steered():
-                continue
-            if reply.finish == "length" and not reply.closed and reply.used > 0:
-                continue  # the budget is spent: the next pass cuts
-            below_min = run.thinking_tokens < plan.min_thinking and run.continuations < plan.max_continuations
-            if below_min and not force_on and plan.continuation_tokens:
-                if run.thinking_tokens + plan.continuation_tokens <= plan.max_thinking:
-                    run.continuations += 1
-                    run.thinking_tokens += plan.continuation_tokens
-                    run.commit(plan.continuation_text)
-                else:
-                    force_on = True
-                continue
-            # A close tag ends thinking as the model wrote it; end-of-sequence gets the cue, as locally.
-            self._end_thinking(run, plan, cue=not reply.closed)
+        def work(run: SampleRun) -> None:
+            try:
+                if not cancel.cancelled:
+                    loop.run(run)
+            except RemoteError as exc:
+                run.error = str(exc)
+            except Exception as exc:  # reported as stop reason "error", never lost
+                run.error = f"Generation on {self.url} failed: {exc}"
+            finally:
+                run.commit()
+                updates.put(_END)
 
-        # 4. The answer.
-        if cancel.cancelled:
-            return
-        room = plan.max_answer - run.answer_tokens
-        if room <= 0:
-            run.answer_capped = True
-        else:
-            reply = ask(room, None)
-            run.answer_tokens += reply.used
-            if cancel.cancelled:
-                return
-            run.answer_capped = reply.finish == "length"
-        run.done_at = time.perf_counter()
-        run.commit(phase=DONE)
-
-    def _sampling_config(self, settings: GenerationSettings, max_tokens: int) -> str:
-        """transformers serve samples only when the model's generation config says ``do_sample``, which the
-        OpenAI fields can't set; its own ``generation_config`` field can (other servers ignore the field)."""
-        config = {
-            "do_sample": True,
-            "temperature": settings.temperature,
-            "top_p": settings.top_p,
-            "top_k": None,
-            "max_new_tokens": max_tokens,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        return json.dumps(config)
-
-    def _end_thinking(self, run: SampleRun, plan: PhasePlan, *, cue: bool) -> None:
-        run.thinking_done_at = time.perf_counter()
-        if cue:
-            run.answer_tokens += plan.cue_tokens
-        run.commit(plan.end_text + (plan.cue_text if cue else ""), phase=ANSWER)
-
-    def _request(
-        self,
-        run: SampleRun,
-        body: dict[str, Any],
-        max_tokens: int,
-        close_tag: str | None,
-        stop_when: Callable[[], bool],
-        tick: Callable[[], None],
-    ) -> _Reply:
-        """Stream one request into ``run.piece``; cut the piece at the close tag (some servers include it)."""
-        finish, usage, closed = None, None, False
-        for chunk in self.client.stream(body, stop_when=stop_when):
-            if chunk.text:
-                with run.lock:
-                    if run.first_token_at is None:
-                        run.first_token_at = time.perf_counter()
-                    run.piece += chunk.text
-                    if close_tag and close_tag in run.piece:
-                        run.piece = run.piece[: run.piece.index(close_tag)]
-                        closed = True
-                    run.chunks += 1
-                tick()
-            if chunk.finish_reason:
-                finish, usage = chunk.finish_reason, chunk.completion_tokens
-                closed = closed or (close_tag is not None and chunk.stop_reason == close_tag)
-            if closed:
-                break  # servers that ignore ``stop`` would run on into the answer
-        if finish == "length" and not closed:
-            used = min(max_tokens, usage) if usage is not None else max_tokens
-        else:
-            used = min(max_tokens, self._count(run.piece))
-        return _Reply(finish=finish, used=used, closed=closed)
-
-    def _count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False)) if text else 0
+        total = len(runs)
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tracelab-remote")
+        jobs = [pool.submit(work, run) for run in runs]
+        shown = [("", "", run.phase) for run in runs]
+        ended = 0
+        try:
+            while ended < total:
+                if updates.get() is _END:
+                    ended += 1
+                if updates.empty():  # coalesce: render only the newest state
+                    if deltas:
+                        yield from self._deltas(runs, shown, thinking)
+                    tokens = (sum if summed else max)(r.chunks for r in runs)
+                    yield Progress(tokens=tokens, done=sum(r.phase == DONE for r in runs), total=total)
+        finally:
+            if ended < total:  # the consumer went away: close the streams, don't leak the workers
+                cancel.cancel()
+            for job in jobs:
+                job.result()
+            pool.shutdown(wait=True)
+        if deltas:
+            yield from self._deltas(runs, shown, thinking, final=True)
 
     # -- events and results -----------------------------------------------------------------------
 
@@ -427,4 +301,5 @@ class RemoteEngine:
             thinking_seconds=(run.thinking_done_at - started) if run.thinking_done_at and thinking else None,
             tokens_per_second=(tokens / decode_seconds) if decode_seconds > 0 else 0.0,
             error=run.error,
+            tokens=run.tokens.trace() if run.tokens is not None and not run.error else None,
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from app.engine.remote_tokens import TokenLogprob, parse_logprobs
+
 log = logging.getLogger(__name__)
 
 #: Seconds to open a connection; a server that is down fails this fast.
@@ -40,6 +42,7 @@ class Chunk:
     finish_reason: str | None = None
     completion_tokens: int | None = None
     stop_reason: Any = None  # vLLM/SGLang: the matched stop string, or the stop token id
+    logprobs: list[TokenLogprob] | None = None  # None: the server sent no ``logprobs`` with this chunk
 
 
 class CompletionClient:
@@ -59,6 +62,8 @@ class CompletionClient:
             limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         )
         self._lock = threading.Lock()
+        #: False once the server refused the ``logprobs`` field (then it is no longer sent).
+        self.send_logprobs = True
 
     def __repr__(self) -> str:  # never the headers: they hold the key
         return f"CompletionClient({self.base_url!r}, model={self.model!r})"
@@ -101,14 +106,28 @@ class CompletionClient:
         """POST a streamed ``/completions`` request and yield its chunks.
 
         ``stop_when()`` is checked between chunks; when it returns true the stream is closed, which
-        makes vLLM, SGLang, llama.cpp and transformers serve abort the request.
+        makes vLLM, SGLang, llama.cpp and transformers serve abort the request. A server that refuses the
+        ``logprobs`` field (HTTP 400/422 naming it) is asked again without it, and never sent it again.
         """
+        if not self.send_logprobs:
+            body = {k: v for k, v in body.items() if k != "logprobs"}
+        try:
+            yield from self._stream(body, stop_when)
+        except _LogprobsRefused:
+            self.send_logprobs = False
+            log.warning("The server at %s refuses logprobs; runs on it carry no token data.", self.base_url)
+            yield from self._stream({k: v for k, v in body.items() if k != "logprobs"}, stop_when)
+
+    def _stream(self, body: dict[str, Any], stop_when: Any) -> Iterator[Chunk]:
         payload = {"model": self.resolve_model(), "stream": True, **body}
         received = 0
         try:
             with self._http.stream("POST", "/completions", json=payload) as response:
                 if response.status_code >= 400:
                     response.read()
+                    refused = response.status_code in (400, 422) and "logprob" in _detail(response).lower()
+                    if refused and "logprobs" in body:
+                        raise _LogprobsRefused
                     self._raise_for_status(response)
                 for line in response.iter_lines():
                     if stop_when is not None and stop_when():
@@ -150,6 +169,7 @@ class CompletionClient:
             finish_reason=choice.get("finish_reason"),
             completion_tokens=usage.get("completion_tokens"),
             stop_reason=choice.get("stop_reason"),
+            logprobs=parse_logprobs(choice),
         )
 
     # -- errors -----------------------------------------------------------------------------------
@@ -199,6 +219,10 @@ class CompletionClient:
 
 
 _DONE = object()
+
+
+class _LogprobsRefused(Exception):
+    """The server answered 400/422 about the ``logprobs`` field (CompletionClient.stream retries without it)."""
 
 
 def normalise_base_url(url: str) -> str:

@@ -28,11 +28,14 @@ class PhasePlan:
     continuation_tokens: int
 
     @classmethod
-    def build(cls, tokenizer: Any, settings: GenerationSettings, close_tag: str) -> PhasePlan:
+    def build(cls, tokenizer: Any, settings: GenerationSettings, close_tag: str, *, extra: int = 0) -> PhasePlan:
+        """``extra`` raises both thinking bounds ("Think longer": the prefix's thinking doesn't use the budget)."""
+
         def count(text: str) -> int:
             return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
         max_t, min_t = settings.resolved_budget()
+        max_t, min_t = max_t + extra, min_t + extra
         cont = settings.continuation
         cont_text = (cont if cont[:1].isspace() else "\n" + cont) if cont else ""
         return cls(

@@ -27,6 +27,7 @@ from app.engine.budget import DONE, BudgetPlan, ThinkingBudgetProcessor
 from app.engine.events import CancelToken, Progress
 from app.engine.formats import build_prompt
 from app.engine.generation import Engine, Messages, _Cancelled, _TickStreamer
+from app.engine.interface import GenerationEngine
 from app.engine.torch_thread import submit_to_torch_thread
 
 _END = object()
@@ -43,7 +44,7 @@ class RolloutBatch:
 
 
 def stream_rollouts(
-    engine: Engine,
+    engine: GenerationEngine,
     messages: Messages | str,
     prefixes: Sequence[TracePrefix],
     settings: GenerationSettings,
@@ -54,6 +55,9 @@ def stream_rollouts(
 ) -> Iterator[Progress | RolloutBatch]:
     """Yield :class:`Progress` while the ``len(prefixes) * n`` rows decode, then one :class:`RolloutBatch`.
 
+    On the local engine the rows are one batched generate (below); a server engine runs them as concurrent
+    requests (``RemoteEngine.stream_rollouts``), same batch shape.
+
     ``settings`` gives the budget and sampling rules (``settings.samples`` is ignored: ``n`` rollouts per
     prefix). A prefix with ``fresh_budget`` is refused here: rollouts always count the prefix's thinking.
     """
@@ -63,6 +67,12 @@ def stream_rollouts(
         raise ValueError("no prefixes to roll out from; pick at least one step")
     if any(p.fresh_budget for p in prefixes):
         raise ValueError("rollouts count the prefix's thinking against the budget; fresh_budget is for Think longer")
+    if not isinstance(engine, Engine):  # a server engine: N concurrent requests per prefix (app.engine.remote)
+        remote = getattr(engine, "stream_rollouts", None)
+        if remote is None:
+            raise ValueError(f"{type(engine).__name__} cannot continue trace prefixes; use the local engine")
+        yield from remote(messages, prefixes, settings, n, cancel)
+        return
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
     cancel = cancel or CancelToken()
     tok = engine.tokenizer

@@ -43,15 +43,15 @@ class BranchSource:
 
 
 def supports_branching(rt: Runtime) -> bool:
-    """Prefixes, rollouts and steering need the local engine (a server engine would need its prefix cache)."""
-    return isinstance(rt.engine, Engine)
+    """Prefixes, rollouts and steering: the local engine and the server engine both continue trace prefixes."""
+    return isinstance(rt.engine, Engine) or hasattr(rt.engine, "stream_rollouts")
 
 
 def _check_engine(rt: Runtime) -> None:
     if not supports_branching(rt):
         raise ValueError(
-            "branching, step credit, auto labels and Think longer run on the local engine only; they are not "
-            "supported with a server engine yet: start tracelab with a local --model to use them"
+            f"branching, step credit, auto labels and Think longer need an engine that continues trace prefixes; "
+            f"{type(rt.engine).__name__} does not: start tracelab with a local --model or --server"
         )
 
 

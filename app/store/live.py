@@ -18,6 +18,7 @@ from app.store.base import StoreBase
 from app.store.errors import NotFound
 from app.store.models import RUN_KINDS, RUN_STATUSES, Run, Sample, Sweep, utcnow
 from app.store.runs import _check_choice, check_id, check_user, sample_rows
+from app.store.tokens import token_row
 
 #: What an unfinished run's samples and the run itself say until it finishes (or forever, if it never does).
 INTERRUPTED_ERROR = "interrupted: the server stopped before this run finished; the text so far is kept"
@@ -105,6 +106,10 @@ class LiveRunsMixin(StoreBase):
             for row in rows:
                 row.run_id = run_id
                 session.add(row)
+            session.flush()
+            for s, row in zip(result.samples, rows, strict=True):  # the per-token data, as save_run keeps it
+                if s.tokens is not None:
+                    session.add(token_row(row.id, s.tokens))
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.domain import SERVER_NO_TOKEN_DATA
 from app.reasoning.lens import DEFAULT_FORKING_SHARE, forking_mask, summarize, token_pivots, trace_from_json
 
 NO_TOKEN_DATA = "No token data for this run (it was saved before per-token capture existed)."
@@ -59,7 +60,8 @@ def sample_lens_html(sample: dict[str, Any], number: int, share: float = DEFAULT
     trace = trace_from_json(sample)
     title = f"Sample {number}"
     if trace is None:
-        return f'<div class="tl-lens tl-none"><div class="tl-head">{_esc(title)}: {_esc(NO_TOKEN_DATA)}</div></div>'
+        why = NO_SERVER_DATA if sample.get("token_source") == SERVER_NO_TOKEN_DATA else NO_TOKEN_DATA
+        return f'<div class="tl-lens tl-none"><div class="tl-head">{_esc(title)}: {_esc(why)}</div></div>'
     fork = forking_mask(trace, share)
     pivots = token_pivots(trace)
     pivot_tokens = {j for p in pivots if not p.forced for j in p.tokens}
