@@ -74,3 +74,15 @@ def test_token_data_is_compact(tmp_path):
             )
         ).scalar_one()
     assert size == n * (4 + 2 + 2 + 5 * 4 + 5 * 2)  # 38 bytes a token
+
+
+def test_a_live_run_keeps_its_token_data_when_it_finishes(tmp_path):
+    """The Playground saves live (begin, checkpoints, finish): the finished run must keep its token data, so the
+    lens and click-to-branch work when it is reopened from History."""
+    store = open_store(fresh_url("sqlite", tmp_path))
+    result = make_result(n_samples=2)
+    run_id = store.begin_run(result)
+    result.samples[1].tokens = _trace()
+    store.finish_run(run_id, result, make_steps(result))
+    run = store.get_run(run_id)
+    assert run.samples[0].tokens is None and run.samples[1].tokens.pieces == _trace().pieces

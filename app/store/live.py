@@ -4,7 +4,7 @@ and the start-up sweep that marks runs a crashed server left behind as ``interru
 A live run has ``lifecycle = 'running'`` and, until it finishes, ``status = 'error'`` with an "interrupted"
 error, so a reader that knows nothing of ``lifecycle`` still sees an unfinished run as failed, never as done.
 Its samples hold the text so far with stop reason ``error``; :meth:`finish_run` replaces them with the final
-samples and their steps in one transaction. Steps are only made for finished runs, so no label can point at
+samples, their steps and their per-token data in one transaction. Steps are only made for finished runs, so no label can point at
 a partial sample.
 """
 
@@ -18,6 +18,7 @@ from app.store.base import StoreBase
 from app.store.errors import NotFound
 from app.store.models import RUN_KINDS, RUN_STATUSES, Run, Sample, Sweep, utcnow
 from app.store.runs import _check_choice, check_id, check_user, sample_rows
+from app.store.tokens import token_row
 
 #: What an unfinished run's samples and the run itself say until it finishes (or forever, if it never does).
 INTERRUPTED_ERROR = "interrupted: the server stopped before this run finished; the text so far is kept"
@@ -105,6 +106,10 @@ class LiveRunsMixin(StoreBase):
             for row in rows:
                 row.run_id = run_id
                 session.add(row)
+            session.flush()
+            for sample, row in zip(result.samples, rows, strict=True):  # per-token data, as save_run keeps it
+                if sample.tokens is not None:
+                    session.add(token_row(row.id, sample.tokens))
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)
