@@ -14,7 +14,7 @@ from ui_support import wait_until
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TokenTrace
 from app.services.branching import stream_think_longer
 from app.services.runs import Saved, save_result
-from app.ui.lens_branch import locate
+from app.ui.lens_branch import TokenPoint, locate
 
 THINKING = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\nHmm, actually the answer is 7."
 ANSWER = "Final Answer: 7"
@@ -60,6 +60,10 @@ def test_a_token_maps_to_the_step_that_holds_it(tiny_runtime):
         locate(rt, run_id, 0, _token("\n</think>\n\n"))
     with pytest.raises(ValueError, match=rf"token 1000 does not exist: .* has tokens 1 to {len(PIECES)}"):
         locate(rt, run_id, 0, 999)
+
+    payload = TokenPoint(run_id, 0, 3, 1, "<img src=x onerror=alert(1)>", "<script>alert(2)</script> ${x}")
+    shown = payload.describe()
+    assert "<img" not in shown and "<script" not in shown and "${" not in shown and "&#60;img" in shown
 
 
 def test_a_think_longer_run_maps_every_thinking_token_into_its_step(tiny_runtime):
