@@ -358,6 +358,8 @@ class PreferencePair:
     model: str
     reason: str = ""
     created_at: datetime | None = None
+    chosen_run_id: int | None = None  # the runs of the two samples (exports read their branch lineage)
+    rejected_run_id: int | None = None
 
 
 def completion_text(thinking: str, answer: str, open_tag: str = "<think>", close_tag: str = "</think>") -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from app.domain import AutoLabelledSample, AutoStepLabel, LabelledSample, Step, StepRating
 from app.export.auto_rows import auto_prm_row, check_source, prm_rows_by_source
+from app.export.lineage import LINEAGE_COLUMNS
 from app.export.rows import ExportError
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -46,7 +47,7 @@ def test_both_sources_give_one_row_each_with_provenance():
     assert auto["label_source"] == "auto:mc" and auto["annotator"] is None
     assert batch.label_balance == {"true": 3, "false": 2}
     only_human = prm_rows_by_source([human_sample()], [auto_sample()], source="human")
-    assert list(only_human.rows[0]) == ["prompt", "completions", "labels"]  # TRL's columns, unchanged
+    assert list(only_human.rows[0]) == ["prompt", "completions", "labels", *LINEAGE_COLUMNS]  # TRL's, + lineage
 
 
 def test_auto_labels_are_only_for_the_prm_format():

@@ -19,8 +19,10 @@ import pytest
 from app.domain import LabelledSample, PreferencePair, Step, StepRating
 from app.export.card import render_card
 from app.export.formats import build_rows
+from app.export.lineage import column_names
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_CARD_FILE, HF_DATA_FILE, arrow_schema, write_rows
+from app.store.records import BranchInfo
 
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
@@ -42,7 +44,7 @@ def _sample(sample_id: int, prompt: str, ratings: list[int | None], marked_corre
     ]
     return LabelledSample(
         sample_id=sample_id,
-        run_id=1,
+        run_id=2 if sample_id == 1 else 1,  # sample 1 comes from run 2, a branch (LINEAGE)
         prompt=prompt,
         thinking="".join(s.text for s in steps),
         answer="The answer is 72." if sample_id % 2 else "42",
@@ -61,9 +63,12 @@ SAMPLES = [
     _sample(4, PROMPTS[0], [1, None, -1], False),  # skipped by prm (gap), kept by prm800k
 ]
 PAIRS = [
-    PreferencePair(PROMPTS[0], "6 times 7 is 42.", "42", "6 times 7 is 41.", "41", "bob", "tiny/qwen3"),
-    PreferencePair(PROMPTS[1], "48 + 24 = 72.", "72", "", "96", "bob", "tiny/qwen3"),
-]
+    PreferencePair(PROMPTS[0], "6 times 7 is 42.", "42", "6 times 7 is 41.", "41", "bob", "tiny/qwen3",
+                   chosen_run_id=2, rejected_run_id=1),
+    PreferencePair(PROMPTS[1], "48 + 24 = 72.", "72", "", "96", "bob", "tiny/qwen3", chosen_run_id=1),
+]  # fmt: skip
+#: Run 2 is a branch of run 1 (resampled from its sample 0 after step 1); extra columns must not upset consumers.
+LINEAGE = {2: BranchInfo(2, 1, 0, 1, "resample", T0)}
 
 # (format, conversational)
 VARIANTS = [
@@ -78,7 +83,7 @@ VARIANTS = [
 
 
 def _batch(fmt: str, conversational: bool = False) -> RowBatch:
-    return build_rows(fmt, samples=SAMPLES, pairs=PAIRS, conversational=conversational)
+    return build_rows(fmt, samples=SAMPLES, pairs=PAIRS, conversational=conversational, lineage=LINEAGE)
 
 
 def _write(batch: RowBatch, path: Path, output: str) -> None:
@@ -110,6 +115,8 @@ def test_datasets_loads_every_format_and_output_unchanged(tmp_path, fmt, convers
     batch, ds = _export_and_load(tmp_path, fmt, output, conversational)
     assert ds.num_rows == len(batch.rows) > 0
     assert ds.to_list() == batch.rows
+    kinds = [row.get("branch_kind", row.get("chosen_branch_kind")) for row in batch.rows]
+    assert "resample" in kinds and None in kinds  # lineage of branch and ordinary runs both round-trip
 
 
 def test_hf_folder_has_the_data_file_and_a_card_with_configs(tmp_path):
@@ -131,6 +138,7 @@ def test_hf_folder_loads_only_its_own_data_file(tmp_path):
         "prompt",
         "completions",
         "labels",
+        *column_names("prm"),
     ]
 
 

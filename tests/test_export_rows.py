@@ -10,6 +10,7 @@ import pytest
 from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text
 from app.export.card import render_card, size_category
 from app.export.formats import build_rows
+from app.export.lineage import column_names
 from app.export.rows import (
     SKIP_NO_LABELS,
     SKIP_UNLABELLED_GAP,
@@ -21,6 +22,11 @@ from app.export.rows import (
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
+
+
+def no_lineage(fmt: str) -> dict[str, None]:
+    """The lineage columns of a row from an ordinary (not branch) run: all null."""
+    return dict.fromkeys(column_names(fmt))
 
 
 def make_sample(
@@ -226,7 +232,8 @@ def test_text_prompt_ends_on_exactly_one_newline():
 def test_preference_standard_rows_keep_thinking():
     batch = build_rows("preference", pairs=[make_pair()])
     assert batch.rows == [
-        {"prompt": "What is 6*7?\n", "chosen": "<think>\nthink A\n</think>\n\n42", "rejected": "41"},
+        {"prompt": "What is 6*7?\n", "chosen": "<think>\nthink A\n</think>\n\n42", "rejected": "41"}
+        | no_lineage("preference"),
     ]
     assert batch.label_balance == {"pairs": 1}
 
@@ -237,7 +244,7 @@ def test_preference_conversational_rows_are_role_messages():
         "prompt": [{"role": "user", "content": "What is 6*7?"}],
         "chosen": [{"role": "assistant", "content": "<think>\nthink A\n</think>\n\n42"}],
         "rejected": [{"role": "assistant", "content": "41"}],
-    }
+    } | no_lineage("preference")
 
 
 # --- kto / sft ----------------------------------------------------------------------------------
@@ -252,7 +259,7 @@ def test_kto_rows_come_from_verdicts_only():
         "prompt": "What is 6*7?\n",
         "completion": "<think>\nLet me think.\n</think>\n\n42",
         "label": True,
-    }
+    } | no_lineage("kto")
     assert batch.label_balance == {"positive": 1, "negative": 1}
     assert batch.skipped == 1
 
@@ -263,7 +270,7 @@ def test_kto_conversational_rows():
         "prompt": [{"role": "user", "content": "What is 6*7?"}],
         "completion": [{"role": "assistant", "content": "42"}],
         "label": False,
-    }
+    } | no_lineage("kto")
 
 
 def test_sft_keeps_only_samples_marked_correct():
@@ -276,6 +283,7 @@ def test_sft_keeps_only_samples_marked_correct():
                 {"role": "assistant", "content": "<think>\nLet me think.\n</think>\n\n42"},
             ]
         }
+        | no_lineage("sft")
     ]
     assert batch.skipped == 1
 

@@ -11,6 +11,7 @@ import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, Step
 from app.export import ExportError
+from app.export.lineage import column_names
 from app.services.exporting import ExportSummary, export_dataset
 from app.store.db import open_store
 
@@ -85,6 +86,9 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+ORDINARY = dict.fromkeys(column_names("prm"))  # the lineage columns of a row from a run that is no branch
+
+
 def test_prm_export_follows_the_labels_in_the_store(store, labelled, tmp_path):
     out = tmp_path / "prm.jsonl"
     summary = export_dataset(store, "prm", out)
@@ -94,9 +98,9 @@ def test_prm_export_follows_the_labels_in_the_store(store, labelled, tmp_path):
     assert summary.rows == len(rows) == 3  # alice s0, alice s1, bob s0; alice s2 skipped
     assert summary.skipped == 1
     assert summary.skip_reasons == {"unlabelled step before the last labelled one": 1}
-    assert {"prompt": PROMPT, "completions": THOUGHTS[1][:2], "labels": [True, False]} in rows
-    assert {"prompt": PROMPT, "completions": THOUGHTS[0], "labels": [True, True, True]} in rows
-    assert {"prompt": PROMPT, "completions": THOUGHTS[0][:2], "labels": [True, True]} in rows  # bob, neutral -> True
+    assert {"prompt": PROMPT, "completions": THOUGHTS[1][:2], "labels": [True, False]} | ORDINARY in rows
+    assert {"prompt": PROMPT, "completions": THOUGHTS[0], "labels": [True, True, True]} | ORDINARY in rows
+    assert {"prompt": PROMPT, "completions": THOUGHTS[0][:2], "labels": [True, True]} | ORDINARY in rows  # bob
     assert summary.label_balance == {"true": 6, "false": 1}
     assert "Exported 3 prm rows" in summary.message and "skipped 1" in summary.message
 
@@ -104,7 +108,7 @@ def test_prm_export_follows_the_labels_in_the_store(store, labelled, tmp_path):
 def test_neutral_policy_reaches_the_rows(store, labelled, tmp_path):
     export_dataset(store, "prm", tmp_path / "prm.jsonl", annotator="bob", neutral="false")
     assert _jsonl(tmp_path / "prm.jsonl") == [
-        {"prompt": PROMPT, "completions": THOUGHTS[0][:2], "labels": [True, False]}
+        {"prompt": PROMPT, "completions": THOUGHTS[0][:2], "labels": [True, False]} | ORDINARY
     ]
 
 
@@ -146,6 +150,7 @@ def test_preference_hf_folder_loads_with_datasets_and_has_a_card(store, labelled
             "chosen": [{"role": "assistant", "content": f"<think>\n{chr(10).join(THOUGHTS[0])}\n</think>\n\n72"}],
             "rejected": [{"role": "assistant", "content": f"<think>\n{chr(10).join(THOUGHTS[1])}\n</think>\n\n60"}],
         }
+        | dict.fromkeys(column_names("preference"))
     ]
     card = (folder / "README.md").read_text()
     assert "| Rows | 1 |" in card and "`bob`" in card and "`tiny/qwen3`" in card and "DPOTrainer" in card
@@ -198,7 +203,7 @@ def test_existing_hf_folder_is_not_overwritten_without_the_flag(store, labelled,
         export_dataset(store, "sft", folder)
     export_dataset(store, "sft", folder, overwrite=True)
     ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "cache"))
-    assert ds.column_names == ["messages"]
+    assert ds.column_names == ["messages", *column_names("sft")]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ Owns the ``--source human|auto|both`` and ``--soft`` rules of the ``prm`` export
   human ones (after the neutral policy);
 - with ``source`` auto or both each row says where its labels came from: ``label_source`` (``human`` or
   ``auto:mc``), ``annotator`` (the person; None for auto), ``auto_rollouts`` (N) and ``auto_target`` (the
-  answer rollouts had to reach; None for human rows). Human-only exports keep TRL's three columns.
+  answer rollouts had to reach; None for human rows). Human-only exports keep TRL's three columns;
+- every row ends with the branch lineage columns of its sample's run (``app.export.lineage``).
 
 Pure: domain records in, dict rows out.
 """
@@ -25,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from app.domain import AutoLabelledSample, LabelledSample
+from app.export.lineage import Lineages, arrow_fields, lineage_columns
 from app.export.rows import ExportError, Neutral, RowBatch, prm_row
 
 LABEL_SOURCES: tuple[str, ...] = ("human", "auto", "both")
@@ -74,9 +76,10 @@ def prm_rows_by_source(
     source: str,
     neutral: Neutral = "true",
     soft: bool = False,
+    lineage: Lineages | None = None,
 ) -> RowBatch:
-    """PRM rows from ``human`` and/or ``auto`` records as ``source`` asks; label balance counts true/false
-    (a soft label counts as true when above 0, Math-Shepherd's hard rule)."""
+    """PRM rows from ``human`` and/or ``auto`` records as ``source`` asks, each with its sample's branch lineage;
+    label balance counts true/false (a soft label counts as true when above 0, Math-Shepherd's hard rule)."""
     check_source("prm", source, soft)
     provenance = source != "human"
     rows: list[dict[str, Any]] = []
@@ -93,7 +96,7 @@ def prm_rows_by_source(
                 row["labels"] = [1.0 if label else 0.0 for label in row["labels"]]
             if provenance:
                 row.update(label_source="human", annotator=sample.annotator, auto_rollouts=None, auto_target=None)
-            rows.append(row)
+            rows.append(row | lineage_columns(lineage, sample.run_id))
             models.add(sample.model)
             annotators.add(sample.annotator)
     if source in ("auto", "both"):
@@ -102,7 +105,7 @@ def prm_rows_by_source(
             if isinstance(row, str):
                 skipped[row] += 1
                 continue
-            rows.append(row)
+            rows.append(row | lineage_columns(lineage, auto_sample.run_id))
             models.add(auto_sample.model)
             annotators.add(auto_sample.source)
     n_true = sum(1 for row in rows for label in row["labels"] if label > 0)
@@ -119,10 +122,10 @@ def prm_rows_by_source(
 
 
 def prm_schema(soft: bool, provenance: bool) -> pa.Schema:
-    """The Parquet schema of a prm export with float labels and/or provenance columns."""
+    """The Parquet schema of a prm export with float labels and/or provenance columns (lineage last)."""
     fields = [
         ("prompt", pa.string()),
         ("completions", pa.list_(pa.string())),
         ("labels", pa.list_(pa.float64() if soft else pa.bool_())),
     ]
-    return pa.schema(fields + (PROVENANCE_FIELDS if provenance else []))
+    return pa.schema(fields + (PROVENANCE_FIELDS if provenance else []) + arrow_fields("prm"))

@@ -2,7 +2,7 @@
 
 Owns the card's YAML front matter (``configs:`` so ``datasets.load_dataset(folder)`` finds the
 data file, plus Hub tags) and its Markdown body: counts, label balance, models, annotators,
-date, the row format and how to load it with datasets and TRL. A pure function of a
+date, the row format, the branch lineage columns and how to load it with datasets and TRL. A pure function of a
 :class:`~app.export.rows.RowBatch`; it writes nothing.
 """
 
@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import yaml
 
 from app.export.formats import FORMATS
+from app.export.lineage import LINEAGE_COLUMNS, LINEAGE_HELP
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_DATA_FILE
 
@@ -130,6 +131,31 @@ def _balance(batch: RowBatch) -> tuple[str, str]:
     return "Samples marked correct", str(b.get("correct", len(batch.rows)))
 
 
+def lineage_section(batch: RowBatch) -> list[str]:
+    """The card's description of the branch lineage columns, with how many rows come from branch runs."""
+    prefixes = ("chosen_", "rejected_") if batch.format == "preference" else ("",)
+    from_branches = sum(
+        1 for row in batch.rows if any(row.get(f"{prefix}branch_kind") is not None for prefix in prefixes)
+    )
+    side = (
+        " A preference row has them for each side, prefixed `chosen_` and `rejected_`."
+        if batch.format == "preference"
+        else ""
+    )
+    return [
+        "## Branch lineage columns",
+        "",
+        "Samples from a branch run (tracelab's *Branch here*, step credit, auto labels or *Think longer* "
+        f"continue a stored trace) say which one. {from_branches} of {len(batch.rows)} rows come from "
+        f"branch runs; the columns are null for the others.{side}",
+        "",
+        "| Column | Meaning |",
+        "|---|---|",
+        *(f"| `{name}` | {_cell(LINEAGE_HELP[name])} |" for name in LINEAGE_COLUMNS),
+        "",
+    ]
+
+
 def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, created: datetime | None = None) -> str:
     """The full README.md text (YAML front matter + Markdown) for an HF dataset folder."""
     created = created or datetime.now(timezone.utc)
@@ -187,6 +213,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "",
         "Completions keep the model's thinking as `<think>\\n...\\n</think>\\n\\nanswer` (just the answer when it did not think).",
         "",
+        *lineage_section(batch),
         "## Load it",
         "",
         "```python",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.export.lineage import Lineages
 from app.export.rows import (
     ExportError,
     ExportFilters,
@@ -25,8 +26,9 @@ from app.export.rows import (
 
 #: The store queries that feed exports (methods of ``ExportSource``).
 Source = Literal["labelled_samples", "preference_pairs", "verdict_samples"]
-#: Builds a format's rows from the query's records, the neutral policy and the conversational switch.
-Builder = Callable[[Sequence[Any], str, bool], RowBatch]
+#: Builds a format's rows from the query's records, the neutral policy, the conversational switch and the
+#: branch lineage of the records' runs.
+Builder = Callable[[Sequence[Any], str, bool, Lineages | None], RowBatch]
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,12 @@ class ExportFormat:
 
     def rows(
         self, records: Sequence[Any], *, filters: ExportFilters | None = None, neutral: str = "true",
-        conversational: bool = False,
+        conversational: bool = False, lineage: Lineages | None = None,
     ) -> RowBatch:  # fmt: skip
-        """The rows of ``records``; never an empty batch (an :class:`ExportError` naming the filters instead)."""
+        """The rows of ``records`` (``lineage``: {run id: branch link} of the branch runs among them); never an
+        empty batch (an :class:`ExportError` naming the filters instead)."""
         check_neutral(neutral)
-        batch = self.build(records, neutral, conversational)
+        batch = self.build(records, neutral, conversational, lineage)
         if batch.rows:
             return batch
         where = (filters or ExportFilters()).describe()
@@ -69,7 +72,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             "prm",
             "TRL stepwise supervision for process reward models: prompt, completions (steps), labels (bool per step)",
             "labelled_samples",
-            lambda records, neutral, conv: prm_rows(records, neutral),  # type: ignore[arg-type]  # checked first
+            lambda records, neutral, conv, lineage: prm_rows(records, neutral, lineage),  # type: ignore[arg-type]  # checked first
             "labelled samples",
             _LABEL_FIRST,
         ),
@@ -77,7 +80,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             "preference",
             "TRL preference pairs for DPO / reward modelling: prompt, chosen, rejected",
             "preference_pairs",
-            lambda records, neutral, conv: preference_rows(records, conv),
+            lambda records, neutral, conv, lineage: preference_rows(records, conv, lineage),
             "preference pairs",
             "pick the better of two traces in the Annotate tab first",
             conversational=True,
@@ -86,7 +89,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             "kto",
             "TRL unpaired preference for KTO: prompt, completion, label (a person's correct/incorrect verdict)",
             "verdict_samples",
-            lambda records, neutral, conv: kto_rows(records, conv),
+            lambda records, neutral, conv, lineage: kto_rows(records, conv, lineage),
             "samples with a correct/incorrect verdict",
             "mark some samples correct or incorrect in the Annotate tab first",
             conversational=True,
@@ -95,7 +98,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             "sft",
             "Supervised fine-tuning conversations (thinking kept) from samples a person marked correct",
             "verdict_samples",
-            lambda records, neutral, conv: sft_rows(records),
+            lambda records, neutral, conv, lineage: sft_rows(records, lineage),
             "samples marked correct",
             "mark some samples correct in the Annotate tab first",
         ),
@@ -103,7 +106,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
             "prm800k",
             "PRM800K-like step ratings (-1/0/+1) with annotator, comments and timing; lossless",
             "labelled_samples",
-            lambda records, neutral, conv: prm800k_rows(records),
+            lambda records, neutral, conv, lineage: prm800k_rows(records, lineage),
             "labelled samples",
             _LABEL_FIRST,
         ),
@@ -136,9 +139,10 @@ def build_rows(
     filters: ExportFilters | None = None,
     neutral: str = "true",
     conversational: bool = False,
+    lineage: Lineages | None = None,
 ) -> RowBatch:
     """Rows of ``fmt``: ``pairs`` feed the formats whose source is preference pairs, ``samples`` the others."""
     spec = get_format(fmt)
     check_neutral(neutral)
     records = pairs if spec.source == "preference_pairs" else samples
-    return spec.rows(records, filters=filters, neutral=neutral, conversational=conversational)
+    return spec.rows(records, filters=filters, neutral=neutral, conversational=conversational, lineage=lineage)

@@ -15,6 +15,10 @@ Row shapes (field names are what TRL and other consumers read):
 - ``sft``        ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``
 - ``prm800k``    one line per labelled sample, ratings kept as -1/0/+1 (see :func:`prm800k_row`)
 
+Every row also carries the branch lineage of the run its sample came from (``branch_of_run``,
+``branch_of_sample``, ``branch_from_step``, ``branch_kind``; null for an ordinary run; preference rows have them
+for both sides, prefixed ``chosen_``/``rejected_``), see ``app.export.lineage``. TRL ignores extra columns.
+
 Completions keep the thinking, laid out by :func:`app.domain.completion_text` (the one place that knows
 ``<think>\\n{thinking}\\n</think>\\n\\n{answer}``). The first error of a sample is
 :func:`app.domain.first_error`, the definition labelling uses too. Which formats exist, and what feeds them, is
@@ -30,6 +34,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text, first_error
+from app.export.lineage import Lineages, lineage_columns
 
 Format = Literal["prm", "preference", "kto", "sft", "prm800k"]
 Neutral = Literal["true", "false", "skip"]
@@ -187,8 +192,8 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
     return {"prompt": sample.prompt, "completions": completions, "labels": labels}
 
 
-def prm_rows(samples: Sequence[LabelledSample], neutral: Neutral = "true") -> RowBatch:
-    """TRL stepwise-supervision rows; label balance counts True/False step labels."""
+def prm_rows(samples: Sequence[LabelledSample], neutral: Neutral = "true", lineage: Lineages | None = None) -> RowBatch:
+    """TRL stepwise-supervision rows (plus the lineage columns); label balance counts True/False step labels."""
     check_neutral(neutral)
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
@@ -198,7 +203,7 @@ def prm_rows(samples: Sequence[LabelledSample], neutral: Neutral = "true") -> Ro
         if isinstance(row, str):
             skipped[row] += 1
             continue
-        rows.append(row)
+        rows.append(row | lineage_columns(lineage, sample.run_id))
         used.append(sample)
     n_true = sum(label for row in rows for label in row["labels"])
     n_all = sum(len(row["labels"]) for row in rows)
@@ -270,8 +275,8 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
     }
 
 
-def prm800k_rows(samples: Sequence[LabelledSample]) -> RowBatch:
-    """PRM800K-like rows; label balance counts the -1/0/+1 ratings written."""
+def prm800k_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
+    """PRM800K-like rows (plus the lineage columns); label balance counts the -1/0/+1 ratings written."""
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     used: list[LabelledSample] = []
@@ -280,7 +285,7 @@ def prm800k_rows(samples: Sequence[LabelledSample]) -> RowBatch:
         if isinstance(row, str):
             skipped[row] += 1
             continue
-        rows.append(row)
+        rows.append(row | lineage_columns(lineage, sample.run_id))
         used.append(sample)
     counts = Counter(step["rating"] for row in rows for step in row["steps"] if step["rating"] is not None)
     return RowBatch(
@@ -305,11 +310,18 @@ def preference_row(pair: PreferencePair, conversational: bool = False) -> dict[s
     return {"prompt": text_prompt(pair.prompt), "chosen": chosen, "rejected": rejected}
 
 
-def preference_rows(pairs: Sequence[PreferencePair], conversational: bool = False) -> RowBatch:
-    """TRL preference rows, one per recorded choice."""
+def preference_rows(
+    pairs: Sequence[PreferencePair], conversational: bool = False, lineage: Lineages | None = None
+) -> RowBatch:
+    """TRL preference rows, one per recorded choice, with the lineage of both sides (``chosen_``/``rejected_``)."""
     return RowBatch(
         format="preference",
-        rows=[preference_row(p, conversational) for p in pairs],
+        rows=[
+            preference_row(p, conversational)
+            | lineage_columns(lineage, p.chosen_run_id, "chosen_")
+            | lineage_columns(lineage, p.rejected_run_id, "rejected_")
+            for p in pairs
+        ],
         label_balance={"pairs": len(pairs)},
         models=_sorted_unique(p.model for p in pairs),
         annotators=_sorted_unique(p.annotator for p in pairs),
@@ -320,7 +332,9 @@ def preference_rows(pairs: Sequence[PreferencePair], conversational: bool = Fals
 # --- kto / sft --------------------------------------------------------------------------------
 
 
-def kto_rows(samples: Sequence[LabelledSample], conversational: bool = False) -> RowBatch:
+def kto_rows(
+    samples: Sequence[LabelledSample], conversational: bool = False, lineage: Lineages | None = None
+) -> RowBatch:
     """TRL unpaired-preference rows from a person's verdicts (label = marked correct).
 
     Only verdicts count: preference pairs are deliberately *not* unpaired into KTO rows here.
@@ -337,7 +351,7 @@ def kto_rows(samples: Sequence[LabelledSample], conversational: bool = False) ->
             row = {"prompt": _user(sample.prompt), "completion": _assistant(completion)}
         else:
             row = {"prompt": text_prompt(sample.prompt), "completion": completion}
-        rows.append({**row, "label": bool(sample.marked_correct)})
+        rows.append({**row, "label": bool(sample.marked_correct)} | lineage_columns(lineage, sample.run_id))
         used.append(sample)
     positive = sum(row["label"] for row in rows)
     return RowBatch(
@@ -351,7 +365,7 @@ def kto_rows(samples: Sequence[LabelledSample], conversational: bool = False) ->
     )
 
 
-def sft_rows(samples: Sequence[LabelledSample]) -> RowBatch:
+def sft_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
     """Conversational SFT rows (thinking kept) from samples a person marked correct."""
     rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
@@ -361,7 +375,7 @@ def sft_rows(samples: Sequence[LabelledSample]) -> RowBatch:
             skipped[SKIP_INCORRECT if sample.marked_correct is False else SKIP_NO_VERDICT] += 1
             continue
         messages = _user(sample.prompt) + _assistant(completion_text(sample.thinking, sample.answer))
-        rows.append({"messages": messages})
+        rows.append({"messages": messages} | lineage_columns(lineage, sample.run_id))
         used.append(sample)
     return RowBatch(
         format="sft",

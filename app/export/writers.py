@@ -22,6 +22,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.export.lineage import arrow_fields
 from app.export.rows import ExportError
 
 Output = Literal["jsonl", "parquet", "hf"]
@@ -46,7 +47,7 @@ _PRM800K_STEP = pa.struct(
 
 
 def arrow_schema(fmt: str, conversational: bool = False) -> pa.Schema:
-    """The Parquet schema of a format, explicit so an all-null or empty column keeps its type."""
+    """The Parquet schema of a format (its lineage columns last), explicit so an all-null column keeps its type."""
     text_or_messages = _MESSAGES if conversational else pa.string()
     schemas = {
         "prm": [("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("labels", pa.list_(pa.bool_()))],
@@ -65,7 +66,7 @@ def arrow_schema(fmt: str, conversational: bool = False) -> pa.Schema:
     }
     if fmt not in schemas:
         raise ExportError(f"format={fmt!r} has no schema; expected one of {', '.join(schemas)}")
-    return pa.schema(schemas[fmt])
+    return pa.schema(schemas[fmt] + arrow_fields(fmt))
 
 
 def resolve_output(out: Path, output: str | None) -> str:

@@ -2,7 +2,7 @@
 
 The UI's Export tab and ``python -m app export`` both call :func:`export_dataset`. This module
 only wires things together: the store query the format's entry in ``app.export.EXPORT_FORMATS`` names, the
-output kind, the card.
+branch lineage of the runs behind the rows (``Store.lineage``), the output kind, the card.
 Row rules live in ``app.export.rows``; files in ``app.export.writers``. The store is passed in
 (anything with the three query methods of :class:`ExportSource`), so nothing here imports
 SQLAlchemy.
@@ -10,15 +10,17 @@ SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.domain import AutoLabelledSample, LabelledSample, PreferencePair
 from app.export.auto_rows import check_source, prm_rows_by_source, prm_schema
 from app.export.card import render_card
 from app.export.formats import get_format
+from app.export.lineage import BranchLineage
 from app.export.rows import ExportError, ExportFilters, RowBatch, check_neutral
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
 
@@ -41,6 +43,18 @@ class ExportSource(Protocol):
     def auto_labelled_samples(
         self, *, model: str | None = None, since: datetime | None = None
     ) -> list[AutoLabelledSample]: ...
+
+    def lineage(self, run_ids: list[int]) -> dict[int, BranchLineage]: ...
+
+
+def run_ids_of(records: Iterable[Any]) -> list[int]:
+    """Every run a set of export records comes from (a preference pair names two)."""
+    ids: set[int] = set()
+    for record in records:
+        for name in ("run_id", "chosen_run_id", "rejected_run_id"):
+            if isinstance(value := getattr(record, name, None), int):
+                ids.add(value)
+    return sorted(ids)
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,8 @@ def export_dataset(
         schema = prm_schema(soft, provenance=source != "human")
     else:
         records = getattr(store, spec.source)(annotator=annotator, model=model, since=since)
-        batch = spec.rows(records, filters=filters, neutral=neutral, conversational=conversational)
+        lineage = store.lineage(run_ids_of(records))
+        batch = spec.rows(records, filters=filters, neutral=neutral, conversational=conversational, lineage=lineage)
         schema = arrow_schema(fmt, batch.conversational)
 
     card = render_card(batch, filters=filters, created=datetime.now(timezone.utc)) if kind == "hf" else None
@@ -149,7 +164,8 @@ def _prm_by_source(store: ExportSource, filters: ExportFilters, *, source: str, 
         else []
     )
     auto = store.auto_labelled_samples(model=filters.model, since=filters.since) if source in ("auto", "both") else []
-    batch = prm_rows_by_source(human, auto, source=source, neutral=neutral, soft=soft)  # type: ignore[arg-type]
+    lineage = store.lineage(run_ids_of([*human, *auto]))
+    batch = prm_rows_by_source(human, auto, source=source, neutral=neutral, soft=soft, lineage=lineage)  # type: ignore[arg-type]
     if not batch.rows:
         what = {
             "human": "labelled samples",

@@ -124,6 +124,8 @@ class ExportsMixin(StoreBase):
                     model=good_model if good_model == bad_model else f"{good_model} vs {bad_model}",
                     reason=pref.reason,
                     created_at=pref.created_at,
+                    chosen_run_id=good.run_id,
+                    rejected_run_id=bad.run_id,
                 )
                 for pref, prompt, name, good, bad, good_model, bad_model in session.execute(stmt).tuples()
             ]

@@ -297,9 +297,9 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
                     current = gr.HTML(js_on_load=None, elem_id="tl-current")
                     comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="tl-comment")
                     with gr.Row():
-                        good = gr.Button("+1 good (1)", elem_id="tl-rate-good", variant="primary")
+                        good = gr.Button(annotate_branch.GOOD_TEXT, elem_id="tl-rate-good", variant="primary")
                         neutral = gr.Button("0 neutral (2)", elem_id="tl-rate-neutral")
-                        wrong = gr.Button("-1 wrong (3)", elem_id="tl-rate-bad", variant="stop")
+                        wrong = gr.Button(annotate_branch.WRONG_TEXT, elem_id="tl-rate-bad", variant="stop")
                     first_err = gr.Button("First error here (f): -1 and stop", elem_id="tl-first-error", variant="stop")
                     suggestion, accept = annotate_branch.build_suggestion(rt)
                     with gr.Row():
@@ -313,7 +313,7 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
                     with gr.Accordion("History of this step", open=False):
                         step_history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
             with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
-                annotate_branch.build_section(rt, opened, cursor, suggestion)
+                annotate_branch.build_section(rt, opened, cursor, suggestion, (good, wrong))
             with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
                 other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
                 other_html = gr.HTML(js_on_load=None)
@@ -323,7 +323,7 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
                     other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
                 ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
                 rank_btn = gr.Button("Record ranking", size="sm")
-            gr.HTML(v.SHORTCUT_HELP, js_on_load=v.KEYS_JS)
+            gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=v.KEYS_JS)
         with gr.Tab("Agreement"):
             agreement.build_section(rt)
     annotate_api.register(rt)
@@ -339,8 +339,8 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
         on(button.click, tab.rate(rating))
     on(first_err.click, tab.rate(-1, first_error=True))
     on(accept.click, annotate_branch.accept_action(rt))
-    gr.on([steps.change, cursor.change], lambda o, c: annotate_branch.suggestion_html(rt, o, c), [opened, cursor],
-          suggestion, **PRIVATE)  # fmt: skip
+    gr.on([steps.change, cursor.change], lambda o, c: annotate_branch.suggestion_view(rt, o, c), [opened, cursor],
+          [suggestion, good, wrong], **PRIVATE)  # fmt: skip
     on(prev.click, lambda a, s, p, x: p - 1)
     on(nxt.click, lambda a, s, p, x: p + 1)
     for stay in (cursor.submit, refresh.click, name.submit):

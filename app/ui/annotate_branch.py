@@ -1,5 +1,9 @@
 """The Annotate tab's rollout tools: "Branch here" from the current step, the step-credit curve, "Auto-label
-this sample", and the auto-label suggestion shown next to the rating buttons (a click confirms or overrides).
+this sample", and the auto-label suggestion that pre-fills the rating buttons (a click confirms or overrides).
+
+A suggestion is never shown as a person's label: the suggested button gets a dashed outline (class
+:data:`SUGGESTED`) and the caption "suggested (auto:mc, share 0.75)", the step list keeps showing only people's
+ratings, and the suggestion is stored as a label only when the person clicks a rating or Accept (as themselves).
 
 A part of the Annotate tab (``annotate.build_tab`` places these sections). Long runs go through
 :class:`app.ui.running.ModelTab` (progress, Cancel, one generation at a time); the work is
@@ -32,6 +36,13 @@ CREDIT_HELP = (
 )
 
 
+#: The rating buttons' words (``annotate.build_tab`` makes the buttons with them) and the class of a suggested one.
+GOOD_TEXT, WRONG_TEXT = "+1 good (1)", "-1 wrong (3)"
+SUGGESTED = "tl-suggested"
+#: The page style of a suggested button (placed once in the tab, with the shortcut help).
+SUGGESTION_STYLE = f"<style>.{SUGGESTED} {{ outline: 2px dashed #7c3aed !important; outline-offset: 2px; }}</style>"
+
+
 def _where(rt: Runtime, opened: dict | None, cursor: Any) -> tuple[int, int, int]:
     """(run id, sample index, step position) of the step on screen; a clear error when nothing is open."""
     if not opened or not opened.get("step_ids"):
@@ -41,13 +52,33 @@ def _where(rt: Runtime, opened: dict | None, cursor: Any) -> tuple[int, int, int
     return run_id, sample_index, pos
 
 
+def _suggestion(rt: Runtime, opened: dict | None, cursor: Any):  # noqa: ANN202 - AutoLabelRecord | None
+    """The auto label of the step on screen, or None."""
+    if not opened or not opened.get("step_ids"):
+        return None
+    ids = opened["step_ids"]
+    step_id = ids[max(0, min(int(cursor or 0), len(ids) - 1))]
+    return auto_labels.suggestions(rt.db, opened["sample_id"]).get(step_id)
+
+
+def suggestion_view(rt: Runtime, opened: dict | None, cursor: Any) -> tuple[str, gr.Button, gr.Button]:
+    """The suggestion line and the two rating buttons, the suggested one marked (dashed outline + caption)."""
+    label = _suggestion(rt, opened, cursor)
+    marked = None if label is None else ("good" if label.hard else "wrong")
+    caption = "" if label is None else f" · suggested ({label.source}, share {label.soft:.2f})"
+
+    def button(which: str, text: str) -> gr.Button:
+        on = marked == which
+        return gr.Button(value=text + (caption if on else ""), elem_classes=[SUGGESTED] if on else [])
+
+    return suggestion_html(rt, opened, cursor), button("good", GOOD_TEXT), button("wrong", WRONG_TEXT)
+
+
 def suggestion_html(rt: Runtime, opened: dict | None, cursor: Any) -> str:
     """The current step's auto label as a suggestion, or a hint how to get one."""
     if not opened or not opened.get("step_ids"):
         return ""
-    ids = opened["step_ids"]
-    step_id = ids[max(0, min(int(cursor or 0), len(ids) - 1))]
-    label = auto_labels.suggestions(rt.db, opened["sample_id"]).get(step_id)
+    label = _suggestion(rt, opened, cursor)
     if label is None:
         return "<div id='tl-suggestion-box' class='tl-muted'>No auto label for this step (Auto-label this sample below).</div>"
     word, colour = ("+1 good", "#16a34a") if label.hard else ("-1 wrong", "#dc2626")
@@ -138,11 +169,11 @@ class BranchPanel(ModelTab):
         yield from self.stream_task(
             request,
             plan,
-            show=lambda text: (status_html(text), gr.update()),
+            show=lambda text: (status_html(text), gr.update(), gr.update(), gr.update()),
             describe=lambda item, s: (
                 f"Auto-labelling: {item.done} of {item.total} steps · {s:.1f} s" if item else f"Starting… {s:.1f} s"
             ),  # fmt: skip
-            finish=lambda report: (status_html(report.message), suggestion_html(self.rt, opened, cursor)),
+            finish=lambda report: (status_html(report.message), *suggestion_view(self.rt, opened, cursor)),
         )
 
 
@@ -153,8 +184,11 @@ def build_suggestion(rt: Runtime) -> tuple[gr.HTML, gr.Button]:
     return box, accept
 
 
-def build_section(rt: Runtime, opened: gr.State, cursor: gr.Number, suggestion: gr.HTML) -> None:
-    """Rollouts, gold, the three run buttons, Cancel, the status line, the curve and its help."""
+def build_section(
+    rt: Runtime, opened: gr.State, cursor: gr.Number, suggestion: gr.HTML, marks: tuple[gr.Button, gr.Button]
+) -> None:
+    """Rollouts, gold, the three run buttons, Cancel, the status line, the curve and its help. ``marks`` are the
+    +1 and -1 rating buttons, which Auto-label re-marks when it finishes."""
     panel = BranchPanel(rt)
     with gr.Row():
         rollouts = gr.Number(4, label="Rollouts per step (N)", precision=0, minimum=1, elem_id="tl-rollouts")
@@ -176,6 +210,10 @@ def build_section(rt: Runtime, opened: gr.State, cursor: gr.Number, suggestion: 
         panel.credit, [opened, rollouts, gold], [status, plot, data], api_name="step_credit", **MODEL_QUEUE
     )
     auto_btn.click(panel.prepare, None, None, **PREPARE).success(
-        panel.autolabel, [opened, cursor, rollouts, gold], [status, suggestion], api_name="autolabel", **MODEL_QUEUE
+        panel.autolabel,
+        [opened, cursor, rollouts, gold],
+        [status, suggestion, *marks],
+        api_name="autolabel",
+        **MODEL_QUEUE,
     )
     cancel_btn.click(panel.cancel, None, None, api_name="cancel_branch", concurrency_limit=None)

@@ -13,19 +13,30 @@ from typing import Any
 import gradio as gr
 
 from app.services import branching
+from app.services.consistency import ConsistencyReport
 from app.services.runtime import Runtime
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 
-def _run_id(ref: Any) -> int:
+def run_id_of(ref: Any) -> int:
     """The run id from a run JSON (``{"run_id": ...}``) or a number box."""
     value = ref.get("run_id") if isinstance(ref, dict) else ref
     run_id = as_int(value, "run #")
     if run_id is None or run_id < 1:
         raise ValueError("no saved run to branch from: generate (and save) a trace first, or type its run #")
     return run_id
+
+
+def result_html(report: ConsistencyReport, where: str = "") -> str:
+    """The vote of a finished branch and the run it was saved as (answers escaped; ``where``: our own HTML)."""
+    counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
+    none = f" · no answer ×{report.vote.abstained}" if report.vote.abstained else ""
+    right = "" if report.vote.majority_correct is None else (
+        " · majority correct" if report.vote.majority_correct else " · majority wrong")  # fmt: skip
+    return (f"<div class='tl-branch-result' data-run='{int(report.run_id)}'>{where}Saved as run "
+            f"#{report.run_id} (a branch, in History): {report.k} rollouts answered {counts}{none}{right}.</div>")  # fmt: skip
 
 
 class BranchHere(ModelTab):
@@ -37,7 +48,7 @@ class BranchHere(ModelTab):
 
     def run(self, ref: Any, sample: Any, step: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
         def plan():  # noqa: ANN202
-            run_id = _run_id(ref)
+            run_id = run_id_of(ref)
             s = (as_int(sample, "sample", 1) or 1) - 1
             k = (as_int(step, "step", 1) or 1) - 1
             rollouts = as_int(n, "rollouts", 4) or 4
@@ -45,20 +56,12 @@ class BranchHere(ModelTab):
                 self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report
             )
 
-        def finish(report) -> tuple[str]:  # noqa: ANN001
-            counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
-            none = f" · no answer ×{report.vote.abstained}" if report.vote.abstained else ""
-            right = "" if report.vote.majority_correct is None else (
-                " · majority correct" if report.vote.majority_correct else " · majority wrong")  # fmt: skip
-            return (f"<div class='tl-branch-result'>Saved as run #{report.run_id} (a branch, in History): "
-                    f"{report.k} rollouts answered {counts}{none}{right}.</div>",)  # fmt: skip
-
         yield from self.stream_task(
             request,
             plan,
-            show=lambda text: (status_html(text),),
+            show=status_html,  # one output: the HTML itself, not a 1-tuple (the API would see a list)
             describe=lambda item, s: f"Rolling out… {getattr(item, 'tokens', 0)} tokens · {s:.1f} s",
-            finish=finish,
+            finish=result_html,
         )
 
 

@@ -19,7 +19,7 @@ from app.engine.events import Progress
 from app.services import consistency as svc
 from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
-from app.ui import branch_here, charts
+from app.ui import branch_here, charts, lens_branch
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.lens import add_lens
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
@@ -240,7 +240,9 @@ def build_tab(rt: Runtime) -> None:
         branch_here.build(rt, "sc", run_id)
     with gr.Accordion("Report (JSON)", open=False):
         report_json = gr.JSON(label="Report")
-    add_lens(report_json, "tl-sc")
+    lens = add_lens(report_json, "tl-sc")
+    with gr.Accordion("Branch from a token: click a thinking token in the lens", open=True):
+        lens_branch.build(rt, "sc", lens, run_id)
 
     def load_example(index: int | None) -> tuple[str, str]:
         if index is None or not 0 <= int(index) < len(problems):

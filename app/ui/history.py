@@ -2,7 +2,8 @@
 
 Layout, wiring and thin handlers over ``app.services.history`` (list, open, delete; the model menu); a run's
 JSON is ``app.services.runs.run_json``, the same shape ``/generate`` returns.
-API endpoints (``gradio_client``): ``list_history``, ``get_run``, ``delete_run``.
+API endpoints (``gradio_client``): ``list_history``, ``get_run``, ``delete_run``, ``history_token_branch`` (branch
+from a token clicked in the lens) and ``cancel_history_token_branch``.
 Deleting in the UI asks for confirmation first; the API call deletes at once.
 """
 
@@ -19,6 +20,7 @@ from app.services import history, ownership
 from app.services.history import ANY, RunSummary, StoredRun
 from app.services.runs import run_json
 from app.services.runtime import Runtime
+from app.ui import lens_branch
 from app.ui.inputs import as_id
 from app.ui.lens import add_lens
 from app.ui.render import conversation_messages, safe_text, trace_messages
@@ -158,7 +160,9 @@ def build_tab(rt: Runtime) -> None:
         label="Run", elem_id="history-chat", height=480, buttons=["copy", "copy_all"], feedback_options=None
     )
     record = gr.JSON(visible=False)
-    add_lens(record, "history")
+    lens = add_lens(record, "history")
+    with gr.Accordion("Branch from a token: click a thinking token in the lens", open=True):
+        lens_branch.build(rt, "history", lens, record)
 
     filters = [search, model, stop_reason]
     gr.on(

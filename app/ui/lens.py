@@ -4,8 +4,9 @@ probability and top alternatives on hover.
 
 Reads only the run JSON (``samples[].token_*``), so it works the same for a run just generated, one reopened from
 History and a Self-consistency report. Every piece of model text is HTML-escaped (text and attributes); nothing is
-fetched, no script runs. Each token carries ``data-sample``/``data-index``: the seam for click-to-branch once
-branching can resample from a token. The forking/pivot logic is :mod:`app.reasoning.lens`.
+fetched, and the only script is our own :data:`TOKEN_CLICK_JS`. Each token carries ``data-sample``/``data-index``,
+which that script sends when a token is clicked (click-to-branch, :mod:`app.ui.lens_branch`). The forking/pivot
+logic is :mod:`app.reasoning.lens`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ LENS_CSS = """
 .tl-pivot { outline: 1px solid #0369a1; font-weight: 600; }
 .tl-forced { color: #6b7280; font-style: italic; background: #e5e7eb; }
 .tl-ans { text-decoration: underline dotted #9ca3af; }
+.tl-text .tl-t { cursor: pointer; }
+.tl-text .tl-t:hover { outline: 1px dashed #7c3aed; }
+"""
+#: The lens's click handler (our own, inline): a click on a token sends its sample and token number, 1-based.
+TOKEN_CLICK_JS = """
+element.addEventListener("click", (e) => {
+  const t = e.target.closest("[data-index]");
+  if (t) trigger("click", {sample: Number(t.dataset.sample) + 1, token: Number(t.dataset.index) + 1});
+});
 """
 
 
@@ -118,13 +128,14 @@ def lens_html(run: dict[str, Any] | None, enabled: bool = True, share: float = D
 
 
 def add_lens(run_json: gr.JSON, prefix: str) -> gr.HTML:
-    """A toggle, a forking-share slider and the lens under them, redrawn whenever ``run_json`` changes."""
+    """A toggle, a forking-share slider and the lens under them, redrawn whenever ``run_json`` changes. A click on a
+    token triggers the view's ``click`` event with ``sample`` and ``token`` (see :mod:`app.ui.lens_branch`)."""
     with gr.Row():
         enabled = gr.Checkbox(value=False, label="Trace lens", elem_id=f"{prefix}-lens-toggle", scale=1)
         share = gr.Slider(
             0.0, 1.0, value=DEFAULT_FORKING_SHARE, step=0.05, label="Forking tokens: top share by entropy", scale=2
         )
-    view = gr.HTML(elem_id=f"{prefix}-lens")
+    view = gr.HTML(elem_id=f"{prefix}-lens", js_on_load=TOKEN_CLICK_JS)
     for trigger in (enabled.change, share.release, run_json.change):
         trigger(lens_html, [run_json, enabled, share], view, api_visibility="private", queue=False)
     return view

@@ -2,7 +2,8 @@
 
 Layout and event wiring only; the handlers are :class:`app.ui.handlers.Playground`. API endpoints
 (``gradio_client``): ``generate`` (streaming), ``await_save`` (follows a save delayed by a busy database),
-``cancel``, ``stop_thinking``, ``think_longer`` (streaming), ``new_chat``, ``examples``.
+``cancel``, ``stop_thinking``, ``think_longer`` (streaming), ``new_chat``, ``examples``; branching:
+``pg_branch_here`` (from a step), ``pg_token_branch`` (from a token clicked in the lens) and their cancels.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from app.domain import EFFORT_BUDGETS
 from app.services.inputs import load_examples
 from app.services.runs import require_prompt
 from app.services.runtime import Runtime
-from app.ui import branch_here
+from app.ui import branch_here, lens_branch
 from app.ui.handlers import EFFORTS, Chat, Playground
 from app.ui.lens import add_lens
 from app.ui.running import MODEL_QUEUE, session_key
@@ -116,7 +117,9 @@ def build_tab(rt: Runtime) -> None:
             )
     hidden_prompt = gr.Textbox(visible=False)
     last_run = gr.JSON(visible=False)
-    add_lens(last_run, "playground")
+    lens = add_lens(last_run, "playground")
+    with gr.Accordion("Branch from a token: click a thinking token in the lens", open=True):
+        lens_branch.build(rt, "pg", lens, last_run)
     with gr.Accordion("Branch here: resample the last answer from one of its steps", open=False):
         branch_here.build(rt, "pg", last_run, with_sample=False)
 
