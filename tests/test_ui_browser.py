@@ -175,6 +175,8 @@ def test_html_and_js_in_prompts_and_model_output_render_as_text(page, tiny_app):
 
     page.get_by_role("tab", name="History").click()
     page.locator("#history-table").get_by_text("xss probe").filter(visible=True).first.wait_for()
+    # the run typed after the page loaded is listed too: opening the tab refreshes the table
+    page.locator("#history-table").get_by_text("typed", exact=False).filter(visible=True).first.wait_for()
     page.locator("#history-run-id input").fill(str(run_id))
     page.locator("#history-open").click()
     page.locator("#history-chat .thought-group .title").first.click()  # open the stored thinking

@@ -1,7 +1,7 @@
 """The Blocks app: the model header above one tab per view. Importable without launching anything.
 
 Each tab is a module exposing ``build_tab(rt)``, listed in :data:`TABS`; it may return page-load hooks
-(``app.ui.page.OnLoad``), which ``build_demo`` registers with ``demo.load``. Launching, queueing and auth live in
+(``app.ui.page.OnLoad``, registered with ``demo.load``) and tab-select hooks (``OnTabSelect``, on its tab). Launching, queueing and auth live in
 ``server.py``.
 """
 
@@ -12,7 +12,7 @@ import importlib
 import gradio as gr
 
 from app.services.runtime import Runtime
-from app.ui.page import OnLoad
+from app.ui.page import OnLoad, OnTabSelect
 from app.ui.render import header_markdown
 from app.ui.security import exposure_warning
 
@@ -47,8 +47,12 @@ def build_demo(rt: Runtime) -> gr.Blocks:
         with gr.Tabs():
             for title, name in TABS:
                 module = importlib.import_module(name)
-                with gr.Tab(title, id=name.rsplit(".", 1)[-1]):
-                    hooks += module.build_tab(rt) or []
+                with gr.Tab(title, id=name.rsplit(".", 1)[-1]) as tab:
+                    for hook in module.build_tab(rt) or []:
+                        if isinstance(hook, OnTabSelect):
+                            hook.register(tab)
+                        else:
+                            hooks.append(hook)
         for hook in hooks:
             hook.register(demo)
     return demo

@@ -23,6 +23,7 @@ from app.services.runtime import Runtime
 from app.ui import lens_branch
 from app.ui.inputs import as_id
 from app.ui.lens import add_lens
+from app.ui.page import OnTabSelect
 from app.ui.render import conversation_messages, safe_text, trace_messages
 from app.validation import clean_text
 
@@ -126,10 +127,9 @@ class History:
         return int(row[0]) if row else None
 
 
-def build_tab(rt: Runtime) -> None:
-    """Build the History tab inside the current ``gr.Tab``."""
+def build_tab(rt: Runtime) -> list[OnTabSelect]:
+    """Build the History tab inside the current ``gr.Tab``; it refreshes each time the tab is opened."""
     h = History(rt)
-    tab = gr.context.Context.block  # the enclosing gr.Tab: refresh when it is opened
     with gr.Row():
         search = gr.Textbox(label="Search prompts and answers", scale=3, elem_id="history-search")
         model = gr.Dropdown([ANY], value=ANY, label="Model", scale=2, allow_custom_value=True)
@@ -174,10 +174,6 @@ def build_tab(rt: Runtime) -> None:
         concurrency_limit=4,
     )
     refresh.click(h.model_choices, outputs=model, api_visibility="private")
-    if isinstance(tab, gr.Tab):
-        tab.select(h.list_history, inputs=filters, outputs=table, api_visibility="private").then(
-            h.model_choices, outputs=model, api_visibility="private"
-        )
     opened = [viewer, details, record]
     gr.on([open_btn.click, run_id.submit], h.get_run, inputs=run_id, outputs=opened, api_name="get_run")
     table.select(h.selected, outputs=run_id, api_visibility="private").success(
@@ -196,3 +192,4 @@ def build_tab(rt: Runtime) -> None:
         outputs=[confirm_row, viewer, details, record, run_id],
         api_visibility="private",
     )
+    return [OnTabSelect(h.list_history, filters, [table], then=[(h.model_choices, None, [model])])]
