@@ -57,6 +57,13 @@ class AppSettings:
     )
     server_model: str = _setting("", "Model name the server expects; empty = the first one its /v1/models lists.")
     api_key: str = _setting("", "API key for --server, sent as a bearer token; never logged or stored.", secret=True)
+    token_data: str = _setting(
+        "on",
+        "Record each token's probability, entropy and top alternatives for the token lens; on a server this "
+        "asks for logprobs (llama-cpp-python's own server computes them in Python: ~5x slower decode there); "
+        "off = no lens data, fastest.",
+        choices=("on", "off"),
+    )
     max_samples: int = _setting(32, "Largest k (samples per prompt) a user may ask for in Self-consistency and Sweep.")
     max_new_tokens: int = _setting(
         32768,

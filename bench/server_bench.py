@@ -7,7 +7,10 @@
     (transformers serve --continuous-batching) ÷ the app on the local engine. Goal ≥ 2×.
 
 Starts its own `transformers serve` on the bundled model (pip install "transformers[serving]").
+`--external URL` measures only (a), on a server you started (e.g. llama.cpp, which keeps a prefix cache; the
+raw side then bans end-of-sequence with logit_bias instead of transformers' min_new_tokens).
 Usage: python bench/server_bench.py [--think 64] [--answer 32] [--sessions 4] [--repeats 3] [--threads 2]
+       python bench/server_bench.py --external http://127.0.0.1:8080/v1
 """
 
 from __future__ import annotations
@@ -34,26 +37,43 @@ from app.engine.formats import build_prompt  # noqa: E402
 from app.engine.prompt_side import load_prompt_side  # noqa: E402
 from app.engine.remote import RemoteEngine  # noqa: E402
 from app.engine.remote_client import CompletionClient  # noqa: E402
+from app.engine.remote_phases import LOGPROBS  # noqa: E402
 from app.ui.server import free_port  # noqa: E402
 
 PROMPT = "What is 17*23?"
 
 
-def raw_tokens_per_second(url: str, model: str, prompt: str, tokens: int) -> float:
-    """One streamed raw completion of exactly ``tokens`` tokens (EOS suppressed through min_new_tokens)."""
-    config = json.dumps({"do_sample": False, "min_new_tokens": tokens, "max_new_tokens": tokens})
-    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "stream": True, "generation_config": config}
-    started, got = time.perf_counter(), None
+def raw_tokens_per_second(
+    url: str, model: str, prompt: str, tokens: int, ban: list[int] | None = None, logprobs: int | None = None
+) -> float:
+    """One streamed raw completion of exactly ``tokens`` tokens: EOS suppressed through transformers'
+    min_new_tokens, or, on another server, by banning the token ids ``ban`` with logit_bias. ``logprobs``
+    asks for what the engine asks for, so only the phase round trips differ."""
+    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "stream": True, "temperature": 0.0}
+    if logprobs:
+        body["logprobs"] = logprobs
+    if ban is None:
+        body["generation_config"] = json.dumps({"do_sample": False, "min_new_tokens": tokens, "max_new_tokens": tokens})
+    else:
+        body |= {"logit_bias": {str(i): -100 for i in ban}, "stream_options": {"include_usage": True}}
+    started, got, chunks = time.perf_counter(), None, 0
     with httpx.stream("POST", f"{url}/completions", json=body, timeout=600) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if line.startswith("data:") and '"usage"' in line:
-                got = json.loads(line[5:])["usage"]["completion_tokens"]
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            event = json.loads(line[5:])
+            if event.get("usage"):
+                got = event["usage"]["completion_tokens"]
+            chunks += any(c.get("text") for c in event.get("choices") or [])  # a token a chunk, without usage
+    got = got if got is not None else chunks
     assert got == tokens, f"raw request gave {got} tokens, wanted {tokens}"
     return tokens / (time.perf_counter() - started)
 
 
-def bench_phases(engine: RemoteEngine, url: str, think: int, answer: int, repeats: int) -> tuple[float, float, int]:
+def bench_phases(
+    engine: RemoteEngine, url: str, think: int, answer: int, repeats: int, ban: list[int] | None = None
+) -> tuple[float, float, int]:
     settings = GenerationSettings(min_thinking_tokens=think, max_thinking_tokens=think, max_answer_tokens=answer)
     prompt = build_prompt(engine.format, engine.tokenizer, [{"role": "user", "content": PROMPT}], True)
     phased, raw, requests = [], [], 0
@@ -64,7 +84,8 @@ def bench_phases(engine: RemoteEngine, url: str, think: int, answer: int, repeat
         tokens = sample.thinking_tokens + sample.answer_tokens
         phased.append(tokens / seconds)
         requests = sample.continuations + 2 + (1 if sample.stop_reason == "budget_cut" else 0)
-        raw.append(raw_tokens_per_second(url, engine.client.model, prompt, tokens))
+        logprobs = LOGPROBS if engine.client.send_logprobs else None
+        raw.append(raw_tokens_per_second(url, engine.client.model, prompt, tokens, ban, logprobs))
     return statistics.median(phased), statistics.median(raw), requests
 
 
@@ -105,7 +126,19 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads of the server process")
+    parser.add_argument("--external", metavar="URL", help="measure (a) only, on this already running server")
     args = parser.parse_args()
+    if args.external:
+        engine = RemoteEngine(load_prompt_side("bundled", server=args.external), CompletionClient(args.external))
+        engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
+        tokenizer = engine.tokenizer
+        ban = sorted({i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None})
+        phased, raw, requests = bench_phases(engine, args.external, args.think, args.answer, args.repeats, ban)
+        print(
+            f"(a) {args.external}: phase protocol {phased:.1f} tok/s vs raw /v1/completions {raw:.1f} tok/s, "
+            f"{requests} requests per trace (median of {args.repeats}) -> {phased / raw:.2f} (goal >= 0.9)"
+        )
+        return 0
 
     from ui_support import make_runtime
 
@@ -115,16 +148,21 @@ def main() -> int:
     model_dir = ensure_bundled()
     work = Path(tempfile.mkdtemp(prefix="tracelab-server-bench-"))
     log = work / "serve.log"
-    print(f"transformers serve --continuous-batching on {model_dir.name}, {args.threads} threads; log {log}")
-    with transformers_serve(model_dir, free_port(), log, continuous_batching=True, threads=args.threads) as url:
-        client = CompletionClient(url)
-        engine = RemoteEngine(load_prompt_side("bundled", server=url), client)
+    # (a) on a plain server: continuous batching shares one generation config across requests (a TODO in
+    # transformers), so the raw side's min_new_tokens (exact token count, EOS suppressed) only holds without it.
+    print(f"(a) transformers serve on {model_dir.name}, {args.threads} threads; log {work / 'plain.log'}")
+    with transformers_serve(model_dir, free_port(), work / "plain.log", threads=args.threads) as url:
+        engine = RemoteEngine(load_prompt_side("bundled", server=url), CompletionClient(url))
         engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
         phased, raw, requests = bench_phases(engine, url, args.think, args.answer, args.repeats)
         print(
             f"(a) phase protocol {phased:.1f} tok/s vs raw /v1/completions {raw:.1f} tok/s, same tokens, "
             f"{requests} requests per trace (median of {args.repeats}) -> {phased / raw:.2f} (goal >= 0.9)"
         )
+    print(f"(b) transformers serve --continuous-batching, {args.threads} threads; log {log}")
+    with transformers_serve(model_dir, free_port(), log, continuous_batching=True, threads=args.threads) as url:
+        engine = RemoteEngine(load_prompt_side("bundled", server=url), CompletionClient(url))
+        engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
         remote_rt = make_runtime(engine.loaded, engine, work / "remote.db")
         remote_rt.settings.server = url
         remote_tps, remote_tokens, remote_s = bench_sessions(remote_rt, args.sessions, args.think, args.answer)

@@ -106,3 +106,15 @@ def test_bundled_model_flags_injected_waits_and_the_json_carries_the_lists(bundl
     unforced = [j for j, f in enumerate(row["token_forced"]) if not f]
     assert unforced and all(isinstance(row["token_entropy"][j], float) for j in unforced)
     assert all(len(row["token_top"][j]) == 5 for j in unforced)
+
+
+def test_token_data_off_setting_reaches_the_engine(tmp_path, cache_dir):
+    from app.services.runtime import Runtime
+    from app.settings import AppSettings
+
+    settings = AppSettings.from_env({"TRACELAB_TOKEN_DATA": "off"}, model="tiny", cache_dir=str(cache_dir))
+    rt = Runtime.start(settings, with_store=False)
+    result = rt.engine.generate("hello", GenerationSettings(effort=None, max_thinking_tokens=4, max_answer_tokens=2))
+    assert result.samples[0].tokens is None
+    with pytest.raises(ValueError, match="token_data='maybe' is not one of on, off"):
+        AppSettings.from_env({"TRACELAB_TOKEN_DATA": "maybe"})

@@ -59,7 +59,12 @@ class Runtime:
             loaded.precision,
             loaded.load_seconds,
         )
-        return cls(settings=settings, loaded=loaded, engine=Engine(loaded), store=store)
+        return cls(
+            settings=settings,
+            loaded=loaded,
+            engine=Engine(loaded, capture_tokens=settings.token_data == "on"),
+            store=store,
+        )
 
     @property
     def db(self) -> Store:
@@ -92,7 +97,7 @@ def _remote_engine(settings: AppSettings) -> dict[str, Any]:
     loaded = load_prompt_side(
         settings.model, format_name=settings.format or None, cache_dir=settings.cache_path, server=client.base_url
     )
-    engine = RemoteEngine(loaded, client)
+    engine = RemoteEngine(loaded, client, capture_tokens=settings.token_data == "on")
     problem = engine.status()
     if problem:
         log.warning("%s The app starts anyway; generations fail until the server answers.", problem)
