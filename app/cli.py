@@ -295,10 +295,19 @@ def _branch_runtime(args: argparse.Namespace):
         from app.services.branching import check_rollouts
 
         check_rollouts(args.rollouts, settings.max_samples)  # the message, before the slow model load
+    from app.services.branching import parse_steps, source_in
+    from app.services.runtime import open_database
+
+    # The run, the sample and the steps are checked before the slow model load, so a typo fails in a second.
+    store = open_database(settings)
+    samples = range(len(store.get_run(args.run_id).samples)) if args.sample is None else [args.sample - 1]
+    for index in samples:
+        source = source_in(store, args.run_id, index)
+        if getattr(args, "steps", None):
+            parse_steps(args.steps, source)
+    store.close()
     _progress("loading model…")
-    rt = Runtime.start(settings)
-    rt.db.get_run(args.run_id)  # a run that doesn't exist fails here, with the fix
-    return rt
+    return Runtime.start(settings)
 
 
 def _credit_progress(item) -> None:

@@ -34,7 +34,8 @@ class AppSettings:
     dtype: str = _setting(
         "auto",
         "Weight dtype of unquantised layers (and NF4's compute dtype): bfloat16 or float32; "
-        "auto = bfloat16 on CUDA, float32 on CPU (bf16 measured no faster there, see README Benchmarks).",
+        "auto = bfloat16 on CUDA, float32 on CPU (bf16 was 1.48x on a quiet CPU but 0.70x under load, and it "
+        "changes greedy text; see README Benchmarks).",
         choices=("auto", "bfloat16", "float32"),
     )
     format: str = _setting(

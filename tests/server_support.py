@@ -72,9 +72,25 @@ SERVER_PIDS: dict[str, int] = {}
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) the process and its live descendants have used so far, from /proc (Linux).
+
+    Descendants count because transformers serve (5.2x) runs the model in a child process of the server.
+    """
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except (FileNotFoundError, ProcessLookupError):  # it exited between the listing and the read
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in tasks:
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return total
 
 
 def _wait_until_serving(proc: subprocess.Popen, url: str, model: str, log_path: Path) -> None:

@@ -80,9 +80,9 @@ def test_max_budget_is_never_exceeded(engine):
 
 def test_min_budget_keeps_it_thinking_with_wait(engine):
     s = engine.generate(
-        PROMPT, GenerationSettings(min_thinking_tokens=80, max_thinking_tokens=200, max_answer_tokens=30)
+        PROMPT, GenerationSettings(min_thinking_tokens=48, max_thinking_tokens=64, max_answer_tokens=8)
     ).samples[0]
-    assert s.thinking_tokens >= 80
+    assert s.thinking_tokens >= 48  # it ends on its own after ~20 thinking tokens, so "Wait" is what kept it going
     assert "Wait" in s.thinking and s.continuations >= 1
 
 
@@ -94,8 +94,8 @@ def test_no_think_returns_empty_thinking(engine):
 def test_seeded_samples_are_reproducible(engine):
     # transformers serve seeds one global RNG when a request arrives, so concurrent requests share it; a
     # server that seeds per request (vLLM, SGLang) reproduces k > 1 too. Locally k rows are one batch.
-    k = 4 if engine.concurrency == 1 else 1
-    settings = GenerationSettings(max_thinking_tokens=48, max_answer_tokens=24, samples=k, temperature=1.2, seed=1)
+    k = 2 if engine.concurrency == 1 else 1
+    settings = GenerationSettings(max_thinking_tokens=32, max_answer_tokens=8, samples=k, temperature=1.2, seed=1)
     timing = {"seconds", "time_to_first_token", "thinking_seconds", "tokens_per_second"}
     first = [s.to_dict() for s in engine.generate(PROMPT, settings).samples]
     second = [s.to_dict() for s in engine.generate(PROMPT, settings).samples]

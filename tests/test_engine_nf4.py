@@ -59,24 +59,24 @@ def test_cli_quantize_4bit_exact_budget_says_nf4(bundled_dir, tmp_path):
 
 def test_nf4_max_budget_is_never_exceeded(nf4_engine):
     result = nf4_engine.generate(
-        PROMPT, GenerationSettings(max_thinking_tokens=40, max_answer_tokens=30, samples=4, temperature=0.8, seed=5)
+        PROMPT, GenerationSettings(max_thinking_tokens=32, max_answer_tokens=8, samples=3, temperature=0.8, seed=5)
     )
     assert result.precision == "nf4"
-    assert all(s.thinking_tokens <= 40 and s.answer for s in result.samples)
+    assert all(s.thinking_tokens <= 32 and s.answer for s in result.samples)
 
 
 def test_nf4_exact_budget(nf4_engine):
     s = nf4_engine.generate(
-        PROMPT, GenerationSettings(min_thinking_tokens=60, max_thinking_tokens=60, max_answer_tokens=24)
+        PROMPT, GenerationSettings(min_thinking_tokens=60, max_thinking_tokens=60, max_answer_tokens=8)
     ).samples[0]
     assert s.thinking_tokens == 60 and s.stop_reason == "budget_cut" and s.answer
 
 
 def test_nf4_min_budget_keeps_it_thinking_with_wait(nf4_engine):
     s = nf4_engine.generate(
-        PROMPT, GenerationSettings(min_thinking_tokens=80, max_thinking_tokens=200, max_answer_tokens=30)
+        PROMPT, GenerationSettings(min_thinking_tokens=48, max_thinking_tokens=64, max_answer_tokens=8)
     ).samples[0]
-    assert s.thinking_tokens >= 80
+    assert s.thinking_tokens >= 48
     assert "Wait" in s.thinking and s.continuations >= 1
 
 
@@ -86,7 +86,7 @@ def test_nf4_no_think_returns_empty_thinking(nf4_engine):
 
 
 def test_nf4_seeded_samples_are_reproducible(nf4_engine):
-    settings = GenerationSettings(max_thinking_tokens=48, max_answer_tokens=24, samples=4, temperature=0.7, seed=1)
+    settings = GenerationSettings(max_thinking_tokens=24, max_answer_tokens=8, samples=2, temperature=0.7, seed=1)
     timing = {"seconds", "time_to_first_token", "thinking_seconds", "tokens_per_second"}
     first = [s.to_dict() for s in nf4_engine.generate(PROMPT, settings).samples]
     second = [s.to_dict() for s in nf4_engine.generate(PROMPT, settings).samples]

@@ -67,7 +67,7 @@ def test_stop_thinking_now_ends_thinking_within_two_tokens_in_a_browser(tiny_app
 @pytest.mark.bundled
 def test_annotate_branch_curve_and_accepting_a_suggestion_on_the_bundled_model(bundled_app, browser):
     rt, url = bundled_app
-    settings = GenerationSettings(effort=None, max_thinking_tokens=48, max_answer_tokens=8)
+    settings = GenerationSettings(effort=None, max_thinking_tokens=40, max_answer_tokens=6)
     sample = SampleResult(0, "", THINKING, "Final Answer: 7", 30, 4, "end")
     run_id = save_result(rt, GenerationResult("bundled", "prompted", settings, [sample], "What is 3 + 4?"))
     sample_id = rt.db.get_run(run_id).samples[0].sample_id

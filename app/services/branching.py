@@ -24,6 +24,7 @@ from app.services.consistency import ConsistencyReport, build_report, check_samp
 from app.services.runs import Saved, save_result, stream_run
 from app.services.runtime import Runtime
 from app.store.records import BranchLink, StoredRun, StoredSample, StoredStep
+from app.store.repository import Store
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,12 @@ def _check_engine(rt: Runtime) -> None:
 def load_source(rt: Runtime, run_id: int, sample_index: int = 0) -> BranchSource:
     """The run's sample, or a message naming what is wrong: no such run (``NotFound``), no such sample, no steps."""
     _check_engine(rt)
-    run = rt.db.get_run(run_id)
+    return source_in(rt.db, run_id, sample_index)
+
+
+def source_in(store: Store, run_id: int, sample_index: int = 0) -> BranchSource:
+    """``load_source`` on a bare store: the CLI checks the address with it before the slow model load."""
+    run = store.get_run(run_id)
     if not run.samples:
         raise ValueError(f"run {run_id} has no samples (it failed before generating); pick another run")
     if not 0 <= sample_index < len(run.samples):
