@@ -59,10 +59,10 @@ def test_cli_quantize_4bit_exact_budget_says_nf4(bundled_dir, tmp_path):
 
 def test_nf4_max_budget_is_never_exceeded(nf4_engine):
     result = nf4_engine.generate(
-        PROMPT, GenerationSettings(max_thinking_tokens=32, max_answer_tokens=8, samples=3, temperature=0.8, seed=5)
+        PROMPT, GenerationSettings(max_thinking_tokens=40, max_answer_tokens=8, samples=4, temperature=0.8, seed=5)
     )
     assert result.precision == "nf4"
-    assert all(s.thinking_tokens <= 32 and s.answer for s in result.samples)
+    assert all(s.thinking_tokens <= 40 and s.answer for s in result.samples)
 
 
 def test_nf4_exact_budget(nf4_engine):
@@ -74,9 +74,9 @@ def test_nf4_exact_budget(nf4_engine):
 
 def test_nf4_min_budget_keeps_it_thinking_with_wait(nf4_engine):
     s = nf4_engine.generate(
-        PROMPT, GenerationSettings(min_thinking_tokens=48, max_thinking_tokens=64, max_answer_tokens=8)
+        PROMPT, GenerationSettings(min_thinking_tokens=80, max_thinking_tokens=88, max_answer_tokens=8)
     ).samples[0]
-    assert s.thinking_tokens >= 48
+    assert s.thinking_tokens >= 80  # it ends on its own after ~20 thinking tokens: "Wait" kept it going
     assert "Wait" in s.thinking and s.continuations >= 1
 
 
