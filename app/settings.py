@@ -58,6 +58,14 @@ class AppSettings:
     )
     server_model: str = _setting("", "Model name the server expects; empty = the first one its /v1/models lists.")
     api_key: str = _setting("", "API key for --server, sent as a bearer token; never logged or stored.", secret=True)
+    server_prompt: str = _setting(
+        "text",
+        "How --server requests send the prompt: text (every server), or tokens: token ids built like the local "
+        "engine's, so a forced join (close tag + answer cue, 'Wait') is the same tokens as in-process (vLLM, "
+        "SGLang, llama.cpp take them; transformers serve does not). Needs the server's model to use --model's "
+        "tokenizer.",
+        choices=("text", "tokens"),
+    )
     token_data: str = _setting(
         "on",
         "Record each token's probability, entropy and top alternatives for the token lens; on a server this "

@@ -57,17 +57,21 @@ class RemoteEngine:
 
     ``loaded`` carries only the tokenizer and format (``loaded.model`` is None): prompts are built and
     tokens counted here; the weights live on the server. ``capture_tokens`` asks the server for
-    ``logprobs`` (token data for the lens, where the server sends them).
+    ``logprobs`` (token data for the lens, where the server sends them). ``token_prompts`` sends prompts as
+    token ids built like the local engine's (see app.engine.remote_phases), for servers that take them.
     """
 
     concurrency = REMOTE_CONCURRENCY
 
-    def __init__(self, loaded: LoadedModel, client: CompletionClient, *, capture_tokens: bool = True) -> None:
+    def __init__(
+        self, loaded: LoadedModel, client: CompletionClient, *, capture_tokens: bool = True, token_prompts: bool = False
+    ) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.format = loaded.format
         self.client = client
         self.capture_tokens = capture_tokens
+        self.token_prompts = token_prompts
         self.stop_ids = stop_token_ids(loaded.tokenizer)
 
     @property
@@ -193,7 +197,10 @@ class RemoteEngine:
     ) -> PhaseLoop:
         prompt = build_prompt(self.format, self.tokenizer, msgs, settings.thinking)
         plan = PhasePlan.build(self.tokenizer, settings, self.format.close_tag, extra=extra)
-        return PhaseLoop(self.client, self.tokenizer, self.stop_ids, prompt, plan, settings, cancel, _noop, steer)
+        return PhaseLoop(
+            self.client, self.tokenizer, self.stop_ids, prompt, plan, settings, cancel, _noop, steer,
+            token_prompts=self.token_prompts,
+        )  # fmt: skip
 
     def _drive(
         self, runs: list[SampleRun], loop: PhaseLoop, workers: int, deltas: bool, thinking: bool, summed: bool = False

@@ -128,6 +128,12 @@ class CompletionClient:
                     refused = response.status_code in (400, 422) and "logprob" in _detail(response).lower()
                     if refused and "logprobs" in body:
                         raise _LogprobsRefused
+                    if response.status_code in (400, 422) and isinstance(body.get("prompt"), list):
+                        raise RemoteError(
+                            f"The server at {self.base_url} does not take token-id prompts (HTTP "
+                            f"{response.status_code}: {_detail(response)}). Start tracelab with --server-prompt "
+                            "text (the default), or use a server that does (vLLM, SGLang, llama.cpp)."
+                        )
                     self._raise_for_status(response)
                 for line in response.iter_lines():
                     if stop_when is not None and stop_when():

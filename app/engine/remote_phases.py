@@ -12,6 +12,12 @@ A sample continuing a stored trace (:class:`~app.domain.TracePrefix`) starts wit
 ``raw`` and its tokens already counted (app.engine.prefixes); each request re-sends prompt + everything so
 far, so the server's prefix cache (vLLM, SGLang, llama.cpp) reuses the shared part.
 
+Prompts are text by default: the server tokenises prompt + everything so far on each request, so a join the
+loop forces (``\n</think>\n\n`` + cue, "Wait") may split into other tokens than the local engine forces. With
+``token_prompts`` each request sends token ids built as the local engine builds them: prompt and prefix
+encoded together, then each generated piece and each forced string encoded on its own (what the local
+engine's forced ids are), for servers that take token-id prompts (vLLM, SGLang, llama.cpp).
+
 Token counts: a phase that ran out of ``max_tokens`` used what ``usage`` says (never more than asked); one
 that stopped is counted with the local tokenizer on the text kept (close tag and end-of-sequence excluded).
 So thinking never exceeds the budget and equals it when min = max. Knows nothing about storage or UI.
@@ -66,6 +72,8 @@ class SampleRun:
     thinking_done_at: float | None = None
     done_at: float | None = None
     tokens: TokenLog | None = None
+    #: The token ids of prompt + ``raw`` when the loop sends token-id prompts; None when it sends text.
+    ids: list[int] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,10 +114,13 @@ class PhaseLoop:
     cancel: CancelToken
     tick: Callable[[], None]
     steer: SteerToken | None = None
+    token_prompts: bool = False
 
     def run(self, run: SampleRun) -> None:
         """Drive ``run`` through its phases (see the module docstring); errors propagate to the caller."""
         plan, cancel = self.plan, self.cancel
+        if self.token_prompts and run.ids is None:
+            run.ids = self._encode(self.prompt + run.raw)  # prompt and prefix together, as the local engine
         if self.steer is not None:
             self.steer.attach(lambda: run.chunks)
         force_on = False  # below the minimum with no room for "Wait": ask for the rest without a stop
@@ -168,12 +179,20 @@ class PhaseLoop:
     def _keep(self, run: SampleRun, label: str) -> None:
         if run.tokens is not None:
             run.tokens.keep(run.piece, label)
+        self._extend_ids(run, run.piece)
         run.commit()
 
     def _append(self, run: SampleRun, text: str, label: str, phase: str | None = None) -> None:
         if run.tokens is not None:
             run.tokens.forced(text, label)
+        self._extend_ids(run, text)
         run.commit(text, phase=phase)
+
+    def _extend_ids(self, run: SampleRun, *texts: str) -> None:
+        """Each piece on its own, like the local engine's forced ids (``BudgetPlan``'s ``enc``)."""
+        if run.ids is not None:
+            for text in texts:
+                run.ids.extend(self._encode(text))
 
     def _end_thinking(self, run: SampleRun, *, cue: bool) -> None:
         run.thinking_done_at = time.perf_counter()
@@ -184,11 +203,13 @@ class PhaseLoop:
                 run.tokens.forced(plan.cue_text, "a")
         if cue:
             run.answer_tokens += plan.cue_tokens
+        self._extend_ids(run, plan.end_text, plan.cue_text if cue else "")
         run.commit(plan.end_text + (plan.cue_text if cue else ""), phase=ANSWER)
 
     def _ask(self, run: SampleRun, max_tokens: int, stop: list[str] | None) -> _Reply:
         settings = self.settings
-        body: dict[str, Any] = {"prompt": self.prompt + run.raw, "max_tokens": max_tokens}
+        prompt: str | list[int] = list(run.ids) if run.ids is not None else self.prompt + run.raw
+        body: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens}
         body["temperature"] = settings.temperature
         if settings.temperature > 0:
             body["top_p"] = settings.top_p
@@ -251,4 +272,7 @@ class PhaseLoop:
         return _Reply(finish=finish, used=used, closed=closed)
 
     def _count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False)) if text else 0
+        return len(self._encode(text))
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []

@@ -97,7 +97,12 @@ def _remote_engine(settings: AppSettings) -> dict[str, Any]:
     loaded = load_prompt_side(
         settings.model, format_name=settings.format or None, cache_dir=settings.cache_path, server=client.base_url
     )
-    engine = RemoteEngine(loaded, client, capture_tokens=settings.token_data == "on")
+    engine = RemoteEngine(
+        loaded,
+        client,
+        capture_tokens=settings.token_data == "on",
+        token_prompts=settings.server_prompt == "tokens",
+    )
     problem = engine.status()
     if problem:
         log.warning("%s The app starts anyway; generations fail until the server answers.", problem)
