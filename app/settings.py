@@ -62,8 +62,8 @@ class AppSettings:
         "text",
         "How --server requests send the prompt: text (every server), or tokens: token ids built like the local "
         "engine's, so a forced join (close tag + answer cue, 'Wait') is the same tokens as in-process (vLLM, "
-        "SGLang, llama.cpp take them; transformers serve does not). Needs the server's model to use --model's "
-        "tokenizer.",
+        "SGLang, llama.cpp's llama-server take them; transformers serve and llama-cpp-python do not). Needs the "
+        "server's model to use --model's tokenizer.",
         choices=("text", "tokens"),
     )
     token_data: str = _setting(

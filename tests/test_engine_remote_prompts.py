@@ -109,6 +109,20 @@ def test_transformers_serve_refuses_token_prompts_with_the_fix(remote_engine, in
     assert "--server-prompt text" in result.error and "Traceback" not in result.error
 
 
+def test_a_500_about_the_prompt_also_names_the_fix(remote_engine):
+    """llama-cpp-python's server answers a token-id prompt with HTTP 500 and pydantic's validation errors."""
+    detail = {
+        "error": {
+            "message": "1 validation error: {'loc': ('body', 'prompt', 'str'), 'msg': 'Input should be a valid string'}"
+        }
+    }
+    with scripted_server(http_reply("500 Internal Server Error", json.dumps(detail).encode())) as url:
+        engine = RemoteEngine(remote_engine.loaded, CompletionClient(url, model="m"), token_prompts=True)
+        result = engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=4, max_answer_tokens=2))
+    assert f"The server at {url} does not take token-id prompts (HTTP 500" in result.error
+    assert "--server-prompt text" in result.error
+
+
 def test_the_setting_reaches_the_remote_engine(tmp_path, cache_dir):
     from app.services.runtime import Runtime
     from app.settings import AppSettings

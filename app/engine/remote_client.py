@@ -128,11 +128,15 @@ class CompletionClient:
                     refused = response.status_code in (400, 422) and "logprob" in _detail(response).lower()
                     if refused and "logprobs" in body:
                         raise _LogprobsRefused
-                    if response.status_code in (400, 422) and isinstance(body.get("prompt"), list):
+                    token_prompt = isinstance(body.get("prompt"), list)
+                    if token_prompt and response.status_code in (400, 422, 500) and "prompt" in _detail(response):
+                        # transformers serve: 400 "prompt must be a string"; llama-cpp-python: 500 with
+                        # pydantic's "validation errors ... 'prompt'"
                         raise RemoteError(
                             f"The server at {self.base_url} does not take token-id prompts (HTTP "
-                            f"{response.status_code}: {_detail(response)}). Start tracelab with --server-prompt "
-                            "text (the default), or use a server that does (vLLM, SGLang, llama.cpp)."
+                            f"{response.status_code}: {_detail(response)[:120]}…). Start tracelab with "
+                            "--server-prompt text (the default), or use a server that does (vLLM, SGLang, "
+                            "llama.cpp's llama-server)."
                         )
                     self._raise_for_status(response)
                 for line in response.iter_lines():
