@@ -10,7 +10,8 @@ warm-up. Sections:
    each as a ratio to fp32, with how many greedy tokens match fp32's (dtype noise shows up here);
 2. engine vs plain generate on the app's default CPU load (``--quantize auto --dtype auto``);
 3. NF4 vs fp32 through the engine;
-4. the Playground's ``/generate`` through gradio_client vs the CLI's service path, same settings;
+4. the Playground's ``/generate`` through gradio_client (in its own process, as a browser) vs the CLI's
+   service path, same settings;
 5. k=8 batched sampling vs 8 sequential samples;
 6. llama.cpp (``llama-cpp-python``, the optional ``bench`` extra) on the same GGUF the bundled model comes
    from, only when it imports; the goal is engine decode >= 0.5x llama.cpp.
@@ -196,8 +197,12 @@ def omp_settings(n: int, rounds: int) -> dict[str, Any]:
 
 
 def ui_vs_cli(engine: Engine, n: int, rounds: int) -> dict[str, Any]:
-    """Section 4: the Playground's /generate through gradio_client vs the CLI's service path, same settings."""
-    from gradio_client import Client
+    """Section 4: the Playground's /generate through gradio_client vs the CLI's service path, same settings.
+
+    The client runs in its own process (``bench/ui_client.py``), as a browser does: in this process its SSE
+    parsing would share the GIL with the model thread and be charged to the app.
+    """
+    from ui_client import UIClient
 
     from app.services.runs import stream_run
     from app.services.runtime import Runtime
@@ -212,36 +217,34 @@ def ui_vs_cli(engine: Engine, n: int, rounds: int) -> dict[str, Any]:
         gen = GenerationSettings(max_thinking_tokens=n, min_thinking_tokens=n, max_answer_tokens=16)
         demo, address = launch_for_tests(rt)
         try:
-            client = Client(address, verbose=False)
+            with UIClient(address) as client:
 
-            def ui() -> float:
-                client.predict(api_name="/new_chat")
-                t0 = time.perf_counter()
-                run = client.predict(
-                    prompt=PROMPT,
-                    effort="custom",
-                    max_thinking_tokens=n,
-                    min_thinking_tokens=n,
-                    max_answer_tokens=16,
-                    temperature=0,
-                    api_name="/generate",
-                )[2]
-                s = run["samples"][0]
-                return (s["thinking_tokens"] + s["answer_tokens"]) / (time.perf_counter() - t0)
+                def ui() -> float:
+                    client.call("/new_chat")
+                    reply = client.call(
+                        "/generate",
+                        prompt=PROMPT,
+                        effort="custom",
+                        max_thinking_tokens=n,
+                        min_thinking_tokens=n,
+                        max_answer_tokens=16,
+                        temperature=0,
+                    )
+                    return reply["tokens"] / reply["seconds"]
 
-            def cli() -> float:
-                t0 = time.perf_counter()
-                result = None
-                for event in stream_run(rt, PROMPT, gen):
-                    result = getattr(event, "result", result)
-                s = result.samples[0]
-                return (s.thinking_tokens + s.answer_tokens) / (time.perf_counter() - t0)
+                def cli() -> float:
+                    t0 = time.perf_counter()
+                    result = None
+                    for event in stream_run(rt, PROMPT, gen):
+                        result = getattr(event, "result", result)
+                    s = result.samples[0]
+                    return (s.thinking_tokens + s.answer_tokens) / (time.perf_counter() - t0)
 
-            ui()  # warm-up: the first request pays for the session and the queue
-            ui_speeds, cli_speeds = [], []
-            for _ in range(rounds):  # interleaved, so drift in the machine's load hits both sides
-                cli_speeds.append(cli())
-                ui_speeds.append(ui())
+                ui()  # warm-up: the first request pays for the session and the queue
+                ui_speeds, cli_speeds = [], []
+                for _ in range(rounds):  # interleaved, so drift in the machine's load hits both sides
+                    cli_speeds.append(cli())
+                    ui_speeds.append(ui())
         finally:
             demo.close()
     u, c = statistics.median(ui_speeds), statistics.median(cli_speeds)

@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -90,32 +89,28 @@ def bench_phases(
 
 
 def bench_sessions(rt, sessions: int, think: int, answer: int) -> tuple[float, int, float]:
-    """Total tokens/s of ``sessions`` Playground generations submitted at once through gradio_client."""
-    from gradio_client import Client
+    """Total tokens/s of ``sessions`` Playground generations submitted at once, each from its own gradio_client
+    process (``bench/ui_client.py``), as browsers would: in-process clients would share the GIL with the
+    local engine's model thread."""
+    from ui_client import UIClient
     from ui_support import running_app
 
     args = {"effort": "custom", "max_thinking_tokens": think, "min_thinking_tokens": think}
     args |= {"max_answer_tokens": answer, "temperature": 0.0}
     with running_app(rt) as url:
-        clients = [Client(url, verbose=False) for _ in range(sessions)]
-        clients[0].predict(
-            prompt="warm up", **{**args, "max_thinking_tokens": 4, "min_thinking_tokens": 4}, api_name="/generate"
-        )
-        results: list = [None] * sessions
-        barrier = threading.Barrier(sessions)
-
-        def one(i: int) -> None:
-            barrier.wait()
-            results[i] = clients[i].predict(prompt=f"{PROMPT} ({i})", **args, api_name="/generate")[2]
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        seconds = time.perf_counter() - started
-    tokens = sum(s["thinking_tokens"] + s["answer_tokens"] for r in results for s in r["samples"])
+        clients = [UIClient(url) for _ in range(sessions)]
+        try:
+            clients[0].call(
+                "/generate", prompt="warm up", **{**args, "max_thinking_tokens": 4, "min_thinking_tokens": 4}
+            )
+            started = time.perf_counter()
+            for i, client in enumerate(clients):
+                client.send("/generate", prompt=f"{PROMPT} ({i})", **args)
+            tokens = sum(client.result()["tokens"] for client in clients)
+            seconds = time.perf_counter() - started
+        finally:
+            for client in clients:
+                client.close()
     return tokens / seconds, tokens, seconds
 
 

@@ -308,3 +308,16 @@ def test_a_closed_stream_still_saves_the_run_as_cancelled(tiny_runtime):
     stream.close()  # what Gradio does when the browser goes away mid-run
     (summary,) = tiny_runtime.store.list_runs(search="walk away")
     assert summary.stop_reasons == ("cancelled",) and summary.thinking_tokens > 0
+
+
+def test_the_queue_policy_one_model_event_at_a_time_in_process_and_a_slow_idle_poll(tiny_runtime):
+    """``prepare`` gives every model event the engine's limit (1 in process) and slows Gradio's idle poll,
+    which otherwise wakes every 1 ms and takes the GIL from the model thread (app.ui.server)."""
+    from app.ui.app import build_demo
+    from app.ui.running import MODEL_QUEUE
+    from app.ui.server import QUEUE_POLL_SECONDS, prepare
+
+    demo = prepare(build_demo(tiny_runtime), 1)
+    model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_QUEUE["concurrency_id"]]
+    assert len(model_fns) >= 5 and all(fn.concurrency_limit == 1 for fn in model_fns)
+    assert demo._queue.sleep_when_free == QUEUE_POLL_SECONDS  # fails if Gradio renames its idle poll

@@ -10,7 +10,6 @@ at a time (they queue on the model thread, see app.engine.torch_thread). Knows n
 
 from __future__ import annotations
 
-import gc
 import queue
 import time
 from collections.abc import Iterator
@@ -408,6 +407,8 @@ class Engine:
             sample.tokens = trace
 
     def _free(self) -> None:
-        gc.collect()
+        """After a run: hand the GPU's cached blocks back to the driver. No ``gc.collect()``: a run's tensors
+        (KV cache included) are freed by reference counting when it ends (tested), and a full collection of
+        the app's ~465k objects cost 0.15-0.2 s at the end of every run."""
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
