@@ -14,7 +14,8 @@ warm-up. Sections:
    service path, same settings;
 5. k=8 batched sampling vs 8 sequential samples;
 6. llama.cpp (``llama-cpp-python``, the optional ``bench`` extra) on the same GGUF the bundled model comes
-   from, only when it imports; the goal is engine decode >= 0.5x llama.cpp.
+   from, in its own process (``llama_worker.py``), only when it imports; the goal is engine decode >= 0.5x
+   llama.cpp.
 
     .venv/bin/python bench/cpu_bench.py [--tokens 160] [--rounds 3] [--quick] [--skip compile,ui,...]
 """
@@ -252,29 +253,23 @@ def ui_vs_cli(engine: Engine, n: int, rounds: int) -> dict[str, Any]:
 
 
 def llama_cpp(n: int, rounds: int, threads: int) -> dict[str, Any]:
-    """Section 6: llama.cpp on the GGUF the bundled model is converted from (same weights, its Q4_1 kernels)."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return {"skipped": "llama-cpp-python is not installed (pip install '.[bench]')"}
+    """Section 6: llama.cpp on the GGUF the bundled model is converted from (same weights, its Q4_1 kernels),
+    in its own process (``bench/llama_worker.py``): in this one, torch's OpenMP pool would slow it."""
+    import subprocess
+
     from app.engine.bundled import find_gguf
 
     gguf = find_gguf()
-    llm = Llama(model_path=str(gguf), n_threads=threads, n_ctx=1024, verbose=False, seed=0)
-    loaded_tok = load_model("bundled", device="cpu")  # only for the same prompt text
+    loaded_tok = load_model("bundled", device="cpu", quantize="none")  # only for the same prompt text
     text = build_prompt(loaded_tok.format, loaded_tok.tokenizer, [{"role": "user", "content": PROMPT}], True)
     free(loaded_tok)
-    ban = {llm.token_eos(): -1e9}  # write exactly n tokens, like min_new_tokens does for generate
-
-    def once(count: int) -> float:
-        llm.reset()
-        t0 = time.perf_counter()
-        out = llm.create_completion(text, max_tokens=count, temperature=0.0, logit_bias=ban)
-        return out["usage"]["completion_tokens"] / (time.perf_counter() - t0)
-
-    once(8)
-    speed = statistics.median(once(n) for _ in range(rounds))
-    return {"tok_s": speed, "gguf": gguf.name, "threads": threads}
+    spec = {"gguf": str(gguf), "text": text, "n": n, "rounds": rounds, "threads": threads}
+    worker = Path(__file__).resolve().parent / "llama_worker.py"
+    done = subprocess.run([sys.executable, str(worker), json.dumps(spec)], capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"skipped": f"llama.cpp worker failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"}
+    return {**json.loads(lines[-1]), "gguf": gguf.name, "threads": threads}
 
 
 def section(name: str, skip: set[str], fn: Callable[[], Any], results: dict[str, Any]) -> Any:

@@ -161,7 +161,7 @@ def main() -> int:
         remote_rt = make_runtime(engine.loaded, engine, work / "remote.db")
         remote_rt.settings.server = url
         remote_tps, remote_tokens, remote_s = bench_sessions(remote_rt, args.sessions, args.think, args.answer)
-    loaded = load_model("bundled")
+    loaded = load_model("bundled", quantize="none", dtype="float32")  # the server's precision: like for like
     local_rt = make_runtime(loaded, Engine(loaded), work / "local.db")
     local_tps, local_tokens, local_s = bench_sessions(local_rt, args.sessions, args.think, args.answer)
     print(

@@ -56,9 +56,11 @@ def tiny_engine(tiny_loaded):
 
 @pytest.fixture(scope="session")
 def bundled_loaded(bundled_dir: Path, cache_dir: Path):
+    """The bundled model in plain fp32: the reference every machine runs alike (``auto`` is NF4 on CPUs with
+    AVX512-BF16, see ``cpu_auto_quantize``; that path has its own fixture, ``nf4_loaded``)."""
     from app.engine.loading import load_model
 
-    return load_model("bundled", cache_dir=cache_dir)
+    return load_model("bundled", quantize="none", dtype="float32", cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")

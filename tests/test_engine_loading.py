@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import bundled
+from app.engine import bundled, loading
 from app.engine.loading import (
     CPU_AUTO_DTYPE,
-    CPU_AUTO_QUANTIZE,
     LoadError,
     load_model,
     precision_name,
@@ -20,17 +19,35 @@ from app.engine.loading import (
 )
 
 
-def test_quantization_works_on_cpu_and_auto_picks_the_measured_default():
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("reads the CPU flags from /proc/cpuinfo (Linux)")
+    lines = [line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")]
+    return set(lines[0].split(":", 1)[1].split()) if lines else set()
+
+
+def test_quantization_works_on_cpu_and_auto_picks_the_measured_default(monkeypatch):
     assert resolve_quantize("4bit", on_cuda=False) == "4bit"  # bitsandbytes' CPU backend: no CUDA needed
     assert resolve_quantize("8bit", on_cuda=False) == "8bit"
-    assert resolve_quantize("auto", on_cuda=False) == CPU_AUTO_QUANTIZE
     assert resolve_quantize("auto", on_cuda=True) == "4bit"
     assert resolve_dtype("auto", on_cuda=True) == "bfloat16"
     assert resolve_dtype("auto", on_cuda=False) == CPU_AUTO_DTYPE
+    assert resolve_dtype("auto", on_cuda=False, quantize="4bit") == "bfloat16"  # NF4's fused CPU kernel is bf16
+    assert resolve_dtype("float32", on_cuda=False, quantize="4bit") == "float32"  # an explicit choice stands
+    # NF4 is the CPU default exactly where bitsandbytes has its fused kernel (measured faster there, slower elsewhere)
+    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: True)
+    assert resolve_quantize("auto", on_cuda=False) == "4bit"
+    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
+    assert resolve_quantize("auto", on_cuda=False) == "none"
     with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
         resolve_quantize("3bit", on_cuda=True)
     with pytest.raises(LoadError, match="--dtype 'half' is not one of"):
         resolve_dtype("half", on_cuda=False)
+
+
+def test_the_fused_nf4_check_agrees_with_the_cpu_flags():
+    assert loading.cpu_has_fused_nf4() == ("avx512_bf16" in _cpu_flags())
 
 
 def test_precision_names_how_the_weights_run():
@@ -76,10 +93,14 @@ def test_unreachable_hub_id_says_how_to_work_offline():
 
 
 def test_local_folder_and_format_override(bundled_dir, cache_dir):
-    loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")
+    loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")  # --quantize auto
     assert loaded.source == "folder" and loaded.format.name == "plain"
-    assert loaded.precision == "fp32" and next(loaded.model.parameters()).dtype.is_floating_point
-    assert str(next(loaded.model.parameters()).dtype) == "torch.float32"
+    if loaded.precision == "nf4":  # auto on a CPU with bitsandbytes' fused NF4 kernel
+        assert loading.cpu_has_fused_nf4()
+        assert type(loaded.model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    else:
+        assert loaded.precision == "fp32" and not loading.cpu_has_fused_nf4()
+        assert str(next(loaded.model.parameters()).dtype) == "torch.float32"
     with pytest.raises(LoadError, match="Unknown --format"):
         load_model(str(bundled_dir), format_name="nope")
 
@@ -95,9 +116,11 @@ def test_model_without_chat_template_offers_the_plain_format(bundled_dir, tmp_pa
 
 def test_gguf_file_loads_directly():
     gguf = bundled.find_gguf()
-    loaded = load_model(str(gguf))
-    assert loaded.source == "gguf" and loaded.format.name == "prompted"
+    loaded = load_model(str(gguf))  # --quantize auto: plain weights, even where auto is NF4 for other models
+    assert loaded.source == "gguf" and loaded.format.name == "prompted" and loaded.precision == "fp32"
     assert loaded.model.hf_quantizer is None
+    with pytest.raises(LoadError, match="can't be combined with a .gguf file.*--quantize none"):
+        load_model(str(gguf), quantize="4bit")
 
 
 def test_corrupt_or_partial_cache_is_detected(bundled_dir, tmp_path):

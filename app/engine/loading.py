@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 Quantize = Literal["auto", "4bit", "8bit", "none"]
 QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
-#: What ``--quantize auto`` / ``--dtype auto`` pick on CPU, chosen by bench/cpu_bench.py (figures in the README).
-CPU_AUTO_QUANTIZE = "none"
+#: What ``--dtype auto`` picks for unquantised weights on CPU, chosen by bench/cpu_bench.py (figures in the README).
 CPU_AUTO_DTYPE = "float32"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -77,21 +76,41 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_has_fused_nf4() -> bool:
+    """Whether bitsandbytes runs NF4 on this CPU with its fused bf16 kernel (it needs AVX512-BF16).
+
+    bitsandbytes registers that kernel only where the CPU has AVX512-BF16; elsewhere every 4-bit matmul
+    de-quantises the weights first. bench/cpu_bench.py measured NF4 at 1.25-1.6x fp32 on an AVX512-BF16
+    Xeon and 0.35x on a CPU without it (README Benchmarks), so this decides ``--quantize auto`` on CPU.
+    """
+    try:
+        from bitsandbytes.functional import has_avx512bf16
+    except Exception:  # noqa: BLE001 - no usable bitsandbytes: no NF4 by default
+        return False
+    return bool(has_avx512bf16())
+
+
+def cpu_auto_quantize() -> str:
+    """What ``--quantize auto`` picks on CPU: ``4bit`` where NF4 is the measured faster way, else ``none``."""
+    return "4bit" if cpu_has_fused_nf4() else "none"
+
+
 def resolve_quantize(quantize: str, on_cuda: bool) -> str:
-    """``auto`` -> 4bit on CUDA, the measured best (``CPU_AUTO_QUANTIZE``) on CPU; 4bit/8bit work on both."""
+    """``auto`` -> 4bit on CUDA, :func:`cpu_auto_quantize` on CPU; 4bit/8bit work on both."""
     if quantize not in QUANTIZE_CHOICES:
         raise LoadError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if quantize == "auto":
-        return "4bit" if on_cuda else CPU_AUTO_QUANTIZE
+        return "4bit" if on_cuda else cpu_auto_quantize()
     return quantize
 
 
-def resolve_dtype(dtype: str, on_cuda: bool) -> str:
-    """``auto`` -> bfloat16 on CUDA, the measured best (``CPU_AUTO_DTYPE``) on CPU."""
+def resolve_dtype(dtype: str, on_cuda: bool, quantize: str = "none") -> str:
+    """``auto`` -> bfloat16 on CUDA and as NF4's compute dtype (bitsandbytes' fused CPU kernel is bf16-only),
+    else the measured best for plain weights on CPU (``CPU_AUTO_DTYPE``)."""
     if dtype not in DTYPE_CHOICES:
         raise LoadError(f"--dtype {dtype!r} is not one of {', '.join(DTYPE_CHOICES)}")
     if dtype == "auto":
-        return "bfloat16" if on_cuda else CPU_AUTO_DTYPE
+        return "bfloat16" if on_cuda or quantize == "4bit" else CPU_AUTO_DTYPE
     return dtype
 
 
@@ -205,7 +224,15 @@ def _load_model(
     on_cuda = cuda_available() if device is None else device.startswith("cuda")
     device = device or ("cuda" if on_cuda else "cpu")
     quant = resolve_quantize(quantize, on_cuda)
-    dtype_name = resolve_dtype(dtype, on_cuda)
+    if kind == "gguf" and quant != "none":  # transformers de-quantises a GGUF and can't re-quantise it
+        if quantize != "auto":
+            raise LoadError(
+                f"--quantize {quant} can't be combined with a .gguf file: transformers de-quantises GGUF weights "
+                "and bitsandbytes can't quantise them again. Run with --quantize none, or pass the model's folder "
+                "or Hub id to load it in 4bit/8bit."
+            )
+        quant = "none"
+    dtype_name = resolve_dtype(dtype, on_cuda, quant)
     if kind == "tiny":  # random test weights: always plain fp32, so tests are exact and fast
         quant, dtype_name = "none", "float32"
     if quant == "8bit" and not on_cuda:
