@@ -154,6 +154,19 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
 
     loaded = load(quantize="4bit", dtype="bfloat16")
     record("nf4", *plain_decode(loaded, n, rounds), "(bitsandbytes 4-bit, bf16 compute)")
+    if "compile" not in skip:  # transformers declines to compile a bitsandbytes model: this is its static cache
+        from transformers import CompileConfig
+
+        t0 = time.perf_counter()
+        try:
+            config = CompileConfig(fullgraph=False)
+            config._compile_all_devices = True
+            compiled = plain_decode(loaded, n, rounds, cache_implementation="static", compile_config=config)
+            note = f"(transformers skips compiling bitsandbytes models; {time.perf_counter() - t0:.0f} s first call)"
+            record("nf4-static-compile", *compiled, note)
+        except Exception as exc:  # noqa: BLE001 - report, don't abort the run
+            out["nf4-static-compile"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            print(f"  nf4-static-compile     failed: {out['nf4-static-compile']['error']}", flush=True)
     free(loaded)
     if "int8" not in skip:
         loaded = load(quantize="8bit", dtype="float32")
