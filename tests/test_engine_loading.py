@@ -92,11 +92,13 @@ def test_unreachable_hub_id_says_how_to_work_offline():
         load_model("Qwen/Qwen3-4B", quantize="none")
 
 
-def test_local_folder_and_format_override(bundled_dir, cache_dir):
-    loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")  # --quantize auto
+def test_local_folder_and_format_override(bundled_dir, cache_dir, caplog):
+    with caplog.at_level("INFO", logger="app.engine.loading"):
+        loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")  # --quantize auto
     assert loaded.source == "folder" and loaded.format.name == "plain"
     if loaded.precision == "nf4":  # auto on a CPU with bitsandbytes' fused NF4 kernel
         assert loading.cpu_has_fused_nf4()
+        assert "--quantize auto on this CPU: NF4" in caplog.text and "--quantize none" in caplog.text
         assert type(loaded.model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
     else:
         assert loaded.precision == "fp32" and not loading.cpu_has_fused_nf4()
