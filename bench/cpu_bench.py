@@ -122,6 +122,20 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
             flush=True,
         )
 
+    def record_compiled(name: str, loaded: LoadedModel, why: str = "") -> None:
+        """A static KV cache + ``torch.compile`` through generate's compile_config; a failure is reported."""
+        from transformers import CompileConfig
+
+        t0 = time.perf_counter()
+        try:
+            config = CompileConfig(fullgraph=False)
+            config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
+            compiled = plain_decode(loaded, n, rounds, cache_implementation="static", compile_config=config)
+            record(name, *compiled, f"({why}first call incl. compile {time.perf_counter() - t0:.0f} s)")
+        except Exception as exc:  # noqa: BLE001 - the inductor needs a C++ compiler; report, don't abort the run
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            print(f"  {name:22s} failed: {out[name]['error']}", flush=True)
+
     loaded = load(dtype="float32")
     speed, reference = plain_decode(loaded, n, rounds)
     record("fp32", speed, reference, "(SDPA attention, the transformers default)")
@@ -139,34 +153,13 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
         finally:
             run_on_torch_thread(torch.set_num_threads, threads)
     if "compile" not in skip:
-        from transformers import CompileConfig
-
-        t0 = time.perf_counter()
-        try:
-            config = CompileConfig(fullgraph=False)
-            config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
-            compiled = plain_decode(loaded, n, rounds, cache_implementation="static", compile_config=config)
-            record("bf16-static-compile", *compiled, f"(first call incl. compile {time.perf_counter() - t0:.0f} s)")
-        except Exception as exc:  # the inductor needs a C++ compiler; report, don't abort the run
-            out["bf16-static-compile"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-            print(f"  bf16-static-compile    failed: {out['bf16-static-compile']['error']}", flush=True)
+        record_compiled("bf16-static-compile", loaded)
     free(loaded)
 
     loaded = load(quantize="4bit", dtype="bfloat16")
     record("nf4", *plain_decode(loaded, n, rounds), "(bitsandbytes 4-bit, bf16 compute)")
     if "compile" not in skip:  # transformers declines to compile a bitsandbytes model: this is its static cache
-        from transformers import CompileConfig
-
-        t0 = time.perf_counter()
-        try:
-            config = CompileConfig(fullgraph=False)
-            config._compile_all_devices = True
-            compiled = plain_decode(loaded, n, rounds, cache_implementation="static", compile_config=config)
-            note = f"(transformers skips compiling bitsandbytes models; {time.perf_counter() - t0:.0f} s first call)"
-            record("nf4-static-compile", *compiled, note)
-        except Exception as exc:  # noqa: BLE001 - report, don't abort the run
-            out["nf4-static-compile"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-            print(f"  nf4-static-compile     failed: {out['nf4-static-compile']['error']}", flush=True)
+        record_compiled("nf4-static-compile", loaded, "transformers skips compiling bitsandbytes models; ")
     free(loaded)
     if "int8" not in skip:
         loaded = load(quantize="8bit", dtype="float32")

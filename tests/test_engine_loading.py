@@ -46,6 +46,22 @@ def test_quantization_works_on_cpu_and_auto_picks_the_measured_default(monkeypat
         resolve_dtype("half", on_cuda=False)
 
 
+def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
+    def asked() -> bool:
+        raise AssertionError("the tiny model and .gguf files must not import bitsandbytes to resolve auto")
+
+    monkeypatch.setattr(loading, "cpu_has_fused_nf4", asked)
+    assert loading.resolve_precision("tiny", "auto", "auto", on_cuda=False) == ("none", "float32")
+    assert loading.resolve_precision("tiny", "4bit", "bfloat16", on_cuda=False) == ("none", "float32")
+    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("none", "float32")
+    with pytest.raises(LoadError, match="--quantize 8bit can't be combined with a .gguf file"):
+        loading.resolve_precision("gguf", "8bit", "auto", on_cuda=False)
+    with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
+        loading.resolve_precision("tiny", "3bit", "auto", on_cuda=False)
+    with pytest.raises(AssertionError, match="must not import"):  # a Hub model or folder does ask
+        loading.resolve_precision("folder", "auto", "auto", on_cuda=False)
+
+
 def test_the_fused_nf4_check_agrees_with_the_cpu_flags():
     assert loading.cpu_has_fused_nf4() == ("avx512_bf16" in _cpu_flags())
 

@@ -114,6 +114,31 @@ def resolve_dtype(dtype: str, on_cuda: bool, quantize: str = "none") -> str:
     return dtype
 
 
+def resolve_precision(kind: str, quantize: str, dtype: str, on_cuda: bool) -> tuple[str, str]:
+    """``(quantize, dtype)`` for a model of ``kind`` (see ``_classify``): the flags resolved, plus what each
+    kind allows. ``tiny`` is always plain fp32, so tests are exact and fast. transformers de-quantises a
+    ``.gguf`` and bitsandbytes can't quantise it again, so ``auto`` leaves it plain and 4bit/8bit are refused.
+    """
+    if kind in ("tiny", "gguf") and quantize == "auto":
+        quantize = "none"  # decided here, so neither kind pays for asking bitsandbytes about the CPU
+    quant = resolve_quantize(quantize, on_cuda)
+    dtype_name = resolve_dtype(dtype, on_cuda, quant)
+    if kind == "tiny":
+        return "none", "float32"
+    if kind == "gguf" and quant != "none":
+        raise LoadError(
+            f"--quantize {quant} can't be combined with a .gguf file: transformers de-quantises GGUF weights "
+            "and bitsandbytes can't quantise them again. Run with --quantize none, or pass the model's folder "
+            "or Hub id to load it in 4bit/8bit."
+        )
+    if quantize == "auto" and quant == "4bit" and not on_cuda:
+        log.info(
+            "--quantize auto on this CPU: NF4 (bitsandbytes has its fused AVX512-BF16 kernel here, measured "
+            "faster than fp32); --quantize none loads the plain fp32 weights."
+        )
+    return quant, dtype_name
+
+
 def precision_name(quantize: str, dtype: str) -> str:
     """The one word the header and the run JSON show: ``nf4``, ``int8``, ``bf16`` or ``fp32``."""
     if quantize == "4bit":
@@ -223,23 +248,7 @@ def _load_model(
     kind, path = _classify(spec)
     on_cuda = cuda_available() if device is None else device.startswith("cuda")
     device = device or ("cuda" if on_cuda else "cpu")
-    quant = resolve_quantize(quantize, on_cuda)
-    if kind == "gguf" and quant != "none":  # transformers de-quantises a GGUF and can't re-quantise it
-        if quantize != "auto":
-            raise LoadError(
-                f"--quantize {quant} can't be combined with a .gguf file: transformers de-quantises GGUF weights "
-                "and bitsandbytes can't quantise them again. Run with --quantize none, or pass the model's folder "
-                "or Hub id to load it in 4bit/8bit."
-            )
-        quant = "none"
-    if quantize == "auto" and quant == "4bit" and not on_cuda:
-        log.info(
-            "--quantize auto on this CPU: NF4 (bitsandbytes has its fused AVX512-BF16 kernel here, measured "
-            "faster than fp32); --quantize none loads the plain fp32 weights."
-        )
-    dtype_name = resolve_dtype(dtype, on_cuda, quant)
-    if kind == "tiny":  # random test weights: always plain fp32, so tests are exact and fast
-        quant, dtype_name = "none", "float32"
+    quant, dtype_name = resolve_precision(kind, quantize, dtype, on_cuda)
     if quant == "8bit" and not on_cuda:
         log.warning(
             "--quantize 8bit on CPU works but is slow (bitsandbytes' CPU int8 path: about 0.7 tokens/s for the "
