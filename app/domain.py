@@ -298,7 +298,7 @@ class GenerationResult:
     messages: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
-    #: How the model's weights ran: "nf4" | "int8" | "bf16" | "fp32" (None for runs saved before it was recorded).
+    #: How the model's weights ran: "int4" | "nf4" | "int8" | "bf16" | "fp32" (None for runs saved before it was recorded).
     precision: str | None = None
 
 

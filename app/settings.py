@@ -27,15 +27,16 @@ class AppSettings:
     )
     quantize: str = _setting(
         "auto",
-        "bitsandbytes quantisation, on CUDA and on CPU: 4bit (NF4, bf16 compute), 8bit (slow on CPU) or none; "
-        "auto = 4bit on CUDA; on CPU 4bit where bitsandbytes has its fused NF4 kernel (AVX512-BF16: measured "
-        "1.3-1.6x fp32), else none (NF4 measured 0.35x there); a .gguf stays unquantised. See README Benchmarks.",
-        choices=("auto", "4bit", "8bit", "none"),
+        "Quantisation: int4 (torch's int4 CPU kernel, group 32, bf16 compute; CPU only), 4bit (bitsandbytes "
+        "NF4, bf16 compute; CUDA and CPU), 8bit (bitsandbytes; slow on CPU) or none. auto = 4bit on CUDA; on "
+        "CPU int4 where torch runs its AVX512 int4 kernel (measured 1.8x fp32, 1.4x NF4), else 4bit where "
+        "bitsandbytes has its fused NF4 kernel, else none. A .gguf takes int4 or none. See README Benchmarks.",
+        choices=("auto", "int4", "4bit", "8bit", "none"),
     )
     dtype: str = _setting(
         "auto",
-        "Weight dtype of unquantised layers (and NF4's compute dtype): bfloat16 or float32; "
-        "auto = bfloat16 on CUDA and as NF4's compute dtype, float32 for plain weights on CPU (bf16 was 1.48x "
+        "Weight dtype of unquantised layers (and the compute dtype of NF4 and int4): bfloat16 or float32; "
+        "auto = bfloat16 on CUDA and for NF4 and int4, float32 for plain weights on CPU (bf16 was 1.48x "
         "on one quiet CPU, 0.96x on another and 0.70x under load, and it changes greedy text; see README "
         "Benchmarks).",
         choices=("auto", "bfloat16", "float32"),

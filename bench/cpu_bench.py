@@ -5,11 +5,13 @@ shared one). Greedy decoding at batch 1 unless said otherwise; every timed gener
 warm-up. Sections:
 
 1. variants -- plain ``model.generate`` tok/s for fp32 (SDPA attention, the default), fp32 with eager
-   attention, bf16, bf16 with a static KV cache + ``torch.compile``, NF4 (bitsandbytes 4-bit, bf16
-   compute), int8 (bitsandbytes 8-bit, few tokens: it is slow), and the best of those at 1 thread vs all;
-   each as a ratio to fp32, with how many greedy tokens match fp32's (dtype noise shows up here);
+   attention, bf16, bf16 with a static KV cache + ``torch.compile``, int4 (torch's CPU int4 kernel,
+   ``--quantize int4``) with and without static cache + compile, NF4 (bitsandbytes 4-bit, bf16 compute),
+   int8 (bitsandbytes 8-bit, few tokens: it is slow), and bf16 at 1 thread vs all; each as a ratio to
+   fp32, with how many greedy tokens match fp32's (dtype noise shows up here); plus the prefill of a long
+   prompt for fp32, int4 and NF4;
 2. engine vs plain generate on the app's default CPU load (``--quantize auto --dtype auto``);
-3. NF4 vs fp32 through the engine;
+3. int4 and NF4 vs fp32 through the engine;
 4. the Playground's ``/generate`` through gradio_client (in its own process, as a browser) vs the CLI's
    service path, same settings;
 5. k=8 batched sampling vs 8 sequential samples;
@@ -45,7 +47,7 @@ from app.engine.generation import Engine  # noqa: E402
 from app.engine.loading import LoadedModel, load_model  # noqa: E402
 from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
 
-SECTIONS = ("omp", "variants", "threads", "compile", "int8", "engine", "nf4", "ui", "batched", "llama")
+SECTIONS = ("omp", "variants", "threads", "compile", "int8", "prefill", "engine", "quant", "ui", "batched", "llama")
 #: OpenMP settings compared in fresh processes (libgomp reads them once, at start).
 OMP_SETTINGS = {
     "default": {},
@@ -86,6 +88,21 @@ def plain_decode(loaded: LoadedModel, n: int, rounds: int, **generate_kwargs: An
         speed, tokens = run_on_torch_thread(once, n)
         speeds.append(speed)
     return statistics.median(speeds), tokens
+
+
+def prefill_seconds(loaded: LoadedModel, tokens: int = 512, rounds: int = 3) -> float:
+    """Median seconds of one forward pass over a ``tokens``-long prompt (what a long prompt or a branch's
+    prefix costs before the first new token)."""
+    ids = torch.randint(100, 10000, (1, tokens))
+
+    def once() -> float:
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            loaded.model(input_ids=ids, use_cache=True)
+            return time.perf_counter() - t0
+
+    run_on_torch_thread(once)
+    return statistics.median(run_on_torch_thread(once) for _ in range(rounds))
 
 
 def same_prefix(a: list[int], b: list[int]) -> int:
@@ -136,9 +153,16 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             print(f"  {name:22s} failed: {out[name]['error']}", flush=True)
 
+    prefill: dict[str, float] = {}
+
+    def record_prefill(name: str, loaded: LoadedModel) -> None:
+        if "prefill" not in skip:
+            prefill[name] = prefill_seconds(loaded, rounds=rounds)
+
     loaded = load(dtype="float32")
     speed, reference = plain_decode(loaded, n, rounds)
     record("fp32", speed, reference, "(SDPA attention, the transformers default)")
+    record_prefill("fp32", loaded)
     run_on_torch_thread(loaded.model.set_attn_implementation, "eager")
     record("fp32-eager-attention", *plain_decode(loaded, n, rounds))
     free(loaded)
@@ -156,8 +180,16 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
         record_compiled("bf16-static-compile", loaded)
     free(loaded)
 
+    loaded = load(quantize="int4", dtype="auto")
+    record("int4", *plain_decode(loaded, n, rounds), "(torch's CPU int4 kernel, group 32; head int8)")
+    record_prefill("int4", loaded)
+    if "compile" not in skip:
+        record_compiled("int4-static-compile", loaded)
+    free(loaded)
+
     loaded = load(quantize="4bit", dtype="bfloat16")
     record("nf4", *plain_decode(loaded, n, rounds), "(bitsandbytes 4-bit, bf16 compute)")
+    record_prefill("nf4", loaded)
     if "compile" not in skip:  # transformers declines to compile a bitsandbytes model: this is its static cache
         record_compiled("nf4-static-compile", loaded, "transformers skips compiling bitsandbytes models; ")
     free(loaded)
@@ -167,6 +199,9 @@ def variants(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
         speed, tokens = plain_decode(loaded, few, 1)
         record("int8", speed, tokens, f"(bitsandbytes 8-bit; {few} tokens only)")
         free(loaded)
+    if prefill:
+        out["prefill_512_seconds"] = prefill
+        print("  prefill of a 512-token prompt: " + ", ".join(f"{k} {v:.2f} s" for k, v in prefill.items()), flush=True)
     return out
 
 
@@ -322,18 +357,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     section("engine", skip, engine_section, results)
 
-    def nf4_section() -> dict[str, Any]:
+    def quant_section() -> dict[str, Any]:
         out = {}
-        for name, quantize, dtype in (("nf4", "4bit", "bfloat16"), ("fp32", "none", "float32")):
+        for name, quantize, dtype in (
+            ("int4", "int4", "auto"),
+            ("nf4", "4bit", "bfloat16"),
+            ("fp32", "none", "float32"),
+        ):
             loaded = load(quantize=quantize, dtype=dtype)
             a = engine_vs_generate(Engine(loaded), think=args.tokens, answer=16, rounds=args.rounds)
             out[name] = a["engine_tok_s"]
             free(loaded)
-        out["ratio"] = out["nf4"] / out["fp32"]
-        print(f"  engine NF4 {out['nf4']:.1f} vs fp32 {out['fp32']:.1f} tok/s -> {out['ratio']:.2f}x")
+        out["int4_vs_fp32"], out["nf4_vs_fp32"] = out["int4"] / out["fp32"], out["nf4"] / out["fp32"]
+        print(
+            f"  engine int4 {out['int4']:.1f}, NF4 {out['nf4']:.1f}, fp32 {out['fp32']:.1f} tok/s -> int4 "
+            f"{out['int4_vs_fp32']:.2f}x, NF4 {out['nf4_vs_fp32']:.2f}x fp32"
+        )
         return out
 
-    section("nf4", skip, nf4_section, results)
+    section("quant", skip, quant_section, results)
 
     def ui_section() -> dict[str, Any]:
         u = ui_vs_cli(engine, args.tokens, args.rounds)

@@ -56,8 +56,9 @@ def tiny_engine(tiny_loaded):
 
 @pytest.fixture(scope="session")
 def bundled_loaded(bundled_dir: Path, cache_dir: Path):
-    """The bundled model in plain fp32: the reference every machine runs alike (``auto`` is NF4 on CPUs with
-    AVX512-BF16, see ``cpu_auto_quantize``; that path has its own fixture, ``nf4_loaded``)."""
+    """The bundled model in plain fp32: the reference every machine runs alike (``auto`` is int4 or NF4 on
+    CPUs that run them fast, see ``cpu_auto_quantize``; those have their own fixtures, ``int4_loaded`` and
+    ``nf4_loaded``)."""
     from app.engine.loading import load_model
 
     return load_model("bundled", quantize="none", dtype="float32", cache_dir=cache_dir)
@@ -125,6 +126,23 @@ def nf4_engine(nf4_loaded):
     from app.engine.generation import Engine
 
     return Engine(nf4_loaded)
+
+
+@pytest.fixture(scope="session")
+def int4_loaded(bundled_dir: Path, cache_dir: Path):
+    """The bundled model on torch's int4 CPU kernel (``--quantize int4``), loaded once per test session."""
+    from app.engine.loading import cpu_int4_available, load_model
+
+    if not cpu_int4_available():
+        pytest.skip("int4 needs torch >= 2.6 (_weight_int4pack_mm_for_cpu)")
+    return load_model("bundled", quantize="int4", cache_dir=cache_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def int4_engine(int4_loaded):
+    from app.engine.generation import Engine
+
+    return Engine(int4_loaded)
 
 
 @pytest.fixture

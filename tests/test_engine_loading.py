@@ -35,15 +35,29 @@ def test_quantization_works_on_cpu_and_auto_picks_the_measured_default(monkeypat
     assert resolve_dtype("auto", on_cuda=False) == CPU_AUTO_DTYPE
     assert resolve_dtype("auto", on_cuda=False, quantize="4bit") == "bfloat16"  # NF4's fused CPU kernel is bf16
     assert resolve_dtype("float32", on_cuda=False, quantize="4bit") == "float32"  # an explicit choice stands
-    # NF4 is the CPU default exactly where bitsandbytes has its fused kernel (measured faster there, slower elsewhere)
+    assert resolve_dtype("auto", on_cuda=False, quantize="int4") == "bfloat16"  # int4's CPU kernel is bf16
+    # On CPU, auto is int4 where torch's kernel runs; else NF4 exactly where bitsandbytes has its fused kernel
+    # (measured faster there, slower elsewhere); else plain weights.
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)
+    assert resolve_quantize("auto", on_cuda=False) == "int4"
+    assert resolve_quantize("int4", on_cuda=False) == "int4"
     monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: True)
+    assert resolve_quantize("auto", on_cuda=False, dtype="float32") == "4bit"  # int4 is bf16-only
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
     assert resolve_quantize("auto", on_cuda=False) == "4bit"
     monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
     assert resolve_quantize("auto", on_cuda=False) == "none"
+    monkeypatch.setattr(loading, "cpu_int4_available", lambda: False)
+    with pytest.raises(LoadError, match="int4 needs torch's int4 CPU kernel.*torch 2.6 or newer.*--quantize 4bit"):
+        resolve_quantize("int4", on_cuda=False)
     with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
         resolve_quantize("3bit", on_cuda=True)
     with pytest.raises(LoadError, match="--dtype 'half' is not one of"):
         resolve_dtype("half", on_cuda=False)
+    with pytest.raises(LoadError, match="int4 is the CPU path.*--quantize 4bit"):
+        resolve_quantize("int4", on_cuda=True)
+    with pytest.raises(LoadError, match="int4 runs in bfloat16.*Drop --dtype float32"):
+        resolve_dtype("float32", on_cuda=False, quantize="int4")
 
 
 def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
@@ -51,22 +65,40 @@ def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
         raise AssertionError("the tiny model and .gguf files must not import bitsandbytes to resolve auto")
 
     monkeypatch.setattr(loading, "cpu_has_fused_nf4", asked)
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
     assert loading.resolve_precision("tiny", "auto", "auto", on_cuda=False) == ("none", "float32")
     assert loading.resolve_precision("tiny", "4bit", "bfloat16", on_cuda=False) == ("none", "float32")
     assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("none", "float32")
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)  # torch's int4 quantises de-quantised GGUF
+    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
+    assert loading.resolve_precision("gguf", "auto", "float32", on_cuda=False) == ("none", "float32")
+    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=True) == ("none", "bfloat16")
     with pytest.raises(LoadError, match="--quantize 8bit can't be combined with a .gguf file"):
         loading.resolve_precision("gguf", "8bit", "auto", on_cuda=False)
     with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
         loading.resolve_precision("tiny", "3bit", "auto", on_cuda=False)
-    with pytest.raises(AssertionError, match="must not import"):  # a Hub model or folder does ask
+    assert loading.resolve_precision("folder", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
+    with pytest.raises(AssertionError, match="must not import"):  # without int4, a Hub model or folder asks
         loading.resolve_precision("folder", "auto", "auto", on_cuda=False)
+
+
+def test_int4_is_refused_off_the_cpu_before_anything_loads():
+    with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps.*--quantize none"):
+        load_model("bundled", quantize="int4", device="mps")
 
 
 def test_the_fused_nf4_check_agrees_with_the_cpu_flags():
     assert loading.cpu_has_fused_nf4() == ("avx512_bf16" in _cpu_flags())
 
 
+def test_int4_is_auto_exactly_where_torch_runs_its_avx512_kernels():
+    avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= _cpu_flags()  # what torch's AVX512 dispatch needs
+    assert loading.cpu_int4_fast() == (avx512 and loading.cpu_int4_available())
+
+
 def test_precision_names_how_the_weights_run():
+    assert precision_name("int4", "bfloat16") == "int4"
     assert precision_name("4bit", "bfloat16") == "nf4"
     assert precision_name("8bit", "float32") == "int8"
     assert precision_name("none", "bfloat16") == "bf16"
@@ -112,13 +144,23 @@ def test_local_folder_and_format_override(bundled_dir, cache_dir, caplog):
     with caplog.at_level("INFO", logger="app.engine.loading"):
         loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")  # --quantize auto
     assert loaded.source == "folder" and loaded.format.name == "plain"
-    if loaded.precision == "nf4":  # auto on a CPU with bitsandbytes' fused NF4 kernel
+    # an explicit --dtype float32 keeps auto off int4 (bf16-only): NF4 with fp32 compute where bitsandbytes
+    # has its fused kernel, plain fp32 elsewhere
+    if loaded.precision == "nf4":
         assert loading.cpu_has_fused_nf4()
         assert "--quantize auto on this CPU: NF4" in caplog.text and "--quantize none" in caplog.text
         assert type(loaded.model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
     else:
         assert loaded.precision == "fp32" and not loading.cpu_has_fused_nf4()
         assert str(next(loaded.model.parameters()).dtype) == "torch.float32"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="app.engine.loading"):
+        default = load_model(str(bundled_dir))  # --quantize auto --dtype auto: what `python -m app` does
+    if loading.cpu_int4_fast():
+        assert default.precision == "int4" and "--quantize auto on this CPU: int4" in caplog.text
+        assert type(default.model.model.layers[0].mlp.down_proj).__name__ == "Int4Linear"
+    else:
+        assert default.precision in ("nf4", "fp32")
     with pytest.raises(LoadError, match="Unknown --format"):
         load_model(str(bundled_dir), format_name="nope")
 
@@ -134,10 +176,11 @@ def test_model_without_chat_template_offers_the_plain_format(bundled_dir, tmp_pa
 
 def test_gguf_file_loads_directly():
     gguf = bundled.find_gguf()
-    loaded = load_model(str(gguf))  # --quantize auto: plain weights, even where auto is NF4 for other models
-    assert loaded.source == "gguf" and loaded.format.name == "prompted" and loaded.precision == "fp32"
+    loaded = load_model(str(gguf))  # auto: int4 (it quantises the de-quantised weights itself), else plain
+    assert loaded.source == "gguf" and loaded.format.name == "prompted"
+    assert loaded.precision == ("int4" if loading.cpu_int4_fast() else "fp32")
     assert loaded.model.hf_quantizer is None
-    with pytest.raises(LoadError, match="can't be combined with a .gguf file.*--quantize none"):
+    with pytest.raises(LoadError, match="can't be combined with a .gguf file.*--quantize int4 \\(CPU\\) or none"):
         load_model(str(gguf), quantize="4bit")
 
 

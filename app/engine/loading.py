@@ -1,8 +1,9 @@
 """Model loading: a Hub id, a local folder, a ``.gguf`` file, ``bundled`` or ``tiny`` -> a :class:`LoadedModel`.
 
-Owns device, dtype and quantisation choices (bitsandbytes 4-bit NF4 / 8-bit, on CUDA and on CPU) and
-turns every way loading can fail into a :class:`LoadError` whose message names the problem and the fix.
-Every loaded model says how it runs as one ``precision`` word: ``nf4``, ``int8``, ``bf16`` or ``fp32``.
+Owns device, dtype and quantisation choices (bitsandbytes 4-bit NF4 / 8-bit, on CUDA and on CPU; torch's
+own int4 CPU kernel, :mod:`app.engine.cpu_int4`) and turns every way loading can fail into a
+:class:`LoadError` whose message names the problem and the fix. Every loaded model says how it runs as one
+``precision`` word: ``int4``, ``nf4``, ``int8``, ``bf16`` or ``fp32``.
 ``tiny`` is a randomly initialised two-layer Qwen3 with the bundled tokenizer: useless answers,
 but it generates in milliseconds, which is what UI and logic tests need.
 Knows nothing about prompts, budgets or storage.
@@ -23,8 +24,8 @@ from app.engine.torch_thread import run_on_torch_thread
 
 log = logging.getLogger(__name__)
 
-Quantize = Literal["auto", "4bit", "8bit", "none"]
-QUANTIZE_CHOICES = ("auto", "4bit", "8bit", "none")
+Quantize = Literal["auto", "int4", "4bit", "8bit", "none"]
+QUANTIZE_CHOICES = ("auto", "int4", "4bit", "8bit", "none")
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
 #: What ``--dtype auto`` picks for unquantised weights on CPU, chosen by bench/cpu_bench.py (figures in the README).
 CPU_AUTO_DTYPE = "float32"
@@ -49,7 +50,7 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     source: str  # "bundled" | "tiny" | "hub" | "folder" | "gguf"
-    precision: str = "fp32"  # how the weights run: "nf4" | "int8" | "bf16" | "fp32"
+    precision: str = "fp32"  # how the weights run: "int4" | "nf4" | "int8" | "bf16" | "fp32"
 
     @property
     def is_small_demo(self) -> bool:
@@ -90,57 +91,104 @@ def cpu_has_fused_nf4() -> bool:
     return bool(has_avx512bf16())
 
 
-def cpu_auto_quantize() -> str:
-    """What ``--quantize auto`` picks on CPU: ``4bit`` where NF4 is the measured faster way, else ``none``."""
-    return "4bit" if cpu_has_fused_nf4() else "none"
+def cpu_int4_available() -> bool:
+    """Whether torch's CPU int4 weight-only kernel runs here (:func:`app.engine.cpu_int4.int4_kernel_available`)."""
+    from app.engine.cpu_int4 import int4_kernel_available
+
+    return int4_kernel_available()
 
 
-def resolve_quantize(quantize: str, on_cuda: bool) -> str:
-    """``auto`` -> 4bit on CUDA, :func:`cpu_auto_quantize` on CPU; 4bit/8bit work on both."""
+def cpu_int4_fast() -> bool:
+    """Whether int4 is measured fastest on this CPU (:func:`app.engine.cpu_int4.int4_measured_fast`)."""
+    from app.engine.cpu_int4 import int4_measured_fast
+
+    return int4_measured_fast()
+
+
+def cpu_auto_quantize(ask_bitsandbytes: bool = True, dtype: str = "auto") -> str:
+    """What ``--quantize auto`` picks on CPU, fastest first as measured by bench/cpu_bench.py (README
+    Benchmarks): ``int4`` where torch runs its AVX512 int4 kernel (1.8x fp32, 1.4x NF4 on the bundled
+    model), else ``4bit`` where bitsandbytes has its fused NF4 kernel, else ``none``. int4 runs only in bf16,
+    so an explicit ``--dtype float32`` skips it."""
+    if dtype != "float32" and cpu_int4_fast():
+        return "int4"
+    return "4bit" if ask_bitsandbytes and cpu_has_fused_nf4() else "none"
+
+
+def resolve_quantize(quantize: str, on_cuda: bool, dtype: str = "auto") -> str:
+    """``auto`` -> 4bit on CUDA, :func:`cpu_auto_quantize` on CPU; 4bit/8bit work on both, int4 on CPU."""
     if quantize not in QUANTIZE_CHOICES:
         raise LoadError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if quantize == "auto":
-        return "4bit" if on_cuda else cpu_auto_quantize()
+        return "4bit" if on_cuda else cpu_auto_quantize(dtype=dtype)
+    if quantize == "int4" and on_cuda:
+        raise LoadError(
+            "--quantize int4 is the CPU path (torch's int4 CPU kernel); on a GPU use --quantize 4bit "
+            "(bitsandbytes NF4) or auto."
+        )
+    if quantize == "int4" and not cpu_int4_available():
+        raise LoadError(
+            "--quantize int4 needs torch's int4 CPU kernel (_weight_int4pack_mm_for_cpu, torch 2.6 or newer); "
+            f"this is torch {_torch_version()}. Upgrade torch, or use --quantize 4bit (bitsandbytes NF4) or none."
+        )
     return quantize
 
 
 def resolve_dtype(dtype: str, on_cuda: bool, quantize: str = "none") -> str:
-    """``auto`` -> bfloat16 on CUDA and as NF4's compute dtype (bitsandbytes' fused CPU kernel is bf16-only),
-    else the measured best for plain weights on CPU (``CPU_AUTO_DTYPE``)."""
+    """``auto`` -> bfloat16 on CUDA and as the compute dtype of NF4 and int4 (both CPU kernels are fast only
+    in bf16), else the measured best for plain weights on CPU (``CPU_AUTO_DTYPE``)."""
     if dtype not in DTYPE_CHOICES:
         raise LoadError(f"--dtype {dtype!r} is not one of {', '.join(DTYPE_CHOICES)}")
+    if quantize == "int4" and dtype == "float32":
+        raise LoadError(
+            "--quantize int4 runs in bfloat16 (torch's int4 CPU kernel is ~30x slower in float32). "
+            "Drop --dtype float32, or use --quantize none for plain fp32 weights."
+        )
     if dtype == "auto":
-        return "bfloat16" if on_cuda or quantize == "4bit" else CPU_AUTO_DTYPE
+        return "bfloat16" if on_cuda or quantize in ("4bit", "int4") else CPU_AUTO_DTYPE
     return dtype
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def resolve_precision(kind: str, quantize: str, dtype: str, on_cuda: bool) -> tuple[str, str]:
     """``(quantize, dtype)`` for a model of ``kind`` (see ``_classify``): the flags resolved, plus what each
     kind allows. ``tiny`` is always plain fp32, so tests are exact and fast. transformers de-quantises a
-    ``.gguf`` and bitsandbytes can't quantise it again, so ``auto`` leaves it plain and 4bit/8bit are refused.
+    ``.gguf`` and bitsandbytes can't quantise it again, so 4bit/8bit are refused there and ``auto`` is int4
+    (which quantises the de-quantised weights itself) or plain.
     """
-    if kind in ("tiny", "gguf") and quantize == "auto":
-        quantize = "none"  # decided here, so neither kind pays for asking bitsandbytes about the CPU
-    quant = resolve_quantize(quantize, on_cuda)
+    if kind == "tiny" and quantize == "auto":
+        quantize = "none"  # decided here, so the tiny model never pays for asking bitsandbytes about the CPU
+    if kind == "gguf" and quantize == "auto":
+        quantize = "none" if on_cuda else cpu_auto_quantize(ask_bitsandbytes=False, dtype=dtype)
+    quant = resolve_quantize(quantize, on_cuda, dtype)
     dtype_name = resolve_dtype(dtype, on_cuda, quant)
     if kind == "tiny":
         return "none", "float32"
-    if kind == "gguf" and quant != "none":
+    if kind == "gguf" and quant in ("4bit", "8bit"):
         raise LoadError(
             f"--quantize {quant} can't be combined with a .gguf file: transformers de-quantises GGUF weights "
-            "and bitsandbytes can't quantise them again. Run with --quantize none, or pass the model's folder "
-            "or Hub id to load it in 4bit/8bit."
+            "and bitsandbytes can't quantise them again. Run with --quantize int4 (CPU) or none, or pass the "
+            "model's folder or Hub id to load it in 4bit/8bit."
         )
-    if quantize == "auto" and quant == "4bit" and not on_cuda:
+    if quantize == "auto" and quant in ("int4", "4bit") and not on_cuda:
         log.info(
-            "--quantize auto on this CPU: NF4 (bitsandbytes has its fused AVX512-BF16 kernel here, measured "
-            "faster than fp32); --quantize none loads the plain fp32 weights."
+            "--quantize auto on this CPU: %s; --quantize none loads the plain fp32 weights.",
+            "int4 (torch's int4 CPU kernel, measured fastest)"
+            if quant == "int4"
+            else "NF4 (bitsandbytes has its fused AVX512-BF16 kernel here, measured faster than fp32)",
         )
     return quant, dtype_name
 
 
 def precision_name(quantize: str, dtype: str) -> str:
-    """The one word the header and the run JSON show: ``nf4``, ``int8``, ``bf16`` or ``fp32``."""
+    """The one word the header and the run JSON show: ``int4``, ``nf4``, ``int8``, ``bf16`` or ``fp32``."""
+    if quantize == "int4":
+        return "int4"
     if quantize == "4bit":
         return "nf4"
     if quantize == "8bit":
@@ -249,12 +297,18 @@ def _load_model(
     on_cuda = cuda_available() if device is None else device.startswith("cuda")
     device = device or ("cuda" if on_cuda else "cpu")
     quant, dtype_name = resolve_precision(kind, quantize, dtype, on_cuda)
+    if quant == "int4" and device != "cpu":  # e.g. --device mps: int4's kernel is CPU-only
+        if quantize != "auto":
+            raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
+        quant, dtype_name = "none", resolve_dtype(dtype, on_cuda)
     if quant == "8bit" and not on_cuda:
         log.warning(
             "--quantize 8bit on CPU works but is slow (bitsandbytes' CPU int8 path: about 0.7 tokens/s for the "
             "bundled model here, several times slower than fp32); --quantize 4bit or none is faster."
         )
     torch_dtype = getattr(torch, dtype_name)
+    # int4 quantises from the checkpoint's own dtype (fp32 for the bundled model), then runs in bf16.
+    load_dtype: Any = "auto" if quant == "int4" else torch_dtype
 
     try:
         if kind == "tiny":
@@ -262,18 +316,23 @@ def _load_model(
             name = "tiny-random-qwen3 (test model)"
         elif kind == "gguf":
             assert path is not None
-            model, tokenizer = _from_pretrained(str(path.parent), quant, torch_dtype, device, gguf_file=path.name)
+            model, tokenizer = _from_pretrained(str(path.parent), quant, load_dtype, device, gguf_file=path.name)
             name = path.name
         else:
             source = str(ensure_bundled(cache_dir)) if kind == "bundled" else str(path or spec)
-            model, tokenizer = _from_pretrained(source, quant, torch_dtype, device, hub=kind == "hub", spec=spec)
+            model, tokenizer = _from_pretrained(source, quant, load_dtype, device, hub=kind == "hub", spec=spec)
             name = BUNDLED_NAME if kind == "bundled" else spec
     except BundledModelError as exc:
         raise LoadError(str(exc)) from exc
 
-    if kind == "tiny" or (quant == "none" and not on_cuda):  # from_pretrained placed the others (device_map)
+    if kind == "tiny" or (quant in ("none", "int4") and not on_cuda):  # from_pretrained placed the others
         model.to(device)
     model.eval()
+    if quant == "int4":
+        from app.engine.cpu_int4 import quantize_int4_
+
+        counts = quantize_int4_(model)
+        log.info("int4: %(int4)d layers in int4, %(int8)d output head in int8, %(kept)d left in bf16", counts)
     try:
         fmt = get_format(format_name) if format_name else detect_format(tokenizer.chat_template, name)
     except FormatError as exc:

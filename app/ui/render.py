@@ -231,11 +231,15 @@ def _device_words(device: str) -> str:
     return device.upper() if device else "unknown device"
 
 
-_PRECISION_WORDS = {"nf4": "NF4 (bitsandbytes 4-bit)", "int8": "int8 (bitsandbytes 8-bit)"}
+_PRECISION_WORDS = {
+    "int4": "int4 (torch CPU kernel, group 32)",
+    "nf4": "NF4 (bitsandbytes 4-bit)",
+    "int8": "int8 (bitsandbytes 8-bit)",
+}
 
 
 def _precision_words(info: dict[str, Any]) -> str:
-    """How the weights run: ``NF4 (bitsandbytes 4-bit)``, ``int8 (…)``, ``bf16`` or ``fp32``."""
+    """How the weights run: ``int4 (…)``, ``NF4 (bitsandbytes 4-bit)``, ``int8 (…)``, ``bf16`` or ``fp32``."""
     precision = str(info.get("precision") or info.get("dtype") or "?")
     return _PRECISION_WORDS.get(precision, precision)
 
