@@ -7,7 +7,8 @@ top alternatives. "The distribution it was chosen from" means:
 * sampling (temperature > 0): the scores after budget forcing's masks, temperature and top-p,
   i.e. exactly what ``generate`` draws from. To see them, :func:`sampling_chain` moves the
   temperature and top-p warpers out of ``generate``'s own list into ours (same warpers, same
-  order, so the draws are bit-identical) and puts :class:`ConfidenceCapture` after them;
+  order, so the draws are bit-identical) and puts :class:`ConfidenceCapture` after them (on a CPU the
+  engine also draws itself, after the capture: :mod:`app.engine.sampling`);
 * greedy decoding (temperature 0): the model's own distribution at temperature 1 after the budget
   masks -- the argmax is the same, and a point mass would say nothing.
 
@@ -29,6 +30,7 @@ import torch
 from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
 
 from app.domain import TOP_ALTERNATIVES, TokenTrace
+from app.engine.sampling import TopP
 
 #: How the captured distribution is described in the run JSON and the lens.
 SOURCE_SAMPLED = "sampled distribution (after budget masks, temperature and top-p)"
@@ -118,11 +120,15 @@ def _finite(x: float) -> float | None:
     return round(x, 5) if math.isfinite(x) else None
 
 
-def sampling_chain(temperature: float, top_p: float) -> tuple[list[LogitsProcessor], dict[str, Any]]:
+def sampling_chain(
+    temperature: float, top_p: float, draw: bool = False
+) -> tuple[list[LogitsProcessor], dict[str, Any]]:
     """The warpers ``generate`` would add for sampling, and the kwargs that stop it adding them itself.
 
     Same warpers in the same order (temperature, then top-p) right after the custom processors, so a
-    seeded run draws exactly the same tokens with or without capture.
+    seeded run draws exactly the same tokens with or without capture. With ``draw`` (the CPU path, see
+    :mod:`app.engine.sampling`) top-p is :class:`~app.engine.sampling.TopP` and the kwargs make ``generate``
+    greedy: the caller puts a :class:`~app.engine.sampling.Draw` last, after any capture.
     """
     if temperature <= 0:
         return [], {}
@@ -130,5 +136,7 @@ def sampling_chain(temperature: float, top_p: float) -> tuple[list[LogitsProcess
     if temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(temperature))
     if top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+        warpers.append(TopP(top_p) if draw else TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+    if draw:
+        return warpers, {"do_sample": False, "temperature": None, "top_p": None}
     return warpers, {"temperature": 1.0, "top_p": 1.0}

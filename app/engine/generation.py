@@ -44,6 +44,7 @@ from app.engine.formats import build_prompt
 from app.engine.loading import LoadedModel
 from app.engine.pieces import alternative_texts, token_pieces
 from app.engine.prefixes import prefix_start
+from app.engine.sampling import Draw
 from app.engine.torch_thread import submit_to_torch_thread
 
 Messages = list[dict[str, str]]
@@ -217,11 +218,19 @@ class Engine:
         else:
             gen_kwargs.update(temperature=None, top_p=None)
         capture = None
-        if self.capture_tokens:  # after the warpers, so it sees the distribution actually sampled from
-            warpers, overrides = sampling_chain(settings.temperature if sampling else 0.0, settings.top_p)
-            capture = ConfidenceCapture(k, lambda: processor.last_forced)
-            gen_kwargs["logits_processor"] = [processor, *warpers, capture]
+        # On a CPU the engine draws itself (app.engine.sampling): no full-vocabulary sort or multinomial.
+        draw = sampling and self.model.device.type == "cpu"
+        chain: list[Any] = [processor]
+        if self.capture_tokens or draw:
+            warpers, overrides = sampling_chain(settings.temperature if sampling else 0.0, settings.top_p, draw)
+            chain += warpers
             gen_kwargs.update(overrides)
+        if self.capture_tokens:  # after the warpers, so it sees the distribution actually sampled from
+            capture = ConfidenceCapture(k, lambda: processor.last_forced)
+            chain.append(capture)
+        if draw:
+            chain.append(Draw())
+        gen_kwargs["logits_processor"] = chain
 
         errors: list[BaseException] = []
         started = time.perf_counter()
