@@ -12,12 +12,14 @@ Starts its own `transformers serve` on the bundled model (pip install "transform
 raw side then bans end-of-sequence with logit_bias instead of transformers' min_new_tokens).
 Usage: python bench/server_bench.py [--think 64] [--answer 32] [--sessions 4] [--repeats 3] [--threads 2]
        python bench/server_bench.py --external http://127.0.0.1:8080/v1
+       python bench/server_bench.py --ceiling-only --serve-args "--quantization bnb-4bit"   # try CB flags
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import tempfile
@@ -146,7 +148,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads of the server process")
     parser.add_argument("--external", metavar="URL", help="measure (a) only, on this already running server")
+    parser.add_argument("--serve-args", default="", help="extra flags for the continuous-batching server of (b)")
+    parser.add_argument("--ceiling-only", action="store_true", help="only the CB server's 1-vs-N ceiling")
     args = parser.parse_args()
+    serve_args = shlex.split(args.serve_args)
     if args.external:
         engine = RemoteEngine(load_prompt_side("bundled", server=args.external), CompletionClient(args.external))
         engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
@@ -169,6 +174,17 @@ def main() -> int:
     log = work / "serve.log"
     # (a) on a plain server: continuous batching shares one generation config across requests (a TODO in
     # transformers), so the raw side's min_new_tokens (exact token count, EOS suppressed) only holds without it.
+    if args.ceiling_only:
+        with transformers_serve(
+            model_dir, free_port(), log, continuous_batching=True, threads=args.threads, extra_args=serve_args
+        ) as url:
+            model = httpx.get(f"{url}/models", timeout=30).json()["data"][0]["id"]
+            alone, together = batching_ceiling(url, model, args.sessions)
+        print(
+            f"(b) CB server {' '.join(serve_args) or '(default flags)'}, raw: 1 stream {alone:.1f} tok/s, "
+            f"{args.sessions} at once {together:.1f} tok/s ({together / alone:.2f}x)"
+        )
+        return 0
     print(f"(a) transformers serve on {model_dir.name}, {args.threads} threads; log {work / 'plain.log'}")
     with transformers_serve(model_dir, free_port(), work / "plain.log", threads=args.threads) as url:
         engine = RemoteEngine(load_prompt_side("bundled", server=url), CompletionClient(url))
@@ -178,8 +194,10 @@ def main() -> int:
             f"(a) phase protocol {phased:.1f} tok/s vs raw /v1/completions {raw:.1f} tok/s, same tokens, "
             f"{requests} requests per trace (median of {args.repeats}) -> {phased / raw:.2f} (goal >= 0.9)"
         )
-    print(f"(b) transformers serve --continuous-batching, {args.threads} threads; log {log}")
-    with transformers_serve(model_dir, free_port(), log, continuous_batching=True, threads=args.threads) as url:
+    print(f"(b) transformers serve --continuous-batching {' '.join(serve_args)}, {args.threads} threads; log {log}")
+    with transformers_serve(
+        model_dir, free_port(), log, continuous_batching=True, threads=args.threads, extra_args=serve_args
+    ) as url:
         engine = RemoteEngine(load_prompt_side("bundled", server=url), CompletionClient(url))
         engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
         alone, together = batching_ceiling(url, engine.client.model, args.sessions)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,9 +41,16 @@ def serve_command() -> list[str] | None:
 
 @contextmanager
 def transformers_serve(
-    model_dir: Path, port: int, log_path: Path, *, continuous_batching: bool = False, threads: int = 1
+    model_dir: Path,
+    port: int,
+    log_path: Path,
+    *,
+    continuous_batching: bool = False,
+    threads: int = 1,
+    extra_args: Sequence[str] = (),
 ):
     """Run ``transformers serve MODEL_DIR`` on 127.0.0.1:PORT until the block ends; yield its ``/v1`` URL.
+    ``extra_args`` go to the command line as they are (e.g. ``--quantization bnb-4bit``).
 
     ``threads`` caps the server's OpenMP pool: on a small shared CPU box two processes spinning full
     pools (the app's and the server's) slow each other several-fold.
@@ -54,6 +61,7 @@ def transformers_serve(
     args = [*command, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     if continuous_batching:
         args.append("--continuous-batching")
+    args += list(extra_args)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
