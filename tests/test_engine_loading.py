@@ -83,9 +83,13 @@ def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
         loading.resolve_precision("folder", "auto", "auto", on_cuda=False)
 
 
-def test_int4_is_refused_off_the_cpu_before_anything_loads():
+def test_int4_is_refused_off_the_cpu_before_anything_loads(monkeypatch):
     with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps.*--quantize none"):
         load_model("bundled", quantize="int4", device="mps")
+    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)
+    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
+    assert loading.resolve_precision("folder", "auto", "auto", False, device="mps") == ("none", "float32")
+    assert loading.resolve_precision("folder", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
 
 
 def test_the_fused_nf4_check_agrees_with_the_cpu_flags():

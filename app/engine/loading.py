@@ -155,17 +155,24 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-def resolve_precision(kind: str, quantize: str, dtype: str, on_cuda: bool) -> tuple[str, str]:
-    """``(quantize, dtype)`` for a model of ``kind`` (see ``_classify``): the flags resolved, plus what each
-    kind allows. ``tiny`` is always plain fp32, so tests are exact and fast. transformers de-quantises a
-    ``.gguf`` and bitsandbytes can't quantise it again, so 4bit/8bit are refused there and ``auto`` is int4
-    (which quantises the de-quantised weights itself) or plain.
+def resolve_precision(
+    kind: str, quantize: str, dtype: str, on_cuda: bool, device: str | None = None
+) -> tuple[str, str]:
+    """``(quantize, dtype)`` for a model of ``kind`` (see ``_classify``) on ``device``: the flags resolved,
+    plus what each kind and device allows. ``tiny`` is always plain fp32, so tests are exact and fast.
+    transformers de-quantises a ``.gguf`` and bitsandbytes can't quantise it again, so 4bit/8bit are refused
+    there and ``auto`` is int4 (which quantises the de-quantised weights itself) or plain. int4's kernel is
+    CPU-only: on another device (e.g. ``mps``) ``auto`` doesn't pick it and an explicit int4 is refused.
     """
     if kind == "tiny" and quantize == "auto":
         quantize = "none"  # decided here, so the tiny model never pays for asking bitsandbytes about the CPU
     if kind == "gguf" and quantize == "auto":
         quantize = "none" if on_cuda else cpu_auto_quantize(ask_bitsandbytes=False, dtype=dtype)
     quant = resolve_quantize(quantize, on_cuda, dtype)
+    if quant == "int4" and not on_cuda and device is not None and device != "cpu":
+        if quantize != "auto":
+            raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
+        quant = "none"
     dtype_name = resolve_dtype(dtype, on_cuda, quant)
     if kind == "tiny":
         return "none", "float32"
@@ -296,11 +303,7 @@ def _load_model(
     kind, path = _classify(spec)
     on_cuda = cuda_available() if device is None else device.startswith("cuda")
     device = device or ("cuda" if on_cuda else "cpu")
-    quant, dtype_name = resolve_precision(kind, quantize, dtype, on_cuda)
-    if quant == "int4" and device != "cpu":  # e.g. --device mps: int4's kernel is CPU-only
-        if quantize != "auto":
-            raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
-        quant, dtype_name = "none", resolve_dtype(dtype, on_cuda)
+    quant, dtype_name = resolve_precision(kind, quantize, dtype, on_cuda, device)
     if quant == "8bit" and not on_cuda:
         log.warning(
             "--quantize 8bit on CPU works but is slow (bitsandbytes' CPU int8 path: about 0.7 tokens/s for the "

@@ -60,9 +60,8 @@ class StoredRun:
     samples: list[StoredSample] = field(default_factory=list)
     created_by: str | None = None  # the login that started it; None for runs saved before revision 0002
     deleted: bool = False  # hidden from History (soft-deleted); its labels stay for export
-    precision: str | None = (
-        None  # "int4" | "nf4" | "int8" | "bf16" | "fp32"; None for runs saved before it was recorded
-    )
+    #: "int4" | "nf4" | "int8" | "bf16" | "fp32"; None for runs saved before it was recorded
+    precision: str | None = None
 
     def to_result(self) -> GenerationResult:
         """The run as the engine returned it (for replaying it in the playground)."""
