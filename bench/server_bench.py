@@ -7,11 +7,13 @@
     (transformers serve --continuous-batching) ÷ the app on the local engine. Goal ≥ 2×. Printed with it:
     the server's own ceiling, raw completions one alone vs that many at once, without the app.
 
-Starts its own `transformers serve` on the bundled model (pip install "transformers[serving]").
-`--external URL` measures only (a), on a server you started (e.g. llama.cpp, which keeps a prefix cache; the
-raw side then bans end-of-sequence with logit_bias instead of transformers' min_new_tokens).
+Starts its own `transformers serve` on the bundled model (pip install "transformers[serving]"); (b)'s local
+side then runs in fp32, the server's precision. `--external URL` measures (a) and (b) on a server you started
+(e.g. llama.cpp's llama-server, which keeps a prefix cache and batches its slots; the raw side of (a) then
+bans end-of-sequence with logit_bias instead of transformers' min_new_tokens); (b)'s local side is then the
+app's default precision (`--local-quantize` to change it: int4 is the bundled GGUF's own Q4_1 layout).
 Usage: python bench/server_bench.py [--think 64] [--answer 32] [--sessions 4] [--repeats 3] [--threads 2]
-       python bench/server_bench.py --external http://127.0.0.1:8080/v1
+       python bench/server_bench.py --external http://127.0.0.1:8080/v1 [--local-quantize auto]
        python bench/server_bench.py --ceiling-only --serve-args "--quantization bnb-4bit"   # try CB flags
 """
 
@@ -140,6 +142,39 @@ def bench_sessions(rt, sessions: int, think: int, answer: int) -> tuple[float, i
     return tokens / seconds, tokens, seconds
 
 
+def remote_sessions(url: str, engine: RemoteEngine, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    """(b)'s remote side: the server's own ceiling, then ``args.sessions`` Playground sessions on it."""
+    from ui_support import make_runtime
+
+    alone, together = batching_ceiling(url, engine.client.model, args.sessions)
+    print(f"(b) the server alone, raw: 1 stream {alone:.1f} tok/s, {args.sessions} at once {together:.1f} tok/s")
+    rt = make_runtime(engine.loaded, engine, work / "remote.db")
+    rt.settings.server = url
+    tps, tokens, seconds = bench_sessions(rt, args.sessions, args.think, args.answer)
+    return {"together": together, "tps": tps, "tokens": tokens, "seconds": seconds}
+
+
+def local_sessions_and_ratio(
+    remote: dict[str, float], work: Path, args: argparse.Namespace, quantize: str, dtype: str
+) -> None:
+    """(b)'s local side (the engine loaded with ``quantize`` / ``dtype``), printed against ``remote``."""
+    from ui_support import make_runtime
+
+    from app.engine.generation import Engine
+    from app.engine.loading import load_model
+
+    loaded = load_model("bundled", quantize=quantize, dtype=dtype)
+    tps, tokens, seconds = bench_sessions(
+        make_runtime(loaded, Engine(loaded), work / "local.db"), args.sessions, args.think, args.answer
+    )
+    print(
+        f"(b) {args.sessions} concurrent Playground sessions: remote {remote['tps']:.1f} tok/s "
+        f"({remote['tokens']:.0f} tokens in {remote['seconds']:.1f} s) vs local {loaded.precision} {tps:.1f} tok/s "
+        f"({tokens} tokens in {seconds:.1f} s) -> {remote['tps'] / tps:.2f}x (goal >= 2x); the server's "
+        f"raw {args.sessions} at once / local = {remote['together'] / tps:.2f}x, the most (b) could reach here"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--think", type=int, default=64)
@@ -147,11 +182,13 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="OpenMP threads of the server process")
-    parser.add_argument("--external", metavar="URL", help="measure (a) only, on this already running server")
+    parser.add_argument("--external", metavar="URL", help="measure (a) and (b) on this already running server")
+    parser.add_argument("--local-quantize", help="(b)'s local engine: default none (fp32), or auto with --external")
     parser.add_argument("--serve-args", default="", help="extra flags for the continuous-batching server of (b)")
     parser.add_argument("--ceiling-only", action="store_true", help="only the CB server's 1-vs-N ceiling")
     args = parser.parse_args()
     serve_args = shlex.split(args.serve_args)
+    work = Path(tempfile.mkdtemp(prefix="tracelab-server-bench-"))
     if args.external:
         engine = RemoteEngine(load_prompt_side("bundled", server=args.external), CompletionClient(args.external))
         engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
@@ -162,15 +199,12 @@ def main() -> int:
             f"(a) {args.external}: phase protocol {phased:.1f} tok/s vs raw /v1/completions {raw:.1f} tok/s, "
             f"{requests} requests per trace (median of {args.repeats}) -> {phased / raw:.2f} (goal >= 0.9)"
         )
+        remote = remote_sessions(args.external, engine, work, args)  # the server stays up, idle, for the local side
+        quantize = args.local_quantize or "auto"
+        local_sessions_and_ratio(remote, work, args, quantize, "float32" if quantize == "none" else "auto")
         return 0
 
-    from ui_support import make_runtime
-
-    from app.engine.generation import Engine
-    from app.engine.loading import load_model
-
     model_dir = ensure_bundled()
-    work = Path(tempfile.mkdtemp(prefix="tracelab-server-bench-"))
     log = work / "serve.log"
     # (a) on a plain server: continuous batching shares one generation config across requests (a TODO in
     # transformers), so the raw side's min_new_tokens (exact token count, EOS suppressed) only holds without it.
@@ -200,20 +234,10 @@ def main() -> int:
     ) as url:
         engine = RemoteEngine(load_prompt_side("bundled", server=url), CompletionClient(url))
         engine.generate(PROMPT, GenerationSettings(max_thinking_tokens=8, max_answer_tokens=4))  # warm up
-        alone, together = batching_ceiling(url, engine.client.model, args.sessions)
-        print(f"(b) the server alone, raw: 1 stream {alone:.1f} tok/s, {args.sessions} at once {together:.1f} tok/s")
-        remote_rt = make_runtime(engine.loaded, engine, work / "remote.db")
-        remote_rt.settings.server = url
-        remote_tps, remote_tokens, remote_s = bench_sessions(remote_rt, args.sessions, args.think, args.answer)
-    loaded = load_model("bundled", quantize="none", dtype="float32")  # the server's precision: like for like
-    local_rt = make_runtime(loaded, Engine(loaded), work / "local.db")
-    local_tps, local_tokens, local_s = bench_sessions(local_rt, args.sessions, args.think, args.answer)
-    print(
-        f"(b) {args.sessions} concurrent Playground sessions: remote {remote_tps:.1f} tok/s "
-        f"({remote_tokens} tokens in {remote_s:.1f} s) vs local {local_tps:.1f} tok/s "
-        f"({local_tokens} tokens in {local_s:.1f} s) -> {remote_tps / local_tps:.2f}x (goal >= 2x); the server's "
-        f"raw {args.sessions} at once / local = {together / local_tps:.2f}x, the most (b) could reach here"
-    )
+        remote = remote_sessions(url, engine, work, args)
+    # stopped first, so its scheduler doesn't share the cores; fp32 is the server's precision: like for like
+    quantize = args.local_quantize or "none"
+    local_sessions_and_ratio(remote, work, args, quantize, "float32" if quantize == "none" else "auto")
     return 0
 
 
