@@ -11,6 +11,8 @@ Three ways to produce the same S*N continuations of one trace, on the same loade
 All follow the same budget rules (the prefix's thinking counts against the budget). Sampled continuations
 differ in length, so the ratio is of new tokens per second; wall and CPU seconds are printed too.
 Goal: (1) / (3) >= 3x on the bundled model with 8 steps x 4 rollouts.
+On a CPU, (1) is also run with transformers' own sampler (full-vocabulary sort and draw) instead of the
+engine's (:mod:`app.engine.sampling`), which rollouts use since 2026-12-04: their ratio is that change's gain.
 
     .venv/bin/python bench/branch_bench.py [--model bundled] [--steps 8] [--rollouts 4] [--new 48]
 """
@@ -21,11 +23,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest import mock
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.domain import GenerationSettings, TracePrefix  # noqa: E402
-from app.engine.generation import Engine  # noqa: E402
+from app.engine import rollouts  # noqa: E402
+from app.engine.generation import Engine, decoding_kwargs  # noqa: E402
 from app.engine.loading import load_model  # noqa: E402
 from app.engine.rollouts import RolloutBatch, stream_rollouts  # noqa: E402
 
@@ -95,18 +101,32 @@ def main(argv: list[str] | None = None) -> None:
                 total += new_tokens(engine, p, sample)
         return total
 
+    def hf_sampler():  # noqa: ANN202 - (1) as before the engine's own CPU draw: a device that isn't "cpu"
+        def old(budget, settings, device, capture=None):  # noqa: ANN001, ANN202
+            return decoding_kwargs(budget, settings, torch.device("meta"), capture)
+
+        with mock.patch.object(rollouts, "decoding_kwargs", old):
+            return batched(True)
+
     rows = []
-    for name, fn in (("batched + prefix reuse", lambda: batched(True)), ("batched, no reuse", lambda: batched(False)),
-                     ("naive sequential", naive)):  # fmt: skip
+    variants = [("batched + prefix reuse", lambda: batched(True)), ("batched, no reuse", lambda: batched(False)),
+                ("naive sequential", naive)]  # fmt: skip
+    if engine.model.device.type == "cpu":
+        variants.append(("(1), transformers sampler", hf_sampler))
+    for name, fn in variants:
         tokens, wall, cpu = timed(fn)
         rows.append((name, tokens, wall, cpu))
         print(
             f"{name:24s} {tokens:6d} new tokens in {wall:7.1f} s wall ({cpu:7.1f} s CPU) = {tokens / wall:6.1f} tok/s"
         )
-    (_, t1, w1, _), (_, t2, w2, _), (_, t3, w3, _) = rows
+    (_, t1, w1, _), (_, t2, w2, _), (_, t3, w3, _) = rows[:3]
     print(f"throughput, batched + reuse / naive: {t1 / w1 / (t3 / w3):.2f}x (goal >= 3x)")
     print(f"throughput, batched + reuse / batched without reuse: {t1 / w1 / (t2 / w2):.2f}x")
     print(f"wall time for the same {args.steps * n} rollouts, naive / batched + reuse: {w3 / w1:.2f}x")
+    if len(rows) > 3:
+        _, t4, w4, _ = rows[3]
+        print(f"throughput, batched + reuse with the engine's CPU sampler / transformers' sampler: "
+              f"{t1 / w1 / (t4 / w4):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -34,6 +35,23 @@ def test_reused_prefix_cache_gives_the_same_tokens_as_encoding_every_row(tiny_en
     single = tiny_engine.generate(PROMPT, settings, prefix=prefixes[1]).samples[0]
     assert reused.samples[1][0].raw_text == single.raw_text
     assert reused.samples[1][0].thinking.startswith(STEPS.strip())
+
+
+def test_seeded_sampled_rollouts_draw_as_a_seeded_run_does(tiny_engine):
+    """Rollouts sample through the same chain as a run (on a CPU: the engine's own top-p and draw), so one
+    seeded rollout of a prefix is token for token the seeded run continuing that prefix."""
+    from app.engine.generation import decoding_kwargs
+    from app.engine.sampling import Draw, TopP
+
+    settings = GenerationSettings(max_thinking_tokens=40, max_answer_tokens=6, temperature=0.9, top_p=0.9, seed=7)
+    chain = decoding_kwargs(object(), settings, tiny_engine.model.device)["logits_processor"]
+    assert isinstance(chain[-1], Draw) and any(isinstance(p, TopP) for p in chain)
+    prefix = TracePrefix(thinking=STEPS[:33])
+    rolled = _rollouts(tiny_engine, [prefix], settings, 1, reuse_cache=False).samples[0][0]
+    run = tiny_engine.generate(PROMPT, settings, prefix=prefix).samples[0]
+    assert rolled.raw_text == run.raw_text
+    other = _rollouts(tiny_engine, [prefix], replace(settings, seed=8), 1, reuse_cache=False)
+    assert other.samples[0][0].raw_text != rolled.raw_text  # the seed is what made them agree
 
 
 def test_the_prefix_thinking_counts_against_the_budget(tiny_engine):

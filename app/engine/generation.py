@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
@@ -97,6 +97,36 @@ def split_text(text: str, open_tag: str, close_tag: str, starts_thinking: bool, 
                 head = head[:-k]
                 break
     return head.removeprefix(open_tag), ""
+
+
+def decoding_kwargs(
+    budget: LogitsProcessor, settings: GenerationSettings, device: torch.device, capture: LogitsProcessor | None = None
+) -> dict[str, Any]:
+    """``generate``'s decoding kwargs: the budget processor first, then sampling as ``settings`` asks.
+
+    Greedy at temperature 0. On a CPU the engine draws itself (:mod:`app.engine.sampling`: no full-vocabulary
+    sort or multinomial) and ``generate`` runs greedy on the one-hot row; elsewhere transformers samples.
+    ``capture`` (the token lens) goes after the warpers, so it sees the distribution actually sampled from.
+    Shared by a run and by branch rollouts (:mod:`app.engine.rollouts`), so both sample the same way.
+    """
+    sampling = settings.temperature > 0
+    kwargs: dict[str, Any] = {"do_sample": sampling, "top_k": None}
+    if sampling:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None)
+    draw = sampling and device.type == "cpu"
+    chain: list[Any] = [budget]
+    if capture is not None or draw:
+        warpers, overrides = sampling_chain(settings.temperature if sampling else 0.0, settings.top_p, draw)
+        chain += warpers
+        kwargs.update(overrides)
+    if capture is not None:
+        chain.append(capture)
+    if draw:
+        chain.append(Draw())
+    kwargs["logits_processor"] = chain
+    return kwargs
 
 
 class Engine:
@@ -203,34 +233,15 @@ class Engine:
         forced = len(plan.end_ids) + len(plan.cue_ids) + 1
         max_new = (max_think + forced if thinking else 0) + settings.max_answer_tokens + 1
         sampling = settings.temperature > 0
+        capture = ConfidenceCapture(k, lambda: processor.last_forced) if self.capture_tokens else None
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": max_new,
-            "do_sample": sampling,
-            "logits_processor": [processor],
             "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
             "streamer": streamer,
             "eos_token_id": self.stop_ids,
             "pad_token_id": self.tokenizer.pad_token_id,
-            "top_k": None,
+            **decoding_kwargs(processor, settings, self.model.device, capture),
         }
-        if sampling:
-            gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            gen_kwargs.update(temperature=None, top_p=None)
-        capture = None
-        # On a CPU the engine draws itself (app.engine.sampling): no full-vocabulary sort or multinomial.
-        draw = sampling and self.model.device.type == "cpu"
-        chain: list[Any] = [processor]
-        if self.capture_tokens or draw:
-            warpers, overrides = sampling_chain(settings.temperature if sampling else 0.0, settings.top_p, draw)
-            chain += warpers
-            gen_kwargs.update(overrides)
-        if self.capture_tokens:  # after the warpers, so it sees the distribution actually sampled from
-            capture = ConfidenceCapture(k, lambda: processor.last_forced)
-            chain.append(capture)
-        if draw:
-            chain.append(Draw())
-        gen_kwargs["logits_processor"] = chain
 
         errors: list[BaseException] = []
         started = time.perf_counter()

@@ -26,7 +26,7 @@ from app.domain import GenerationSettings, SampleResult, TracePrefix
 from app.engine.budget import DONE, BudgetPlan, ThinkingBudgetProcessor
 from app.engine.events import CancelToken, Progress
 from app.engine.formats import build_prompt
-from app.engine.generation import Engine, Messages, _Cancelled, _TickStreamer
+from app.engine.generation import Engine, Messages, _Cancelled, _TickStreamer, decoding_kwargs
 from app.engine.interface import GenerationEngine
 from app.engine.torch_thread import submit_to_torch_thread
 
@@ -99,21 +99,14 @@ def stream_rollouts(
     events: queue.Queue = queue.Queue()
     forced = len(plan.end_ids) + len(plan.cue_ids) + 1
     max_new = (max_think + forced if thinking else 0) + settings.max_answer_tokens + 1
-    sampling = settings.temperature > 0
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new,
-        "do_sample": sampling,
-        "logits_processor": [processor],
         "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
         "streamer": _TickStreamer(processor, events),
         "eos_token_id": engine.stop_ids,
         "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else engine.stop_ids[0],
-        "top_k": None,
+        **decoding_kwargs(processor, settings, engine.model.device),  # samples as a run does (CPU: own draw)
     }
-    if sampling:
-        gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        gen_kwargs.update(temperature=None, top_p=None)
     errors: list[BaseException] = []
     reused: list[bool] = []
     started = time.perf_counter()
