@@ -62,10 +62,20 @@ def _ask(page, prompt: str) -> None:
 def _saved(page, before: str = "", timeout: float = 60) -> int:
     """Wait until the status line says a (new) run was saved; return its number."""
     stats = page.locator("#playground-stats")
+
+    def state() -> str:
+        stop = page.locator("#playground-stop")
+        chat = page.locator("#playground-chat").inner_text()
+        return (
+            f"status line {stats.inner_text()!r}, Stop enabled {stop.is_enabled()}, "
+            f"{len(chat)} characters in the chat, ending {chat[-160:]!r}"
+        )
+
     text = wait_until(
         lambda: (t := stats.inner_text()) != before and "Saved as run #" in t and t,
         timeout=timeout,
         what="the run to finish and be saved",
+        detail=state,
     )
     page.wait_for_selector("#playground-send:not([disabled])")
     return int(text.split("run #")[1].split()[0])

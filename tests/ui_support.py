@@ -73,15 +73,28 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.05, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float = 60.0,
+    every: float = 0.05,
+    what: str = "condition",
+    detail: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds, and
+    with what ``detail()`` says of the state then (so a rare timeout can be diagnosed from the CI log)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            state = ""
+            if detail is not None:
+                try:
+                    state = f"; state then: {detail()}"
+                except Exception as exc:  # noqa: BLE001 - the timeout is the failure; the detail is a bonus
+                    state = f"; (describing the state failed: {exc!r})"
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{state}")
         time.sleep(every)
 
 
