@@ -126,25 +126,22 @@ def test_int8_head_matches_fp32(in_features):
 
 @pytest.mark.bundled
 def test_bundled_weights_sit_exactly_on_the_int4_grid(bundled_loaded):
-    """The bundled model's projections come from Q4_1 blocks of 32 (scale + minimum), so group-32 codes
-    reproduce them exactly in fp32; stored as bf16 scale/zero they are off by under 5% of a step (4.6%
-    measured; round-to-nearest on arbitrary weights is off by up to half a step)."""
+    """The bundled model's projections come from Q4_1 blocks of 32 (scale + minimum), so an fp32 group-32
+    grid reproduces them exactly; ``int4_codes`` picks those same codes on the kernel's bf16 grid, which is
+    off by under 5% of a step (round-to-nearest on arbitrary weights is off by up to half a step)."""
     worst_fp32 = worst_bf16 = 0.0
     layers = [(n, m) for n, m in bundled_loaded.model.named_modules() if type(m) is nn.Linear and n != "lm_head"]
     assert len(layers) == 30 * 7
     for _, linear in layers:
-        w = linear.weight.detach()
-        codes, scale, low = int4_codes(w)
-        groups = codes.reshape(w.shape[0], -1, 32)
-        zero = (low + 8 * scale).bfloat16().float()
-        for rebuilt, worst in (
-            (groups * scale + low, "fp32"),
-            ((groups - 8) * scale.bfloat16().float() + zero, "bf16"),
-        ):
-            steps = float(((rebuilt.reshape(w.shape) - w).abs().reshape(groups.shape) / scale).amax())
-            if worst == "fp32":
-                worst_fp32 = max(worst_fp32, steps)
-            else:
-                worst_bf16 = max(worst_bf16, steps)
+        w = linear.weight.detach().float()
+        groups = w.reshape(w.shape[0], -1, 32)
+        low, step = groups.amin(-1, keepdim=True), (groups.amax(-1, keepdim=True) - groups.amin(-1, keepdim=True)) / 15
+        exact = ((groups - low) / step).round()  # the Q4_1 codes, on an fp32 grid
+        worst_fp32 = max(worst_fp32, float(((exact * step + low - groups).abs() / step).amax()))
+        codes, scale, kernel_low = int4_codes(w)
+        assert torch.equal(codes.reshape(groups.shape).float(), exact)  # the bf16 grid moves no code
+        zero = (kernel_low + 8 * scale).bfloat16().float()  # what Int4Linear stores
+        rebuilt = (codes.reshape(groups.shape) - 8) * scale.bfloat16().float() + zero
+        worst_bf16 = max(worst_bf16, float(((rebuilt - groups).abs() / step).amax()))
     assert worst_fp32 < 1e-4
     assert worst_bf16 < 0.05

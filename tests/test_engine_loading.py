@@ -90,6 +90,10 @@ def test_int4_is_refused_off_the_cpu_before_anything_loads(monkeypatch):
     monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
     assert loading.resolve_precision("folder", "auto", "auto", False, device="mps") == ("none", "float32")
     assert loading.resolve_precision("folder", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
+    assert loading.resolve_precision("folder", "int4", "auto", False, device="cpu:0") == ("int4", "bfloat16")
+    # a .gguf resolves auto itself; off the CPU that must still fall back, not refuse
+    assert loading.resolve_precision("gguf", "auto", "auto", False, device="mps") == ("none", "float32")
+    assert loading.resolve_precision("gguf", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
 
 
 def test_the_fused_nf4_check_agrees_with_the_cpu_flags():

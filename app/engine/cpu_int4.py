@@ -56,12 +56,18 @@ def int4_measured_fast() -> bool:
 
 def int4_codes(weight: torch.Tensor, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Round-to-nearest asymmetric int4 per ``group`` inputs: ``(codes int32 [out, in], scale, minimum)``,
-    the last two ``[out, in // group, 1]`` in fp32, so that ``codes * scale + minimum`` approximates ``weight``."""
+    the last two ``[out, in // group, 1]`` in fp32, so that ``codes * scale + minimum`` approximates ``weight``.
+
+    The kernel keeps each group's scale and the value of code 8 in bf16, so the grid is rounded to those
+    first and the codes are the nearest points of the grid the kernel will actually use."""
     w = weight.detach().float()
     out_features, in_features = w.shape
     groups = w.reshape(out_features, in_features // group, group)
     low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
     scale = ((high - low) / 15).clamp(min=1e-12)
+    zero = (low + 8 * scale).to(torch.bfloat16).float()  # ATen's zero: the value of code 8, grid centred on it
+    scale = scale.to(torch.bfloat16).float()
+    low = zero - 8 * scale
     codes = ((groups - low) / scale).round().clamp(0, 15).to(torch.int32)
     return codes.reshape(out_features, in_features), scale, low
 
@@ -128,7 +134,7 @@ class Int8Linear(nn.Module):
             raise ValueError(
                 f"int8 head needs an input size that is a multiple of {_INT8_IN_MULTIPLE}, not {w.shape[1]}"
             )
-        scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12).to(torch.bfloat16).float()  # the kernel's bf16 scale
         self.register_buffer("weight_int8", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(torch.bfloat16))
         bias = linear.bias

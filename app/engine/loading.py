@@ -164,13 +164,15 @@ def resolve_precision(
     there and ``auto`` is int4 (which quantises the de-quantised weights itself) or plain. int4's kernel is
     CPU-only: on another device (e.g. ``mps``) ``auto`` doesn't pick it and an explicit int4 is refused.
     """
-    if kind == "tiny" and quantize == "auto":
+    asked = quantize  # what the user asked for; "auto" is resolved below
+    if kind == "tiny" and asked == "auto":
         quantize = "none"  # decided here, so the tiny model never pays for asking bitsandbytes about the CPU
-    if kind == "gguf" and quantize == "auto":
+    if kind == "gguf" and asked == "auto":
         quantize = "none" if on_cuda else cpu_auto_quantize(ask_bitsandbytes=False, dtype=dtype)
     quant = resolve_quantize(quantize, on_cuda, dtype)
-    if quant == "int4" and not on_cuda and device is not None and device != "cpu":
-        if quantize != "auto":
+    device_type = str(device).split(":", 1)[0] if device is not None else "cpu"  # "cpu:0" is a CPU too
+    if quant == "int4" and not on_cuda and device_type != "cpu":
+        if asked != "auto":
             raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
         quant = "none"
     dtype_name = resolve_dtype(dtype, on_cuda, quant)
@@ -182,7 +184,7 @@ def resolve_precision(
             "and bitsandbytes can't quantise them again. Run with --quantize int4 (CPU) or none, or pass the "
             "model's folder or Hub id to load it in 4bit/8bit."
         )
-    if quantize == "auto" and quant in ("int4", "4bit") and not on_cuda:
+    if asked == "auto" and quant in ("int4", "4bit") and not on_cuda:
         log.info(
             "--quantize auto on this CPU: %s; --quantize none loads the plain fp32 weights.",
             "int4 (torch's int4 CPU kernel, measured fastest)"
