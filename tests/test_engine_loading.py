@@ -86,6 +86,10 @@ def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
 def test_int4_is_refused_off_the_cpu_before_anything_loads(monkeypatch):
     with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps.*--quantize none"):
         load_model("bundled", quantize="int4", device="mps")
+    monkeypatch.setattr(loading, "cpu_int4_available", lambda: False)  # an older torch: the device is still the news
+    with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps"):
+        loading.resolve_precision("folder", "int4", "auto", False, device="mps")
+    monkeypatch.undo()
     monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)
     monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
     assert loading.resolve_precision("folder", "auto", "auto", False, device="mps") == ("none", "float32")

@@ -169,11 +169,11 @@ def resolve_precision(
         quantize = "none"  # decided here, so the tiny model never pays for asking bitsandbytes about the CPU
     if kind == "gguf" and asked == "auto":
         quantize = "none" if on_cuda else cpu_auto_quantize(ask_bitsandbytes=False, dtype=dtype)
+    off_cpu = not on_cuda and str(device or "cpu").split(":", 1)[0] != "cpu"  # e.g. mps ("cpu:0" is a CPU)
+    if off_cpu and asked == "int4":  # said before whether this torch has the kernel at all
+        raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
     quant = resolve_quantize(quantize, on_cuda, dtype)
-    device_type = str(device).split(":", 1)[0] if device is not None else "cpu"  # "cpu:0" is a CPU too
-    if quant == "int4" and not on_cuda and device_type != "cpu":
-        if asked != "auto":
-            raise LoadError(f"--quantize int4 runs on the CPU only, not on {device}; use --quantize none there.")
+    if off_cpu and quant == "int4":  # auto picked it
         quant = "none"
     dtype_name = resolve_dtype(dtype, on_cuda, quant)
     if kind == "tiny":
