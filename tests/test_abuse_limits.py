@@ -48,6 +48,11 @@ def test_the_operator_cap_applies_to_the_service_every_tab_uses(tiny_runtime):
     rt = replace(tiny_runtime, settings=replace(tiny_runtime.settings, max_new_tokens=100))
     with pytest.raises(ValueError, match=r"cap of 100 new tokens.*at most 36 thinking tokens"):
         run_prompt(rt, "q", GenerationSettings(max_thinking_tokens=80, max_answer_tokens=64))
+    # the fix names what is over: a huge answer is not fixed by "at most 0 thinking tokens"
+    with pytest.raises(ValueError, match=r"cap of 100 new tokens.*lower max answer tokens to at most 68$"):
+        run_prompt(rt, "q", GenerationSettings(max_thinking_tokens=32, max_answer_tokens=10**9))
+    with pytest.raises(ValueError, match=r"lower max thinking tokens and max answer tokens to at most 100 together"):
+        run_prompt(rt, "q", GenerationSettings(max_thinking_tokens=10**9, max_answer_tokens=10**9))
     saved = run_prompt(rt, "q", GenerationSettings(max_thinking_tokens=30, max_answer_tokens=64))
     assert saved.run_id is not None
 

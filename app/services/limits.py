@@ -42,10 +42,15 @@ def check_cap(settings: GenerationSettings, max_new_tokens: int) -> None:
     """``ValueError`` naming ``--max-new-tokens`` when thinking budget + answer tokens exceed it."""
     thinking, answer = new_tokens(settings)
     if thinking + answer > max_new_tokens:
+        if answer < max_new_tokens:  # the answer fits: the thinking budget is what to lower
+            fix = f"lower the budget to at most {max_new_tokens - answer:,} thinking tokens"
+        elif thinking < max_new_tokens:  # the answer alone is over the cap
+            fix = f"lower max answer tokens to at most {max_new_tokens - thinking:,}"
+        else:
+            fix = f"lower max thinking tokens and max answer tokens to at most {max_new_tokens:,} together"
         raise ValueError(
             f"max thinking tokens ({thinking:,}) + max answer tokens ({answer:,}) = {thinking + answer:,} is more "
-            f"than this server's cap of {max_new_tokens:,} new tokens per sample (--max-new-tokens); "
-            f"lower the budget to at most {max(max_new_tokens - answer, 0):,} thinking tokens"
+            f"than this server's cap of {max_new_tokens:,} new tokens per sample (--max-new-tokens); {fix}"
         )
 
 
