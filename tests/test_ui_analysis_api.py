@@ -113,6 +113,11 @@ def test_sample_refuses_more_than_the_server_allows_and_empty_prompts(client):
         client.predict("2 + 2?", "", 9, 0.8, True, 4, 2, None, api_name="/sample")
     with pytest.raises(Exception, match="prompt is empty"):
         client.predict("   ", "", 2, 0.8, True, 4, 2, None, api_name="/sample")
+    # a number box's own range check names the box and what was given (Gradio's says "Value -5 is less...")
+    with pytest.raises(Exception, match=r"Max thinking tokens must be at least 0 \(you gave -5\)"):
+        client.predict("2 + 2?", "", 2, 0.8, True, -5, 2, None, api_name="/sample")
+    with pytest.raises(Exception, match=r"Max answer tokens must be at least 1 \(you gave 0\)"):
+        client.predict("2 + 2?", "", 2, 0.8, True, 4, 0, None, api_name="/sample")
 
 
 def test_both_k_sliders_stop_at_the_servers_max_samples(client):

@@ -144,6 +144,9 @@ def test_stop_keeps_what_was_generated(page, tiny_app):
     content = page.locator(f"{THOUGHT} .content").first
     wait_until(lambda: content.count() and content.inner_text().strip(" …\n"), what="thinking text")
     assert page.locator(f"{THOUGHT} .loading-spinner").count() == 1
+    _ask(page, "a second question while it runs")  # refused, not silently dropped: it stays in the box
+    wait_until(lambda: "still being written" in page.inner_text("body"), what="the busy message")
+    assert page.locator("#playground-prompt textarea").input_value() == "a second question while it runs"
     page.locator("#playground-stop").click()
     run_id = _saved(page)
     assert "stopped by you (cancelled)" in page.locator("#playground-chat").inner_text()
@@ -219,3 +222,28 @@ def test_playground_screenshot_with_the_bundled_model(page, bundled_app, tmp_pat
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("TRACELAB_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(target) / "playground.png")
+
+
+def _idle_again(page) -> None:
+    """Send is usable again and Stop is off: the Playground left its busy state."""
+    wait_until(
+        lambda: page.locator("#playground-send").is_enabled() and not page.locator("#playground-stop").is_enabled(),
+        timeout=15,
+        what="the Playground to be idle again (Send on, Stop off)",
+    )
+
+
+def test_a_refused_input_leaves_the_playground_usable_and_keeps_the_prompt(page, tiny_app):
+    page.goto(tiny_app[1])
+    page.locator("#playground-think-longer").click()  # nothing to continue yet
+    wait_until(lambda: "ask something first" in page.inner_text("body"), what="the Think longer message")
+    _idle_again(page)
+    _settings(page, max_thinking=8, answer=4, sampled=False)
+    page.get_by_label("Max thinking tokens").fill("-5")  # the box's range check refuses it, naming the box
+    _ask(page, "keep this prompt")
+    wait_until(lambda: "Max thinking tokens must be at least 0" in page.inner_text("body"), what="the range message")
+    _idle_again(page)
+    assert page.locator("#playground-prompt textarea").input_value() == "keep this prompt"
+    page.get_by_label("Max thinking tokens").fill("8")
+    page.locator("#playground-send").click()
+    _saved(page)  # and it runs once the input is fixed

@@ -13,6 +13,7 @@ import gradio as gr
 from app.errors import StoreError
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
+from app.ui.fields import WholeNumber
 
 PAIR_HEADERS = ["annotator A", "annotator B", "steps both rated", "raw agreement", "Cohen's kappa", "disagreements"]
 DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "step text"]
@@ -42,7 +43,7 @@ def build_section(rt: Runtime) -> None:
     """The agreement controls and tables, inside whatever container the caller opened."""
     store = rt.db
     with gr.Row():
-        sample = gr.Number(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
+        sample = WholeNumber(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
         compute = gr.Button("Compute agreement", variant="primary")
     summary = gr.Markdown()
     pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, elem_id="tl-agreement-pairs")

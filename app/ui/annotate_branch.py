@@ -20,6 +20,7 @@ import gradio as gr
 from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
 from app.ui.charts import credit_figure
+from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
@@ -191,7 +192,7 @@ def build_section(
     +1 and -1 rating buttons, which Auto-label re-marks when it finishes."""
     panel = BranchPanel(rt)
     with gr.Row():
-        rollouts = gr.Number(4, label="Rollouts per step (N)", precision=0, minimum=1, elem_id="tl-rollouts")
+        rollouts = WholeNumber(4, label="Rollouts per step (N)", precision=0, minimum=1, elem_id="tl-rollouts")
         gold = gr.Textbox(label="Gold answer (optional)", placeholder="e.g. 18", elem_id="tl-gold")
     with gr.Row():
         branch_btn = gr.Button("Branch here", size="sm", elem_id="tl-branch-here")

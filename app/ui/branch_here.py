@@ -15,6 +15,7 @@ import gradio as gr
 from app.services import branching
 from app.services.consistency import ConsistencyReport
 from app.services.runtime import Runtime
+from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
@@ -69,16 +70,19 @@ def build(rt: Runtime, tab: str, ref: gr.components.Component, *, with_sample: b
     """The controls inside the caller's container; ``ref`` holds the run (its JSON, or a run # box)."""
     panel = BranchHere(rt, tab)
     with gr.Row():
-        sample = gr.Number(1, label="Sample", precision=0, minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample")
-        step = gr.Number(1, label="Step", precision=0, minimum=1, elem_id=f"tl-{tab}-bstep")
-        n = gr.Number(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-bn")
+        sample = WholeNumber(
+            1, label="Sample", precision=0, minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample"
+        )
+        step = WholeNumber(1, label="Step", precision=0, minimum=1, elem_id=f"tl-{tab}-bstep")
+        n = WholeNumber(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-bn")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-bgold")
     with gr.Row():
         go = gr.Button("Branch here", size="sm", elem_id=f"tl-{tab}-branch")
         stop = gr.Button("Cancel", size="sm", variant="stop", elem_id=f"tl-{tab}-branch-cancel")
     out = gr.HTML(elem_id=f"tl-{tab}-branch-result")
     gr.Markdown(
-        "N continuations from the end of the chosen step (steps as in Annotate, numbered from 1) in one batched "
+        "N continuations from the end of the chosen step (the trace split into steps as in Annotate; here the "
+        "first step is 1, which Annotate shows as #0) in one batched "
         "generate, under the run's budget rules; the thinking already written counts against the budget."
     )
     go.click(panel.prepare, None, None, **PREPARE).success(

@@ -16,6 +16,7 @@ import gradio as gr
 from app.services import compare as svc
 from app.services.inputs import parse_budgets
 from app.services.runtime import Runtime
+from app.ui.fields import WholeNumber
 from app.ui.inputs import analysis_settings
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_of
@@ -121,7 +122,7 @@ def build_tab(rt: Runtime) -> None:
             budgets = gr.Textbox(
                 value="64,256", label="Thinking budgets (2-3, comma-separated)", elem_id="tl-cmp-budgets"
             )
-            max_answer = gr.Number(
+            max_answer = WholeNumber(
                 value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-cmp-answer"
             )
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")

@@ -156,6 +156,15 @@ class Playground:
         chat = chat or Chat()
         return "", prompt, chat.view(live=(prompt, empty_sample(), False))
 
+    def refused(self, prompt: str, chat: Chat | None) -> tuple[str, list[gr.ChatMessage]]:
+        """After a run was refused before it started (a bad setting, the token cap): the prompt back in the
+        box and the chat as it was, without the question :meth:`accept` showed."""
+        return prompt, (chat or Chat()).view()
+
+    def busy(self, request: gr.Request) -> bool:
+        """Whether this session's Playground is generating now (a second prompt would wait unseen)."""
+        return self.registry.running(session_key(request)) > 0
+
     def generate(
         self,
         prompt: str,

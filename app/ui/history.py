@@ -183,7 +183,10 @@ def build_tab(rt: Runtime) -> list[OnTabSelect]:
     def ask(n: float | None) -> tuple[gr.Row, str]:
         if n is None:
             raise gr.Error("Pick a run to delete first.")
-        return gr.Row(visible=True), f"Delete run #{int(n)} and all its labels? This cannot be undone."
+        return gr.Row(visible=True), (
+            f"Delete run #{int(n)}? It disappears from History and the labelling queue; its labels are kept "
+            "and still exported."
+        )
 
     delete_btn.click(ask, inputs=run_id, outputs=[confirm_row, confirm_text], api_visibility="private")
     keep_btn.click(lambda: gr.Row(visible=False), outputs=confirm_row, api_visibility="private", queue=False)

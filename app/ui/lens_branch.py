@@ -23,6 +23,7 @@ from app.errors import StoreError
 from app.services import branching
 from app.services.runtime import Runtime
 from app.ui.branch_here import result_html, run_id_of
+from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
@@ -180,11 +181,11 @@ def build(rt: Runtime, tab: str, lens: gr.HTML, ref: gr.components.Component) ->
     """
     panel = TokenBranch(rt, tab)
     with gr.Row():
-        sample = gr.Number(None, label="Sample", precision=0, minimum=1, elem_id=f"tl-{tab}-tsample")
-        token = gr.Number(
+        sample = WholeNumber(None, label="Sample", precision=0, minimum=1, elem_id=f"tl-{tab}-tsample")
+        token = WholeNumber(
             None, label="Token (click one in the lens)", precision=0, minimum=1, elem_id=f"tl-{tab}-token"
         )
-        n = gr.Number(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-tn")
+        n = WholeNumber(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-tn")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-tgold")
     where = gr.HTML(HINT, elem_id=f"tl-{tab}-token-where", js_on_load=None)
     with gr.Row():

@@ -17,6 +17,7 @@ from app.services.inputs import load_examples
 from app.services.runs import require_prompt
 from app.services.runtime import Runtime
 from app.ui import branch_here, lens_branch
+from app.ui.fields import WholeNumber
 from app.ui.handlers import EFFORTS, Chat, Playground
 from app.ui.lens import add_lens
 from app.ui.running import MODEL_QUEUE, session_key
@@ -99,8 +100,8 @@ def build_tab(rt: Runtime) -> None:
                 list(EFFORTS), value="low", label="Effort", info=f"Thinking tokens: {_EFFORT_INFO}", elem_id="effort"
             )
             with gr.Group(visible=False) as custom_box:
-                max_thinking = gr.Number(value=512, label="Max thinking tokens", precision=0, minimum=0)
-                min_thinking = gr.Number(
+                max_thinking = WholeNumber(value=512, label="Max thinking tokens", precision=0, minimum=0)
+                min_thinking = WholeNumber(
                     value=0, label="Min thinking tokens", precision=0, minimum=0, info="Below this, keep thinking"
                 )
                 continuation = gr.Textbox(
@@ -131,6 +132,10 @@ def build_tab(rt: Runtime) -> None:
             require_prompt(text)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
+        if pg.busy(request):  # Enter in the box while a run goes: refuse, and the text stays in the box
+            raise gr.Error(
+                "The answer is still being written: wait for it, or press Stop. Your prompt stays in the box."
+            )
         return (*pg.accept(text, chat, request), *_busy())
 
     chain = gr.on(
@@ -162,7 +167,17 @@ def build_tab(rt: Runtime) -> None:
         show_progress="hidden",
         **MODEL_QUEUE,
     )
-    generated.then(_idle, outputs=[send, stop, stop_thinking, think_longer], api_visibility="private", queue=False)
+    buttons = [send, stop, stop_thinking, think_longer]
+    # Gradio 6's page runs .then() only after a success, so a refused run (a bad setting, the token cap)
+    # needs its own .failure(): buttons idle again, the prompt back in the box, the chat as it was.
+    generated.then(_idle, outputs=buttons, api_visibility="private", queue=False)
+    generated.failure(
+        lambda text, chat: (*pg.refused(text, chat), *_idle()),
+        inputs=[hidden_prompt, chat_state],
+        outputs=[prompt, chatbot, *buttons],
+        api_visibility="private",
+        queue=False,
+    )
     # A save the busy database delayed: "Saving…" until it lands, then "Saved" (or a warning that stays).
     generated.then(
         pg.await_save,
@@ -187,7 +202,7 @@ def build_tab(rt: Runtime) -> None:
         api_visibility="private",
         concurrency_limit=None,
     )
-    longer.success(
+    longer_run = longer.success(
         pg.think_longer,
         inputs=[
             thinking,
@@ -205,7 +220,9 @@ def build_tab(rt: Runtime) -> None:
         api_name="think_longer",
         show_progress="hidden",
         **MODEL_QUEUE,
-    ).then(_idle, outputs=[send, stop, stop_thinking, think_longer], api_visibility="private", queue=False)
+    )
+    longer_run.then(_idle, outputs=buttons, api_visibility="private", queue=False)
+    longer_run.failure(_idle, outputs=buttons, api_visibility="private", queue=False)
     new_chat.click(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_name="new_chat")
     chatbot.clear(pg.new_chat, outputs=[chatbot, numbers, last_run, chat_state], api_visibility="private")
     gr.api(pg.examples, api_name="examples")

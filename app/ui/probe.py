@@ -18,6 +18,7 @@ from app.services import probe as svc
 from app.services.inputs import Problem, check_samples, load_problems, normalise_gold
 from app.services.runtime import Runtime
 from app.ui import charts
+from app.ui.fields import WholeNumber
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.render import CARD_CSS, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error
@@ -187,16 +188,16 @@ def build_tab(rt: Runtime) -> None:
             with gr.Row():
                 question = gr.Textbox(label="…or type one problem", lines=2, scale=3, elem_id="tl-pr-question")
                 gold = gr.Textbox(label="Its gold answer", scale=1, elem_id="tl-pr-gold")
-            limit = gr.Number(value=3, precision=0, minimum=1, label="First N problems", elem_id="tl-pr-limit")
+            limit = WholeNumber(value=3, precision=0, minimum=1, label="First N problems", elem_id="tl-pr-limit")
         with gr.Column(scale=2):
             hint = gr.Radio(list(HINT_TYPES), value="professor", label="Hint", elem_id="tl-pr-hint")
             hint_correct = gr.Checkbox(value=False, label="Hint gives the correct answer (default: a wrong one)")
             k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per arm (k)", elem_id="tl-pr-k")
             with gr.Row():
-                budget = gr.Number(
+                budget = WholeNumber(
                     value=128, precision=0, minimum=0, label="Max thinking tokens", elem_id="tl-pr-budget"
                 )
-                max_answer = gr.Number(
+                max_answer = WholeNumber(
                     value=64, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-pr-answer"
                 )
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
