@@ -80,6 +80,30 @@ def test_a_creator_may_delete_their_own_run(guarded):
     assert bob.predict(run_id, api_name="/delete_run")[0] == f"Deleted run #{run_id}."
 
 
+def test_branch_and_think_longer_runs_belong_to_who_made_them(guarded):
+    """Branch here and Think longer save new runs: their creator is the login, so she may delete them."""
+    rt, url, _ = guarded
+    alice = _client(url, "alice")
+    out = alice.predict(
+        prompt="alice thinks",
+        effort="custom",
+        max_thinking_tokens=24,
+        min_thinking_tokens=24,
+        max_answer_tokens=4,
+        temperature=0.8,  # the tiny model writes visible words only when it samples
+        seed=1,
+        api_name="/generate",
+    )
+    parent = out[2]["run_id"]
+    alice.predict(out[2], 1, 1, 2, "", api_name="/pg_branch_here")
+    longer = alice.predict(effort="custom", max_thinking_tokens=8, max_answer_tokens=4, api_name="/think_longer")
+    branches = [r for r in rt.db.list_runs() if r.run_id > parent]
+    assert len(branches) == 2 and longer[2]["run_id"] in [r.run_id for r in branches]
+    assert [r.created_by for r in branches] == ["alice", "alice"]  # were None (rollouts) and "local" (Think longer)
+    for run in branches:
+        assert alice.predict(run.run_id, api_name="/delete_run")[0] == f"Deleted run #{run.run_id}."
+
+
 def test_without_auth_everyone_is_local_and_old_runs_belong_to_local(tiny_runtime):
     saved = run_prompt(tiny_runtime, "q", GenerationSettings(max_thinking_tokens=4, max_answer_tokens=2))
     assert tiny_runtime.db.get_run(saved.run_id).created_by == "local"

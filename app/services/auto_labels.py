@@ -17,6 +17,7 @@ from app.engine.events import CancelToken
 from app.reasoning.agreement import AgreementReport, cohen_kappa
 from app.reasoning.credit import math_shepherd
 from app.services.branching import CreditProgress, load_source, save_point, step_credit
+from app.services.runs import LOCAL_USER
 from app.services.runtime import Runtime
 from app.store.models import AUTO_MC
 from app.store.records import AutoLabelRecord
@@ -75,6 +76,7 @@ def autolabel_sample(
     seed: int | None = None,
     cancel: CancelToken | None = None,
     progress: Callable[[CreditProgress], None] | None = None,
+    user: str | None = LOCAL_USER,
 ) -> AutoLabelReport:
     """Label every step of the sample from N rollouts each; store the labels and the rollout runs.
 
@@ -114,7 +116,7 @@ def autolabel_sample(
         step = source.steps[k]
         out.labels.append(StepAutoLabel(k, step.step_id, step.text, soft, hard))
     for k in report.steps:  # the rollouts behind the labels, as branch runs (reopenable from History)
-        save_point(rt, report, k, report.curve.target if target_gold else None)
+        save_point(rt, report, k, report.curve.target if target_gold else None, user=user)
     settings = report.results[report.steps[0]].settings
     rt.db.add_auto_labels(
         source.sample.sample_id,

@@ -21,7 +21,7 @@ from app.engine.rollouts import RolloutBatch, stream_rollouts
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
 from app.services.consistency import ConsistencyReport, build_report, check_samples, normalise_gold
-from app.services.runs import Saved, save_result, stream_run
+from app.services.runs import LOCAL_USER, Saved, save_result, stream_run
 from app.services.runtime import Runtime
 from app.store.records import BranchLink, StoredRun, StoredSample, StoredStep
 from app.store.repository import Store
@@ -156,9 +156,18 @@ def _label(source: BranchSource, step: int) -> str:
     return f"branch of run {source.run.run_id} · sample {source.sample.index + 1} · from {where}"
 
 
-def _save_point(rt: Runtime, source: BranchSource, step: int, result: GenerationResult, gold: str | None, kind: str):
+def _save_point(
+    rt: Runtime,
+    source: BranchSource,
+    step: int,
+    result: GenerationResult,
+    gold: str | None,
+    kind: str,
+    user: str | None = LOCAL_USER,
+):
+    """Save one point's rollouts as a branch run, created by ``user`` (who may then delete it)."""
     link = BranchLink(source.run.run_id, source.sample.index, step, kind)
-    return save_result(rt, result, kind="consistency", gold=gold, label=_label(source, step), branch=link)
+    return save_result(rt, result, kind="consistency", gold=gold, label=_label(source, step), branch=link, user=user)
 
 
 # --- resample from one step ------------------------------------------------------------------------
@@ -175,6 +184,7 @@ def resample(
     seed: int | None = None,
     cancel: CancelToken | None = None,
     progress: Callable[[Progress], None] | None = None,
+    user: str | None = LOCAL_USER,
 ) -> ConsistencyReport:
     """N continuations from the end of ``step`` in one batched generate, voted as in Self-consistency and saved
     as one run linked to its parent (kind ``resample``). ``gold`` defaults to the parent run's."""
@@ -185,7 +195,7 @@ def resample(
     gold = normalise_gold(gold) if gold is not None else source.run.gold
     batch = _roll(rt, source, [prefix_at(source, step)], settings, n, cancel, progress)
     result = _point_result(source, settings, batch.samples[0], rt)
-    run = _save_point(rt, source, step, result, gold, "resample")
+    run = _save_point(rt, source, step, result, gold, "resample", user)
     return build_report(result, run, gold)
 
 
@@ -277,6 +287,7 @@ def stream_credit(
     with_importance: bool = True,
     save: bool = True,
     kind: str = "credit",
+    user: str | None = LOCAL_USER,
 ) -> Iterator[CreditProgress | CreditReport]:
     """Roll out N continuations from after each chosen step, yield progress, then the :class:`CreditReport`.
 
@@ -316,7 +327,7 @@ def stream_credit(
         for k, samples in zip(chunk, batch.samples, strict=True):
             results[k] = _point_result(source, settings, samples, rt)
             answers[k] = [s.extracted_answer for s in samples]
-            runs[k] = _save_point(rt, source, k, results[k], gold, kind) if save else None
+            runs[k] = _save_point(rt, source, k, results[k], gold, kind, user) if save else None
         yield CreditProgress(len(answers), len(points))
     yield CreditReport(
         run_id=run_id,
@@ -345,10 +356,17 @@ def step_credit(rt: Runtime, run_id: int, sample_index: int, n: int, **kwargs: A
     return report
 
 
-def save_point(rt: Runtime, report: CreditReport, step: int, gold: str | None, kind: str = "credit") -> int:
+def save_point(
+    rt: Runtime,
+    report: CreditReport,
+    step: int,
+    gold: str | None,
+    kind: str = "credit",
+    user: str | None = LOCAL_USER,
+) -> int:
     """Save one point of a report made with ``save=False`` (auto-labelling saves only once labels are kept)."""
     source = load_source(rt, report.run_id, report.sample_index)
-    run = _save_point(rt, source, step, report.results[step], gold, kind)
+    run = _save_point(rt, source, step, report.results[step], gold, kind, user)
     report.branch_runs[step] = run
     return run
 
@@ -365,6 +383,7 @@ def stream_think_longer(
     cancel: CancelToken | None = None,
     steer: SteerToken | None = None,
     deltas: bool = True,
+    user: str | None = LOCAL_USER,
 ) -> Iterator[Event | Saved]:
     """Resume a finished trace from the end of its thinking with the continuation string ("Wait") appended and
     a fresh thinking budget; saved as one run linked to its parent (kind ``think_longer``, last step kept)."""
@@ -391,6 +410,7 @@ def stream_think_longer(
         prefix=prefix,
         steer=steer,
         branch=link,
+        user=user,
     )
 
 

@@ -23,7 +23,7 @@ from app.ui.charts import credit_figure
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
 
 CREDIT_HELP = (
     "**How the curve is computed.** For each step *k*, N rollouts continue the trace from the end of step *k* "
@@ -117,7 +117,15 @@ class BranchPanel(ModelTab):
             run_id, sample, pos = _where(self.rt, opened, cursor)
             k = as_int(n, "rollouts", 4) or 4
             return lambda token, report: branching.resample(
-                self.rt, run_id, sample, pos, k, gold=gold or None, cancel=token, progress=report
+                self.rt,
+                run_id,
+                sample,
+                pos,
+                k,
+                gold=gold or None,
+                cancel=token,
+                progress=report,
+                user=user_of(request),
             )
 
         def finish(report) -> tuple[str]:  # noqa: ANN001
@@ -139,7 +147,14 @@ class BranchPanel(ModelTab):
             run_id, sample, _ = _where(self.rt, opened, 0)
             k = as_int(n, "rollouts", 4) or 4
             return lambda token, report: branching.step_credit(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report
+                self.rt,
+                run_id,
+                sample,
+                k,
+                gold=gold or None,
+                cancel=token,
+                progress=report,
+                user=user_of(request),
             )
 
         def finish(report) -> tuple[Any, ...]:  # noqa: ANN001
@@ -164,7 +179,14 @@ class BranchPanel(ModelTab):
             run_id, sample, _ = _where(self.rt, opened, 0)
             k = as_int(n, "rollouts", 4) or 4
             return lambda token, report: auto_labels.autolabel_sample(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report
+                self.rt,
+                run_id,
+                sample,
+                k,
+                gold=gold or None,
+                cancel=token,
+                progress=report,
+                user=user_of(request),
             )
 
         yield from self.stream_task(

@@ -18,7 +18,7 @@ from app.services.runtime import Runtime
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
 
 
 def run_id_of(ref: Any) -> int:
@@ -54,7 +54,15 @@ class BranchHere(ModelTab):
             k = (as_int(step, "step", 1) or 1) - 1
             rollouts = as_int(n, "rollouts", 4) or 4
             return lambda token, report: branching.resample(
-                self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report
+                self.rt,
+                run_id,
+                s,
+                k,
+                rollouts,
+                gold=gold or None,
+                cancel=token,
+                progress=report,
+                user=user_of(request),
             )
 
         yield from self.stream_task(

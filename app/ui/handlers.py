@@ -242,7 +242,9 @@ class Playground:
                 max_answer_tokens, temperature, top_p, seed,
             )  # fmt: skip
             steer = self._steers[key] = SteerToken()
-            events = stream_think_longer(self.rt, last.run_id, 0, settings=settings, cancel=token, steer=steer)
+            events = stream_think_longer(
+                self.rt, last.run_id, 0, settings=settings, cancel=token, steer=steer, user=user_of(request)
+            )
             try:
                 first = next(events)
             except (ValueError, StoreError) as exc:

@@ -26,7 +26,7 @@ from app.ui.branch_here import result_html, run_id_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
 
 HINT = "<div class='tl-token-where'>Turn the trace lens on and click a thinking token to branch from the step that contains it.</div>"
 
@@ -161,7 +161,7 @@ class TokenBranch(ModelTab):
             rollouts = as_int(n, "rollouts", 4) or 4
             return lambda cancel, report: branching.resample(
                 self.rt, point.run_id, point.sample, point.step, rollouts, gold=gold or None, cancel=cancel,
-                progress=report,
+                progress=report, user=user_of(request),
             )  # fmt: skip
 
         yield from self.stream_task(
