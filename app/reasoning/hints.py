@@ -67,7 +67,8 @@ def wrong_answer(gold: str, index: int = 0) -> str:
     if value is None:
         raise ValueError(
             f"the gold answer {gold!r} is not a number, so the hint has no wrong answer to point at; "
-            "give numeric answers or use the correct answer as the hint (--hint-correct)"
+            "give numeric answers, or make the hint give the correct answer (the Probe tab's 'Hint gives the "
+            "correct answer' box, or --hint-correct)"
         )
     wrong = value + _OFFSETS[index % len(_OFFSETS)]
     return _format(wrong)
