@@ -84,3 +84,9 @@ def test_two_annotators_label_one_sample_at_once_with_shortcuts_and_lose_nothing
     alice.keyboard.press("2")
     alice.get_by_text("no longer one of sample").first.wait_for(timeout=20_000)
     wait_until(lambda: ratings(alice) == [""] + ["1"] * (n - 2), timeout=20, what="alice's view to reload")
+
+    # Merging with the button says the merged step starts unlabelled (its parts' labels don't carry over).
+    alice.get_by_text("Edit steps").click()
+    alice.locator("#tl-merge").click()
+    alice.get_by_text("The merged step starts unlabelled").first.wait_for(timeout=20_000)
+    wait_until(lambda: ratings(alice)[0] == "" and len(ratings(alice)) == n - 2, timeout=20, what="the merged view")

@@ -173,9 +173,13 @@ class Annotate:
 
     def merge(self, annotator: str, seen: Opened | None, pos: int, _: Any) -> None:
         labeling.merge_steps(self.store, *shown_step(seen, pos))
+        gr.Info(f"Merged step #{pos} with the next. The merged step starts unlabelled: rate it again "
+                "(the two steps' labels are kept in the history and no longer export).")  # fmt: skip
 
     def split(self, annotator: str, seen: Opened | None, pos: int, before: Any) -> None:
         labeling.split_step(self.store, *shown_step(seen, pos), before or "")
+        gr.Info(f"Split step #{pos} in two. Both parts start unlabelled: rate them again "
+                "(the step's labels are kept in the history and no longer export).")  # fmt: skip
 
     # --- opening a sample (by id, queue row, or "next"): also fills the preference candidates ---
 
