@@ -100,6 +100,10 @@ def test_branch_and_think_longer_runs_belong_to_who_made_them(guarded):
     branches = [r for r in rt.db.list_runs() if r.run_id > parent]
     assert len(branches) == 2 and longer[2]["run_id"] in [r.run_id for r in branches]
     assert [r.created_by for r in branches] == ["alice", "alice"]  # were None (rollouts) and "local" (Think longer)
+    details = alice.predict(min(r.run_id for r in branches), api_name="/get_run")[1]  # the Branch here run
+    assert f"branch of run {parent} · sample 1 · from step 1" in details  # History says where a branch came from
+    details = alice.predict(longer[2]["run_id"], api_name="/get_run")[1]
+    assert f"think longer from run {parent} · sample 1" in details
     for run in branches:
         assert alice.predict(run.run_id, api_name="/delete_run")[0] == f"Deleted run #{run.run_id}."
 

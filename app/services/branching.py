@@ -411,6 +411,7 @@ def stream_think_longer(
         steer=steer,
         branch=link,
         user=user,
+        label=f"think longer from run {run_id} · sample {sample_index + 1}",
     )
 
 

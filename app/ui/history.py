@@ -62,6 +62,8 @@ def run_details(run: StoredRun) -> str:
         + f" · max answer {s.max_answer_tokens} · temperature {s.temperature} · top_p {s.top_p}"
         + f" · seed {s.seed if s.seed is not None else '–'} · {run.seconds:.1f} s",
     ]
+    if run.label:  # e.g. "branch of run 7 · sample 1 · from step 2": where a branch came from
+        lines.append(safe_text(run.label))
     if run.gold:
         lines.append(f"gold answer: {safe_text(run.gold)}")
     if run.error:
