@@ -151,9 +151,11 @@ def test_sample_and_sweep_stream_their_progress_before_the_report(client):
     assert "0 of 4 problem × budget runs done" in progress[0] and report["n_problems"] == 2
 
 
-def test_cancel_without_a_run_is_harmless(client):
+def test_cancel_without_a_run_is_harmless(client, analysis_rt):
+    before = analysis_rt.store.count_runs()
     for name in ("/cancel_sample", "/cancel_compare", "/cancel_sweep"):
-        client.predict(api_name=name)
+        assert client.predict(api_name=name) == ()  # no error, no output
+    assert analysis_rt.store.count_runs() == before and model_thread_idle()  # nothing ran, nothing was saved
 
 
 def test_compare_shows_off_and_each_budget(client):

@@ -43,7 +43,7 @@ def build_section(rt: Runtime) -> None:
     """The agreement controls and tables, inside whatever container the caller opened."""
     store = rt.db
     with gr.Row():
-        sample = WholeNumber(None, label="Only sample id (0 = all samples)", precision=0, minimum=0)
+        sample = WholeNumber(None, label="Only sample id (0 = all samples)", minimum=0)
         compute = gr.Button("Compute agreement", variant="primary")
     summary = gr.Markdown()
     pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, elem_id="tl-agreement-pairs")

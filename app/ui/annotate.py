@@ -282,14 +282,14 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
                 progress = gr.Markdown(elem_id="tl-progress")
             with gr.Accordion("Queue", open=True):
                 with gr.Row():
-                    f_run = WholeNumber(None, label="Run id (0 = any)", precision=0, minimum=0)
+                    f_run = WholeNumber(None, label="Run id (0 = any)", minimum=0)
                     f_model = gr.Dropdown([""], value="", label="Model", allow_custom_value=True)
                     f_prompt = gr.Textbox(label="Prompt contains")
                     f_whose = gr.Dropdown(["me", "anyone"], value="me", label="Done = labelled by", allow_custom_value=True)  # fmt: skip
                     f_first = gr.Checkbox(label="Unlabelled first", value=True)
                 with gr.Row():
                     refresh = gr.Button("Refresh queue", size="sm")
-                    pick = WholeNumber(None, label="Sample id", precision=0, minimum=0, elem_id="tl-pick")
+                    pick = WholeNumber(None, label="Sample id", minimum=0, elem_id="tl-pick")
                     open_btn = gr.Button("Open", size="sm", elem_id="tl-open")
                     next_btn = gr.Button("Next sample (n)", size="sm", elem_id="tl-next-sample")
                 queue_df = gr.Dataframe(headers=v.QUEUE_HEADERS, interactive=False, max_height=260, elem_id="tl-queue")
@@ -298,7 +298,7 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
                 with gr.Column(scale=3):
                     steps = gr.HTML(js_on_load=v.STEP_CLICK_JS, elem_id="tl-steps")
                 with gr.Column(scale=2):
-                    cursor = WholeNumber(0, label="Step position", precision=0, minimum=0, elem_id="tl-cursor")
+                    cursor = WholeNumber(0, label="Step position", minimum=0, elem_id="tl-cursor")
                     current = gr.HTML(js_on_load=None, elem_id="tl-current")
                     comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="tl-comment")
                     with gr.Row():

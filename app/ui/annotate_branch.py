@@ -116,16 +116,9 @@ class BranchPanel(ModelTab):
         def plan():  # noqa: ANN202
             run_id, sample, pos = _where(self.rt, opened, cursor)
             k = as_int(n, "rollouts", 4) or 4
+            who = user_of(request)
             return lambda token, report: branching.resample(
-                self.rt,
-                run_id,
-                sample,
-                pos,
-                k,
-                gold=gold or None,
-                cancel=token,
-                progress=report,
-                user=user_of(request),
+                self.rt, run_id, sample, pos, k, gold=gold or None, cancel=token, progress=report, user=who
             )
 
         def finish(report) -> tuple[str]:  # noqa: ANN001
@@ -146,15 +139,9 @@ class BranchPanel(ModelTab):
         def plan():  # noqa: ANN202
             run_id, sample, _ = _where(self.rt, opened, 0)
             k = as_int(n, "rollouts", 4) or 4
+            who = user_of(request)
             return lambda token, report: branching.step_credit(
-                self.rt,
-                run_id,
-                sample,
-                k,
-                gold=gold or None,
-                cancel=token,
-                progress=report,
-                user=user_of(request),
+                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
             )
 
         def finish(report) -> tuple[Any, ...]:  # noqa: ANN001
@@ -178,15 +165,9 @@ class BranchPanel(ModelTab):
         def plan():  # noqa: ANN202
             run_id, sample, _ = _where(self.rt, opened, 0)
             k = as_int(n, "rollouts", 4) or 4
+            who = user_of(request)
             return lambda token, report: auto_labels.autolabel_sample(
-                self.rt,
-                run_id,
-                sample,
-                k,
-                gold=gold or None,
-                cancel=token,
-                progress=report,
-                user=user_of(request),
+                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
             )
 
         yield from self.stream_task(
@@ -214,7 +195,7 @@ def build_section(
     +1 and -1 rating buttons, which Auto-label re-marks when it finishes."""
     panel = BranchPanel(rt)
     with gr.Row():
-        rollouts = WholeNumber(4, label="Rollouts per step (N)", precision=0, minimum=1, elem_id="tl-rollouts")
+        rollouts = WholeNumber(4, label="Rollouts per step (N)", minimum=1, elem_id="tl-rollouts")
         gold = gr.Textbox(label="Gold answer (optional)", placeholder="e.g. 18", elem_id="tl-gold")
     with gr.Row():
         branch_btn = gr.Button("Branch here", size="sm", elem_id="tl-branch-here")

@@ -53,16 +53,9 @@ class BranchHere(ModelTab):
             s = (as_int(sample, "sample", 1) or 1) - 1
             k = (as_int(step, "step", 1) or 1) - 1
             rollouts = as_int(n, "rollouts", 4) or 4
+            who = user_of(request)
             return lambda token, report: branching.resample(
-                self.rt,
-                run_id,
-                s,
-                k,
-                rollouts,
-                gold=gold or None,
-                cancel=token,
-                progress=report,
-                user=user_of(request),
+                self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report, user=who
             )
 
         yield from self.stream_task(
@@ -78,11 +71,9 @@ def build(rt: Runtime, tab: str, ref: gr.components.Component, *, with_sample: b
     """The controls inside the caller's container; ``ref`` holds the run (its JSON, or a run # box)."""
     panel = BranchHere(rt, tab)
     with gr.Row():
-        sample = WholeNumber(
-            1, label="Sample", precision=0, minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample"
-        )
-        step = WholeNumber(1, label="Step", precision=0, minimum=1, elem_id=f"tl-{tab}-bstep")
-        n = WholeNumber(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-bn")
+        sample = WholeNumber(1, label="Sample", minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample")
+        step = WholeNumber(1, label="Step", minimum=1, elem_id=f"tl-{tab}-bstep")
+        n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-bn")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-bgold")
     with gr.Row():
         go = gr.Button("Branch here", size="sm", elem_id=f"tl-{tab}-branch")

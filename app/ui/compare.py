@@ -122,9 +122,7 @@ def build_tab(rt: Runtime) -> None:
             budgets = gr.Textbox(
                 value="64,256", label="Thinking budgets (2-3, comma-separated)", elem_id="tl-cmp-budgets"
             )
-            max_answer = WholeNumber(
-                value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-cmp-answer"
-            )
+            max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-cmp-answer")
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():

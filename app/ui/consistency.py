@@ -215,12 +215,8 @@ def build_tab(rt: Runtime) -> None:
             temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
             with gr.Row():
                 thinking = gr.Checkbox(value=True, label="Thinking")
-                budget = WholeNumber(
-                    value=128, precision=0, minimum=0, label="Max thinking tokens", elem_id="tl-sc-budget"
-                )
-                max_answer = WholeNumber(
-                    value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-sc-answer"
-                )
+                budget = WholeNumber(value=128, minimum=0, label="Max thinking tokens", elem_id="tl-sc-budget")
+                max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-sc-answer")
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Sample and vote", variant="primary", elem_id="tl-sc-run")
@@ -233,8 +229,8 @@ def build_tab(rt: Runtime) -> None:
     with gr.Accordion("Compare two samples side by side", open=True):
         with gr.Row():
             run_id = gr.Number(value=None, precision=0, label="Run #", elem_id="tl-sc-run-id")
-            sample_a = WholeNumber(value=1, precision=0, minimum=1, label="Sample A")
-            sample_b = WholeNumber(value=2, precision=0, minimum=1, label="Sample B")
+            sample_a = WholeNumber(value=1, minimum=1, label="Sample A")
+            sample_b = WholeNumber(value=2, minimum=1, label="Sample B")
             compare = gr.Button("Side by side", elem_id="tl-sc-pair")
         pair = gr.HTML(css_template=CARD_CSS, elem_id="tl-side-by-side")
     with gr.Accordion("Branch here: resample a card from one of its steps", open=False):

@@ -181,11 +181,9 @@ def build(rt: Runtime, tab: str, lens: gr.HTML, ref: gr.components.Component) ->
     """
     panel = TokenBranch(rt, tab)
     with gr.Row():
-        sample = WholeNumber(None, label="Sample", precision=0, minimum=1, elem_id=f"tl-{tab}-tsample")
-        token = WholeNumber(
-            None, label="Token (click one in the lens)", precision=0, minimum=1, elem_id=f"tl-{tab}-token"
-        )
-        n = WholeNumber(4, label="Rollouts (N)", precision=0, minimum=1, elem_id=f"tl-{tab}-tn")
+        sample = WholeNumber(None, label="Sample", minimum=1, elem_id=f"tl-{tab}-tsample")
+        token = WholeNumber(None, label="Token (click one in the lens)", minimum=1, elem_id=f"tl-{tab}-token")
+        n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-tn")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-tgold")
     where = gr.HTML(HINT, elem_id=f"tl-{tab}-token-where", js_on_load=None)
     with gr.Row():

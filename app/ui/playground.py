@@ -100,9 +100,9 @@ def build_tab(rt: Runtime) -> None:
                 list(EFFORTS), value="low", label="Effort", info=f"Thinking tokens: {_EFFORT_INFO}", elem_id="effort"
             )
             with gr.Group(visible=False) as custom_box:
-                max_thinking = WholeNumber(value=512, label="Max thinking tokens", precision=0, minimum=0)
+                max_thinking = WholeNumber(value=512, label="Max thinking tokens", minimum=0)
                 min_thinking = WholeNumber(
-                    value=0, label="Min thinking tokens", precision=0, minimum=0, info="Below this, keep thinking"
+                    value=0, label="Min thinking tokens", minimum=0, info="Below this, keep thinking"
                 )
                 continuation = gr.Textbox(
                     value="Wait", label="Continuation string", info="Appended when the model stops too early"

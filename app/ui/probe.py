@@ -188,18 +188,14 @@ def build_tab(rt: Runtime) -> None:
             with gr.Row():
                 question = gr.Textbox(label="…or type one problem", lines=2, scale=3, elem_id="tl-pr-question")
                 gold = gr.Textbox(label="Its gold answer", scale=1, elem_id="tl-pr-gold")
-            limit = WholeNumber(value=3, precision=0, minimum=1, label="First N problems", elem_id="tl-pr-limit")
+            limit = WholeNumber(value=3, minimum=1, label="First N problems", elem_id="tl-pr-limit")
         with gr.Column(scale=2):
             hint = gr.Radio(list(HINT_TYPES), value="professor", label="Hint", elem_id="tl-pr-hint")
             hint_correct = gr.Checkbox(value=False, label="Hint gives the correct answer (default: a wrong one)")
             k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per arm (k)", elem_id="tl-pr-k")
             with gr.Row():
-                budget = WholeNumber(
-                    value=128, precision=0, minimum=0, label="Max thinking tokens", elem_id="tl-pr-budget"
-                )
-                max_answer = WholeNumber(
-                    value=64, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-pr-answer"
-                )
+                budget = WholeNumber(value=128, minimum=0, label="Max thinking tokens", elem_id="tl-pr-budget")
+                max_answer = WholeNumber(value=64, minimum=1, label="Max answer tokens", elem_id="tl-pr-answer")
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
                 seed = gr.Number(value=0, precision=0, label="Seed", info="both arms share it")
     with gr.Row():

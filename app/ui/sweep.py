@@ -165,7 +165,7 @@ def build_tab(rt: Runtime) -> None:
                 file_types=[".jsonl"],
                 type="filepath",
             )
-            limit = WholeNumber(value=5, precision=0, minimum=1, label="First N problems", elem_id="tl-sw-limit")
+            limit = WholeNumber(value=5, minimum=1, label="First N problems", elem_id="tl-sw-limit")
         with gr.Column(scale=2):
             budgets = gr.Textbox(
                 value="0,64,256", label="Thinking budgets (comma-separated, 0 = off)", elem_id="tl-sw-budgets"
@@ -173,9 +173,7 @@ def build_tab(rt: Runtime) -> None:
             k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per problem (k)", elem_id="tl-sw-k")
             with gr.Row():
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
-                max_answer = WholeNumber(
-                    value=128, precision=0, minimum=1, label="Max answer tokens", elem_id="tl-sw-answer"
-                )
+                max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-sw-answer")
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Run sweep", variant="primary", elem_id="tl-sw-run")
