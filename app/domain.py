@@ -16,6 +16,13 @@ Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
 StopReason = Literal["end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error"]
 Rating = Literal[-1, 0, 1]
+#: A chat conversation: ``[{"role": "user", "content": "..."}, ...]`` (the one declaration; see :func:`as_messages`).
+Messages = list[dict[str, str]]
+
+
+def as_messages(messages: Messages | str) -> Messages:
+    """A conversation from a bare prompt (one user turn) or a copy of an existing conversation."""
+    return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
 
 #: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
 #: "low" suits a CPU laptop, "high" is where s1-style "Wait" forcing starts to matter.

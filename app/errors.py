@@ -7,7 +7,15 @@ store without importing ``app.store`` (the store raises them; ``app.store.errors
 from __future__ import annotations
 
 
-class StoreError(Exception):
+class UserError(Exception):
+    """A refusal the user can act on: its message is one plain sentence naming the problem and the fix.
+
+    Every refusal (loading, settings, limits, store, export, server) derives from it; the CLI and the UI print
+    its message as one line, and treat anything else as a bug (a logged traceback and "please report it").
+    """
+
+
+class StoreError(UserError):
     """A store operation was refused or the database could not be used; the message says why and what to do."""
 
 
