@@ -15,6 +15,10 @@ class UserError(Exception):
     """
 
 
+class InvalidInput(UserError, ValueError):
+    """A setting, flag, field or file the user gave is out of range or malformed (still a ``ValueError``)."""
+
+
 class StoreError(UserError):
     """A store operation was refused or the database could not be used; the message says why and what to do."""
 
