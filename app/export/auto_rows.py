@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from app.domain import AutoLabelledSample, LabelledSample
 from app.export.lineage import Lineages
-from app.export.rows import RowBatch, collect_rows, prm_rows, sorted_unique, step_label_balance
+from app.export.rows import RowBatch, build_batch, prm_rows, sorted_unique, step_label_balance
 
 #: Whose step labels a ``prm`` export writes (its ``source`` option).
 LABEL_SOURCES: tuple[str, ...] = ("human", "auto", "both")
@@ -57,15 +58,8 @@ def auto_prm_rows(
 ) -> RowBatch:
     """PRM rows from automatic labels, each with its provenance and its sample's branch lineage; the batch
     names the label source (``auto:mc``) where a human batch names its annotators."""
-    rows, skipped, used = collect_rows(samples, lambda sample: auto_prm_row(sample, soft), lineage)
-    return RowBatch(
-        format="prm",
-        rows=rows,
-        skip_reasons=skipped,
-        label_balance=step_label_balance(rows),
-        models=sorted_unique(s.model for s in used),
-        annotators=sorted_unique(s.source for s in used),
-    )
+    make_row = partial(auto_prm_row, soft=soft)
+    return build_batch("prm", samples, make_row, lineage, step_label_balance, who=lambda sample: sample.source)
 
 
 def prm_rows_by_source(

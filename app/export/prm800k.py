@@ -13,7 +13,7 @@ from typing import Any
 
 from app.domain import LabelledSample, first_error
 from app.export.lineage import Lineages
-from app.export.rows import SKIP_NO_LABELS, RowBatch, collect_rows, ordered_steps, ratings_by_step, sorted_unique
+from app.export.rows import SKIP_NO_LABELS, RowBatch, build_batch, ordered_steps, ratings_by_step
 
 
 def _timestamp(moment: datetime) -> str:
@@ -81,13 +81,9 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
 
 def prm800k_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
     """PRM800K-like rows (plus the lineage columns); label balance counts the -1/0/+1 ratings written."""
-    rows, skipped, used = collect_rows(samples, prm800k_row, lineage)
+    return build_batch("prm800k", samples, prm800k_row, lineage, _rating_balance)
+
+
+def _rating_balance(rows: list[dict[str, Any]]) -> dict[str, int]:
     counts = Counter(step["rating"] for row in rows for step in row["steps"] if step["rating"] is not None)
-    return RowBatch(
-        format="prm800k",
-        rows=rows,
-        skip_reasons=skipped,
-        label_balance={"+1": counts[1], "0": counts[0], "-1": counts[-1]},
-        models=sorted_unique(s.model for s in used),
-        annotators=sorted_unique(s.annotator for s in used),
-    )
+    return {"+1": counts[1], "0": counts[0], "-1": counts[-1]}

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text, first_error
@@ -46,6 +47,7 @@ from app.export.lineage import Lineages, lineage_columns
 #: "skip": the step gets no label of its own; its text is joined (with "\n", TRL's default step
 #:     separator) to the next step's text, so the model still sees it but is not trained on it.
 #:     A neutral step with nothing after it is dropped.
+#: (``app.export.dataset_formats.check_options`` refuses any other value, before rows are built.)
 NEUTRAL_POLICIES: tuple[str, ...] = ("true", "false", "skip")
 
 #: Skip reasons reported to the user (keys of ``RowBatch.skip_reasons``).
@@ -138,21 +140,38 @@ def sorted_unique(values: Iterable[str | None]) -> list[str]:
 
 
 class FromRun(Protocol):
-    """A record of one run's sample (its lineage columns are that run's)."""
+    """A record of one run's sample: its lineage columns are that run's, its model is the batch's."""
 
     @property
     def run_id(self) -> int | None: ...
 
+    @property
+    def model(self) -> str: ...
+
 
 Record = TypeVar("Record", bound=FromRun)
+Rows = list[dict[str, Any]]
 
 
-def collect_rows(
-    records: Sequence[Record], make_row: Callable[[Record], dict[str, Any] | str], lineage: Lineages | None
-) -> tuple[list[dict[str, Any]], dict[str, int], list[Record]]:
-    """(rows, skip reasons with counts, records used): ``make_row`` gives a record's row or its skip reason (a str);
-    each row ends with the branch lineage columns of its record's run (``record.run_id``)."""
-    rows: list[dict[str, Any]] = []
+def _annotator(record: Any) -> str | None:
+    return record.annotator
+
+
+def build_batch(
+    fmt: str,
+    records: Sequence[Record],
+    make_row: Callable[[Record], dict[str, Any] | str],
+    lineage: Lineages | None,
+    balance: Callable[[Rows], dict[str, int]],
+    *,
+    who: Callable[[Record], str | None] = _annotator,
+    conversational: bool = False,
+    neutral: str = "true",
+) -> RowBatch:
+    """The batch of ``fmt`` rows of ``records``: ``make_row`` gives a record's row or its skip reason (a str), counted
+    in ``skip_reasons``; each row ends with the branch lineage columns of its record's run. ``balance`` counts the
+    labels of the rows; the batch names the models and the annotators (``who``) of the records that made rows."""
+    rows: Rows = []
     skipped: Counter[str] = Counter()
     used: list[Record] = []
     for record in records:
@@ -162,7 +181,16 @@ def collect_rows(
             continue
         rows.append(row | lineage_columns(lineage, record.run_id))
         used.append(record)
-    return rows, dict(skipped), used
+    return RowBatch(
+        format=fmt,
+        rows=rows,
+        skip_reasons=dict(skipped),
+        label_balance=balance(rows),
+        models=sorted_unique(r.model for r in used),
+        annotators=sorted_unique(who(r) for r in used),
+        conversational=conversational,
+        neutral=neutral,
+    )
 
 
 def step_label_balance(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -238,16 +266,7 @@ def prm_rows(
             row.update(label_source="human", annotator=sample.annotator, auto_rollouts=None, auto_target=None)
         return row
 
-    rows, skipped, used = collect_rows(samples, row_of, lineage)
-    return RowBatch(
-        format="prm",
-        rows=rows,
-        skip_reasons=skipped,
-        label_balance=step_label_balance(rows),
-        models=sorted_unique(s.model for s in used),
-        annotators=sorted_unique(s.annotator for s in used),
-        neutral=neutral,
-    )
+    return build_batch("prm", samples, row_of, lineage, step_label_balance, neutral=neutral)
 
 
 # --- preference -------------------------------------------------------------------------------
@@ -303,17 +322,13 @@ def kto_rows(
 
     Only verdicts count: preference pairs are deliberately *not* unpaired into KTO rows here.
     """
-    rows, skipped, used = collect_rows(samples, lambda sample: kto_row(sample, conversational), lineage)
-    positive = sum(row["label"] for row in rows)
-    return RowBatch(
-        format="kto",
-        rows=rows,
-        skip_reasons=skipped,
-        label_balance={"positive": positive, "negative": len(rows) - positive},
-        models=sorted_unique(s.model for s in used),
-        annotators=sorted_unique(s.annotator for s in used),
-        conversational=conversational,
-    )
+
+    def balance(rows: Rows) -> dict[str, int]:
+        positive = sum(row["label"] for row in rows)
+        return {"positive": positive, "negative": len(rows) - positive}
+
+    make_row = partial(kto_row, conversational=conversational)
+    return build_batch("kto", samples, make_row, lineage, balance, conversational=conversational)
 
 
 def sft_row(sample: LabelledSample) -> dict[str, Any] | str:
@@ -325,13 +340,4 @@ def sft_row(sample: LabelledSample) -> dict[str, Any] | str:
 
 def sft_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
     """Conversational SFT rows (thinking kept) from samples a person marked correct."""
-    rows, skipped, used = collect_rows(samples, sft_row, lineage)
-    return RowBatch(
-        format="sft",
-        rows=rows,
-        skip_reasons=skipped,
-        label_balance={"correct": len(rows)},
-        models=sorted_unique(s.model for s in used),
-        annotators=sorted_unique(s.annotator for s in used),
-        conversational=True,
-    )
+    return build_batch("sft", samples, sft_row, lineage, lambda rows: {"correct": len(rows)}, conversational=True)
