@@ -84,12 +84,13 @@ class ExportOptions:
         return self.source != SOURCE.default
 
 
-#: The store queries of each label source, and what an empty selection of it is called (human: the format's own).
+#: The store queries of each label source (a ``prm`` export's ``source`` option).
 LABEL_QUERIES: dict[str, tuple[Query, ...]] = {
     "human": ("labelled_samples",),
     "auto": ("auto_labelled_samples",),
     "both": ("labelled_samples", "auto_labelled_samples"),
 }
+#: What an empty selection of automatic labels is called, and how a person makes some (human: the format's own).
 _AUTO_EMPTY = {"auto": "auto-labelled samples", "both": "labelled or auto-labelled samples"}
 _AUTOLABEL_FIRST = "run `python -m app autolabel --run RUN_ID --rollouts N` (or Auto-label in Annotate) first"
 
