@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
-from app.export.formats import EXPORT_FORMATS
+from app.export.dataset_formats import DATASET_FORMATS, OPTIONS, takers
+from app.export.writers import OUTPUTS
 from app.settings import AppSettings
 from app.validation import clean_text
 
@@ -136,25 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(autolabel)
 
     export = sub.add_parser("export", help="Export labels as a dataset TRL and datasets read")
-    export.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
+    export.add_argument("--format", dest="export_format", required=True, choices=list(DATASET_FORMATS))
     export.add_argument("--out", required=True, type=Path, help=".jsonl, .parquet, or a folder (HF dataset)")
-    export.add_argument("--output", choices=["jsonl", "parquet", "hf"], help="Override the kind taken from --out")
+    export.add_argument("--output", choices=list(OUTPUTS), help="Override the kind taken from --out")
     export.add_argument("--annotator")
     export.add_argument("--model", dest="filter_model")
     export.add_argument("--since", help="ISO date, e.g. 2026-11-01")
-    export.add_argument(
-        "--neutral", choices=["true", "false", "skip"], default="true", help="prm: how a 0 (neutral) step is labelled"
-    )
-    export.add_argument(
-        "--conversational", action="store_true", help="preference/kto: message lists instead of strings"
-    )
-    export.add_argument(
-        "--source",
-        choices=["human", "auto", "both"],
-        default="human",
-        help="prm: people's labels, automatic (auto:mc rollout) labels, or both, with provenance columns",
-    )
-    export.add_argument("--soft", action="store_true", help="prm: float labels (auto: the share of rollouts)")
+    for option in OPTIONS.values():  # the export options, as the format table declares them
+        where = f"{'/'.join(takers(option))}: {option.help}"
+        if option.choices:
+            export.add_argument(f"--{option.name}", choices=list(option.choices), default=option.default, help=where)
+        else:
+            export.add_argument(f"--{option.name}", action="store_true", help=where)
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--db", dest="app_db", help="SQLAlchemy URL [env TRACELAB_DB]")
     export.add_argument("--data-dir", dest="app_data_dir", help="Folder of the default SQLite file")
@@ -275,11 +269,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         annotator=args.annotator,
         model=args.filter_model,
         since=since,
-        neutral=args.neutral,
-        conversational=args.conversational,
         overwrite=args.overwrite,
-        source=args.source,
-        soft=args.soft,
+        **{name: getattr(args, name) for name in OPTIONS},
     )
     print(summary.message)
     return 0

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from app.domain import AutoLabelledSample, AutoStepLabel, LabelledSample, Step, StepRating
-from app.export.auto_rows import auto_prm_row, check_source, prm_rows_by_source
+from app.export.auto_rows import auto_prm_row, prm_rows_by_source
+from app.export.dataset_formats import check_options
 from app.export.lineage import LINEAGE_COLUMNS
 from app.export.rows import ExportError
 
@@ -51,9 +52,13 @@ def test_both_sources_give_one_row_each_with_provenance():
 
 
 def test_auto_labels_are_only_for_the_prm_format():
-    with pytest.raises(ExportError, match="works with format prm only"):
-        check_source("kto", "auto", False)
-    with pytest.raises(ExportError, match="--soft"):
-        check_source("sft", "human", True)
-    with pytest.raises(ExportError, match="not one of human, auto, both"):
-        check_source("prm", "robots", False)
+    with pytest.raises(ExportError, match=r"^source='auto' works with format prm only .*; use --format prm$"):
+        check_options("kto", source="auto")
+    with pytest.raises(
+        ExportError, match=r"^--soft \(float step labels\) works with format prm only; use --format prm$"
+    ):
+        check_options("sft", soft=True)
+    with pytest.raises(ExportError, match="^source='robots' is not one of human, auto, both$"):
+        check_options("prm", source="robots")
+    _, options = check_options("prm", source="both", soft=True)
+    assert (options.source, options.soft, options.provenance) == ("both", True, True)

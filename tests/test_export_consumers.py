@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from export_support import build_rows
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating
 from app.export.card import render_card
-from app.export.formats import build_rows
 from app.export.lineage import column_names
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_CARD_FILE, HF_DATA_FILE, arrow_schema, write_rows
@@ -83,7 +83,8 @@ VARIANTS = [
 
 
 def _batch(fmt: str, conversational: bool = False) -> RowBatch:
-    return build_rows(fmt, samples=SAMPLES, pairs=PAIRS, conversational=conversational, lineage=LINEAGE)
+    records = PAIRS if fmt == "preference" else SAMPLES
+    return build_rows(fmt, records, conversational=conversational, lineage=LINEAGE)
 
 
 def _write(batch: RowBatch, path: Path, output: str) -> None:

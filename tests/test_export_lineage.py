@@ -11,7 +11,7 @@ import datasets
 import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
-from app.export.formats import EXPORT_FORMATS
+from app.export.dataset_formats import DATASET_FORMATS
 from app.export.lineage import LINEAGE_COLUMNS
 from app.reasoning.steps import segment_trace
 from app.services import labeling
@@ -59,7 +59,7 @@ def test_every_format_carries_the_branch_lineage_of_its_rows(lineage_store, tmp_
         parent, 0, 1, "resample")  # fmt: skip
     from_branch = {"branch_of_run": parent, "branch_of_sample": 0, "branch_from_step": 1, "branch_kind": "resample"}
     ordinary = dict.fromkeys(LINEAGE_COLUMNS)
-    for fmt in EXPORT_FORMATS:
+    for fmt in DATASET_FORMATS:
         out = tmp_path / {"jsonl": f"{fmt}.jsonl", "parquet": f"{fmt}.parquet", "hf": fmt}[output]
         export_dataset(rt.db, fmt, out, output=output)
         rows = _read(out, output)

@@ -6,20 +6,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
+from export_support import build_rows
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text
 from app.export.card import render_card, size_category
-from app.export.formats import build_rows
 from app.export.lineage import column_names
-from app.export.rows import (
-    SKIP_NO_LABELS,
-    SKIP_UNLABELLED_GAP,
-    ExportError,
-    ExportFilters,
-    prm800k_row,
-    prm_row,
-    text_prompt,
-)
+from app.export.prm800k import prm800k_row
+from app.export.rows import SKIP_NO_LABELS, SKIP_UNLABELLED_GAP, ExportError, ExportFilters, prm_row, text_prompt
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 
@@ -179,7 +172,7 @@ def test_prm_neutral_skip_with_only_neutral_steps_skips_the_sample():
 
 def test_prm_batch_counts_skips_and_label_balance():
     samples = [make_sample([1, 1, -1]), make_sample([1, None, 1], sample_id=2), make_sample([1], annotator="carol")]
-    batch = build_rows("prm", samples=samples)
+    batch = build_rows("prm", samples)
     assert len(batch.rows) == 2
     assert batch.skipped == 1
     assert batch.skip_reasons == {SKIP_UNLABELLED_GAP: 1}
@@ -189,12 +182,12 @@ def test_prm_batch_counts_skips_and_label_balance():
 
 def test_unknown_neutral_policy_is_refused_with_the_choices():
     with pytest.raises(ExportError, match=r"neutral='maybe' is not one of true, false, skip"):
-        build_rows("prm", samples=[make_sample([1])], neutral="maybe")
+        build_rows("prm", [make_sample([1])], neutral="maybe")
 
 
 def test_unknown_format_is_refused_with_the_choices():
     with pytest.raises(ExportError, match=r"format='orm' is not one of prm, preference, kto, sft, prm800k"):
-        build_rows("orm", samples=[make_sample([1])])
+        build_rows("orm", [make_sample([1])])
 
 
 # --- empty selections --------------------------------------------------------------------------
@@ -203,7 +196,7 @@ def test_unknown_format_is_refused_with_the_choices():
 def test_empty_selection_raises_naming_the_filters():
     filters = ExportFilters(annotator="alice", model=None, since=datetime(2025, 1, 2))
     with pytest.raises(ExportError) as info:
-        build_rows("prm", samples=[], filters=filters)
+        build_rows("prm", [], filters=filters)
     assert str(info.value) == (
         "No labelled samples match (annotator=alice, model=any, since=2025-01-02 00:00:00): "
         "label some steps in the Annotate tab first, or widen the filters."
@@ -218,7 +211,7 @@ def test_every_format_refuses_an_empty_selection(fmt):
 
 def test_all_samples_skipped_is_an_error_that_says_why():
     with pytest.raises(ExportError, match=r"all skipped \(unlabelled step before the last labelled one: 2\)"):
-        build_rows("prm", samples=[make_sample([None, 1]), make_sample([1, None, -1], sample_id=2)])
+        build_rows("prm", [make_sample([None, 1]), make_sample([1, None, -1], sample_id=2)])
 
 
 # --- preference -------------------------------------------------------------------------------
@@ -230,7 +223,7 @@ def test_text_prompt_ends_on_exactly_one_newline():
 
 
 def test_preference_standard_rows_keep_thinking():
-    batch = build_rows("preference", pairs=[make_pair()])
+    batch = build_rows("preference", [make_pair()])
     assert batch.rows == [
         {"prompt": "What is 6*7?\n", "chosen": "<think>\nthink A\n</think>\n\n42", "rejected": "41"}
         | no_lineage("preference"),
@@ -239,7 +232,7 @@ def test_preference_standard_rows_keep_thinking():
 
 
 def test_preference_conversational_rows_are_role_messages():
-    (row,) = build_rows("preference", pairs=[make_pair()], conversational=True).rows
+    (row,) = build_rows("preference", [make_pair()], conversational=True).rows
     assert row == {
         "prompt": [{"role": "user", "content": "What is 6*7?"}],
         "chosen": [{"role": "assistant", "content": "<think>\nthink A\n</think>\n\n42"}],
@@ -253,7 +246,7 @@ def test_preference_conversational_rows_are_role_messages():
 def test_kto_rows_come_from_verdicts_only():
     samples = [make_sample([1], marked_correct=True), make_sample([1], sample_id=2, marked_correct=False)]
     samples.append(make_sample([1], sample_id=3, marked_correct=None))
-    batch = build_rows("kto", samples=samples)
+    batch = build_rows("kto", samples)
     assert [r["label"] for r in batch.rows] == [True, False]
     assert batch.rows[0] == {
         "prompt": "What is 6*7?\n",
@@ -265,7 +258,7 @@ def test_kto_rows_come_from_verdicts_only():
 
 
 def test_kto_conversational_rows():
-    (row,) = build_rows("kto", samples=[make_sample([], marked_correct=False, thinking="")], conversational=True).rows
+    (row,) = build_rows("kto", [make_sample([], marked_correct=False, thinking="")], conversational=True).rows
     assert row == {
         "prompt": [{"role": "user", "content": "What is 6*7?"}],
         "completion": [{"role": "assistant", "content": "42"}],
@@ -275,7 +268,7 @@ def test_kto_conversational_rows():
 
 def test_sft_keeps_only_samples_marked_correct():
     samples = [make_sample([], marked_correct=True), make_sample([], sample_id=2, marked_correct=False)]
-    batch = build_rows("sft", samples=samples)
+    batch = build_rows("sft", samples)
     assert batch.rows == [
         {
             "messages": [
@@ -290,7 +283,7 @@ def test_sft_keeps_only_samples_marked_correct():
 
 def test_sft_with_only_incorrect_samples_is_an_error():
     with pytest.raises(ExportError, match="marked incorrect"):
-        build_rows("sft", samples=[make_sample([], marked_correct=False)])
+        build_rows("sft", [make_sample([], marked_correct=False)])
 
 
 # --- prm800k ------------------------------------------------------------------------------------
@@ -332,7 +325,7 @@ def test_prm800k_fully_rated_without_error_is_a_solution():
 
 
 def test_card_lists_counts_balance_models_and_annotators():
-    batch = build_rows("prm", samples=[make_sample([1, 1, -1]), make_sample([1, None, 1], sample_id=2)])
+    batch = build_rows("prm", [make_sample([1, 1, -1]), make_sample([1, None, 1], sample_id=2)])
     card = render_card(batch, filters=ExportFilters(annotator="alice"), created=datetime(2025, 3, 2))
     front, body = card.split("---\n", 2)[1:]
     assert "path: data/train-00000-of-00001.parquet" in front

@@ -231,11 +231,46 @@ def test_bad_options_are_named(store, tmp_path, kwargs, message):
 
 def test_the_cli_and_the_service_read_one_format_table():
     from app.cli import build_parser
-    from app.export import EXPORT_FORMATS, get_format
+    from app.export import DATASET_FORMATS, OPTIONS, get_format
 
     subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    flag = next(a for a in subcommands["export"]._actions if a.dest == "export_format")
-    assert list(flag.choices) == list(EXPORT_FORMATS) == ["prm", "preference", "kto", "sft", "prm800k"]
-    assert {f.source for f in EXPORT_FORMATS.values()} == {"labelled_samples", "preference_pairs", "verdict_samples"}
+    flags = {a.dest: a for a in subcommands["export"]._actions}
+    assert (
+        list(flags["export_format"].choices) == list(DATASET_FORMATS) == ["prm", "preference", "kto", "sft", "prm800k"]
+    )
+    assert {f.query for f in DATASET_FORMATS.values()} == {"labelled_samples", "preference_pairs", "verdict_samples"}
+    assert {name: [o.name for o in f.options] for name, f in DATASET_FORMATS.items()} == {
+        "prm": ["neutral", "source", "soft"], "preference": ["conversational"], "kto": ["conversational"],
+        "sft": [], "prm800k": [],
+    }  # fmt: skip
+    for name, option in OPTIONS.items():  # every option is a flag with the table's values and default
+        assert (list(flags[name].choices or ()), flags[name].default) == (list(option.choices), option.default)
+    assert flags["source"].help.startswith("prm: ") and flags["conversational"].help.startswith("preference/kto: ")
     with pytest.raises(ValueError, match="format='orm' is not one of prm, preference, kto, sft, prm800k"):
         get_format("orm")
+
+
+def test_options_are_checked_in_one_place_with_the_fix(store, tmp_path):
+    from app.errors import InvalidInput, UserError
+    from app.export import check_options
+
+    with pytest.raises(ExportError, match="^'sofft' is not an export option; the options are neutral, conversational"):
+        check_options("prm", sofft=True)
+    with pytest.raises(ExportError, match="works with format prm only"):
+        export_dataset(store, "kto", tmp_path / "k.jsonl", source="both")
+    spec, options = check_options("kto", neutral="skip", conversational=1)  # kto has no use for neutral: ignored
+    assert (spec.name, options.neutral, options.conversational) == ("kto", "skip", True)
+    assert issubclass(ExportError, InvalidInput) and issubclass(ExportError, UserError)
+    assert not (tmp_path / "k.jsonl").exists()
+
+
+def test_an_unwritable_out_is_a_refusal_naming_the_path(store, labelled, tmp_path):
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    out = blocker / "sub" / "prm.jsonl"  # its folder can't be made: a file stands where it would go
+    with pytest.raises(ExportError, match=rf"^{out} could not be written \(.+\); choose a path in a folder you can"):
+        export_dataset(store, "prm", out)
+    with pytest.raises(ExportError, match=rf"^{blocker / 'ds'} could not be written"):
+        export_dataset(store, "prm", blocker / "ds")  # an HF folder under a file
+    assert blocker.read_text() == "not a folder\n"

@@ -287,9 +287,9 @@ def test_labelling_shows_the_first_error_export_uses_and_stops_only_at_a_mark(da
 
 
 def labeling_rows(store, annotator: str) -> list[dict]:
-    from app.export import build_rows
+    from app.export.rows import prm_rows
 
-    return build_rows("prm", samples=store.labelled_samples(annotator=annotator)).rows
+    return prm_rows(store.labelled_samples(annotator=annotator)).rows
 
 
 def test_a_rating_outside_minus_one_to_one_is_refused_by_the_store_with_the_step(data):

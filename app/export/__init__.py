@@ -1,22 +1,33 @@
 """Export: domain records -> dataset rows -> JSONL / Parquet / Hugging Face dataset folder.
 
-``formats`` is the table of formats (name, store query, row builder, empty hint) that the CLI, the UI and
-the service read; ``rows`` builds rows (pure, per format), ``writers`` puts them in files, ``card`` writes the
-dataset card. Nothing here imports gradio, torch or the store; ``app.services.exporting`` wires
-the store's queries to these functions.
+``dataset_formats`` is the table of formats (name, store query, row builder, options, empty hint) that the CLI,
+the UI and the service read, and the one place export options are checked; ``rows`` (with ``auto_rows`` and
+``prm800k``) builds rows (pure, per format), ``writers`` puts them in files, ``card`` writes the dataset card.
+Nothing here imports gradio, torch or the store; ``app.services.exporting`` wires the store's queries to these
+functions.
 """
 
 from app.export.card import render_card
-from app.export.formats import EXPORT_FORMATS, FORMATS, ExportFormat, build_rows, get_format, validate_options
+from app.export.dataset_formats import (
+    DATASET_FORMATS,
+    OPTIONS,
+    ExportFormat,
+    ExportOption,
+    ExportOptions,
+    check_options,
+    get_format,
+)
 from app.export.rows import NEUTRAL_POLICIES, ExportError, ExportFilters, RowBatch
 from app.export.writers import HF_DATA_FILE, OUTPUTS, arrow_schema, resolve_output, write_rows
 
 __all__ = [
-    "EXPORT_FORMATS",
-    "FORMATS",
+    "DATASET_FORMATS",
+    "OPTIONS",
     "ExportFormat",
+    "ExportOption",
+    "ExportOptions",
+    "check_options",
     "get_format",
-    "validate_options",
     "HF_DATA_FILE",
     "NEUTRAL_POLICIES",
     "OUTPUTS",
@@ -24,7 +35,6 @@ __all__ = [
     "ExportFilters",
     "RowBatch",
     "arrow_schema",
-    "build_rows",
     "render_card",
     "resolve_output",
     "write_rows",

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import yaml
 
-from app.export.formats import FORMATS
+from app.export.dataset_formats import DATASET_FORMATS
 from app.export.lineage import LINEAGE_COLUMNS, LINEAGE_HELP
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_DATA_FILE
@@ -171,7 +171,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
     )
     skipped = str(batch.skipped)
     if batch.skip_reasons:
-        skipped += " (" + "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items()) + ")"
+        skipped += f" ({batch.skip_summary})"
     balance_title, balance = _balance(batch)
     table = [
         ("Format", f"`{batch.format}`{' (conversational)' if shape_key.endswith('conversational') else ''}"),
@@ -199,7 +199,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "",
         f"# tracelab export: {batch.format}",
         "",
-        f"{FORMATS[batch.format]}. Exported from tracelab annotations.",
+        f"{DATASET_FORMATS[batch.format].description}. Exported from tracelab annotations.",
         "",
         "| | |",
         "|---|---|",

@@ -13,7 +13,7 @@ Row shapes (field names are what TRL and other consumers read):
                  ``{"prompt": [{"role": "user", ...}], "chosen": [{"role": "assistant", ...}], "rejected": [...]}``
 - ``kto``        ``{"prompt": str, "completion": str, "label": bool}`` (conversational form as for preference)
 - ``sft``        ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``
-- ``prm800k``    one line per labelled sample, ratings kept as -1/0/+1 (see :func:`prm800k_row`)
+- ``prm800k``    one line per labelled sample, ratings kept as -1/0/+1 (``app.export.prm800k``)
 
 Every row also carries the branch lineage of the run its sample came from (``branch_of_run``,
 ``branch_of_sample``, ``branch_from_step``, ``branch_kind``; null for an ordinary run; preference rows have them
@@ -22,22 +22,21 @@ for both sides, prefixed ``chosen_``/``rejected_``), see ``app.export.lineage``.
 Completions keep the thinking, laid out by :func:`app.domain.completion_text` (the one place that knows
 ``<think>\\n{thinking}\\n</think>\\n\\n{answer}``). The first error of a sample is
 :func:`app.domain.first_error`, the definition labelling uses too. Which formats exist, and what feeds them, is
-the table in ``app.export.formats``.
+the table in ``app.export.dataset_formats``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text, first_error
+from app.errors import InvalidInput
 from app.export.lineage import Lineages, lineage_columns
-
-Format = Literal["prm", "preference", "kto", "sft", "prm800k"]
-Neutral = Literal["true", "false", "skip"]
 
 #: How a neutral (0) step becomes a PRM label.
 #: "true" (default): a neutral step is not an error, so it counts as a correct step. This is the
@@ -48,6 +47,7 @@ Neutral = Literal["true", "false", "skip"]
 #: "skip": the step gets no label of its own; its text is joined (with "\n", TRL's default step
 #:     separator) to the next step's text, so the model still sees it but is not trained on it.
 #:     A neutral step with nothing after it is dropped.
+#: (``app.export.dataset_formats.check_options`` refuses any other value, before rows are built.)
 NEUTRAL_POLICIES: tuple[str, ...] = ("true", "false", "skip")
 
 #: Skip reasons reported to the user (keys of ``RowBatch.skip_reasons``).
@@ -57,10 +57,10 @@ SKIP_INCORRECT = "marked incorrect (SFT keeps correct samples only)"
 SKIP_NO_VERDICT = "no correct/incorrect verdict"
 
 
-class ExportError(ValueError):
+class ExportError(InvalidInput):
     """A problem the person exporting can fix; the message says what and how.
 
-    A ``ValueError`` so callers that already handle bad arguments show it unchanged.
+    An :class:`~app.errors.InvalidInput`: a ``UserError`` (printed as one line) that is still a ``ValueError``.
     """
 
 
@@ -94,6 +94,11 @@ class RowBatch:
     def skipped(self) -> int:
         return sum(self.skip_reasons.values())
 
+    @property
+    def skip_summary(self) -> str:
+        """The skip reasons with their counts, as the summary, the card and the empty-selection errors say them."""
+        return "; ".join(f"{reason}: {n}" for reason, n in self.skip_reasons.items())
+
 
 # --- shared helpers -------------------------------------------------------------------------
 
@@ -117,19 +122,11 @@ def _assistant(content: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": content}]
 
 
-def check_neutral(neutral: str) -> None:
-    """Raise :class:`ExportError` naming a bad ``neutral`` policy and the allowed values."""
-    if neutral not in NEUTRAL_POLICIES:
-        raise ExportError(
-            f"neutral={neutral!r} is not one of {', '.join(NEUTRAL_POLICIES)} (how 0-rated steps are labelled)"
-        )
-
-
-def _ordered_steps(sample: LabelledSample) -> list[Step]:
+def ordered_steps(sample: LabelledSample) -> list[Step]:
     return sorted(sample.steps, key=lambda s: s.index)
 
 
-def _ratings_by_step(sample: LabelledSample) -> dict[int, StepRating]:
+def ratings_by_step(sample: LabelledSample) -> dict[int, StepRating]:
     """The current rating per step index; if a step somehow has two, the later one wins."""
     current: dict[int, StepRating] = {}
     for rating in sorted(sample.ratings, key=lambda r: r.created_at):
@@ -137,23 +134,76 @@ def _ratings_by_step(sample: LabelledSample) -> dict[int, StepRating]:
     return current
 
 
-def _timestamp(moment: datetime) -> str:
-    """ISO 8601 with microseconds, always: a fixed width keeps the JSONL column a string column.
-
-    (datasets' JSON reader turns "2025-03-01T12:00:00" into a timestamp but leaves
-    "...12:00:00.123456" a string, so mixed precision would give one column two types.)
-    """
-    return moment.isoformat(timespec="microseconds")
-
-
-def _sorted_unique(values: Iterable[str]) -> list[str]:
+def sorted_unique(values: Iterable[str | None]) -> list[str]:
+    """The distinct non-empty values, sorted (the models and annotators a batch names)."""
     return sorted({v for v in values if v})
+
+
+class FromRun(Protocol):
+    """A record of one run's sample: its lineage columns are that run's, its model is the batch's."""
+
+    @property
+    def run_id(self) -> int | None: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+Record = TypeVar("Record", bound=FromRun)
+Rows = list[dict[str, Any]]
+
+
+def _annotator(record: Any) -> str | None:
+    return record.annotator
+
+
+def build_batch(
+    fmt: str,
+    records: Sequence[Record],
+    make_row: Callable[[Record], dict[str, Any] | str],
+    lineage: Lineages | None,
+    balance: Callable[[Rows], dict[str, int]],
+    *,
+    who: Callable[[Record], str | None] = _annotator,
+    conversational: bool = False,
+    neutral: str = "true",
+) -> RowBatch:
+    """The batch of ``fmt`` rows of ``records``: ``make_row`` gives a record's row or its skip reason (a str), counted
+    in ``skip_reasons``; each row ends with the branch lineage columns of its record's run. ``balance`` counts the
+    labels of the rows; the batch names the models and the annotators (``who``) of the records that made rows."""
+    rows: Rows = []
+    skipped: Counter[str] = Counter()
+    used: list[Record] = []
+    for record in records:
+        row = make_row(record)
+        if isinstance(row, str):
+            skipped[row] += 1
+            continue
+        rows.append(row | lineage_columns(lineage, record.run_id))
+        used.append(record)
+    return RowBatch(
+        format=fmt,
+        rows=rows,
+        skip_reasons=dict(skipped),
+        label_balance=balance(rows),
+        models=sorted_unique(r.model for r in used),
+        annotators=sorted_unique(who(r) for r in used),
+        conversational=conversational,
+        neutral=neutral,
+    )
+
+
+def step_label_balance(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """True/false step labels over PRM rows (a soft label counts as true when above 0, Math-Shepherd's hard rule)."""
+    n_true = sum(1 for row in rows for label in row["labels"] if label > 0)
+    n_all = sum(len(row["labels"]) for row in rows)
+    return {"true": n_true, "false": n_all - n_true}
 
 
 # --- prm --------------------------------------------------------------------------------------
 
 
-def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any] | str:
+def prm_row(sample: LabelledSample, neutral: str = "true") -> dict[str, Any] | str:
     """One TRL stepwise-supervision row, or the skip reason (a str) when the sample can't be one.
 
     Rules: steps in index order; +1 -> True, -1 -> False, 0 -> ``neutral`` policy. The row stops
@@ -161,8 +211,8 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
     trusted) or at the last labelled step, whichever comes first. An unlabelled step before that point makes
     the labels ambiguous, so the sample is skipped rather than guessed.
     """
-    ratings = _ratings_by_step(sample)
-    steps = _ordered_steps(sample)
+    ratings = ratings_by_step(sample)
+    steps = ordered_steps(sample)
     rated_positions = [i for i, s in enumerate(steps) if s.index in ratings]
     if not rated_positions:
         return SKIP_NO_LABELS
@@ -192,110 +242,31 @@ def prm_row(sample: LabelledSample, neutral: Neutral = "true") -> dict[str, Any]
     return {"prompt": sample.prompt, "completions": completions, "labels": labels}
 
 
-def prm_rows(samples: Sequence[LabelledSample], neutral: Neutral = "true", lineage: Lineages | None = None) -> RowBatch:
-    """TRL stepwise-supervision rows (plus the lineage columns); label balance counts True/False step labels."""
-    check_neutral(neutral)
-    rows: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    used: list[LabelledSample] = []
-    for sample in samples:
+def prm_rows(
+    samples: Sequence[LabelledSample],
+    neutral: str = "true",
+    lineage: Lineages | None = None,
+    *,
+    soft: bool = False,
+    provenance: bool = False,
+) -> RowBatch:
+    """TRL stepwise-supervision rows (plus the lineage columns); label balance counts true/false step labels.
+
+    ``soft`` writes the labels as 1.0 / 0.0; ``provenance`` adds the columns saying the labels are a person's
+    (``label_source``, ``annotator``, ``auto_rollouts``, ``auto_target``; see ``app.export.auto_rows``).
+    """
+
+    def row_of(sample: LabelledSample) -> dict[str, Any] | str:
         row = prm_row(sample, neutral)
         if isinstance(row, str):
-            skipped[row] += 1
-            continue
-        rows.append(row | lineage_columns(lineage, sample.run_id))
-        used.append(sample)
-    n_true = sum(label for row in rows for label in row["labels"])
-    n_all = sum(len(row["labels"]) for row in rows)
-    return RowBatch(
-        format="prm",
-        rows=rows,
-        skip_reasons=dict(skipped),
-        label_balance={"true": n_true, "false": n_all - n_true},
-        models=_sorted_unique(s.model for s in used),
-        annotators=_sorted_unique(s.annotator for s in used),
-        neutral=neutral,
-    )
+            return row
+        if soft:
+            row["labels"] = [1.0 if label else 0.0 for label in row["labels"]]
+        if provenance:
+            row.update(label_source="human", annotator=sample.annotator, auto_rollouts=None, auto_target=None)
+        return row
 
-
-# --- prm800k ----------------------------------------------------------------------------------
-
-
-def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
-    """One PRM800K-like line per labelled sample, keeping everything the annotator did.
-
-    Mapping from PRM800K (``{"labeler", "timestamp", "question": {"problem"}, "label": {"steps":
-    [{"completions": [{"text", "rating", "flagged"}], ...}], "total_time", "finish_reason"}}``):
-    ``labeler`` -> ``annotator``; ``question.problem`` -> ``prompt``; each step has exactly one
-    completion here, so ``label.steps[i].completions[0]`` is flattened to ``steps[i]`` with its
-    ``text`` and ``rating`` (-1/0/+1, kept as is) plus our ``index``, ``source`` (thinking/answer),
-    ``comment`` and ``labelled_at``; ``timestamp``/``total_time`` -> ``labelled_at_start`` and
-    ``labelled_at_end`` (first and last rating time, ISO 8601 with microseconds). Steps run up to the last rated
-    one; an unrated step before that keeps ``rating: null`` (nothing is dropped here).
-    ``first_error`` marks the sample's first error (:func:`~app.domain.first_error`). ``finish_reason`` is ``found_error`` when a step is
-    rated -1, ``solution`` when every step is rated and none is -1, else ``partial`` (PRM800K's
-    ``give_up``/``bad_problem`` have no counterpart here).
-    """
-    ratings = _ratings_by_step(sample)
-    steps = _ordered_steps(sample)
-    rated_positions = [i for i, s in enumerate(steps) if s.index in ratings]
-    if not rated_positions:
-        return SKIP_NO_LABELS
-    included = steps[: rated_positions[-1] + 1]
-    wrong = first_error(ratings[s.index] for s in included if s.index in ratings)
-    out_steps = []
-    for step in included:
-        rating = ratings.get(step.index)
-        out_steps.append(
-            {
-                "index": step.index,
-                "text": step.text,
-                "source": step.source,
-                "rating": rating.rating if rating else None,
-                "comment": rating.comment if rating else "",
-                "first_error": step.index == wrong,
-                "labelled_at": _timestamp(rating.created_at) if rating else None,
-            }
-        )
-    if wrong is not None:
-        finish_reason = "found_error"
-    elif len(ratings.keys() & {s.index for s in steps}) == len(steps):
-        finish_reason = "solution"
-    else:
-        finish_reason = "partial"
-    times = sorted(r.created_at for r in ratings.values())
-    return {
-        "prompt": sample.prompt,
-        "model": sample.model,
-        "annotator": sample.annotator,
-        "steps": out_steps,
-        "finish_reason": finish_reason,
-        "labelled_at_start": _timestamp(times[0]),
-        "labelled_at_end": _timestamp(times[-1]),
-    }
-
-
-def prm800k_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
-    """PRM800K-like rows (plus the lineage columns); label balance counts the -1/0/+1 ratings written."""
-    rows: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    used: list[LabelledSample] = []
-    for sample in samples:
-        row = prm800k_row(sample)
-        if isinstance(row, str):
-            skipped[row] += 1
-            continue
-        rows.append(row | lineage_columns(lineage, sample.run_id))
-        used.append(sample)
-    counts = Counter(step["rating"] for row in rows for step in row["steps"] if step["rating"] is not None)
-    return RowBatch(
-        format="prm800k",
-        rows=rows,
-        skip_reasons=dict(skipped),
-        label_balance={"+1": counts[1], "0": counts[0], "-1": counts[-1]},
-        models=_sorted_unique(s.model for s in used),
-        annotators=_sorted_unique(s.annotator for s in used),
-    )
+    return build_batch("prm", samples, row_of, lineage, step_label_balance, neutral=neutral)
 
 
 # --- preference -------------------------------------------------------------------------------
@@ -323,13 +294,25 @@ def preference_rows(
             for p in pairs
         ],
         label_balance={"pairs": len(pairs)},
-        models=_sorted_unique(p.model for p in pairs),
-        annotators=_sorted_unique(p.annotator for p in pairs),
+        models=sorted_unique(p.model for p in pairs),
+        annotators=sorted_unique(p.annotator for p in pairs),
         conversational=conversational,
     )
 
 
 # --- kto / sft --------------------------------------------------------------------------------
+
+
+def kto_row(sample: LabelledSample, conversational: bool = False) -> dict[str, Any] | str:
+    """One TRL unpaired-preference row (label = marked correct), or the skip reason when there is no verdict."""
+    if sample.marked_correct is None:
+        return SKIP_NO_VERDICT
+    completion = completion_text(sample.thinking, sample.answer)
+    if conversational:
+        row: dict[str, Any] = {"prompt": _user(sample.prompt), "completion": _assistant(completion)}
+    else:
+        row = {"prompt": text_prompt(sample.prompt), "completion": completion}
+    return {**row, "label": bool(sample.marked_correct)}
 
 
 def kto_rows(
@@ -339,50 +322,22 @@ def kto_rows(
 
     Only verdicts count: preference pairs are deliberately *not* unpaired into KTO rows here.
     """
-    rows: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    used: list[LabelledSample] = []
-    for sample in samples:
-        if sample.marked_correct is None:
-            skipped[SKIP_NO_VERDICT] += 1
-            continue
-        completion = completion_text(sample.thinking, sample.answer)
-        if conversational:
-            row = {"prompt": _user(sample.prompt), "completion": _assistant(completion)}
-        else:
-            row = {"prompt": text_prompt(sample.prompt), "completion": completion}
-        rows.append({**row, "label": bool(sample.marked_correct)} | lineage_columns(lineage, sample.run_id))
-        used.append(sample)
-    positive = sum(row["label"] for row in rows)
-    return RowBatch(
-        format="kto",
-        rows=rows,
-        skip_reasons=dict(skipped),
-        label_balance={"positive": positive, "negative": len(rows) - positive},
-        models=_sorted_unique(s.model for s in used),
-        annotators=_sorted_unique(s.annotator for s in used),
-        conversational=conversational,
-    )
+
+    def balance(rows: Rows) -> dict[str, int]:
+        positive = sum(row["label"] for row in rows)
+        return {"positive": positive, "negative": len(rows) - positive}
+
+    make_row = partial(kto_row, conversational=conversational)
+    return build_batch("kto", samples, make_row, lineage, balance, conversational=conversational)
+
+
+def sft_row(sample: LabelledSample) -> dict[str, Any] | str:
+    """One conversational SFT row (thinking kept) from a sample marked correct, or the skip reason."""
+    if sample.marked_correct is not True:
+        return SKIP_INCORRECT if sample.marked_correct is False else SKIP_NO_VERDICT
+    return {"messages": _user(sample.prompt) + _assistant(completion_text(sample.thinking, sample.answer))}
 
 
 def sft_rows(samples: Sequence[LabelledSample], lineage: Lineages | None = None) -> RowBatch:
     """Conversational SFT rows (thinking kept) from samples a person marked correct."""
-    rows: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    used: list[LabelledSample] = []
-    for sample in samples:
-        if sample.marked_correct is not True:
-            skipped[SKIP_INCORRECT if sample.marked_correct is False else SKIP_NO_VERDICT] += 1
-            continue
-        messages = _user(sample.prompt) + _assistant(completion_text(sample.thinking, sample.answer))
-        rows.append({"messages": messages} | lineage_columns(lineage, sample.run_id))
-        used.append(sample)
-    return RowBatch(
-        format="sft",
-        rows=rows,
-        skip_reasons=dict(skipped),
-        label_balance={"correct": len(rows)},
-        models=_sorted_unique(s.model for s in used),
-        annotators=_sorted_unique(s.annotator for s in used),
-        conversational=True,
-    )
+    return build_batch("sft", samples, sft_row, lineage, lambda rows: {"correct": len(rows)}, conversational=True)

@@ -4,7 +4,9 @@ This module owns file layout, Arrow schemas and the never-clobber rule. It does 
 rows come from or what they mean beyond their column types. Every file is written to a hidden
 ``.<name>.<pid>.partial`` sibling first and ``os.replace``-d into place, so a failed export never leaves a
 truncated file that looks like data; the temp file goes on any error, Ctrl-C or SIGTERM, and leftovers of a
-killed export (its pid gone) are removed by the next one. Only regular files are ever replaced.
+killed export (its pid gone) are removed by the next one. Only regular files are ever replaced. A target that
+cannot be written (no permission, a read-only or full disk, a file where a folder should be) is an
+:class:`~app.export.rows.ExportError` naming the path and the fix, not a raw ``OSError``.
 """
 
 from __future__ import annotations
@@ -46,11 +48,26 @@ _PRM800K_STEP = pa.struct(
 )
 
 
-def arrow_schema(fmt: str, conversational: bool = False) -> pa.Schema:
-    """The Parquet schema of a format (its lineage columns last), explicit so an all-null column keeps its type."""
+#: The columns of a ``prm`` row that says whose labels it carries (``source`` auto or both, see ``app.export.auto_rows``).
+_PROVENANCE = [
+    ("label_source", pa.string()),
+    ("annotator", pa.string()),
+    ("auto_rollouts", pa.int64()),
+    ("auto_target", pa.string()),
+]
+
+
+def arrow_schema(fmt: str, conversational: bool = False, *, soft: bool = False, provenance: bool = False) -> pa.Schema:
+    """The Parquet schema of a format (its lineage columns last), explicit so an all-null column keeps its type.
+
+    ``conversational``: preference/kto rows hold message lists; ``soft``: prm labels are floats; ``provenance``: prm
+    rows carry the label-source columns.
+    """
     text_or_messages = _MESSAGES if conversational else pa.string()
+    labels = pa.list_(pa.float64() if soft else pa.bool_())
     schemas = {
-        "prm": [("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("labels", pa.list_(pa.bool_()))],
+        "prm": [("prompt", pa.string()), ("completions", pa.list_(pa.string())), ("labels", labels)]
+        + (_PROVENANCE if provenance else []),
         "preference": [("prompt", text_or_messages), ("chosen", text_or_messages), ("rejected", text_or_messages)],
         "kto": [("prompt", text_or_messages), ("completion", text_or_messages), ("label", pa.bool_())],
         "sft": [("messages", _MESSAGES)],
@@ -83,10 +100,27 @@ def resolve_output(out: Path, output: str | None) -> str:
     return "hf"
 
 
+@contextmanager
+def _writable(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while checking or writing ``path`` into an :class:`ExportError` naming it and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        raise ExportError(
+            f"{path} could not be written ({exc.strerror or exc}); choose a path in a folder you can write to, "
+            "on a disk with free space"
+        ) from exc
+
+
 def check_target(path: Path, output: str, overwrite: bool = False) -> None:
     """The target must be absent, or (with ``overwrite``) a regular file -- or, for "hf", a folder. A device
     (``/dev/null``), a FIFO, a socket or a symbolic link is never replaced, and neither is an existing file,
-    empty or not, without ``overwrite``."""
+    empty or not, without ``overwrite``. A target that can't be inspected is an :class:`ExportError` too."""
+    with _writable(path):
+        _check_target(path, output, overwrite)
+
+
+def _check_target(path: Path, output: str, overwrite: bool) -> None:
     if not os.path.lexists(path):
         return
     if output == "hf":
@@ -233,15 +267,17 @@ def write_rows(
     card: str | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write ``rows`` as ``output`` at ``path`` after :func:`check_target`; ``card`` is required for "hf"."""
+    """Write ``rows`` as ``output`` at ``path`` after :func:`check_target`; ``card`` is required for "hf". An
+    ``OSError`` on the way is an :class:`ExportError` naming ``path`` and the fix."""
     if output not in OUTPUTS:
         raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
     check_target(path, output, overwrite)
-    if output == "jsonl":
-        write_jsonl(rows, path)
-    elif output == "parquet":
-        write_parquet(rows, path, schema)
-    else:
-        if card is None:
+    with _writable(path):
+        if output == "jsonl":
+            write_jsonl(rows, path)
+        elif output == "parquet":
+            write_parquet(rows, path, schema)
+        elif card is None:
             raise ExportError("output='hf' needs a dataset card; build one with app.export.card.render_card")
-        write_hf_folder(rows, path, schema, card)
+        else:
+            write_hf_folder(rows, path, schema, card)

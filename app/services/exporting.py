@@ -1,11 +1,10 @@
 """Export use-case: query the store, build dataset rows, write them, summarise for the UI/CLI.
 
 The UI's Export tab and ``python -m app export`` both call :func:`export_dataset`. This module
-only wires things together: the store query the format's entry in ``app.export.EXPORT_FORMATS`` names, the
-branch lineage of the runs behind the rows (``Store.lineage``), the output kind, the card.
-Row rules live in ``app.export.rows``; files in ``app.export.writers``. The store is passed in
-(anything with the three query methods of :class:`ExportSource`), so nothing here imports
-SQLAlchemy.
+only wires things together: the options checked by ``app.export.check_options``, the store queries the format's
+entry in ``app.export.DATASET_FORMATS`` names, the branch lineage of the runs behind the rows (``Store.lineage``),
+the output kind, the card. Row rules live in ``app.export.rows``; files in ``app.export.writers``. The store is
+passed in (anything with the query methods of :class:`ExportSource`), so nothing here imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.domain import AutoLabelledSample, LabelledSample, PreferencePair
-from app.export.auto_rows import check_source, prm_rows_by_source, prm_schema
+from app.errors import InvalidInput
 from app.export.card import render_card
-from app.export.formats import get_format
+from app.export.dataset_formats import CONVERSATIONAL, NEUTRAL, SOFT, SOURCE, Query, check_options
 from app.export.lineage import BranchLineage
-from app.export.rows import ExportError, ExportFilters, RowBatch, check_neutral
+from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
 
 
@@ -81,12 +80,19 @@ def parse_since(text: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
-        raise ValueError(f"since={text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+        raise InvalidInput(f"since={text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _balance_text(batch: RowBatch) -> str:
     return ", ".join(f"{k} {v}" for k, v in batch.label_balance.items())
+
+
+def query(store: ExportSource, name: Query, filters: ExportFilters) -> list[Any]:
+    """The records of one store query under ``filters`` (automatic labels have no annotator to filter by)."""
+    if name == "auto_labelled_samples":
+        return store.auto_labelled_samples(model=filters.model, since=filters.since)
+    return getattr(store, name)(annotator=filters.annotator, model=filters.model, since=filters.since)
 
 
 def export_dataset(
@@ -98,11 +104,11 @@ def export_dataset(
     annotator: str | None = None,
     model: str | None = None,
     since: datetime | None = None,
-    neutral: str = "true",
-    conversational: bool = False,
+    neutral: str = NEUTRAL.default,
+    conversational: bool = CONVERSATIONAL.default,
     overwrite: bool = False,
-    source: str = "human",
-    soft: bool = False,
+    source: str = SOURCE.default,
+    soft: bool = SOFT.default,
 ) -> ExportSummary:
     """Export the current labels of ``store`` as ``fmt`` rows to ``out``.
 
@@ -113,34 +119,26 @@ def export_dataset(
     ``source`` picks the labels of a prm export: ``human`` (people's), ``auto`` (``auto:mc`` rollout labels)
     or ``both`` (one row per sample and source, with provenance columns); ``soft`` writes float labels (see
     :mod:`app.export.auto_rows`). ``annotator`` filters human labels only (auto labels have no annotator).
-    Raises :class:`~app.export.rows.ExportError` (a ValueError) for bad options, an existing
-    non-empty ``out`` without ``overwrite=True``, or a selection that yields no rows; in every
-    error case nothing is written.
+    Raises :class:`~app.export.rows.ExportError` (an ``InvalidInput``) for bad options, an existing non-empty
+    ``out`` without ``overwrite=True``, an ``out`` that can't be written, or a selection that yields no rows; in
+    every error case nothing is written.
     """
     out = Path(out).expanduser()
-    spec = get_format(fmt)
-    check_neutral(neutral)
-    check_source(fmt, source, soft)
+    spec, options = check_options(fmt, neutral=neutral, conversational=conversational, source=source, soft=soft)
     kind = resolve_output(out, output)
     check_target(out, kind, overwrite)  # fail before the (possibly slow) query
 
     filters = ExportFilters(annotator=annotator, model=model, since=since)
-    if fmt == "prm" and (source != "human" or soft):
-        batch = _prm_by_source(store, filters, source=source, neutral=neutral, soft=soft)
-        schema = prm_schema(soft, provenance=source != "human")
-    else:
-        records = getattr(store, spec.source)(annotator=annotator, model=model, since=since)
-        lineage = store.lineage(run_ids_of(records))
-        batch = spec.rows(records, filters=filters, neutral=neutral, conversational=conversational, lineage=lineage)
-        schema = arrow_schema(fmt, batch.conversational)
-
+    records = {name: query(store, name, filters) for name in spec.queries(options)}
+    lineage = store.lineage(run_ids_of(record for found in records.values() for record in found))
+    batch = spec.rows(records, options=options, filters=filters, lineage=lineage)
+    schema = arrow_schema(fmt, batch.conversational, soft=options.soft, provenance=options.provenance)
     card = render_card(batch, filters=filters, created=datetime.now(timezone.utc)) if kind == "hf" else None
     write_rows(batch.rows, out, kind, schema, card=card, overwrite=overwrite)
 
     message = f"Exported {len(batch.rows)} {fmt} rows to {out} ({kind})"
     if batch.skipped:
-        reasons = "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items())
-        message += f"; skipped {batch.skipped} ({reasons})"
+        message += f"; skipped {batch.skipped} ({batch.skip_summary})"
     message += f". Label balance: {_balance_text(batch)}."
     return ExportSummary(
         path=out,
@@ -154,32 +152,3 @@ def export_dataset(
         models=list(batch.models),
         annotators=list(batch.annotators),
     )
-
-
-def _prm_by_source(store: ExportSource, filters: ExportFilters, *, source: str, neutral: str, soft: bool) -> RowBatch:
-    """PRM rows from human and/or automatic labels; never an empty batch."""
-    human = (
-        store.labelled_samples(annotator=filters.annotator, model=filters.model, since=filters.since)
-        if source in ("human", "both")
-        else []
-    )
-    auto = store.auto_labelled_samples(model=filters.model, since=filters.since) if source in ("auto", "both") else []
-    lineage = store.lineage(run_ids_of([*human, *auto]))
-    batch = prm_rows_by_source(human, auto, source=source, neutral=neutral, soft=soft, lineage=lineage)  # type: ignore[arg-type]
-    if not batch.rows:
-        what = {
-            "human": "labelled samples",
-            "auto": "auto-labelled samples",
-            "both": "labelled or auto-labelled samples",
-        }
-        hint = (
-            "label some steps in the Annotate tab"
-            if source == "human"
-            else "run `python -m app autolabel --run RUN_ID --rollouts N` (or Auto-label in Annotate)"
-        )
-        reasons = "; ".join(f"{reason}: {n}" for reason, n in batch.skip_reasons.items())
-        skipped = f" ({batch.skipped} skipped: {reasons})" if batch.skipped else ""
-        raise ExportError(
-            f"No {what[source]} match ({filters.describe()}){skipped}: {hint} first, or widen the filters."
-        )
-    return batch

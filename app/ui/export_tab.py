@@ -1,6 +1,6 @@
 """The Export tab: the UI twin of ``python -m app export``.
 
-Choose a format (``app.export.EXPORT_FORMATS``: prm | preference | kto | sft | prm800k), an output (JSONL, Parquet, or a Hugging Face dataset
+Choose a format (``app.export.DATASET_FORMATS``: prm | preference | kto | sft | prm800k), an output (JSONL, Parquet, or a Hugging Face dataset
 folder, zipped for download) and filters (annotator, model, since); get a file to download and the summary
 sentence. An empty selection is an error with the exporter's message, never an empty file. A thin adapter over
 ``app.services.exporting.export_dataset``; the click is also the ``export`` API endpoint.
@@ -17,8 +17,8 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import StoreError
-from app.export import EXPORT_FORMATS, NEUTRAL_POLICIES, OUTPUTS
+from app.errors import UserError
+from app.export import DATASET_FORMATS, NEUTRAL_POLICIES, OUTPUTS
 from app.services import history
 from app.services.exporting import ExportSource, export_dataset, parse_since
 from app.services.runtime import Runtime
@@ -26,7 +26,7 @@ from app.ui.page import OnLoad
 
 SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 ALL = ""  # the filter value meaning "no filter"
-CONVERSATIONAL = [name for name, f in EXPORT_FORMATS.items() if f.conversational]
+CONVERSATIONAL = [name for name, f in DATASET_FORMATS.items() if f.conversational]
 KEEP_SECONDS = 3600  # Gradio copies each download into its own cache; our copies may go after an hour
 
 
@@ -73,7 +73,7 @@ def run_export(
             neutral=neutral,
             conversational=bool(conversational),
         )
-    except (ValueError, StoreError) as exc:  # ExportError is a ValueError: bad option or nothing to export
+    except UserError as exc:  # a bad option or date, an unwritable target, nothing to export, a refusing store
         shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(str(exc)) from exc
     path = summary.path
@@ -96,7 +96,7 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
     annotators, models = _choices(rt)
     with gr.Row():
         fmt = gr.Dropdown(
-            [(f"{f.name}: {f.description}", f.name) for f in EXPORT_FORMATS.values()],
+            [(f"{f.name}: {f.description}", f.name) for f in DATASET_FORMATS.values()],
             value="prm",
             label="Format",
             scale=3,
@@ -127,7 +127,7 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
         [fmt, output, annotator, model, since, neutral, conversational],
         [download, summary],
         api_name="export",
-        api_description=f"Export labels as {'|'.join(EXPORT_FORMATS)} in {'|'.join(OUTPUTS)} (hf zipped); "
+        api_description=f"Export labels as {'|'.join(DATASET_FORMATS)} in {'|'.join(OUTPUTS)} (hf zipped); "
         "returns (file, summary message)",
     )
 
