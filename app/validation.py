@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain import SEED_MAX, SHORT_TEXT_MAX
+from app.errors import InvalidInput
 
 __all__ = ["COMMENT_MAX", "PROMPT_MAX_CHARS", "SEED_MAX", "SHORT_TEXT_MAX", "check_length", "clean_any", "clean_text"]
 
@@ -51,5 +52,5 @@ def clean_any(value: Any) -> Any:
 def check_length(name: str, text: str, limit: int) -> str:
     """``text`` if it has at most ``limit`` characters, else a ``ValueError`` naming the field and the limit."""
     if len(text) > limit:
-        raise ValueError(f"The {name} is {len(text):,} characters long; the limit is {limit:,}. Shorten it.")
+        raise InvalidInput(f"The {name} is {len(text):,} characters long; the limit is {limit:,}. Shorten it.")
     return text
