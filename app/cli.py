@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
-from app.errors import InvalidInput, UserError
+from app.errors import InvalidInput, UnusablePath, UserError
 from app.export.formats import EXPORT_FORMATS
 from app.settings import AppSettings
 from app.validation import clean_text
@@ -268,6 +268,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """``export``; the only OSError it meets is writing ``--out`` (the store wraps its own), so that is the user's."""
+    try:
+        return _export(args)
+    except UserError:
+        raise
+    except OSError as exc:  # an unwritable folder, a full disk, a parent that is a file: one line naming --out
+        raise UnusablePath(
+            f"cannot write the export to {args.out}: {exc.strerror or exc}; "
+            "pass an --out in a folder you can write to, on a disk with free space"
+        ) from exc
+
+
+def _export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
     from app.services.runtime import open_database
 

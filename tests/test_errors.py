@@ -138,3 +138,21 @@ def test_importing_the_errors_loads_no_other_app_module():
     code = "import sys, app.errors; print(sorted(m for m in sys.modules if m.startswith('app.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "['app.errors']", out.stderr
+
+
+def test_cli_export_to_an_unwritable_out_is_one_line_naming_it(tmp_path, capsys):
+    from store_support import make_result, make_steps, new_store
+
+    store = new_store(tmp_path)
+    result = make_result(n_samples=1)
+    run_id = store.save_run(result, make_steps(result))
+    for step in store.get_run(run_id).samples[0].steps:
+        store.add_label(step.step_id, "ann", 1)
+    store.close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "prm.jsonl"  # its parent is a file: NotADirectoryError when the export writes it
+    code = main(["export", "--format", "prm", "--out", str(out), "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"tracelab: cannot write the export to {out}: ") and err.count("\n") == 1
+    assert "free space" in err
