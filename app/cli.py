@@ -274,8 +274,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except UserError:
         raise
     except OSError as exc:  # an unwritable folder, a full disk, a parent that is a file: one line naming --out
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(args.out) else ""
         raise UnusablePath(
-            f"cannot write the export to {args.out}: {exc.strerror or exc}; "
+            f"cannot write the export to {args.out}: {where}{exc.strerror or exc}; "
             "pass an --out in a folder you can write to, on a disk with free space"
         ) from exc
 
