@@ -268,12 +268,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``export``; the only OSError it meets is writing ``--out`` (the store wraps its own), so that is the user's."""
     try:
         return _export(args)
-    except UserError:
-        raise
-    except OSError as exc:  # an unwritable folder, a full disk, a parent that is a file: one line naming --out
+    except OSError as exc:  # writing --out is the only OSError an export meets (the store wraps its own)
+        if isinstance(exc, UserError):
+            raise
         where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(args.out) else ""
         raise UnusablePath(
             f"cannot write the export to {args.out}: {where}{exc.strerror or exc}; "
