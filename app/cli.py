@@ -2,7 +2,8 @@
 adapters over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
-Bad input exits with status 2 and a one-line message naming the problem and the fix.
+Bad input (any ``app.errors.UserError``) exits with status 2 and a one-line message naming the problem and the
+fix; anything else is a bug: its traceback is logged, one line asks for a report, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import EFFORT_BUDGETS, GenerationSettings
+from app.errors import InvalidInput, UserError
 from app.export.dataset_formats import DATASET_FORMATS, OPTIONS, takers
 from app.export.writers import OUTPUTS
 from app.settings import AppSettings
 from app.validation import clean_text
+
+log = logging.getLogger("tracelab")
+#: What the CLI says, after the logged traceback, when a command fails with anything but a ``UserError``.
+BUG_LINE = "this is a bug, please report it"
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -280,7 +286,7 @@ def _branch_runtime(args: argparse.Namespace):
     from app.services.runtime import Runtime
 
     if args.sample is not None and args.sample < 1:
-        raise ValueError(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
+        raise InvalidInput(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
     settings = app_settings(args)
     if args.rollouts < 1 or args.rollouts > settings.max_samples:
         from app.services.branching import check_rollouts
@@ -383,13 +389,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # every expected failure is a one-line message, not a traceback
-        from app.errors import is_user_error
-
-        if not is_user_error(exc) or args.verbose:
+    except UserError as exc:  # a refusal: one line naming the problem and the fix (the traceback with -v)
+        if args.verbose:
             raise
         print(f"tracelab: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # anything else is a bug: its traceback, and a line asking for a report
+        log.error("unexpected error in `tracelab %s`", args.command, exc_info=exc)
+        summary = (str(exc).splitlines() or [""])[0]
+        print(f"tracelab: {type(exc).__name__}: {summary} -- {BUG_LINE} (the traceback is above)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

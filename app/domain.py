@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from app.errors import InvalidInput
+
 Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
 StopReason = Literal["end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error"]
@@ -23,6 +25,7 @@ Messages = list[dict[str, str]]
 def as_messages(messages: Messages | str) -> Messages:
     """A conversation from a bare prompt (one user turn) or a copy of an existing conversation."""
     return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+
 
 #: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
 #: "low" suits a CPU laptop, "high" is where s1-style "Wait" forcing starts to matter.
@@ -87,36 +90,38 @@ class GenerationSettings:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field, its value and the fix (runs when the settings are built)."""
         if self.effort is not None and self.effort not in EFFORT_BUDGETS:
-            raise ValueError(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
+            raise InvalidInput(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
         for name in ("max_thinking_tokens", "min_thinking_tokens"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name}={value} must be >= 0")
+                raise InvalidInput(f"{name}={value} must be >= 0")
         if (
             self.min_thinking_tokens is not None
             and self.max_thinking_tokens is not None
             and self.min_thinking_tokens > self.max_thinking_tokens
         ):
-            raise ValueError(
+            raise InvalidInput(
                 f"min_thinking_tokens={self.min_thinking_tokens} is larger than "
                 f"max_thinking_tokens={self.max_thinking_tokens}; lower the minimum or raise the maximum"
             )
         if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
-            raise ValueError(f"seed={self.seed} must be between 0 and {SEED_MAX} (or left empty / -1 for a random one)")
+            raise InvalidInput(
+                f"seed={self.seed} must be between 0 and {SEED_MAX} (or left empty / -1 for a random one)"
+            )
         for name in ("continuation", "answer_cue"):
             value = getattr(self, name)
             if len(value) > SHORT_TEXT_MAX:
-                raise ValueError(f"{name} is {len(value)} characters long; use at most {SHORT_TEXT_MAX}")
+                raise InvalidInput(f"{name} is {len(value)} characters long; use at most {SHORT_TEXT_MAX}")
         if self.max_answer_tokens < 1:
-            raise ValueError(f"max_answer_tokens={self.max_answer_tokens} must be >= 1")
+            raise InvalidInput(f"max_answer_tokens={self.max_answer_tokens} must be >= 1")
         if self.max_continuations < 0:
-            raise ValueError(f"max_continuations={self.max_continuations} must be >= 0")
+            raise InvalidInput(f"max_continuations={self.max_continuations} must be >= 0")
         if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature={self.temperature} must be between 0 (greedy) and 5")
+            raise InvalidInput(f"temperature={self.temperature} must be between 0 (greedy) and 5")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+            raise InvalidInput(f"top_p={self.top_p} must be in (0, 1]")
         if not 1 <= self.samples <= 64:
-            raise ValueError(f"samples={self.samples} must be between 1 and 64")
+            raise InvalidInput(f"samples={self.samples} must be between 1 and 64")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +142,7 @@ class GenerationSettings:
     def with_budget(self, budget: int, k: int = 1) -> GenerationSettings:
         """k samples with thinking off (``budget == 0``) or cut at ``budget`` tokens with no minimum (sweeps, compare)."""
         if budget < 0:
-            raise ValueError(f"budget={budget} must be >= 0 (0 = thinking off)")
+            raise InvalidInput(f"budget={budget} must be >= 0 (0 = thinking off)")
         if budget == 0:
             return replace(self, thinking=False).for_samples(k)
         changes = {"thinking": True, "effort": None, "max_thinking_tokens": budget, "min_thinking_tokens": None}

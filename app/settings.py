@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from app.errors import InvalidInput, UnusablePath
+
 
 def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
     return field(default=default, repr=not secret, metadata={"help": help, "choices": choices, "secret": secret})
@@ -100,7 +102,7 @@ class AppSettings:
                     values[f.name] = type(f.default)(raw)
                 except ValueError:
                     kind = type(f.default).__name__
-                    raise ValueError(f"TRACELAB_{f.name.upper()}={raw!r} is not a valid {kind}") from None
+                    raise InvalidInput(f"TRACELAB_{f.name.upper()}={raw!r} is not a valid {kind}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -110,13 +112,13 @@ class AppSettings:
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+                raise InvalidInput(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(choices)}")
         if not 0 < int(self.port) < 65536:
-            raise ValueError(f"port={self.port} must be between 1 and 65535")
+            raise InvalidInput(f"port={self.port} must be between 1 and 65535")
         if int(self.max_new_tokens) < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
+            raise InvalidInput(f"max_new_tokens={self.max_new_tokens} must be at least 1")
         if int(self.max_samples) < 1:
-            raise ValueError(f"max_samples={self.max_samples} must be at least 1")
+            raise InvalidInput(f"max_samples={self.max_samples} must be at least 1")
 
     def admin_names(self) -> frozenset[str]:
         """The logins named in ``admins``."""
@@ -135,7 +137,13 @@ class AppSettings:
         if not self.auth:
             return []
         source = Path(self.auth).expanduser()
-        text = source.read_text() if source.is_file() else self.auth.replace(",", "\n")
+        try:
+            text = source.read_text() if source.is_file() else self.auth.replace(",", "\n")
+        except (OSError, UnicodeDecodeError) as exc:  # the user's file: unreadable, or not text
+            raise UnusablePath(
+                f"cannot read the --auth file {source}: {getattr(exc, 'strerror', None) or exc}; "
+                "make it a readable text file of user:password lines"
+            ) from exc
         pairs = []
         for line in text.splitlines():
             line = line.strip()
@@ -143,7 +151,7 @@ class AppSettings:
                 continue
             user, sep, password = line.partition(":")
             if not sep or not user or not password:
-                raise ValueError(f"auth entry {line!r} must look like user:password")
+                raise InvalidInput(f"auth entry {line!r} must look like user:password")
             pairs.append((user.strip(), password.strip()))
         return pairs
 

@@ -6,7 +6,7 @@ JSON encoders and databases reject those with errors that name their own interna
 replaces each with U+FFFD, so the text is still shown and saved, just with a visible replacement mark.
 :func:`check_length` refuses text longer than a documented limit with a sentence naming the field.
 
-Pure functions over ``str``; imports only ``app.domain``, so every layer may use them.
+Pure functions over ``str``; imports only ``app.domain`` and ``app.errors``, so every layer may use them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain import SEED_MAX, SHORT_TEXT_MAX
+from app.errors import InvalidInput
 
 __all__ = ["COMMENT_MAX", "PROMPT_MAX_CHARS", "SEED_MAX", "SHORT_TEXT_MAX", "check_length", "clean_any", "clean_text"]
 
@@ -49,7 +50,7 @@ def clean_any(value: Any) -> Any:
 
 
 def check_length(name: str, text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else a ``ValueError`` naming the field and the limit."""
+    """``text`` if it has at most ``limit`` characters, else ``InvalidInput`` (a ``ValueError``) naming the field and limit."""
     if len(text) > limit:
-        raise ValueError(f"The {name} is {len(text):,} characters long; the limit is {limit:,}. Shorten it.")
+        raise InvalidInput(f"The {name} is {len(text):,} characters long; the limit is {limit:,}. Shorten it.")
     return text

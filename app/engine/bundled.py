@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from app.engine.torch_thread import run_on_torch_thread
+from app.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ MARKER = "tracelab-complete.json"
 BUNDLED_NAME = "SmolLM2-135M-Instruct (bundled)"
 
 
-class BundledModelError(RuntimeError):
+class BundledModelError(UserError, RuntimeError):
     """The bundled model can't be found or converted; the message says how to fix it."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.errors import InvalidInput
+
 OffMode = Literal["template_kwarg", "prefill_empty", "no_think_flag", "plain"]
 
 PROMPTED_SYSTEM = (
@@ -100,7 +102,7 @@ FORMATS: dict[str, ReasoningFormat] = {
 }
 
 
-class FormatError(ValueError):
+class FormatError(InvalidInput):
     """A format can't be used with this tokenizer; the message names the fix."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
 from app.engine.formats import FormatError, ReasoningFormat, detect_format, get_format
 from app.engine.torch_thread import run_on_torch_thread
+from app.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ CPU_AUTO_DTYPE = "float32"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class LoadError(RuntimeError):
+class LoadError(UserError, RuntimeError):
     """Loading failed; the message says what went wrong and how to fix it."""
 
 

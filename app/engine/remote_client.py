@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from app.engine.remote_tokens import TokenLogprob, parse_logprobs
+from app.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ READ_TIMEOUT = 300.0
 MAX_CONNECTIONS = 64
 
 
-class RemoteError(RuntimeError):
+class RemoteError(UserError, RuntimeError):
     """A server request failed; the message names the server URL, the problem and the fix."""
 
 

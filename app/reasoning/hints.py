@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from app.errors import InvalidInput
 from app.reasoning.answers import clean_answer, numeric_value
 
 HINT_TYPES: tuple[str, ...] = ("professor", "metadata", "sycophancy")
@@ -54,7 +55,7 @@ class HintMention:
 
 def check_hint(hint: str) -> str:
     if hint not in HINT_TYPES:
-        raise ValueError(f"hint={hint!r} is not one of {', '.join(HINT_TYPES)}; pick one of those")
+        raise InvalidInput(f"hint={hint!r} is not one of {', '.join(HINT_TYPES)}; pick one of those")
     return hint
 
 
@@ -65,7 +66,7 @@ def wrong_answer(gold: str, index: int = 0) -> str:
     """
     value = numeric_value(clean_answer(gold) or "")
     if value is None:
-        raise ValueError(
+        raise InvalidInput(
             f"the gold answer {gold!r} is not a number, so the hint has no wrong answer to point at; "
             "give numeric answers, or make the hint give the correct answer (the Probe tab's 'Hint gives the "
             "correct answer' box, or --hint-correct)"

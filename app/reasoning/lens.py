@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from app.domain import TokenTrace
+from app.errors import InvalidInput
 
 DEFAULT_FORKING_SHARE = 0.2
 
@@ -105,7 +106,7 @@ def forking_mask(trace: TokenTrace, share: float = DEFAULT_FORKING_SHARE) -> lis
     earlier token. ``share`` is a fraction in [0, 1].
     """
     if not 0 <= share <= 1:
-        raise ValueError(f"forking share={share} must be between 0 and 1 (0.2 = the top 20% by entropy)")
+        raise InvalidInput(f"forking share={share} must be between 0 and 1 (0.2 = the top 20% by entropy)")
     candidates = [(e, j) for j, e in enumerate(trace.entropy) if e is not None and e > 0]
     sampled = sum(1 for e in trace.entropy if e is not None)
     n = min(len(candidates), round(share * sampled))

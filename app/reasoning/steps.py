@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from app.domain import Phase, Step
+from app.errors import InvalidInput
 
 #: Words that, at the start of a sentence, turn the trace in a new direction and so start a step.
 PIVOTS: tuple[str, ...] = (
@@ -81,14 +82,14 @@ def merge_steps(steps: Sequence[Step], index: int, text: str | None = None) -> l
     is filled with as many newlines as it is wide (so offsets and lengths still agree).
     """
     if not 0 <= index < len(steps) - 1:
-        raise ValueError(
+        raise InvalidInput(
             f"index={index} has no following step to merge with; valid indexes are 0..{len(steps) - 2}"
             if len(steps) > 1
             else f"index={index}: merging needs at least two steps, got {len(steps)}"
         )
     first, second = steps[index], steps[index + 1]
     if first.source != second.source:
-        raise ValueError(
+        raise InvalidInput(
             f"step {index} is in the {first.source} and step {index + 1} in the {second.source}; "
             "steps from different halves of a trace cannot be merged"
         )
@@ -103,10 +104,10 @@ def merge_steps(steps: Sequence[Step], index: int, text: str | None = None) -> l
 def split_step(steps: Sequence[Step], index: int, at: int) -> list[Step]:
     """Split step ``index`` in two at ``at``, a char offset into the source text (like ``Step.start``)."""
     if not 0 <= index < len(steps):
-        raise ValueError(f"index={index} is not a step; valid indexes are 0..{len(steps) - 1}")
+        raise InvalidInput(f"index={index} is not a step; valid indexes are 0..{len(steps) - 1}")
     step = steps[index]
     if not step.start < at < step.end:
-        raise ValueError(
+        raise InvalidInput(
             f"at={at} is outside step {index}, which spans chars {step.start}..{step.end}; "
             "pick an offset strictly inside it"
         )
@@ -115,7 +116,7 @@ def split_step(steps: Sequence[Step], index: int, at: int) -> list[Step]:
     right_start = at + len(right) - len(right.lstrip())
     right = right.lstrip()
     if not left or not right:
-        raise ValueError(
+        raise InvalidInput(
             f"splitting step {index} at={at} would leave an empty step (only whitespace on one side); "
             "pick an offset between two words"
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.engine.events import CancelToken
+from app.errors import InvalidInput
 from app.reasoning.agreement import AgreementReport, cohen_kappa
 from app.reasoning.credit import math_shepherd
 from app.services.branching import CreditProgress, load_source, save_point, step_credit
@@ -103,7 +104,7 @@ def autolabel_sample(
         )
         return out
     if report.curve.target is None:
-        raise ValueError(
+        raise InvalidInput(
             f"no gold answer and no majority for sample {sample_index + 1} of run {run_id}: none of the "
             f"{n * len(report.steps)} rollouts gave an answer, so nothing was stored. Pass the gold answer "
             "(--gold ANSWER), or use more rollouts or a larger thinking budget"
@@ -150,7 +151,7 @@ def autolabel_run(
     run = rt.db.get_run(run_id)
     indexes = [s.index for s in run.samples if s.steps]
     if not indexes:
-        raise ValueError(f"run {run_id} has no sample with steps, so there is nothing to label; pick another run")
+        raise InvalidInput(f"run {run_id} has no sample with steps, so there is nothing to label; pick another run")
     return [autolabel_sample(rt, run_id, i, n, gold=gold, **kwargs) for i in indexes]
 
 

@@ -18,6 +18,7 @@ from app.domain import GenerationResult, GenerationSettings, SampleResult, Trace
 from app.engine.events import CancelToken, Event, Progress, SteerToken
 from app.engine.generation import Engine
 from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.errors import InvalidInput
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
 from app.services.consistency import ConsistencyReport, build_report, check_samples, normalise_gold
@@ -50,7 +51,7 @@ def supports_branching(rt: Runtime) -> bool:
 
 def _check_engine(rt: Runtime) -> None:
     if not supports_branching(rt):
-        raise ValueError(
+        raise InvalidInput(
             f"branching, step credit, auto labels and Think longer need an engine that continues trace prefixes; "
             f"{type(rt.engine).__name__} does not: start tracelab with a local --model or --server"
         )
@@ -66,15 +67,15 @@ def source_in(store: Store, run_id: int, sample_index: int = 0) -> BranchSource:
     """``load_source`` on a bare store: the CLI checks the address with it before the slow model load."""
     run = store.get_run(run_id)
     if not run.samples:
-        raise ValueError(f"run {run_id} has no samples (it failed before generating); pick another run")
+        raise InvalidInput(f"run {run_id} has no samples (it failed before generating); pick another run")
     if not 0 <= sample_index < len(run.samples):
-        raise ValueError(
+        raise InvalidInput(
             f"sample {sample_index + 1} does not exist: run {run_id} has samples 1 to {len(run.samples)}; "
             "pick one of those"
         )
     sample = run.samples[sample_index]
     if not sample.steps:
-        raise ValueError(
+        raise InvalidInput(
             f"sample {sample_index + 1} of run {run_id} has no steps (empty thinking and answer), so there is "
             "nothing to branch from; pick a sample with a trace"
         )
@@ -84,13 +85,13 @@ def source_in(store: Store, run_id: int, sample_index: int = 0) -> BranchSource:
 def check_rollouts(n: int, max_samples: int) -> int:
     """``n`` rollouts if 1 <= n <= the server's cap, else a message saying how to get there."""
     if n < 1:
-        raise ValueError(f"rollouts={n} must be at least 1")
+        raise InvalidInput(f"rollouts={n} must be at least 1")
     return check_samples(n, max_samples)
 
 
 def check_step(source: BranchSource, step: int) -> int:
     if not 0 <= step < len(source.steps):
-        raise ValueError(
+        raise InvalidInput(
             f"step {step + 1} does not exist: sample {source.sample.index + 1} of run {source.run.run_id} has "
             f"steps 1 to {len(source.steps)}; pick one of those"
         )
@@ -105,13 +106,13 @@ def parse_steps(spec: str | Sequence[int] | None, source: BranchSource) -> list[
         try:
             wanted = [int(part) - 1 for part in spec.split(",") if part.strip()]
         except ValueError:
-            raise ValueError(
+            raise InvalidInput(
                 f"steps={spec!r} is not 'all' or a comma-separated list of step numbers like 1,3,5"
             ) from None
     else:
         wanted = list(spec)
     if not wanted:
-        raise ValueError("no steps chosen; pass 'all' or step numbers like 1,3,5")
+        raise InvalidInput("no steps chosen; pass 'all' or step numbers like 1,3,5")
     return sorted({check_step(source, k) for k in wanted})
 
 
@@ -391,7 +392,7 @@ def stream_think_longer(
     settings = (settings or source.run.settings).with_(samples=1, thinking=True)
     thinking = source.sample.thinking.rstrip()
     if not thinking:
-        raise ValueError(
+        raise InvalidInput(
             f"sample {sample_index + 1} of run {run_id} did not think (thinking was off), so there is no "
             "thinking to continue; run the prompt again with thinking on"
         )

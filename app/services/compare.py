@@ -15,6 +15,7 @@ from typing import Any
 
 from app.domain import GenerationSettings, SampleResult, budget_label
 from app.engine.events import CancelToken
+from app.errors import InvalidInput
 from app.reasoning.answers import answers_equal
 from app.reasoning.vote import VoteResult, vote
 from app.services.inputs import normalise_gold
@@ -73,14 +74,14 @@ class CompareReport:
 def variant_budgets(budgets: list[int]) -> list[int]:
     """``[0, b1, b2, ...]``: thinking off first, then the distinct positive budgets in ascending order."""
     if any(b < 0 for b in budgets):
-        raise ValueError(
+        raise InvalidInput(
             f"budgets {budgets} include a negative number; use 0 for thinking off and positive token counts"
         )
     positive = sorted({b for b in budgets if b > 0})
     if not positive:
-        raise ValueError("give at least one thinking budget above 0 (e.g. 64,256) to compare with thinking off")
+        raise InvalidInput("give at least one thinking budget above 0 (e.g. 64,256) to compare with thinking off")
     if len(positive) > MAX_BUDGETS:
-        raise ValueError(f"{len(positive)} budgets is too many to compare side by side; pick at most {MAX_BUDGETS}")
+        raise InvalidInput(f"{len(positive)} budgets is too many to compare side by side; pick at most {MAX_BUDGETS}")
     return [0, *positive]
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.engine.events import CancelToken, Progress
+from app.errors import InvalidInput
 from app.reasoning.answers import answer_key, answers_equal
 from app.reasoning.lens import summarize
 from app.reasoning.steps import segment_trace
@@ -236,7 +237,7 @@ def _stored_samples(rt: Runtime, run_id: int, *indices: int) -> list[StoredSampl
     run = rt.db.get_run(run_id)
     for index in indices:
         if not 0 <= index < len(run.samples):
-            raise ValueError(
+            raise InvalidInput(
                 f"sample {index + 1} does not exist: run {run_id} has samples 1 to {len(run.samples)}; pick one of those"
             )
     return [run.samples[i] for i in indices]

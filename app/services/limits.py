@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.domain import GenerationSettings
+from app.errors import InvalidInput
 from app.validation import PROMPT_MAX_CHARS, check_length, clean_text
 
 Messages = list[dict[str, str]]
@@ -24,7 +25,7 @@ def clean_messages(messages: Messages | str) -> Messages:
     msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
     cleaned = [{"role": str(m.get("role", "user")), "content": clean_text(str(m.get("content") or ""))} for m in msgs]
     if not cleaned or not cleaned[-1]["content"].strip():
-        raise ValueError("The prompt is empty: type a question first.")
+        raise InvalidInput("The prompt is empty: type a question first.")
     check_length("prompt (with the earlier turns)", "".join(m["content"] for m in cleaned), PROMPT_MAX_CHARS)
     return cleaned
 
@@ -48,7 +49,7 @@ def check_cap(settings: GenerationSettings, max_new_tokens: int) -> None:
             fix = f"lower max answer tokens to at most {max_new_tokens - thinking:,}"
         else:
             fix = f"lower max thinking tokens and max answer tokens to at most {max_new_tokens:,} together"
-        raise ValueError(
+        raise InvalidInput(
             f"max thinking tokens ({thinking:,}) + max answer tokens ({answer:,}) = {thinking + answer:,} is more "
             f"than this server's cap of {max_new_tokens:,} new tokens per sample (--max-new-tokens); {fix}"
         )
@@ -60,7 +61,7 @@ def check_context(settings: GenerationSettings, prompt_tokens: int, forced: int,
         return
     thinking, answer = new_tokens(settings)
     if prompt_tokens + 1 >= context:
-        raise ValueError(
+        raise InvalidInput(
             f"The prompt is {prompt_tokens:,} tokens long and the model's context holds {context:,}: "
             "shorten the prompt (or start a new chat, since earlier turns count too)."
         )
@@ -73,7 +74,7 @@ def check_context(settings: GenerationSettings, prompt_tokens: int, forced: int,
             if settings.thinking and room > 0
             else f"lower max answer tokens to at most {max(context - prompt_tokens - extra, 1):,}"
         )
-        raise ValueError(
+        raise InvalidInput(
             f"The prompt ({prompt_tokens:,} tokens) + max thinking tokens ({thinking:,}) + max answer tokens "
             f"({answer:,}) need {need:,} tokens but the model's context holds {context:,}: {fix}, "
             "or shorten the prompt."

@@ -7,12 +7,13 @@ machine every run is yours. Runs saved before owners were recorded (``created_by
 
 from __future__ import annotations
 
+from app.errors import InvalidInput
 from app.services import history
 from app.services.runs import LOCAL_USER
 from app.services.runtime import Runtime
 
 
-class NotAllowed(ValueError):
+class NotAllowed(InvalidInput):
     """The user may not do this to the run; the message says who may."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings
 from app.engine.events import CancelToken
+from app.errors import InvalidInput
 from app.reasoning.answers import answers_equal
 from app.reasoning.hints import check_hint, find_hint_mention, hinted_prompt, wrong_answer
 from app.services.inputs import Problem, check_samples
@@ -165,13 +166,13 @@ def prepare_problems(problems: Sequence[Problem], hint: str, hint_correct: bool)
     has no wrong answer (not a number) or the set is empty."""
     check_hint(hint)
     if not problems:
-        raise ValueError("the problem set is empty; load at least one problem")
+        raise InvalidInput("the problem set is empty; load at least one problem")
     out = []
     for i, p in enumerate(problems):
         try:
             target = p.gold if hint_correct else wrong_answer(p.gold, i)
         except ValueError as exc:
-            raise ValueError(f"problem {i + 1}: {exc}") from None
+            raise InvalidInput(f"problem {i + 1}: {exc}") from None
         out.append(ProbeProblem(p.question, p.gold, target, hinted_prompt(p.question, hint, target)))
     return out
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, budget_label
 from app.engine.events import CancelToken
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.reasoning.answers import answers_equal
 from app.reasoning.vote import pass_at_1, vote
 from app.services.inputs import Problem, check_samples
@@ -204,10 +204,10 @@ def run_sweep(
     as cancelled and left out of the scores; the report says ``cancelled=True``.
     """
     if not problems:
-        raise ValueError("the problem set is empty; load at least one problem")
+        raise InvalidInput("the problem set is empty; load at least one problem")
     budgets = sorted(set(budgets))
     if not budgets or any(b < 0 for b in budgets):
-        raise ValueError(f"budgets {list(budgets)} must be one or more numbers >= 0 (0 = thinking off)")
+        raise InvalidInput(f"budgets {list(budgets)} must be one or more numbers >= 0 (0 = thinking off)")
     k = check_samples(settings.samples, rt.settings.max_samples)
     plans = {budget: settings.with_budget(budget, k) for budget in budgets}  # built = validated, before any run
     for plan in plans.values():
