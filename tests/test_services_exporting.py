@@ -50,7 +50,7 @@ def _result(model: str, thoughts: list[list[str]], answers: list[str]) -> tuple[
     return result, steps
 
 
-#: conftest's ``store`` on SQLite only: it is the file at ``db_url`` (see test_export_safety, which shares these).
+#: conftest's ``store`` on SQLite only: it is the file at ``db_url`` (see test_export_writers, which shares these).
 STORE_BACKENDS = ["sqlite"]
 
 
