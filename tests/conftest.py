@@ -15,13 +15,17 @@ import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from store_support import BACKENDS, fresh_url
 
 from app.engine.bundled import default_cache_dir, ensure_bundled
 from app.store import Store, open_store
+
+if TYPE_CHECKING:
+    from gradio_client import Client
+    from playwright.sync_api import Page
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -207,7 +211,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def tiny_runtime(tiny_loaded, tiny_engine, db_url: str, tmp_path: Path):
     from app.services.runtime import Runtime
     from app.settings import AppSettings
-    from app.store.db import open_store
 
     settings = AppSettings.from_env(model="tiny", db=db_url, data_dir=str(tmp_path))
     return Runtime(settings=settings, loaded=tiny_loaded, engine=tiny_engine, store=open_store(db_url))
@@ -244,7 +247,7 @@ def served_url(tiny_app) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(served_url: str) -> Any:
+def client(served_url: str) -> Client:
     """One gradio_client session on ``served_url`` for the whole test module (its session state carries over)."""
     from gradio_client import Client
 
@@ -252,7 +255,7 @@ def client(served_url: str) -> Any:
 
 
 @pytest.fixture
-def fresh_client(served_url: str) -> Any:
+def fresh_client(served_url: str) -> Client:
     """A new gradio_client session on ``served_url`` for each test (session state, e.g. the chat, starts empty)."""
     from gradio_client import Client
 
@@ -269,7 +272,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser) -> Iterator[Any]:
+def page(browser) -> Iterator[Page]:
     """A fresh page for each test (1400x1050, 60 s timeouts) that counts injected scripts in ``window.__pwned``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1050})
     context.add_init_script("window.__pwned = 0")
@@ -280,7 +283,7 @@ def page(browser) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def module_page(browser) -> Iterator[Any]:
+def module_page(browser) -> Iterator[Page]:
     """One page (1400x1000) for the whole test module, from the session's one Chromium (a second sync
     Playwright in this process would clash with it)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
