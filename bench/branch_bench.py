@@ -20,20 +20,16 @@ engine's (:mod:`app.engine.sampling`), which rollouts use since 2026-12-04: thei
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from unittest import mock
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.domain import GenerationSettings, TracePrefix  # noqa: E402
-from app.engine import rollouts  # noqa: E402
-from app.engine.generation import Engine, decoding_kwargs  # noqa: E402
-from app.engine.loading import load_model  # noqa: E402
-from app.engine.rollouts import RolloutBatch, stream_rollouts  # noqa: E402
+from app.domain import GenerationSettings, TracePrefix
+from app.engine import rollouts
+from app.engine.generation import Engine, decoding_kwargs
+from app.engine.loading import load_model
+from app.engine.rollouts import RolloutBatch, stream_rollouts
 
 PROMPT = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "

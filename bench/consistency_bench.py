@@ -12,18 +12,14 @@ in length, so tokens/s is printed too, and process CPU time (steadier than wall 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.domain import GenerationSettings  # noqa: E402
-from app.services.consistency import sample_consistency  # noqa: E402
-from app.services.runs import run_prompt  # noqa: E402
-from app.services.runtime import Runtime  # noqa: E402
-from app.settings import AppSettings  # noqa: E402
+from app.domain import GenerationSettings
+from app.services.consistency import sample_consistency
+from app.services.runs import run_prompt
+from app.services.runtime import Runtime
+from app.settings import AppSettings
 
 PROMPT = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "

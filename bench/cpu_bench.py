@@ -35,17 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate
 
-import torch  # noqa: E402
-from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate  # noqa: E402
-
-from app.domain import GenerationSettings  # noqa: E402
-from app.engine.formats import build_prompt  # noqa: E402
-from app.engine.generation import Engine  # noqa: E402
-from app.engine.loading import LoadedModel, load_model  # noqa: E402
-from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
+from app.domain import GenerationSettings
+from app.engine.formats import build_prompt
+from app.engine.generation import Engine
+from app.engine.loading import LoadedModel, load_model
+from app.engine.torch_thread import run_on_torch_thread
 
 SECTIONS = ("omp", "variants", "threads", "compile", "int8", "prefill", "engine", "quant", "ui", "batched", "llama")
 #: OpenMP settings compared in fresh processes (libgomp reads them once, at start).
@@ -212,10 +209,10 @@ def omp_settings(n: int, rounds: int) -> dict[str, Any]:
     import subprocess
 
     code = (
-        "import sys; sys.path.insert(0, 'bench'); import cpu_bench as b; "
+        "import cpu_bench as b; "  # run in bench/, so `python -c` finds this file
         f"print(b.plain_decode(b.load(), {n}, {rounds})[0])"
     )
-    root = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parent
     out: dict[str, Any] = {}
     for name, env in OMP_SETTINGS.items():
         clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
@@ -223,7 +220,7 @@ def omp_settings(n: int, rounds: int) -> dict[str, Any]:
             done = subprocess.run(
                 [sys.executable, "-c", code],
                 env={**clean, **env},
-                cwd=root,
+                cwd=here,
                 capture_output=True,
                 text=True,
                 timeout=300,

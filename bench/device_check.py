@@ -23,20 +23,16 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate
 
-import torch  # noqa: E402
-from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate  # noqa: E402
-
-from app.domain import GenerationSettings  # noqa: E402
-from app.engine import generation  # noqa: E402
-from app.engine.generation import Engine  # noqa: E402
-from app.engine.loading import LoadedModel, load_model  # noqa: E402
-from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
+from app.domain import GenerationSettings
+from app.engine import generation
+from app.engine.generation import Engine
+from app.engine.loading import LoadedModel, load_model
+from app.engine.torch_thread import run_on_torch_thread
 
 PRECISIONS = {"nf4": ("4bit", "bfloat16"), "int8": ("8bit", "bfloat16"), "bf16": ("none", "bfloat16")}
 

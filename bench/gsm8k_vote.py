@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.reasoning.answers import answer_key, answers_equal, extract_answer  # noqa: E402
-from app.reasoning.vote import vote  # noqa: E402
+from app.reasoning.answers import answer_key, answers_equal, extract_answer
+from app.reasoning.vote import vote
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "tests" / "data" / "gsm8k_example_model_solutions.jsonl.gz"

@@ -23,26 +23,21 @@ import argparse
 import json
 import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from serving import make_runtime, running_app, transformers_serve
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from server_support import transformers_serve  # noqa: E402
-
-from app.domain import GenerationSettings  # noqa: E402
-from app.engine.bundled import ensure_bundled  # noqa: E402
-from app.engine.formats import build_prompt  # noqa: E402
-from app.engine.prompt_side import load_prompt_side  # noqa: E402
-from app.engine.remote import RemoteEngine  # noqa: E402
-from app.engine.remote_client import CompletionClient  # noqa: E402
-from app.engine.remote_phases import LOGPROBS  # noqa: E402
-from app.ui.server import free_port  # noqa: E402
+from app.domain import GenerationSettings
+from app.engine.bundled import ensure_bundled
+from app.engine.formats import build_prompt
+from app.engine.prompt_side import load_prompt_side
+from app.engine.remote import RemoteEngine
+from app.engine.remote_client import CompletionClient
+from app.engine.remote_phases import LOGPROBS
+from app.ui.server import free_port
 
 PROMPT = "What is 17*23?"
 
@@ -121,7 +116,6 @@ def bench_sessions(rt, sessions: int, think: int, answer: int) -> tuple[float, i
     process (``bench/ui_client.py``), as browsers would: in-process clients would share the GIL with the
     local engine's model thread."""
     from ui_client import UIClient
-    from ui_support import running_app
 
     args = {"effort": "custom", "max_thinking_tokens": think, "min_thinking_tokens": think}
     args |= {"max_answer_tokens": answer, "temperature": 0.0}
@@ -144,8 +138,6 @@ def bench_sessions(rt, sessions: int, think: int, answer: int) -> tuple[float, i
 
 def remote_sessions(url: str, engine: RemoteEngine, work: Path, args: argparse.Namespace) -> dict[str, float]:
     """(b)'s remote side: the server's own ceiling, then ``args.sessions`` Playground sessions on it."""
-    from ui_support import make_runtime
-
     alone, together = batching_ceiling(url, engine.client.model, args.sessions)
     print(f"(b) the server alone, raw: 1 stream {alone:.1f} tok/s, {args.sessions} at once {together:.1f} tok/s")
     rt = make_runtime(engine.loaded, engine, work / "remote.db")
@@ -158,8 +150,6 @@ def local_sessions_and_ratio(
     remote: dict[str, float], work: Path, args: argparse.Namespace, quantize: str, dtype: str
 ) -> None:
     """(b)'s local side (the engine loaded with ``quantize`` / ``dtype``), printed against ``remote``."""
-    from ui_support import make_runtime
-
     from app.engine.generation import Engine
     from app.engine.loading import load_model
 

@@ -1,14 +1,31 @@
-"""Shared fixtures: the real bundled model (converted once per machine), the tiny random model,
-and real SQLite stores in tmp_path. Nothing here fakes the model or the database."""
+"""Shared fixtures: the real bundled model (converted once per machine), the tiny random model, real SQLite
+stores in tmp_path, the real app on a loopback port with its gradio clients and browser pages. Nothing here
+fakes the model or the database.
+
+Each family has one definition here; where tests genuinely need something different, the variant has its own
+name or setting: ``store`` runs on every test backend (a module's ``STORE_BACKENDS`` may name fewer);
+``client`` is one gradio session per module and ``fresh_client`` one per test, both on ``served_url`` (the
+tiny app unless a module overrides it); ``page`` is a fresh browser page per test and ``module_page`` one
+per module; ``eager_stopper`` is the tiny model rigged to want to stop at every step.
+"""
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from store_support import BACKENDS, fresh_url
 
 from app.engine.bundled import default_cache_dir, ensure_bundled
+from app.store import Store, open_store
+
+if TYPE_CHECKING:
+    from gradio_client import Client
+    from playwright.sync_api import Page
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -145,16 +162,55 @@ def int4_engine(int4_loaded):
     return Engine(int4_loaded)
 
 
+@pytest.fixture(scope="module")
+def eager_stopper(tiny_loaded):
+    """The tiny model with a bias that makes end-of-sequence its top choice at every step (a deep copy, one
+    per test module: the shared ``tiny_loaded`` keeps its head)."""
+    import torch
+
+    from app.engine.generation import Engine
+
+    loaded = copy.copy(tiny_loaded)
+    model = copy.deepcopy(tiny_loaded.model)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    head.weight.data = model.lm_head.weight.data.clone()
+    head.bias.data.zero_()
+    head.bias.data[tiny_loaded.tokenizer.eos_token_id] = 1e4
+    model.lm_head = head
+    loaded.model = model
+    return Engine(loaded)
+
+
+# --- stores: real databases, fresh for each test ------------------------------------------------------------
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tracelab.db'}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses ``store`` once per backend: every test backend (``store_support.BACKENDS``), or
+    the module's ``STORE_BACKENDS`` where it names fewer (e.g. ``["sqlite"]`` when the test also hands
+    ``db_url`` to the CLI)."""
+    if "store" in metafunc.fixturenames:
+        metafunc.parametrize("store", getattr(metafunc.module, "STORE_BACKENDS", BACKENDS), indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store on the test's backend: a SQLite file in tmp_path (the one at ``db_url``), or the PostgreSQL
+    database in ``TRACELAB_TEST_POSTGRES_URL`` (wiped first; see store_support). Parametrised by
+    ``pytest_generate_tests`` above."""
+    store = open_store(fresh_url(request.param, tmp_path))
+    yield store
+    store.close()
 
 
 @pytest.fixture
 def tiny_runtime(tiny_loaded, tiny_engine, db_url: str, tmp_path: Path):
     from app.services.runtime import Runtime
     from app.settings import AppSettings
-    from app.store.db import open_store
 
     settings = AppSettings.from_env(model="tiny", db=db_url, data_dir=str(tmp_path))
     return Runtime(settings=settings, loaded=tiny_loaded, engine=tiny_engine, store=open_store(db_url))
@@ -183,6 +239,29 @@ def bundled_app(bundled_loaded, bundled_engine, tmp_path_factory: pytest.TempPat
         yield rt, url
 
 
+@pytest.fixture(scope="module")
+def served_url(tiny_app) -> str:
+    """The URL of the app that ``client`` and ``fresh_client`` talk to: the tiny app; a module serving another
+    runtime overrides this fixture."""
+    return tiny_app[1]
+
+
+@pytest.fixture(scope="module")
+def client(served_url: str) -> Client:
+    """One gradio_client session on ``served_url`` for the whole test module (its session state carries over)."""
+    from gradio_client import Client
+
+    return Client(served_url, verbose=False)
+
+
+@pytest.fixture
+def fresh_client(served_url: str) -> Client:
+    """A new gradio_client session on ``served_url`` for each test (session state, e.g. the chat, starts empty)."""
+    from gradio_client import Client
+
+    return Client(served_url, verbose=False)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Headless Debian Chromium (skips, or fails under TRACELAB_REQUIRE_BROWSER=1, when it is missing)."""
@@ -190,3 +269,23 @@ def browser():
 
     with chromium() as b:
         yield b
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Page]:
+    """A fresh page for each test (1400x1050, 60 s timeouts) that counts injected scripts in ``window.__pwned``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1050})
+    context.add_init_script("window.__pwned = 0")
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser) -> Iterator[Page]:
+    """One page (1400x1000) for the whole test module, from the session's one Chromium (a second sync
+    Playwright in this process would clash with it)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()

@@ -120,24 +120,6 @@ def test_min_and_max_equal_gives_exactly_that_many_tokens(tiny_engine):
     assert sample.thinking_tokens == 25 and sample.stop_reason == "budget_cut"
 
 
-@pytest.fixture(scope="module")
-def eager_stopper(tiny_loaded):
-    """The tiny model with a bias that makes end-of-sequence its top choice at every step."""
-    import copy
-
-    from app.engine.generation import Engine
-
-    loaded = copy.copy(tiny_loaded)
-    model = copy.deepcopy(tiny_loaded.model)
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
-    head.weight.data = model.lm_head.weight.data.clone()
-    head.bias.data.zero_()
-    head.bias.data[tiny_loaded.tokenizer.eos_token_id] = 1e4
-    model.lm_head = head
-    loaded.model = model
-    return Engine(loaded)
-
-
 def test_real_model_that_wants_to_stop_is_kept_thinking_with_wait(eager_stopper):
     settings = GenerationSettings(min_thinking_tokens=12, max_thinking_tokens=30, max_answer_tokens=5)
     sample = eager_stopper.generate("hi", settings).samples[0]

@@ -9,10 +9,7 @@ step 3 ("= 14"), 1 after steps 4 and 5 -- whatever the sampling temperature.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import torch
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.reasoning.steps import segment_trace
@@ -24,25 +21,10 @@ THINKING = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14
 ANSWER = "Final Answer: 7"
 
 
-@pytest.fixture(scope="module")
-def rigged_engine(tiny_loaded):
-    from app.engine.generation import Engine
-
-    loaded = copy.copy(tiny_loaded)
-    model = copy.deepcopy(tiny_loaded.model)
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
-    head.weight.data = model.lm_head.weight.data.clone()
-    head.bias.data.zero_()
-    head.bias.data[tiny_loaded.tokenizer.eos_token_id] = 1e4
-    model.lm_head = head
-    loaded.model = model
-    return Engine(loaded)
-
-
 @pytest.fixture
-def rt(rigged_engine, tiny_runtime):
+def rt(eager_stopper, tiny_runtime):
     return type(tiny_runtime)(
-        settings=tiny_runtime.settings, loaded=rigged_engine.loaded, engine=rigged_engine, store=tiny_runtime.store
+        settings=tiny_runtime.settings, loaded=eager_stopper.loaded, engine=eager_stopper, store=tiny_runtime.store
     )
 
 

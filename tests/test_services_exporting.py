@@ -13,7 +13,6 @@ from app.domain import GenerationResult, GenerationSettings, SampleResult, Step
 from app.export import ExportError
 from app.export.lineage import column_names
 from app.services.exporting import ExportSummary, export_dataset
-from app.store.db import open_store
 
 PROMPT = "Natalia sold 48 clips in April and half as many in May. How many clips did she sell?"
 THOUGHTS = [
@@ -51,11 +50,8 @@ def _result(model: str, thoughts: list[list[str]], answers: list[str]) -> tuple[
     return result, steps
 
 
-@pytest.fixture
-def store(db_url):
-    store = open_store(db_url)
-    yield store
-    store.close()
+#: conftest's ``store`` on SQLite only: it is the file at ``db_url`` (see test_export_writers, which shares these).
+STORE_BACKENDS = ["sqlite"]
 
 
 @pytest.fixture

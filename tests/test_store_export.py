@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import pytest
-from store_support import BACKENDS, fresh_url, make_result, make_steps, save_example
+from store_support import make_result, make_steps, save_example
 
 from app.domain import LabelledSample
-from app.store import Store, open_store
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = open_store(fresh_url(request.param, tmp_path))
-    yield store
-    store.close()
+from app.store import Store
 
 
 def test_labelled_samples_give_one_row_per_sample_and_annotator(store: Store) -> None:

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from store_support import BACKENDS, THINKING, fresh_url, make_result, row_count, save_example
+from store_support import THINKING, make_result, row_count, save_example
 
-from app.store import NotFound, Store, StoredSample, StoreError, open_store
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = open_store(fresh_url(request.param, tmp_path))
-    yield store
-    store.close()
+from app.store import NotFound, Store, StoredSample, StoreError
 
 
 @pytest.fixture

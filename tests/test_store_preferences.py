@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from store_support import BACKENDS, fresh_url, make_result, save_example
+from store_support import make_result, save_example
 
-from app.store import NotFound, Store, StoreError, open_store
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = open_store(fresh_url(request.param, tmp_path))
-    yield store
-    store.close()
+from app.store import NotFound, Store, StoreError
 
 
 def test_a_preference_is_recorded_with_its_prompt_and_reason(store: Store) -> None:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from store_support import BACKENDS, fresh_url, make_result, make_steps, row_count, save_example
+from store_support import make_result, make_steps, row_count, save_example
 
 from app.store import NotFound, Store, StoreError, open_store
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store = open_store(fresh_url(request.param, tmp_path))
-    yield store
-    store.close()
 
 
 def test_a_result_with_three_samples_round_trips(store: Store) -> None:
@@ -195,7 +186,7 @@ def test_sweep_errors_name_the_sweep(store: Store) -> None:
 
 def test_get_sample_and_list_models(tmp_path):
     from app.domain import GenerationResult, GenerationSettings, SampleResult, Step
-    from app.store import NotFound, open_store
+    from app.store import NotFound
 
     store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     for model in ("m-b", "m-a", "m-b"):

@@ -16,7 +16,7 @@ from app.engine.torch_thread import model_thread_idle
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult  # noqa: E402
 from app.services.consistency import build_report  # noqa: E402
@@ -65,9 +65,10 @@ def analysis_rt(tiny_loaded, tiny_engine, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(analysis_rt):
+def served_url(analysis_rt):
+    """The clients here talk to the analysis tabs over ``analysis_rt`` (conftest's ``client`` uses this)."""
     demo, url = launch(analysis_rt)
-    yield Client(url, verbose=False)
+    yield url
     demo.close()
 
 

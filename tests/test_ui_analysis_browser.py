@@ -76,58 +76,50 @@ def app_url(analysis_app):
     return base, evil_run
 
 
-@pytest.fixture(scope="module")
-def page(browser):
-    """A page of the session's one Chromium (a second sync Playwright in this process would clash with it)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    yield context.new_page()
-    context.close()
-
-
 def _open_tab(page, base: str) -> None:
     page.goto(base, wait_until="domcontentloaded")
     page.get_by_role("tab", name="Self-consistency").click()
     page.locator("#tl-sc-prompt textarea").wait_for()
 
 
-def test_vote_chart_renders_bars(page, app_url):
+def test_vote_chart_renders_bars(module_page, app_url):
     base, _ = app_url
-    _open_tab(page, base)
-    page.locator("#tl-sc-prompt textarea").fill("What is 2 + 2?")
-    page.locator("#tl-sc-gold textarea, #tl-sc-gold input").first.fill("4")
+    _open_tab(module_page, base)
+    module_page.locator("#tl-sc-prompt textarea").fill("What is 2 + 2?")
+    module_page.locator("#tl-sc-gold textarea, #tl-sc-gold input").first.fill("4")
     for elem_id, value in (("tl-sc-budget", "6"), ("tl-sc-answer", "3")):
-        box = page.locator(f"#{elem_id} input")
+        box = module_page.locator(f"#{elem_id} input")
         box.fill(value)
         box.press("Tab")
-    page.locator("#tl-sc-run").click()
+    module_page.locator("#tl-sc-run").click()
 
-    chart = page.locator("#tl-vote-chart .js-plotly-plot")
+    chart = module_page.locator("#tl-vote-chart .js-plotly-plot")
     chart.wait_for(timeout=60_000)
     bars = chart.locator("g.trace.bars path")
     bars.first.wait_for(timeout=10_000)
     assert bars.count() >= 1
     assert "Answer distribution over 8 samples" in chart.inner_text()
-    page.locator("#tl-scatter .js-plotly-plot g.scatterlayer").first.wait_for(timeout=10_000)
-    assert page.locator("#tl-cards [data-sample]").count() == 8
+    module_page.locator("#tl-scatter .js-plotly-plot g.scatterlayer").first.wait_for(timeout=10_000)
+    assert module_page.locator("#tl-cards [data-sample]").count() == 8
 
 
-def test_side_by_side_shows_model_html_as_text(page, app_url):
+def test_side_by_side_shows_model_html_as_text(module_page, app_url):
     base, evil_run = app_url
-    _open_tab(page, base)
-    run_box = page.locator("#tl-sc-run-id input")
+    _open_tab(module_page, base)
+    run_box = module_page.locator("#tl-sc-run-id input")
     run_box.fill(str(evil_run))
     run_box.press("Tab")
-    page.locator("#tl-sc-pair").click()
-    view = page.locator("#tl-side-by-side table")
+    module_page.locator("#tl-sc-pair").click()
+    view = module_page.locator("#tl-side-by-side table")
     view.wait_for(timeout=30_000)
     text = view.inner_text()
     assert '<img src=x onerror="window.__pwned=1">' in text
     assert "${7*7}" in text and "{{value}}" in text
     assert view.locator("img").count() == 0
-    assert page.evaluate("window.__pwned") is None
+    assert module_page.evaluate("window.__pwned") is None
 
 
-def test_cancel_while_waiting_for_the_model_stops_the_run_before_it_starts(page, analysis_app):
+def test_cancel_while_waiting_for_the_model_stops_the_run_before_it_starts(module_page, analysis_app):
     rt, base, _ = analysis_app
     busy = Client(base, verbose=False)  # another session holds the model with a long Playground run
     job = busy.submit(
@@ -135,21 +127,21 @@ def test_cancel_while_waiting_for_the_model_stops_the_run_before_it_starts(page,
         temperature=0.8, seed=1, api_name="/generate",
     )  # fmt: skip
     wait_until(lambda: job.outputs(), what="the long run to start")
-    _open_tab(page, base)
-    page.locator("#tl-sc-prompt textarea").fill("queued then cancelled")
-    page.locator("#tl-sc-run").click()
+    _open_tab(module_page, base)
+    module_page.locator("#tl-sc-prompt textarea").fill("queued then cancelled")
+    module_page.locator("#tl-sc-run").click()
     time.sleep(0.5)  # the click is registered; the run itself waits behind the model
-    page.locator("#tl-sc-cancel").click()
+    module_page.locator("#tl-sc-cancel").click()
     busy.predict(api_name="/cancel")
     job.result(timeout=60)
-    summary = page.locator("#tl-sc-summary")
+    summary = module_page.locator("#tl-sc-summary")
     wait_until(lambda: "Cancelled before it started" in summary.inner_text(), what="the cancelled-before-start note")
     assert not rt.store.list_runs(search="queued then cancelled")
 
 
-def test_closing_the_page_stops_a_running_sweep_and_frees_the_model(page, analysis_app):
+def test_closing_the_page_stops_a_running_sweep_and_frees_the_model(module_page, analysis_app):
     rt, base, _ = analysis_app
-    closing = page.context.browser.new_page()
+    closing = module_page.context.browser.new_page()
     closing.goto(base, wait_until="domcontentloaded")
     closing.get_by_role("tab", name="Sweep").click()
     limit = closing.locator("#tl-sw-limit input")

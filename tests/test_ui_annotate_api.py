@@ -30,12 +30,6 @@ def _save(rt, prompt: str, n: int = 2) -> list[int]:
     return [s.sample_id for s in rt.store.get_run(run_id).samples]
 
 
-@pytest.fixture(scope="module")
-def client(tiny_app) -> Client:
-    _, url = tiny_app
-    return Client(url, verbose=False)
-
-
 def test_every_labelling_action_is_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"label_queue", "open_sample", "label_step", "label_history", "merge_steps", "split_step",

@@ -32,16 +32,6 @@ BUNDLED_THINKING = int(os.environ.get("TRACELAB_SCREENSHOT_THINKING", "32"))
 BUNDLED_ANSWER = int(os.environ.get("TRACELAB_SCREENSHOT_ANSWER", "32"))
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1050})
-    context.add_init_script("window.__pwned = 0")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
-
-
 def _settings(page, *, max_thinking: int, min_thinking: int = 0, answer: int = 24, sampled: bool = True) -> None:
     """Custom budget in the side panel; sampling so the tiny model writes visible (random) words."""
     page.get_by_label("custom").check()

@@ -16,16 +16,6 @@ pytestmark = pytest.mark.browser
 PAYLOADS = ('<img src=x onerror="window.__pwned=1">', "<script>window.__pwned=2</script>")
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1050})
-    context.add_init_script("window.__pwned = 0")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
-
-
 def _payload_run(rt) -> int:
     pieces = ["So ", PAYLOADS[0], " 13.", "\n", "Wait", ",", " hmm", " 26", "\n</think>\n\n", PAYLOADS[1], " 26"]
     n = len(pieces)

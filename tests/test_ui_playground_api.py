@@ -162,20 +162,15 @@ def test_cancel_registry_stops_queued_and_running_runs_of_one_session_only():
 # --- the real app ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(tiny_app) -> Client:
-    return Client(tiny_app[1], verbose=False)
-
-
-def test_every_action_is_a_named_endpoint(client):
-    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+def test_every_action_is_a_named_endpoint(fresh_client):
+    names = set(fresh_client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     for name in ("generate", "cancel", "new_chat", "examples", "list_history", "get_run", "delete_run"):
         assert f"/{name}" in names
 
 
-def test_generate_streams_thinking_then_the_answer_and_saves_the_run(client, tiny_app):
+def test_generate_streams_thinking_then_the_answer_and_saves_the_run(fresh_client, tiny_app):
     rt = tiny_app[0]
-    job = client.submit(
+    job = fresh_client.submit(
         prompt="stream probe", max_thinking_tokens=96, min_thinking_tokens=96, **LONG, api_name="/generate"
     )
     chat, status, run = job.result(timeout=120)
@@ -192,26 +187,26 @@ def test_generate_streams_thinking_then_the_answer_and_saves_the_run(client, tin
     assert stored.samples[0].thinking == run["samples"][0]["thinking"]
 
 
-def test_multi_turn_context_leaves_earlier_thinking_out_by_default(client, tiny_app):
+def test_multi_turn_context_leaves_earlier_thinking_out_by_default(fresh_client, tiny_app):
     rt = tiny_app[0]
     small = {"effort": "custom", "max_thinking_tokens": 8, "max_answer_tokens": 8, "temperature": 0.8, "seed": 2}
-    first = client.predict(prompt="turn one", **small, api_name="/generate")[2]
-    second = client.predict(prompt="turn two", **small, api_name="/generate")
+    first = fresh_client.predict(prompt="turn one", **small, api_name="/generate")[2]
+    second = fresh_client.predict(prompt="turn two", **small, api_name="/generate")
     assert [_text(m) for m in second[0] if m["role"] == "user"] == ["turn one", "turn two"]
     messages = rt.store.get_run(second[2]["run_id"]).messages
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"] == first["samples"][0]["answer"] and "<think>" not in messages[1]["content"]
 
-    client.predict(api_name="/new_chat")
-    client.predict(prompt="keep one", leave_out_thinking=False, **small, api_name="/generate")
-    kept = client.predict(prompt="keep two", leave_out_thinking=False, **small, api_name="/generate")[2]
+    fresh_client.predict(api_name="/new_chat")
+    fresh_client.predict(prompt="keep one", leave_out_thinking=False, **small, api_name="/generate")
+    kept = fresh_client.predict(prompt="keep two", leave_out_thinking=False, **small, api_name="/generate")[2]
     messages = rt.store.get_run(kept["run_id"]).messages
     assert messages[0]["content"] == "keep one" and messages[1]["content"].startswith("<think>")
 
 
-def test_cancel_stops_soon_and_keeps_what_was_generated(client, tiny_app):
+def test_cancel_stops_soon_and_keeps_what_was_generated(fresh_client, tiny_app):
     rt = tiny_app[0]
-    job = client.submit(
+    job = fresh_client.submit(
         prompt="cancel probe", max_thinking_tokens=4000, min_thinking_tokens=4000, **LONG, api_name="/generate"
     )
     wait_until(
@@ -219,7 +214,7 @@ def test_cancel_stops_soon_and_keeps_what_was_generated(client, tiny_app):
         what="thinking text to stream",
     )
     asked = time.monotonic()
-    assert client.predict(api_name="/cancel") == "Stopping…"
+    assert fresh_client.predict(api_name="/cancel") == "Stopping…"
     _chat, status, run = job.result(timeout=60)
     assert time.monotonic() - asked < 15
     sample = run["samples"][0]
@@ -227,40 +222,42 @@ def test_cancel_stops_soon_and_keeps_what_was_generated(client, tiny_app):
     assert "stopped by you" in status
     stored = rt.store.get_run(run["run_id"])
     assert stored.status == "cancelled" and stored.samples[0].thinking == sample["thinking"]
-    assert client.predict(api_name="/cancel") == "Nothing is running."
+    assert fresh_client.predict(api_name="/cancel") == "Nothing is running."
 
 
-def test_history_lists_filters_opens_and_deletes_runs(client):
-    run = client.predict(prompt="history probe 4711", max_answer_tokens=4, thinking=False, api_name="/generate")[2]
+def test_history_lists_filters_opens_and_deletes_runs(fresh_client):
+    run = fresh_client.predict(prompt="history probe 4711", max_answer_tokens=4, thinking=False, api_name="/generate")[
+        2
+    ]
     run_id = run["run_id"]
-    table = client.predict(search="probe 4711", model="any", stop_reason="any", api_name="/list_history")
+    table = fresh_client.predict(search="probe 4711", model="any", stop_reason="any", api_name="/list_history")
     assert [row[0] for row in table["data"]] == [run_id]
     assert table["headers"][:4] == ["run", "date", "model", "prompt"]
     reason = run["samples"][0]["stop_reason"]
-    assert client.predict("probe 4711", "any", reason, api_name="/list_history")["data"]
-    assert not client.predict("probe 4711", "any", "cancelled", api_name="/list_history")["data"]
+    assert fresh_client.predict("probe 4711", "any", reason, api_name="/list_history")["data"]
+    assert not fresh_client.predict("probe 4711", "any", "cancelled", api_name="/list_history")["data"]
 
-    chat, details, record = client.predict(run_id, api_name="/get_run")
+    chat, details, record = fresh_client.predict(run_id, api_name="/get_run")
     assert _text(chat[0]) == "history probe 4711" and f"Run #{run_id}" in details
     assert record["samples"][0]["answer"] == run["samples"][0]["answer"]
 
-    message, table = client.predict(run_id, api_name="/delete_run")
+    message, table = fresh_client.predict(run_id, api_name="/delete_run")
     assert message == f"Deleted run #{run_id}." and run_id not in [row[0] for row in table["data"]]
     with pytest.raises(AppError, match="was deleted"):
-        client.predict(run_id, api_name="/get_run")
+        fresh_client.predict(run_id, api_name="/get_run")
 
 
-def test_bad_settings_and_empty_prompts_are_clear_errors(client):
+def test_bad_settings_and_empty_prompts_are_clear_errors(fresh_client):
     with pytest.raises(AppError, match="min_thinking_tokens=50 is larger"):
-        client.predict(
+        fresh_client.predict(
             prompt="x", effort="custom", max_thinking_tokens=10, min_thinking_tokens=50, api_name="/generate"
         )
     with pytest.raises(AppError, match="prompt is empty"):
-        client.predict(prompt="  ", api_name="/generate")
+        fresh_client.predict(prompt="  ", api_name="/generate")
 
 
-def test_examples_are_gsm8k_problems(client):
-    examples = client.predict(api_name="/examples")
+def test_examples_are_gsm8k_problems(fresh_client):
+    examples = fresh_client.predict(api_name="/examples")
     assert len(examples) >= 10 and {"question", "answer", "final"} <= set(examples[0])
 
 

@@ -6,12 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from gradio_client import Client
-
-
-@pytest.fixture(scope="module")
-def client(tiny_app):
-    return Client(tiny_app[1], verbose=False)
 
 
 def test_probe_a_typed_problem_then_reopen_it(client):

@@ -1,4 +1,5 @@
-"""Helpers for the UI tests: the real app for a Runtime on a free loopback port, and headless Chromium.
+"""Helpers for the UI tests: the real app for a Runtime on a free loopback port (``make_runtime`` and
+``running_app``, from ``bench/serving.py``), headless Chromium, polling, and raw calls to the HTTP API.
 
 Nothing is faked: the app is ``build_demo`` + ``launch_for_tests`` over a real model and a real
 SQLite file; the browser is Debian's Chromium driven by Playwright.
@@ -14,33 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving import make_runtime, running_app  # noqa: F401 - the tests import these from here
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-
-def make_runtime(loaded: Any, engine: Any, db_path: Path) -> Any:
-    """A Runtime over an already loaded model and a fresh SQLite file."""
-    from app.services.runtime import Runtime
-    from app.settings import AppSettings
-    from app.store.db import open_store
-
-    url = f"sqlite:///{db_path}"
-    settings = AppSettings.from_env(model=loaded.spec, db=url, data_dir=str(db_path.parent))
-    return Runtime(settings=settings, loaded=loaded, engine=engine, store=open_store(url))
-
-
-@contextmanager
-def running_app(rt: Any) -> Iterator[str]:
-    """Launch the real Blocks app for ``rt``; yield its URL; close it afterwards."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from app.ui.server import launch_for_tests
-
-    demo, url = launch_for_tests(rt)
-    try:
-        yield url
-    finally:
-        demo.close()
 
 
 def require_chromium() -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_services_exporting import labelled, store  # noqa: F401 - fixtures: a store with labels
+from test_services_exporting import STORE_BACKENDS, labelled  # noqa: F401 - SQLite (the CLI opens db_url); a store with labels
 from ui_support import wait_until
 
 from app.cli import main

@@ -26,12 +26,6 @@ from app.validation import clean_text
 HUGE = {"prompt": "think forever", "effort": "custom", "max_thinking_tokens": 10**9, "api_name": "/generate"}
 
 
-@pytest.fixture(scope="module")
-def client(tiny_app):
-    _, url = tiny_app
-    return Client(url, verbose=False)
-
-
 # --- item 1: one cap for every entry point --------------------------------------------------------------------
 
 
