@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
@@ -23,6 +23,7 @@ Messages = list[dict[str, str]]
 def as_messages(messages: Messages | str) -> Messages:
     """A conversation from a bare prompt (one user turn) or a copy of an existing conversation."""
     return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+
 
 #: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
 #: "low" suits a CPU laptop, "high" is where s1-style "Wait" forcing starts to matter.
@@ -40,7 +41,8 @@ SHORT_TEXT_MAX = 200
 #: The temperature used when several samples are asked for without one (greedy copies would be identical).
 SAMPLING_TEMPERATURE = 0.7
 
-STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error")
+#: Every ``StopReason``, in its declared order (for menus and checks).
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 
 #: Alternatives kept per generated token by the confidence capture (the lens shows them on hover).
 TOP_ALTERNATIVES = 5
@@ -336,8 +338,12 @@ class StepRating:
 
 
 @dataclass(frozen=True)
-class LabelledSample:
-    """A sample with its steps and one annotator's current step ratings, ready for export."""
+class ExportSample:
+    """What every sample handed to an export has: where it is stored, its prompt, its text and its active steps.
+
+    ``LabelledSample`` (a person's ratings) and ``AutoLabelledSample`` (machine labels) extend it; both also
+    have ``model``, declared after their own fields so their positional order stays as it was.
+    """
 
     sample_id: int
     run_id: int
@@ -345,6 +351,12 @@ class LabelledSample:
     thinking: str
     answer: str
     steps: list[Step]
+
+
+@dataclass(frozen=True)
+class LabelledSample(ExportSample):
+    """A sample with its steps and one annotator's current step ratings, ready for export."""
+
     ratings: list[StepRating]
     annotator: str
     model: str
@@ -401,19 +413,13 @@ class AutoStepLabel:
 
 
 @dataclass(frozen=True)
-class AutoLabelledSample:
+class AutoLabelledSample(ExportSample):
     """A sample with its steps and current automatic labels (one source), ready for export.
 
     ``source`` is where the labels came from (``auto:mc``); ``rollouts`` (N per step), ``target`` (the answer
     rollouts had to reach) and ``target_kind`` (``gold`` or ``majority``) are its provenance.
     """
 
-    sample_id: int
-    run_id: int
-    prompt: str
-    thinking: str
-    answer: str
-    steps: list[Step]
     labels: list[AutoStepLabel]
     model: str
     source: str

@@ -100,14 +100,38 @@ class RunSummary:
     created_by: str | None = None
 
 
-@dataclass(frozen=True)
-class SweepSummary:
-    sweep_id: int
+@dataclass(frozen=True, kw_only=True)
+class RunSetSummary:
+    """What a sweep and a probe share: a named set of runs over ``problems`` made with ``settings``."""
+
     name: str
     settings: dict[str, Any]
     problems: list[dict[str, Any]]
     created_at: datetime
-    n_runs: int
+    n_runs: int  # runs saved so far
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSummary(RunSetSummary):
+    sweep_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSummary(RunSetSummary):
+    """A hint-faithfulness probe: ``hint`` was added to every problem's "hinted" arm."""
+
+    probe_id: int
+    hint: str
+    hint_correct: bool
+
+
+@dataclass(frozen=True)
+class ProbeRunRecord:
+    """One run of a probe: which problem, which arm ("baseline" or "hinted")."""
+
+    problem_index: int
+    arm: str
+    run: StoredRun
 
 
 @dataclass(frozen=True)

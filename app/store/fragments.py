@@ -1,4 +1,4 @@
-"""Reusable SELECT fragments for the "current" views over the append-only label and verdict tables.
+"""Reusable SELECT fragments: the "current" views over the append-only label and verdict tables, and excerpts.
 
 Current = the row with the highest id per (step, annotator) or (sample, annotator). Ids, not timestamps,
 decide: they are unique and grow with every insert, while two clicks can share a timestamp.
@@ -10,17 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
-from app.store.models import SampleVerdict, Step, StepLabel
+from app.store.models import AutoStepLabel, SampleVerdict, Step, StepLabel
 
 
 def current_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
     """Ids of the current label per (active step, annotator), narrowed by ``where`` (on Step / StepLabel)."""
+    return _newest_on_active_steps(StepLabel.id, StepLabel.step_id, StepLabel.annotator_id, *where)
+
+
+def current_auto_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+    """Ids of the current automatic label per (active step, source), narrowed by ``where`` (on Step /
+    AutoStepLabel)."""
+    return _newest_on_active_steps(AutoStepLabel.id, AutoStepLabel.step_id, AutoStepLabel.source, *where)
+
+
+def _newest_on_active_steps(
+    row_id: InstrumentedAttribute[int],
+    step_id: InstrumentedAttribute[int],
+    per: InstrumentedAttribute[Any],
+    *where: ColumnElement[Any],
+) -> Select[tuple[int]]:
     return (
-        select(func.max(StepLabel.id))
-        .join(Step, Step.id == StepLabel.step_id)
+        select(func.max(row_id))
+        .join(Step, Step.id == step_id)
         .where(Step.active.is_(True), *where)
-        .group_by(StepLabel.step_id, StepLabel.annotator_id)
+        .group_by(step_id, per)
     )
 
 
