@@ -75,17 +75,9 @@ class AutoLabels(Repository):
                     f"steps {stale} are not current steps of sample {sample_id} (merged or split meanwhile); "
                     "run the auto-labelling again"
                 )
+            provenance = {"rollouts": rollouts, "target": target, "target_kind": target_kind, "settings": settings}
             rows = [
-                AutoRow(
-                    step_id=step_id,
-                    source=source,
-                    soft=float(soft),
-                    hard=soft > 0,
-                    rollouts=rollouts,
-                    target=target,
-                    target_kind=target_kind,
-                    settings=settings,
-                )
+                AutoRow(step_id=step_id, source=source, soft=float(soft), hard=soft > 0, **provenance)
                 for step_id, soft in labels
             ]
             session.add_all(rows)

@@ -1,15 +1,14 @@
-"""ORM rows -> records (``records.py``). The only place that reads row attributes into dataclasses.
+"""ORM rows -> records (``records.py``) for runs, samples, steps, labels, preferences and branches.
 
-Most record fields are the row's column of the same name; :func:`record_of` copies those and takes the rest
+Most record fields are the row's column of the same name; ``records.same_named`` copies those and takes the rest
 (ids under another name, values from joined rows, converted values) as keyword arguments, so each converter
-below names only what differs.
+below names only what differs. (Sweeps, probes and the label queue call ``same_named`` where they query.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from app.domain import GenerationSettings, TokenTrace, sample_columns
 from app.store import models
@@ -22,22 +21,12 @@ from app.store.records import (
     StoredRun,
     StoredSample,
     StoredStep,
+    same_named,
 )
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-R = TypeVar("R", bound="DataclassInstance")
-
-
-def record_of(cls: type[R], row: object, **given: Any) -> R:
-    """A ``cls`` whose fields are ``given``, or else ``row``'s attribute of the same name."""
-    copied = {f.name: getattr(row, f.name) for f in fields(cls) if f.init and f.name not in given}
-    return cls(**copied, **given)
 
 
 def step_record(row: models.Step) -> StoredStep:
-    return record_of(StoredStep, row, step_id=row.id)
+    return same_named(StoredStep, row, step_id=row.id)
 
 
 def sample_record(row: models.Sample, steps: list[StoredStep], tokens: TokenTrace | None = None) -> StoredSample:
@@ -47,7 +36,7 @@ def sample_record(row: models.Sample, steps: list[StoredStep], tokens: TokenTrac
 
 
 def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
-    return record_of(
+    return same_named(
         StoredRun,
         row,
         run_id=row.id,
@@ -63,7 +52,7 @@ def run_record(row: models.Run, samples: list[StoredSample]) -> StoredRun:
 
 def run_summary(row: models.Run, prompt_excerpt: str, samples: Sequence[Any]) -> RunSummary:
     """One History row; ``samples`` are the run's (extracted_answer, stop_reason, thinking_tokens) rows."""
-    return record_of(
+    return same_named(
         RunSummary,
         row,
         run_id=row.id,
@@ -77,7 +66,7 @@ def run_summary(row: models.Run, prompt_excerpt: str, samples: Sequence[Any]) ->
 
 
 def label_record(label: models.StepLabel, step: models.Step, annotator: str) -> LabelRecord:
-    return record_of(
+    return same_named(
         LabelRecord,
         label,
         label_id=label.id,
@@ -89,15 +78,15 @@ def label_record(label: models.StepLabel, step: models.Step, annotator: str) -> 
 
 
 def auto_label_record(label: models.AutoStepLabel, step: models.Step) -> AutoLabelRecord:
-    return record_of(
+    return same_named(
         AutoLabelRecord, label, label_id=label.id, step_id=step.id, step_index=step.index, settings=dict(label.settings)
     )
 
 
 def preference_record(row: models.Preference, annotator: str) -> PreferenceRecord:
-    return record_of(PreferenceRecord, row, preference_id=row.id, annotator=annotator)
+    return same_named(PreferenceRecord, row, preference_id=row.id, annotator=annotator)
 
 
 def branch_info(row: models.RunBranch, deleted_parent: bool = False) -> BranchInfo:
     # a deleted (hidden) parent: the branch reads as an ordinary run
-    return record_of(BranchInfo, row, parent_run_id=None if deleted_parent else row.parent_run_id)
+    return same_named(BranchInfo, row, parent_run_id=None if deleted_parent else row.parent_run_id)

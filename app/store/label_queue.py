@@ -13,10 +13,9 @@ from sqlalchemy import ColumnElement, Integer, Select, case, false, func, or_, s
 from sqlalchemy.orm import Session
 from typing_extensions import Unpack
 
-from app.store.convert import record_of
 from app.store.fragments import current_label_ids, excerpt
 from app.store.models import Prompt, Run, Sample, Step, StepLabel
-from app.store.records import LabelProgress, QueueItem
+from app.store.records import LabelProgress, QueueItem, same_named
 from app.store.sessions import Repository
 from app.store.shared_rows import find_annotator_id
 
@@ -103,7 +102,7 @@ class LabelQueue(Repository):
             if unlabelled_first:
                 order.insert(0, stmt.selected_columns.done)
             rows = session.execute(stmt.order_by(*order).limit(limit)).all()
-        return [record_of(QueueItem, row, done=bool(row.done)) for row in rows]
+        return [same_named(QueueItem, row, done=bool(row.done)) for row in rows]
 
     def label_progress(self, annotator: str | None, **filters: Unpack[QueueFilters]) -> LabelProgress:
         """How many of the queue's samples (same filters as ``label_queue``) the annotator has done."""

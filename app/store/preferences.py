@@ -54,16 +54,10 @@ def _add_pairs(
     pairs = list(pairs)
     ids = list(dict.fromkeys(sample_id for pair in pairs for sample_id in pair))
     prompt = _check_same_prompt(_prompt_ids(session, ids), ids)
-    by = annotator_id(session, annotator)
+    # what every pair of one call shares: the prompt, who preferred, why, and the ranking it came from
+    shared = {"prompt_id": prompt, "annotator_id": annotator_id(session, annotator), "reason": reason}
     rows = [
-        Preference(
-            prompt_id=prompt,
-            chosen_sample_id=chosen,
-            rejected_sample_id=rejected,
-            annotator_id=by,
-            reason=reason,
-            rank_group=rank_group,
-        )
+        Preference(chosen_sample_id=chosen, rejected_sample_id=rejected, rank_group=rank_group, **shared)
         for chosen, rejected in pairs
     ]
     session.add_all(rows)

@@ -12,10 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.store.checks import check_choice
-from app.store.convert import record_of
 from app.store.errors import NotFound, StoreError
 from app.store.models import Probe, ProbeRun, Run
-from app.store.records import ProbeRunRecord, ProbeSummary
+from app.store.records import ProbeRunRecord, ProbeSummary, same_named
 from app.store.runs import load_runs
 from app.store.sessions import Repository
 
@@ -67,7 +66,7 @@ class Probes(Repository):
         with self.sessions.read() as session:
             rows = session.execute(select(Probe, n_runs).order_by(Probe.created_at.desc(), Probe.id.desc())).all()
             return [
-                record_of(
+                same_named(
                     ProbeSummary, p, probe_id=p.id, settings=dict(p.settings), problems=list(p.problems), n_runs=count
                 )
                 for p, count in rows

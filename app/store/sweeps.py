@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.store.convert import record_of
 from app.store.errors import NotFound, StoreError
 from app.store.models import Run, Sweep
-from app.store.records import StoredRun, SweepSummary
+from app.store.records import StoredRun, SweepSummary, same_named
 from app.store.runs import load_runs
 from app.store.sessions import Repository
 
@@ -42,7 +41,7 @@ class Sweeps(Repository):
         with self.sessions.read() as session:
             rows = session.execute(select(Sweep, n_runs).order_by(Sweep.created_at.desc(), Sweep.id.desc())).all()
             return [
-                record_of(
+                same_named(
                     SweepSummary,
                     sweep,
                     sweep_id=sweep.id,
