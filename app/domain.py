@@ -339,11 +339,8 @@ class StepRating:
 
 @dataclass(frozen=True)
 class ExportSample:
-    """What every sample handed to an export has: where it is stored, its prompt, its text and its active steps.
-
-    ``LabelledSample`` (a person's ratings) and ``AutoLabelledSample`` (machine labels) extend it; both also
-    have ``model``, declared after their own fields so their positional order stays as it was.
-    """
+    """What every exported sample has (its ids, prompt, text, active steps). Subclasses declare ``model`` after
+    their own fields, keeping their positional order."""
 
     sample_id: int
     run_id: int

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypedDict
 
 from app.domain import GenerationResult, SampleResult
@@ -167,7 +168,7 @@ class RunRecorder:
                 continue
             try:
                 if isinstance(op, _Begin):
-                    self.run_id = self._retry(lambda op=op: self.store.begin_run(op.head, **self.meta))
+                    self.run_id = self._retry(partial(self.store.begin_run, op.head, **self.meta))
                 elif self.run_id is not None and self._ops.empty():  # a checkpoint; stale if a newer op waits
                     self.store.checkpoint_run(self.run_id, op.samples, op.seconds)
             except Exception as exc:  # the finish tries again (a whole save_run if the row was never written)

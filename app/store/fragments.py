@@ -15,12 +15,12 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.store.models import AutoStepLabel, SampleVerdict, Step, StepLabel
 
 
-def current_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+def current_label_ids(*where: ColumnElement[Any]) -> Select[int]:
     """Ids of the current label per (active step, annotator), narrowed by ``where`` (on Step / StepLabel)."""
     return _newest_on_active_steps(StepLabel.id, StepLabel.step_id, StepLabel.annotator_id, *where)
 
 
-def current_auto_label_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+def current_auto_label_ids(*where: ColumnElement[Any]) -> Select[int]:
     """Ids of the current automatic label per (active step, source), narrowed by ``where`` (on Step /
     AutoStepLabel)."""
     return _newest_on_active_steps(AutoStepLabel.id, AutoStepLabel.step_id, AutoStepLabel.source, *where)
@@ -31,7 +31,7 @@ def _newest_on_active_steps(
     step_id: InstrumentedAttribute[int],
     per: InstrumentedAttribute[Any],
     *where: ColumnElement[Any],
-) -> Select[tuple[int]]:
+) -> Select[int]:
     return (
         select(func.max(row_id))
         .join(Step, Step.id == step_id)
@@ -40,7 +40,7 @@ def _newest_on_active_steps(
     )
 
 
-def current_verdict_ids(*where: ColumnElement[Any]) -> Select[tuple[int]]:
+def current_verdict_ids(*where: ColumnElement[Any]) -> Select[int]:
     """Ids of the current verdict per (sample, annotator), narrowed by ``where`` (on SampleVerdict)."""
     return (
         select(func.max(SampleVerdict.id)).where(*where).group_by(SampleVerdict.sample_id, SampleVerdict.annotator_id)

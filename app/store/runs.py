@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
@@ -223,8 +223,8 @@ class Runs(Repository):
         marked too). Returns how many runs were marked.
         """
         with self.sessions.write() as session:
-            result = session.execute(update(Run).where(Run.lifecycle == "running").values(lifecycle="interrupted"))
-            return int(result.rowcount or 0)
+            marked = session.execute(update(Run).where(Run.lifecycle == "running").values(lifecycle="interrupted"))
+            return int(cast("CursorResult[Any]", marked).rowcount or 0)
 
     def list_runs(
         self,

@@ -22,7 +22,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _get_or_create(session: Session, find: Select[tuple[int]], make: Callable[[], Annotator | Prompt]) -> int:
+def _get_or_create(session: Session, find: Select[int], make: Callable[[], Annotator | Prompt]) -> int:
     """The id ``find`` selects, or that of the row ``make`` builds when there is none yet."""
     found = session.scalar(find)
     if found is not None:
