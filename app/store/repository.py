@@ -17,6 +17,8 @@ attribute               module              what it owns
 ``store.choices``       ``preferences.py``  preferences and rankings between samples, and their export query
 ======================  ==================  =======================================================================
 
+(``store.choices``, not ``store.preferences``: that name is the method that lists preferences.)
+
 The services call the store's flat methods (``store.save_run(...)``, ``store.add_label(...)``): each is the
 repository method of the same name, bound in :meth:`Store.__init__` (so its signature and docstring are the
 repository's). Every method opens its own short session and returns plain records (``records.py``) or domain
