@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from app.errors import InvalidInput
 
@@ -43,7 +43,8 @@ SHORT_TEXT_MAX = 200
 #: The temperature used when several samples are asked for without one (greedy copies would be identical).
 SAMPLING_TEMPERATURE = 0.7
 
-STOP_REASONS: tuple[str, ...] = ("end", "budget_cut", "user_cut", "max_tokens", "cancelled", "error")
+#: Every ``StopReason``, in its declared order (for menus and checks).
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 
 #: Alternatives kept per generated token by the confidence capture (the lens shows them on hover).
 TOP_ALTERNATIVES = 5
@@ -341,8 +342,9 @@ class StepRating:
 
 
 @dataclass(frozen=True)
-class LabelledSample:
-    """A sample with its steps and one annotator's current step ratings, ready for export."""
+class ExportSample:
+    """What every exported sample has (its ids, prompt, text, active steps). Subclasses declare ``model`` after
+    their own fields, keeping their positional order."""
 
     sample_id: int
     run_id: int
@@ -350,6 +352,12 @@ class LabelledSample:
     thinking: str
     answer: str
     steps: list[Step]
+
+
+@dataclass(frozen=True)
+class LabelledSample(ExportSample):
+    """A sample with its steps and one annotator's current step ratings, ready for export."""
+
     ratings: list[StepRating]
     annotator: str
     model: str
@@ -406,19 +414,13 @@ class AutoStepLabel:
 
 
 @dataclass(frozen=True)
-class AutoLabelledSample:
+class AutoLabelledSample(ExportSample):
     """A sample with its steps and current automatic labels (one source), ready for export.
 
     ``source`` is where the labels came from (``auto:mc``); ``rollouts`` (N per step), ``target`` (the answer
     rollouts had to reach) and ``target_kind`` (``gold`` or ``majority``) are its provenance.
     """
 
-    sample_id: int
-    run_id: int
-    prompt: str
-    thinking: str
-    answer: str
-    steps: list[Step]
     labels: list[AutoStepLabel]
     model: str
     source: str

@@ -23,10 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import TypedDict
 
 from app.domain import GenerationResult, SampleResult
 from app.domain import Step as DomainStep
 from app.store.errors import DatabaseBusy
+from app.store.records import BranchLink
+from app.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,10 @@ SAVE_RETRY_SECONDS = 120.0
 RETRY_FIRST, RETRY_MAX = 0.5, 8.0
 
 
-def mark_interrupted(store: object) -> int:
+def mark_interrupted(store: Store) -> int:
     """At server start-up: runs a previous server left ``running`` (it was killed) become ``interrupted``,
     keeping their last partial save. Returns how many."""
-    return int(store.interrupt_running_runs())  # type: ignore[attr-defined]
+    return store.interrupt_running_runs()
 
 
 class SaveTicket:
@@ -70,6 +74,16 @@ class SaveTicket:
         return self._done.is_set()
 
 
+class RunMeta(TypedDict):
+    """What a recorder saves with its run besides the result (``Store.begin_run`` / ``save_run`` arguments)."""
+
+    kind: str
+    gold: str | None
+    sweep_id: int | None
+    label: str | None
+    created_by: str | None
+
+
 @dataclass(frozen=True)
 class _Begin:
     head: GenerationResult
@@ -94,7 +108,7 @@ class RunRecorder:
 
     def __init__(
         self,
-        store: object,
+        store: Store,
         *,
         kind: str = "playground",
         gold: str | None = None,
@@ -103,16 +117,16 @@ class RunRecorder:
         created_by: str | None = None,
         retry_seconds: float = SAVE_RETRY_SECONDS,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
-        branch: object | None = None,
+        branch: BranchLink | None = None,
     ) -> None:
         self.store = store
         self.branch = branch  # a rollout's lineage: saved whole at the end (save_run links it), no live row
-        self.meta = {"kind": kind, "gold": gold, "sweep_id": sweep_id, "label": label, "created_by": created_by}
+        self.meta = RunMeta(kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=created_by)
         self.retry_seconds = retry_seconds
         self.checkpoint_seconds = checkpoint_seconds
         self.ticket = SaveTicket()
         self.run_id: int | None = None
-        self._ops: queue.Queue = queue.Queue()
+        self._ops: queue.Queue[_Begin | _Checkpoint | _Finish | None] = queue.Queue()
         self._last_checkpoint = 0.0
         self._thread = threading.Thread(target=self._work, name="tracelab-recorder", daemon=True)
         self._thread.start()
@@ -154,20 +168,19 @@ class RunRecorder:
                 continue
             try:
                 if isinstance(op, _Begin):
-                    self.run_id = self._retry(lambda op=op: self.store.begin_run(op.head, **self.meta))  # type: ignore[attr-defined]
+                    self.run_id = self._retry(partial(self.store.begin_run, op.head, **self.meta))
                 elif self.run_id is not None and self._ops.empty():  # a checkpoint; stale if a newer op waits
-                    self.store.checkpoint_run(self.run_id, op.samples, op.seconds)  # type: ignore[attr-defined]
+                    self.store.checkpoint_run(self.run_id, op.samples, op.seconds)
             except Exception as exc:  # the finish tries again (a whole save_run if the row was never written)
                 log.debug("saving the run so far failed: %s", exc)
 
     def _finish(self, op: _Finish) -> None:
         if self.run_id is not None:
             run_id = self.run_id
-            self._retry(lambda: self.store.finish_run(run_id, op.result, op.steps, status=op.status))  # type: ignore[attr-defined]
+            self._retry(lambda: self.store.finish_run(run_id, op.result, op.steps, status=op.status))
         else:
-            extra = {"branch": self.branch} if self.branch is not None else {}
             self.run_id = self._retry(
-                lambda: self.store.save_run(op.result, op.steps, status=op.status, **self.meta, **extra)  # type: ignore[attr-defined]
+                lambda: self.store.save_run(op.result, op.steps, status=op.status, branch=self.branch, **self.meta)
             )
         self.ticket._settle(self.run_id, None)
 

@@ -1,6 +1,8 @@
 """Persistence: SQLAlchemy models, Alembic migrations and the ``Store`` API. Never imports torch or gradio.
 
-Open a store with ``open_store(url)`` and pass it to whoever needs it.
+Open a store with ``open_store(url)`` and pass it to whoever needs it. Where to start reading:
+``repository.py`` (what ``Store`` is made of: one repository per aggregate), ``sessions.py`` (one session
+per method, driver errors in words), ``records.py`` (what the methods return), ``models.py`` (the tables).
 """
 
 from app.store.db import open_store
@@ -12,6 +14,8 @@ from app.store.records import (
     LabelProgress,
     LabelRecord,
     PreferenceRecord,
+    ProbeRunRecord,
+    ProbeSummary,
     QueueItem,
     RunSummary,
     StoredRun,
@@ -29,6 +33,8 @@ __all__ = [
     "LabelRecord",
     "NotFound",
     "PreferenceRecord",
+    "ProbeRunRecord",
+    "ProbeSummary",
     "QueueItem",
     "RunSummary",
     "Store",

@@ -11,50 +11,37 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from app.domain import AutoLabelledSample, AutoStepLabel
-from app.store.base import StoreBase
+from app.store.checks import check_choice
+from app.store.convert import auto_label_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import AUTO_MC, Prompt, Run, Sample, Step, to_utc
+from app.store.fragments import current_auto_label_ids
+from app.store.models import AUTO_MC, Run, Sample, Step, to_utc
 from app.store.models import AutoStepLabel as AutoRow
 from app.store.records import AutoLabelRecord
-from app.store.runs import load_active_steps
+from app.store.samples import ExportSampleFields, export_sample_fields
+from app.store.sessions import Repository
 
 TARGET_KINDS = ("gold", "majority")
 
 
 def _current_rows(session: Session, *where: ColumnElement[bool]) -> list[tuple[AutoRow, Step]]:
-    newest = (
-        select(func.max(AutoRow.id))
-        .join(Step, Step.id == AutoRow.step_id)
-        .where(Step.active.is_(True), *where)
-        .group_by(AutoRow.step_id, AutoRow.source)
-    )
+    """(label, step) for every current automatic label on an active step matching ``where``, in step order."""
     rows = session.execute(
-        select(AutoRow, Step).join(Step, Step.id == AutoRow.step_id).where(AutoRow.id.in_(newest)).order_by(Step.index)
+        select(AutoRow, Step)
+        .join(Step, Step.id == AutoRow.step_id)
+        .where(AutoRow.id.in_(current_auto_label_ids(*where)))
+        .order_by(Step.index)
     )
     return [(label, step) for label, step in rows.tuples()]
 
 
-def _record(label: AutoRow, step: Step) -> AutoLabelRecord:
-    return AutoLabelRecord(
-        label_id=label.id,
-        step_id=step.id,
-        step_index=step.index,
-        source=label.source,
-        soft=label.soft,
-        hard=label.hard,
-        rollouts=label.rollouts,
-        target=label.target,
-        target_kind=label.target_kind,
-        settings=dict(label.settings),
-        created_at=label.created_at,
-    )
+class AutoLabels(Repository):
+    """Machine step labels: storing a sample's, their current view, and the export query."""
 
-
-class AutoLabelsMixin(StoreBase):
     def add_auto_labels(
         self,
         sample_id: int,
@@ -72,14 +59,13 @@ class AutoLabelsMixin(StoreBase):
         """
         if not source.startswith("auto:"):
             raise StoreError(f"source={source!r} must start with 'auto:' (human labels go through add_label)")
-        if target_kind not in TARGET_KINDS:
-            raise StoreError(f"target_kind={target_kind!r} is not one of {', '.join(TARGET_KINDS)}")
+        check_choice("target_kind", target_kind, TARGET_KINDS)
         if rollouts < 1:
             raise StoreError(f"rollouts={rollouts} must be at least 1")
         for step_id, soft in labels:
             if not 0.0 <= soft <= 1.0:
                 raise StoreError(f"soft label {soft} of step {step_id} is not a share between 0 and 1")
-        with self._write() as session:
+        with self.sessions.write() as session:
             if session.get(Sample, sample_id) is None:
                 raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted); nothing stored")
             active = set(session.scalars(select(Step.id).where(Step.sample_id == sample_id, Step.active.is_(True))))
@@ -89,17 +75,9 @@ class AutoLabelsMixin(StoreBase):
                     f"steps {stale} are not current steps of sample {sample_id} (merged or split meanwhile); "
                     "run the auto-labelling again"
                 )
+            provenance = {"rollouts": rollouts, "target": target, "target_kind": target_kind, "settings": settings}
             rows = [
-                AutoRow(
-                    step_id=step_id,
-                    source=source,
-                    soft=float(soft),
-                    hard=soft > 0,
-                    rollouts=rollouts,
-                    target=target,
-                    target_kind=target_kind,
-                    settings=settings,
-                )
+                AutoRow(step_id=step_id, source=source, soft=float(soft), hard=soft > 0, **provenance)
                 for step_id, soft in labels
             ]
             session.add_all(rows)
@@ -108,13 +86,13 @@ class AutoLabelsMixin(StoreBase):
 
     def current_auto_labels(self, sample_id: int, source: str = AUTO_MC) -> dict[int, AutoLabelRecord]:
         """{step_id: current automatic label} over the sample's active steps."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             rows = _current_rows(session, Step.sample_id == sample_id, AutoRow.source == source)
-        return {step.id: _record(label, step) for label, step in rows}
+        return {step.id: auto_label_record(label, step) for label, step in rows}
 
     def auto_hard_labels(self, sample_id: int | None = None, source: str = AUTO_MC) -> dict[int, bool]:
         """{step_id: current hard label} (one sample, or all): the automatic side of human-vs-auto agreement."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             where = [AutoRow.source == source] + ([Step.sample_id == sample_id] if sample_id is not None else [])
             return {step.id: label.hard for label, step in _current_rows(session, *where)}
 
@@ -124,7 +102,7 @@ class AutoLabelsMixin(StoreBase):
         """One per sample with current automatic labels of ``source``; ``since`` keeps samples labelled at or
         after it (by their newest label)."""
         since = to_utc(since) if since is not None else None
-        with self._read() as session:
+        with self.sessions.read() as session:
             where: list[ColumnElement[bool]] = [AutoRow.source == source]
             if model is not None:
                 where.append(Step.sample_id.in_(select(Sample.id).join(Run).where(Run.model == model)))
@@ -135,39 +113,19 @@ class AutoLabelsMixin(StoreBase):
                 by_sample = {s: rows for s, rows in by_sample.items() if max(r.created_at for r, _ in rows) >= since}
             if not by_sample:
                 return []
-            ids = sorted(by_sample)
-            meta = {
-                sample.id: (sample, run, prompt)
-                for sample, run, prompt in session.execute(
-                    select(Sample, Run, Prompt.text)
-                    .join(Run, Run.id == Sample.run_id)
-                    .join(Prompt, Prompt.id == Run.prompt_id)
-                    .where(Sample.id.in_(ids))
-                ).tuples()
-            }
-            steps = load_active_steps(session, ids)
-            out = []
-            for sample_id in ids:
-                sample, run, prompt = meta[sample_id]
-                rows = by_sample[sample_id]
-                newest = max(rows, key=lambda pair: pair[0].id)[0]
-                out.append(
-                    AutoLabelledSample(
-                        sample_id=sample_id,
-                        run_id=run.id,
-                        prompt=prompt,
-                        thinking=sample.thinking,
-                        answer=sample.answer,
-                        steps=[s.to_step() for s in steps[sample_id]],
-                        labels=[
-                            AutoStepLabel(step.index, label.soft, label.hard, label.created_at) for label, step in rows
-                        ],
-                        model=run.model,
-                        source=source,
-                        rollouts=newest.rollouts,
-                        target=newest.target,
-                        target_kind=newest.target_kind,
-                        created_at=newest.created_at,
-                    )
-                )
-            return out
+            shared = export_sample_fields(session, sorted(by_sample))
+        return [_auto_labelled(shared[sample_id], rows, source) for sample_id, rows in sorted(by_sample.items())]
+
+
+def _auto_labelled(shared: ExportSampleFields, rows: list[tuple[AutoRow, Step]], source: str) -> AutoLabelledSample:
+    """One export sample: its shared fields, its current labels, and the provenance of the newest label."""
+    newest = max(rows, key=lambda pair: pair[0].id)[0]
+    return AutoLabelledSample(
+        **shared,
+        labels=[AutoStepLabel(step.index, label.soft, label.hard, label.created_at) for label, step in rows],
+        source=source,
+        rollouts=newest.rollouts,
+        target=newest.target,
+        target_kind=newest.target_kind,
+        created_at=newest.created_at,
+    )

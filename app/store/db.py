@@ -22,9 +22,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from app.store.base import WRITE_TRANSACTION
 from app.store.errors import StoreError
 from app.store.repository import Store
+from app.store.sessions import WRITE_TRANSACTION
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000

@@ -1,4 +1,5 @@
-"""Preferences between samples of the same prompt: single choices and rankings (stored as their implied pairs).
+"""Preferences between samples of the same prompt: single choices and rankings (stored as their implied pairs),
+reading them back, and the export query (``preference_pairs``).
 
 Two samples are "of the same prompt" when their runs share the prompt row, i.e. the same prompt text, whatever
 the model or settings, so a Compare tab can pit two models against each other.
@@ -7,15 +8,21 @@ the model or settings, so a Compare tab can pit two models against each other.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 from itertools import combinations
 
 from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from app.store.base import StoreBase, check_annotator_name
+from app.domain import PreferencePair
+from app.store.checks import check_annotator_name
+from app.store.convert import preference_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import Annotator, Preference, Run, Sample
+from app.store.models import Annotator, Preference, Prompt, Run, Sample, to_utc
 from app.store.records import PreferenceRecord
+from app.store.sessions import Repository
+from app.store.shared_rows import annotator_id
 
 
 def _prompt_ids(session: Session, sample_ids: list[int]) -> dict[int, int]:
@@ -40,23 +47,33 @@ def _check_same_prompt(prompt_of: dict[int, int], sample_ids: list[int]) -> int:
     return prompts.pop()
 
 
-class PreferencesMixin(StoreBase):
+def _add_pairs(
+    session: Session, pairs: Iterable[tuple[int, int]], annotator: str, reason: str, rank_group: str | None = None
+) -> list[Preference]:
+    """Add one row per (chosen, rejected) pair of samples of one prompt, by ``annotator``; return the rows."""
+    pairs = list(pairs)
+    ids = list(dict.fromkeys(sample_id for pair in pairs for sample_id in pair))
+    prompt = _check_same_prompt(_prompt_ids(session, ids), ids)
+    # what every pair of one call shares: the prompt, who preferred, why, and the ranking it came from
+    shared = {"prompt_id": prompt, "annotator_id": annotator_id(session, annotator), "reason": reason}
+    rows = [
+        Preference(chosen_sample_id=chosen, rejected_sample_id=rejected, rank_group=rank_group, **shared)
+        for chosen, rejected in pairs
+    ]
+    session.add_all(rows)
+    return rows
+
+
+class Preferences(Repository):
+    """Choices and rankings between samples of one prompt, by people."""
+
     def add_preference(self, chosen_sample_id: int, rejected_sample_id: int, annotator: str, reason: str = "") -> int:
         """Record that ``annotator`` prefers one sample over another of the same prompt; return the row id."""
         if chosen_sample_id == rejected_sample_id:
             raise StoreError(f"sample {chosen_sample_id} cannot be preferred over itself; pick two different samples")
         check_annotator_name(annotator)
-        with self._write() as session:
-            pair = [chosen_sample_id, rejected_sample_id]
-            prompt_id = _check_same_prompt(_prompt_ids(session, pair), pair)
-            row = Preference(
-                prompt_id=prompt_id,
-                chosen_sample_id=chosen_sample_id,
-                rejected_sample_id=rejected_sample_id,
-                annotator_id=self._annotator_id(session, annotator),
-                reason=reason,
-            )
-            session.add(row)
+        with self.sessions.write() as session:
+            (row,) = _add_pairs(session, [(chosen_sample_id, rejected_sample_id)], annotator, reason)
             session.flush()
             return row.id
 
@@ -69,20 +86,8 @@ class PreferencesMixin(StoreBase):
             raise StoreError(f"ranking {ids} lists a sample twice; rank each sample once")
         check_annotator_name(annotator)
         group = uuid.uuid4().hex
-        with self._write() as session:
-            prompt_id = _check_same_prompt(_prompt_ids(session, ids), ids)
-            annotator_id = self._annotator_id(session, annotator)
-            session.add_all(
-                Preference(
-                    prompt_id=prompt_id,
-                    chosen_sample_id=better,
-                    rejected_sample_id=worse,
-                    annotator_id=annotator_id,
-                    reason=reason,
-                    rank_group=group,
-                )
-                for better, worse in combinations(ids, 2)
-            )
+        with self.sessions.write() as session:
+            _add_pairs(session, combinations(ids, 2), annotator, reason, rank_group=group)
         return group
 
     def preferences(
@@ -96,23 +101,53 @@ class PreferencesMixin(StoreBase):
             where.append(Preference.prompt_id == prompt_id)
         if sample_id is not None:
             where.append(or_(Preference.chosen_sample_id == sample_id, Preference.rejected_sample_id == sample_id))
-        with self._read() as session:
+        with self.sessions.read() as session:
             rows = session.execute(
                 select(Preference, Annotator.name)
                 .join(Annotator, Annotator.id == Preference.annotator_id)
                 .where(*where)
                 .order_by(Preference.id)
             ).tuples()
+            return [preference_record(pref, name) for pref, name in rows]
+
+    def preference_pairs(
+        self, *, annotator: str | None = None, model: str | None = None, since: datetime | None = None
+    ) -> list[PreferencePair]:
+        """Every recorded preference, oldest first. ``model`` matches either side; a pair across two models
+        reports ``model`` as ``"<chosen model> vs <rejected model>"``."""
+        since = to_utc(since) if since is not None else None
+        chosen, rejected = aliased(Sample), aliased(Sample)
+        chosen_run, rejected_run = aliased(Run), aliased(Run)
+        stmt = (
+            select(Preference, Prompt.text, Annotator.name, chosen, rejected, chosen_run.model, rejected_run.model)
+            .join(Prompt, Prompt.id == Preference.prompt_id)
+            .join(Annotator, Annotator.id == Preference.annotator_id)
+            .join(chosen, chosen.id == Preference.chosen_sample_id)
+            .join(rejected, rejected.id == Preference.rejected_sample_id)
+            .join(chosen_run, chosen_run.id == chosen.run_id)
+            .join(rejected_run, rejected_run.id == rejected.run_id)
+            .order_by(Preference.id)
+        )
+        if annotator is not None:
+            stmt = stmt.where(Annotator.name == annotator.strip())
+        if model is not None:
+            stmt = stmt.where(or_(chosen_run.model == model, rejected_run.model == model))
+        if since is not None:
+            stmt = stmt.where(Preference.created_at >= since)
+        with self.sessions.read() as session:
             return [
-                PreferenceRecord(
-                    preference_id=pref.id,
-                    prompt_id=pref.prompt_id,
-                    chosen_sample_id=pref.chosen_sample_id,
-                    rejected_sample_id=pref.rejected_sample_id,
+                PreferencePair(
+                    prompt=prompt,
+                    chosen_thinking=good.thinking,
+                    chosen_answer=good.answer,
+                    rejected_thinking=bad.thinking,
+                    rejected_answer=bad.answer,
                     annotator=name,
+                    model=good_model if good_model == bad_model else f"{good_model} vs {bad_model}",
                     reason=pref.reason,
-                    rank_group=pref.rank_group,
                     created_at=pref.created_at,
+                    chosen_run_id=good.run_id,
+                    rejected_run_id=bad.run_id,
                 )
-                for pref, name in rows
+                for pref, prompt, name, good, bad, good_model, bad_model in session.execute(stmt).tuples()
             ]

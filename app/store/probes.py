@@ -7,57 +7,38 @@ its link; deleting nothing else. Knows nothing of models or UI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
-from app.store.base import StoreBase
+from app.store.checks import check_choice
 from app.store.errors import NotFound, StoreError
 from app.store.models import Probe, ProbeRun, Run
-from app.store.records import StoredRun
+from app.store.records import ProbeRunRecord, ProbeSummary, same_named
 from app.store.runs import load_runs
+from app.store.sessions import Repository
 
 PROBE_ARMS: tuple[str, ...] = ("baseline", "hinted")
 
 
-@dataclass(frozen=True)
-class ProbeSummary:
-    probe_id: int
-    name: str
-    hint: str
-    hint_correct: bool
-    settings: dict[str, Any]
-    problems: list[dict[str, Any]]
-    created_at: datetime
-    n_runs: int
+class Probes(Repository):
+    """Creating a probe, linking its runs, listing probes and loading a probe's runs."""
 
-
-@dataclass(frozen=True)
-class ProbeRunRecord:
-    problem_index: int
-    arm: str
-    run: StoredRun
-
-
-class ProbesMixin(StoreBase):
     def create_probe(
         self, name: str, hint: str, hint_correct: bool, settings: dict[str, Any], problems: list[dict[str, Any]]
     ) -> int:
         """Record a probe before its runs are linked to it with :meth:`link_probe_run`."""
         if not name.strip():
             raise StoreError("probe name is empty; give the probe a name")
-        with self._write() as session:
+        with self.sessions.write() as session:
             probe = Probe(name=name.strip(), hint=hint, hint_correct=hint_correct, settings=settings, problems=problems)
             session.add(probe)
             session.flush()
             return probe.id
 
     def link_probe_run(self, probe_id: int, run_id: int, problem_index: int, arm: str) -> None:
-        if arm not in PROBE_ARMS:
-            raise StoreError(f"arm={arm!r} is not one of {', '.join(PROBE_ARMS)}")
-        with self._write() as session:
+        check_choice("arm", arm, PROBE_ARMS)
+        with self.sessions.write() as session:
             if session.get(Probe, probe_id) is None:
                 raise NotFound(f"probe {probe_id} does not exist; create it with create_probe() first")
             session.add(ProbeRun(probe_id=probe_id, run_id=run_id, problem_index=problem_index, arm=arm))
@@ -70,7 +51,7 @@ class ProbesMixin(StoreBase):
 
     def probe_runs(self, probe_id: int) -> list[ProbeRunRecord]:
         """The probe's runs with their problem index and arm, in the order they were saved."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             if session.get(Probe, probe_id) is None:
                 raise NotFound(f"probe {probe_id} does not exist; pick one from the list of past probes")
             links = list(session.scalars(select(ProbeRun).where(ProbeRun.probe_id == probe_id).order_by(ProbeRun.id)))
@@ -82,18 +63,11 @@ class ProbesMixin(StoreBase):
     def list_probes(self) -> list[ProbeSummary]:
         """All probes, newest first, with how many runs each has so far."""
         n_runs = select(func.count(ProbeRun.id)).where(ProbeRun.probe_id == Probe.id).scalar_subquery()
-        with self._read() as session:
+        with self.sessions.read() as session:
             rows = session.execute(select(Probe, n_runs).order_by(Probe.created_at.desc(), Probe.id.desc())).all()
             return [
-                ProbeSummary(
-                    probe_id=p.id,
-                    name=p.name,
-                    hint=p.hint,
-                    hint_correct=p.hint_correct,
-                    settings=dict(p.settings),
-                    problems=list(p.problems),
-                    created_at=p.created_at,
-                    n_runs=count,
+                same_named(
+                    ProbeSummary, p, probe_id=p.id, settings=dict(p.settings), problems=list(p.problems), n_runs=count
                 )
                 for p, count in rows
             ]

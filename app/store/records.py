@@ -7,11 +7,23 @@ is gone. Where a record mirrors a domain object it can turn back into one (``to_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
+
+
+def same_named(cls: type[R], source: object, **given: Any) -> R:
+    """A ``cls`` whose fields are ``given``, or else ``source``'s attribute of the same name (a record from an
+    ORM row, or one record from another)."""
+    copied = {f.name: getattr(source, f.name) for f in fields(cls) if f.init and f.name not in given}
+    return cls(**copied, **given)
 
 
 @dataclass(frozen=True)
@@ -100,14 +112,39 @@ class RunSummary:
     created_by: str | None = None
 
 
-@dataclass(frozen=True)
-class SweepSummary:
-    sweep_id: int
+@dataclass(frozen=True, kw_only=True)
+class RunSetSummary:
+    """What a sweep and a probe share: a named set of runs over ``problems`` made with ``settings``."""
+
     name: str
     settings: dict[str, Any]
     problems: list[dict[str, Any]]
     created_at: datetime
-    n_runs: int
+    n_runs: int  # runs saved so far
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSummary(RunSetSummary):
+    sweep_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSummary(RunSetSummary):
+    """A hint-faithfulness probe: ``hint`` was added to every problem's "hinted" arm."""
+
+    probe_id: int
+    hint: str
+    hint_correct: bool
+
+
+@dataclass(frozen=True)
+class ProbeRunRecord:
+    """One run of a probe: which of the probe's problems it answers (``problem_index``, 0-based) and in which
+    arm ("baseline", without the hint, or "hinted", with it)."""
+
+    problem_index: int
+    arm: str
+    run: StoredRun
 
 
 @dataclass(frozen=True)
@@ -125,14 +162,7 @@ class LabelRecord:
     step_active: bool = True
 
     def to_rating(self) -> StepRating:
-        return StepRating(
-            step_index=self.step_index,
-            rating=self.rating,
-            annotator=self.annotator,
-            created_at=self.created_at,
-            comment=self.comment,
-            first_error=self.first_error,
-        )
+        return same_named(StepRating, self)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,11 @@
-"""Runs, their samples and sweeps: saving what the engine produced, the History list, loading and deleting.
+"""Runs: saving what the engine produced (whole, or live while it runs), the History list, loading and deleting.
+
+A live run is written when generation starts: ``lifecycle = 'running'`` and, until it finishes,
+``status = 'error'`` with an "interrupted" error, so a reader that knows nothing of ``lifecycle`` still sees
+an unfinished run as failed, never as done. Its samples hold the text so far with stop reason ``error``;
+:meth:`Runs.finish_run` replaces them with the final samples and their steps in one transaction. Steps are
+only made for finished runs, so no label can point at a partial sample. At start-up
+:meth:`Runs.interrupt_running_runs` marks the runs a crashed server left behind ``interrupted``.
 
 Deleting is a soft delete: the run is hidden from History and the labelling queue but its rows stay, so labels
 people gave its steps are never destroyed and exports keep their provenance. Who may delete is the services'
@@ -8,91 +15,30 @@ decision (``app.services.ownership``); the store only records who did.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.domain import GenerationResult, sample_columns
+from app.domain import GenerationResult, GenerationSettings, SampleResult
 from app.domain import Step as DomainStep
-from app.store.base import StoreBase
 from app.store.branches import add_branch_link
-from app.store.convert import run_record, sample_record, step_record
+from app.store.checks import check_choice, check_id, check_user
+from app.store.convert import run_record, run_summary, sample_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import (
-    ANNOTATOR_NAME_MAX,
-    RUN_KINDS,
-    RUN_STATUSES,
-    STEP_SOURCES,
-    Prompt,
-    Run,
-    Sample,
-    Step,
-    Sweep,
-    utcnow,
-)
-from app.store.queries import excerpt
-from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample, StoredStep, SweepSummary
+from app.store.fragments import excerpt
+from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep, utcnow
+from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample
+from app.store.samples import load_active_steps, sample_rows
+from app.store.sessions import Repository
+from app.store.shared_rows import prompt_id
 from app.store.tokens import load_traces, token_row
 
 #: Longest History search text: longer ones are refused (SQLite rejects a very long LIKE pattern).
 SEARCH_MAX = 500
-#: Ids are SQL BIGINTs; a larger number can't name a row.
-ID_MAX = 2**63 - 1
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise StoreError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-
-
-def check_id(name: str, value: int) -> int:
-    """``value`` if it can be a row id, else a ``NotFound`` naming it (ids start at 1 and fit in 64 bits)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
-        raise NotFound(f"{name} {value} does not exist: ids are whole numbers from 1 up")
-    return value
-
-
-def check_user(name: str | None) -> str | None:
-    if name is not None and len(name) > ANNOTATOR_NAME_MAX:
-        raise StoreError(f"user name is {len(name)} characters; use at most {ANNOTATOR_NAME_MAX}")
-    return name
-
-
-def sample_rows(result: GenerationResult, steps: list[list[DomainStep]]) -> list[Sample]:
-    """ORM rows for the result's samples and their steps (``steps[i]`` for sample i, or ``[]`` for none)."""
-    if steps and len(steps) != len(result.samples):
-        raise StoreError(
-            f"got steps for {len(steps)} samples but the result has {len(result.samples)}; "
-            "pass one list of steps per sample (or [] for none)"
-        )
-    for sample_steps in steps:
-        for step in sample_steps:
-            _check_choice("step source", step.source, STEP_SOURCES)
-    return [
-        Sample(
-            **{name: getattr(s, name) for name in sample_columns()},
-            steps=[
-                Step(index=j, source=st.source, text=st.text, start=st.start, end=st.end)
-                for j, st in enumerate(steps[i] if steps else [])
-            ],
-        )
-        for i, s in enumerate(result.samples)
-    ]
-
-
-def load_active_steps(session: Session, sample_ids: list[int]) -> dict[int, list[StoredStep]]:
-    """Active steps of each sample, in index order (samples without steps map to an empty list)."""
-    steps: dict[int, list[StoredStep]] = defaultdict(list)
-    if sample_ids:
-        rows = session.scalars(
-            select(Step)
-            .where(Step.sample_id.in_(sample_ids), Step.active.is_(True))
-            .order_by(Step.sample_id, Step.index, Step.id)
-        )
-        for row in rows:
-            steps[row.sample_id].append(step_record(row))
-    return steps
+#: What an unfinished run's samples and the run itself say until it finishes (or forever, if it never does).
+INTERRUPTED_ERROR = "interrupted: the server stopped before this run finished; the text so far is kept"
 
 
 def load_runs(session: Session, where: ColumnElement[bool]) -> list[StoredRun]:
@@ -113,7 +59,41 @@ def load_runs(session: Session, where: ColumnElement[bool]) -> list[StoredRun]:
     return [run_record(run, by_run[run.id]) for run in runs]
 
 
-class RunsMixin(StoreBase):
+def partial_samples(samples: list[SampleResult]) -> GenerationResult:
+    """Copies of ``samples`` marked as interrupted, wrapped for :func:`sample_rows`."""
+    marked = [replace(s, stop_reason="error", error=INTERRUPTED_ERROR) for s in samples]
+    return GenerationResult(model="", format="", settings=GenerationSettings(), samples=marked, prompt="")
+
+
+def _run_row(session: Session, result: GenerationResult, *, kind: str, sweep_id: int | None, **values: Any) -> Run:
+    """The ``runs`` row of ``result`` (not added yet); ``values`` are the columns that differ between a whole
+    save and a live one (status, error, seconds, ...)."""
+    if sweep_id is not None and session.get(Sweep, sweep_id) is None:
+        raise NotFound(f"sweep {sweep_id} does not exist; create it with create_sweep() first")
+    return Run(
+        prompt_id=prompt_id(session, result.prompt),
+        kind=kind,
+        model=result.model,
+        format=result.format,
+        # How the model ran rides along with the settings (a JSON column), so no migration is needed.
+        settings={**result.settings.to_dict(), "precision": result.precision},
+        seed=result.settings.seed,
+        sweep_id=sweep_id,
+        messages=list(result.messages),
+        **values,
+    )
+
+
+def _replace_samples(session: Session, run_id: int, rows: list[Sample]) -> None:
+    session.execute(delete(Sample).where(Sample.run_id == run_id))
+    for row in rows:
+        row.run_id = run_id
+        session.add(row)
+
+
+class Runs(Repository):
+    """Saving, listing, loading and deleting runs (see the module docstring)."""
+
     def save_run(
         self,
         result: GenerationResult,
@@ -134,26 +114,19 @@ class RunsMixin(StoreBase):
         ``error`` defaults to ``result.error``. ``branch`` links the run to the trace it continues (same
         transaction: a branch is never saved without its lineage).
         """
-        _check_choice("kind", kind, RUN_KINDS)
-        _check_choice("status", status, RUN_STATUSES)
+        check_choice("kind", kind, RUN_KINDS)
+        check_choice("status", status, RUN_STATUSES)
         rows = sample_rows(result, steps)
-        with self._write() as session:
-            if sweep_id is not None and session.get(Sweep, sweep_id) is None:
-                raise NotFound(f"sweep {sweep_id} does not exist; create it with create_sweep() first")
-            run = Run(
-                prompt_id=self._prompt_id(session, result.prompt),
+        with self.sessions.write() as session:
+            run = _run_row(
+                session,
+                result,
                 kind=kind,
-                model=result.model,
-                format=result.format,
-                # How the model ran rides along with the settings (a JSON column), so no migration is needed.
-                settings={**result.settings.to_dict(), "precision": result.precision},
-                seed=result.settings.seed,
+                sweep_id=sweep_id,
                 status=status,
                 error=error if error is not None else result.error,
                 gold=gold,
-                sweep_id=sweep_id,
                 label=label,
-                messages=list(result.messages),
                 seconds=result.seconds,
                 created_by=check_user(created_by),
             )
@@ -166,6 +139,92 @@ class RunsMixin(StoreBase):
             if branch is not None:
                 add_branch_link(session, run.id, branch)
             return run.id
+
+    def begin_run(
+        self,
+        result: GenerationResult,
+        *,
+        kind: str = "playground",
+        gold: str | None = None,
+        sweep_id: int | None = None,
+        label: str | None = None,
+        created_by: str | None = None,
+    ) -> int:
+        """Write the row of a run that is starting (``result`` has its prompt and settings, no samples yet)."""
+        check_choice("kind", kind, RUN_KINDS)
+        with self.sessions.write() as session:
+            now = utcnow()
+            run = _run_row(
+                session,
+                result,
+                kind=kind,
+                sweep_id=sweep_id,
+                status="error",
+                error=INTERRUPTED_ERROR,
+                gold=gold,
+                label=label,
+                seconds=0.0,
+                created_by=check_user(created_by),
+                lifecycle="running",
+                heartbeat_at=now,
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def checkpoint_run(self, run_id: int, samples: list[SampleResult], seconds: float) -> None:
+        """Save the text so far of a running run (its samples replace the previous checkpoint's)."""
+        check_id("run", run_id)
+        rows = sample_rows(partial_samples(samples), [])
+        with self.sessions.write() as session:
+            if session.scalar(select(Run.lifecycle).where(Run.id == run_id)) != "running":
+                return  # finished (or interrupted) meanwhile: a late checkpoint must not undo that
+            _replace_samples(session, run_id, rows)
+            session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow(), seconds=seconds))
+
+    def finish_run(
+        self,
+        run_id: int,
+        result: GenerationResult,
+        steps: list[list[DomainStep]],
+        *,
+        status: str = "done",
+        error: str | None = None,
+    ) -> int:
+        """Replace the running run's samples with the final ones and their steps; mark it finished."""
+        check_id("run", run_id)
+        check_choice("status", status, RUN_STATUSES)
+        rows = sample_rows(result, steps)
+        with self.sessions.write() as session:
+            if session.get(Run, run_id) is None:
+                raise NotFound(f"run {run_id} does not exist; it can't be finished")
+            _replace_samples(session, run_id, rows)
+            session.flush()
+            for s, row in zip(result.samples, rows, strict=True):  # the per-token data, as save_run keeps it
+                if s.tokens is not None:
+                    session.add(token_row(row.id, s.tokens))
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status=status,
+                    error=error if error is not None else result.error,
+                    seconds=result.seconds,
+                    lifecycle=None,
+                    heartbeat_at=utcnow(),
+                )
+            )
+        return run_id
+
+    def interrupt_running_runs(self) -> int:
+        """At start-up: every run still ``running`` was left by a server that died; mark it ``interrupted``.
+
+        Assumes one server per database (a second server sharing it would see the first one's live runs
+        marked too). Returns how many runs were marked.
+        """
+        with self.sessions.write() as session:
+            marked = session.execute(update(Run).where(Run.lifecycle == "running").values(lifecycle="interrupted"))
+            return int(cast("CursorResult[Any]", marked).rowcount or 0)
 
     def list_runs(
         self,
@@ -197,9 +256,9 @@ class RunsMixin(StoreBase):
         if stop_reason:
             where.append(exists().where(Sample.run_id == Run.id, Sample.stop_reason == stop_reason))
         if kind:
-            _check_choice("kind", kind, RUN_KINDS)
+            check_choice("kind", kind, RUN_KINDS)
             where.append(Run.kind == kind)
-        with self._read() as session:
+        with self.sessions.read() as session:
             rows = session.execute(
                 select(Run, excerpt(Prompt.text).label("prompt_excerpt"))
                 .join(Prompt, Prompt.id == Run.prompt_id)
@@ -216,33 +275,13 @@ class RunsMixin(StoreBase):
                     .order_by(Sample.run_id, Sample.index)
                 ):
                     per_run[sample.run_id].append(sample)
-            return [
-                RunSummary(
-                    run_id=run.id,
-                    created_at=run.created_at,
-                    kind=run.kind,
-                    status=run.lifecycle or run.status,
-                    model=run.model,
-                    format=run.format,
-                    prompt_excerpt=prompt_excerpt,
-                    n_samples=len(per_run[run.id]),
-                    answers=tuple(s.extracted_answer for s in per_run[run.id]),
-                    stop_reasons=tuple(s.stop_reason for s in per_run[run.id]),
-                    thinking_tokens=sum(s.thinking_tokens for s in per_run[run.id]),
-                    seconds=run.seconds,
-                    label=run.label,
-                    sweep_id=run.sweep_id,
-                    gold=run.gold,
-                    created_by=run.created_by,
-                )
-                for run, prompt_excerpt in rows
-            ]
+            return [run_summary(run, prompt_excerpt, per_run[run.id]) for run, prompt_excerpt in rows]
 
     def get_run(self, run_id: int, *, include_deleted: bool = False) -> StoredRun:
         """The run with its samples and their active steps; ``NotFound`` if there is no such run (or it was
         deleted, unless ``include_deleted``)."""
         check_id("run", run_id)
-        with self._read() as session:
+        with self.sessions.read() as session:
             found = load_runs(session, Run.id == run_id)
         if not found:
             raise NotFound(f"run {run_id} does not exist (it may have been deleted); pick a run from History")
@@ -256,7 +295,7 @@ class RunsMixin(StoreBase):
         Only for an explicit, confirmed user action; whether ``by`` may do it is decided by the caller.
         """
         check_id("run", run_id)
-        with self._write() as session:
+        with self.sessions.write() as session:
             found = session.execute(select(Run.id, Run.deleted_at).where(Run.id == run_id)).first()
             if found is None or found.deleted_at is not None:
                 raise NotFound(f"run {run_id} does not exist; nothing was deleted")
@@ -265,64 +304,18 @@ class RunsMixin(StoreBase):
     def run_owner(self, run_id: int) -> str | None:
         """Who created the run (None for runs saved before owners were recorded); ``NotFound`` if it's gone."""
         check_id("run", run_id)
-        with self._read() as session:
+        with self.sessions.read() as session:
             found = session.execute(select(Run.created_by).where(Run.id == run_id, Run.deleted_at.is_(None))).first()
         if found is None:
             raise NotFound(f"run {run_id} does not exist; pick a run from History")
         return found.created_by
 
-    def get_sample(self, sample_id: int) -> StoredSample:
-        """One sample with its active steps; ``NotFound`` if there is no such sample."""
-        check_id("sample", sample_id)
-        with self._read() as session:
-            row = session.get(Sample, sample_id)
-            if row is None:
-                raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
-            trace = load_traces(session, [sample_id]).get(sample_id)
-            return sample_record(row, load_active_steps(session, [sample_id])[sample_id], trace)
-
     def list_models(self) -> list[str]:
         """Every model name that has runs, alphabetically (for filter menus)."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             return list(session.scalars(select(Run.model).distinct().order_by(Run.model)))
 
     def count_runs(self) -> int:
         """Runs not deleted."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             return session.scalar(select(func.count(Run.id)).where(Run.deleted_at.is_(None))) or 0
-
-    # --- sweeps ------------------------------------------------------------------------------------------
-
-    def create_sweep(self, name: str, settings: dict[str, Any], problems: list[dict[str, Any]]) -> int:
-        """Record a sweep (its settings grid and problem set) before its runs are saved with ``sweep_id``."""
-        if not name.strip():
-            raise StoreError("sweep name is empty; give the sweep a name, e.g. 'gsm8k budgets'")
-        with self._write() as session:
-            sweep = Sweep(name=name.strip(), settings=settings, problems=problems)
-            session.add(sweep)
-            session.flush()
-            return sweep.id
-
-    def sweep_runs(self, sweep_id: int) -> list[StoredRun]:
-        """The sweep's runs, in the order they were saved."""
-        with self._read() as session:
-            if session.get(Sweep, sweep_id) is None:
-                raise NotFound(f"sweep {sweep_id} does not exist; pick one from list_sweeps()")
-            return load_runs(session, Run.sweep_id == sweep_id)
-
-    def list_sweeps(self) -> list[SweepSummary]:
-        """All sweeps, newest first, with how many runs each has so far."""
-        n_runs = select(func.count(Run.id)).where(Run.sweep_id == Sweep.id).scalar_subquery()
-        with self._read() as session:
-            rows = session.execute(select(Sweep, n_runs).order_by(Sweep.created_at.desc(), Sweep.id.desc())).all()
-            return [
-                SweepSummary(
-                    sweep_id=sweep.id,
-                    name=sweep.name,
-                    settings=dict(sweep.settings),
-                    problems=list(sweep.problems),
-                    created_at=sweep.created_at,
-                    n_runs=count,
-                )
-                for sweep, count in rows
-            ]

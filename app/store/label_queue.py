@@ -7,31 +7,37 @@ there). Everything is counted in SQL, so the queue stays one query however many 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import ColumnElement, Integer, Select, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
-from app.store.base import StoreBase
+from app.store.fragments import current_label_ids, excerpt
 from app.store.models import Prompt, Run, Sample, Step, StepLabel
-from app.store.queries import current_label_ids, excerpt
-from app.store.records import LabelProgress, QueueItem
+from app.store.records import LabelProgress, QueueItem, same_named
+from app.store.sessions import Repository
+from app.store.shared_rows import find_annotator_id
 
 
-def _queue_select(
-    session: Session,
-    annotator: str | None,
-    *,
-    run_id: int | None,
-    model: str | None,
-    prompt_search: str | None,
-) -> Select[Any]:
+class QueueFilters(TypedDict, total=False):
+    """What narrows the queue (each None or left out: no filter)."""
+
+    run_id: int | None
+    model: str | None
+    prompt_search: str | None  # a piece of the prompt text, any case
+
+
+def _queue_select(session: Session, annotator: str | None, filters: QueueFilters) -> Select[Any]:
     """One row per sample with steps: ids, excerpt, model, n_steps, n_labelled and the done flag."""
+    unknown = sorted(set(filters) - QueueFilters.__optional_keys__)
+    if unknown:
+        raise TypeError(f"unexpected queue filter(s) {', '.join(unknown)}")
     if annotator is None:
         by_annotator: ColumnElement[bool] = true()  # labels by anyone count
     else:
-        annotator_id = StoreBase._find_annotator_id(session, annotator)
-        by_annotator = StepLabel.annotator_id == annotator_id if annotator_id is not None else false()
+        found = find_annotator_id(session, annotator)
+        by_annotator = StepLabel.annotator_id == found if found is not None else false()
     n_steps = (
         select(Step.sample_id, func.count(Step.id).label("n_steps"))
         .where(Step.active.is_(True))
@@ -68,6 +74,7 @@ def _queue_select(
         .outerjoin(labelled, labelled.c.sample_id == Sample.id)
         .where(Run.deleted_at.is_(None))  # a deleted run's samples leave the queue; their labels stay
     )
+    run_id, model, prompt_search = filters.get("run_id"), filters.get("model"), filters.get("prompt_search")
     if run_id is not None:
         stmt = stmt.where(Sample.run_id == run_id)
     if model:
@@ -77,51 +84,30 @@ def _queue_select(
     return stmt
 
 
-class QueueMixin(StoreBase):
+class LabelQueue(Repository):
+    """The labelling queue and its progress count (see the module docstring)."""
+
     def label_queue(
         self,
         *,
         annotator: str | None,
-        run_id: int | None = None,
-        model: str | None = None,
-        prompt_search: str | None = None,
         unlabelled_first: bool = True,
         limit: int = 200,
+        **filters: Unpack[QueueFilters],
     ) -> list[QueueItem]:
         """Samples to label, newest runs first; with ``unlabelled_first`` the ones not done come first."""
-        with self._read() as session:
-            stmt = _queue_select(session, annotator, run_id=run_id, model=model, prompt_search=prompt_search)
+        with self.sessions.read() as session:
+            stmt = _queue_select(session, annotator, filters)
             order = [Sample.run_id.desc(), Sample.index]
             if unlabelled_first:
                 order.insert(0, stmt.selected_columns.done)
             rows = session.execute(stmt.order_by(*order).limit(limit)).all()
-        return [
-            QueueItem(
-                sample_id=row.sample_id,
-                run_id=row.run_id,
-                sample_index=row.sample_index,
-                prompt_excerpt=row.prompt_excerpt,
-                model=row.model,
-                n_steps=row.n_steps,
-                n_labelled=row.n_labelled,
-                done=bool(row.done),
-            )
-            for row in rows
-        ]
+        return [same_named(QueueItem, row, done=bool(row.done)) for row in rows]
 
-    def label_progress(
-        self,
-        annotator: str | None,
-        *,
-        run_id: int | None = None,
-        model: str | None = None,
-        prompt_search: str | None = None,
-    ) -> LabelProgress:
+    def label_progress(self, annotator: str | None, **filters: Unpack[QueueFilters]) -> LabelProgress:
         """How many of the queue's samples (same filters as ``label_queue``) the annotator has done."""
-        with self._read() as session:
-            queue = _queue_select(
-                session, annotator, run_id=run_id, model=model, prompt_search=prompt_search
-            ).subquery()
+        with self.sessions.read() as session:
+            queue = _queue_select(session, annotator, filters).subquery()
             total, labelled = session.execute(
                 select(func.count(), func.coalesce(func.sum(queue.c.done), 0)).select_from(queue)
             ).one()

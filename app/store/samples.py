@@ -1,4 +1,5 @@
-"""Steps of a sample: reading the active ones, merging two neighbours, splitting one in two.
+"""Samples and their steps: the rows a run's samples become, reading a sample and its active steps, merging
+two neighbouring steps, splitting one in two, and the fields every exported sample shares.
 
 A step row's text never changes. Merge and split deactivate the old rows and insert new ones, so every label
 keeps pointing at the text it was given for: labels on the replaced steps stay in their history but do not
@@ -7,14 +8,92 @@ carry over, and labels on every other step are untouched. ``index`` numbers the 
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import TypedDict
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.store.base import StoreBase
+from app.domain import GenerationResult, sample_columns
+from app.domain import Step as DomainStep
+from app.store.checks import check_choice, check_id
+from app.store.convert import sample_record, step_record
 from app.store.errors import NotFound, StoreError
-from app.store.models import Sample, Step
-from app.store.records import StoredStep
-from app.store.runs import load_active_steps
+from app.store.models import STEP_SOURCES, Prompt, Run, Sample, Step
+from app.store.records import StoredSample, StoredStep
+from app.store.sessions import Repository
+from app.store.tokens import load_traces
+
+
+def sample_rows(result: GenerationResult, steps: list[list[DomainStep]]) -> list[Sample]:
+    """ORM rows for the result's samples and their steps (``steps[i]`` for sample i, or ``[]`` for none)."""
+    if steps and len(steps) != len(result.samples):
+        raise StoreError(
+            f"got steps for {len(steps)} samples but the result has {len(result.samples)}; "
+            "pass one list of steps per sample (or [] for none)"
+        )
+    for sample_steps in steps:
+        for step in sample_steps:
+            check_choice("step source", step.source, STEP_SOURCES)
+    return [
+        Sample(
+            **{name: getattr(s, name) for name in sample_columns()},
+            steps=[
+                Step(index=j, source=st.source, text=st.text, start=st.start, end=st.end)
+                for j, st in enumerate(steps[i] if steps else [])
+            ],
+        )
+        for i, s in enumerate(result.samples)
+    ]
+
+
+def load_active_steps(session: Session, sample_ids: list[int]) -> dict[int, list[StoredStep]]:
+    """Active steps of each sample, in index order (samples without steps map to an empty list)."""
+    steps: dict[int, list[StoredStep]] = defaultdict(list)
+    if sample_ids:
+        rows = session.scalars(
+            select(Step)
+            .where(Step.sample_id.in_(sample_ids), Step.active.is_(True))
+            .order_by(Step.sample_id, Step.index, Step.id)
+        )
+        for row in rows:
+            steps[row.sample_id].append(step_record(row))
+    return steps
+
+
+class ExportSampleFields(TypedDict):
+    """The fields ``LabelledSample`` and ``AutoLabelledSample`` share (``app.domain.ExportSample``'s and ``model``)."""
+
+    sample_id: int
+    run_id: int
+    prompt: str
+    thinking: str
+    answer: str
+    steps: list[DomainStep]
+    model: str
+
+
+def export_sample_fields(session: Session, sample_ids: list[int]) -> dict[int, ExportSampleFields]:
+    """{sample_id: its shared export fields}: the sample's text, run, model, prompt and active steps."""
+    steps = load_active_steps(session, sample_ids)
+    rows = session.execute(
+        select(Sample, Run.model, Prompt.text)
+        .join(Run, Run.id == Sample.run_id)
+        .join(Prompt, Prompt.id == Run.prompt_id)
+        .where(Sample.id.in_(sample_ids))
+    ).tuples()
+    return {
+        sample.id: ExportSampleFields(
+            sample_id=sample.id,
+            run_id=sample.run_id,
+            prompt=prompt,
+            thinking=sample.thinking,
+            answer=sample.answer,
+            steps=[step.to_step() for step in steps[sample.id]],
+            model=model,
+        )
+        for sample, model, prompt in rows
+    }
 
 
 def _locked_step(session: Session, step_id: int) -> Step:
@@ -41,17 +120,29 @@ def _shift_after(session: Session, sample_id: int, after_index: int, by: int) ->
     )
 
 
-class StepsMixin(StoreBase):
+class Samples(Repository):
+    """A stored sample and its steps (see the module docstring)."""
+
+    def get_sample(self, sample_id: int) -> StoredSample:
+        """One sample with its active steps; ``NotFound`` if there is no such sample."""
+        check_id("sample", sample_id)
+        with self.sessions.read() as session:
+            row = session.get(Sample, sample_id)
+            if row is None:
+                raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
+            trace = load_traces(session, [sample_id]).get(sample_id)
+            return sample_record(row, load_active_steps(session, [sample_id])[sample_id], trace)
+
     def steps_for_sample(self, sample_id: int) -> list[StoredStep]:
         """The sample's active steps, in order."""
-        with self._read() as session:
+        with self.sessions.read() as session:
             if session.get(Sample, sample_id) is None:
                 raise NotFound(f"sample {sample_id} does not exist (its run may have been deleted)")
             return load_active_steps(session, [sample_id])[sample_id]
 
     def merge_steps(self, sample_id: int, step_id: int, next_step_id: int) -> int:
         """Replace a step and the one right after it by one step spanning both; return the new step's id."""
-        with self._write() as session:
+        with self.sessions.write() as session:
             first, second = _locked_step(session, step_id), _locked_step(session, next_step_id)
             for step in (first, second):
                 if step.sample_id != sample_id:
@@ -88,7 +179,7 @@ class StepsMixin(StoreBase):
 
         Whitespace around the cut is dropped from both halves (and their spans).
         """
-        with self._write() as session:
+        with self.sessions.write() as session:
             step = _locked_step(session, step_id)
             _require_active(step, "split")
             left = step.text[:at].rstrip()
