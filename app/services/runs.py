@@ -109,12 +109,6 @@ class RunOptions(TypedDict, total=False):
     branch: BranchLink | None
 
 
-def require_prompt(prompt: str) -> None:
-    """The one check that a request has a prompt: a ``ValueError`` saying so when it is blank."""
-    if not (prompt or "").strip():
-        raise ValueError("The prompt is empty: type a question first.")
-
-
 def stream_run(
     rt: Runtime,
     messages: Messages | str,

@@ -19,11 +19,12 @@ import gradio as gr
 
 from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
+from app.ui.caller import user_of
 from app.ui.charts import credit_figure
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 CREDIT_HELP = (
     "**How the curve is computed.** For each step *k*, N rollouts continue the trace from the end of step *k* "

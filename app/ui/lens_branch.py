@@ -23,10 +23,11 @@ from app.errors import StoreError
 from app.services import branching
 from app.services.runtime import Runtime
 from app.ui.branch_here import result_html, run_id_of
+from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 HINT = "<div class='tl-token-where'>Turn the trace lens on and click a thinking token to branch from the step that contains it.</div>"
 

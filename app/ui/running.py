@@ -7,7 +7,7 @@ How a new tab uses it (the Self-consistency, Compare and Sweep tabs are the work
         idle_message = "Nothing is running in this session."
 
         def run(self, prompt: str, budget: float | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
-            def plan() -> Work[LensReport]:            # parse the inputs; a ValueError/OSError -> gr.Error
+            def plan() -> Work[LensReport]:            # parse the inputs; a refusal -> one gr.Error line
                 settings = analysis_settings(True, budget, None, 0.0, None)
                 return lambda token, report: svc.run_lens(self.rt, prompt, settings, cancel=token, progress=report)
 
@@ -28,17 +28,18 @@ How a new tab uses it (the Self-consistency, Compare and Sweep tabs are the work
 started" when Cancel was pressed while the run waited in the queue, running the service in a worker thread
 (:func:`in_background`) while yielding status updates and heartbeats (so Gradio notices a closed browser tab
 and the run is cancelled and still saved), throttling, and turning a user's mistake into one ``gr.Error`` line
-(:func:`user_error`) while a bug keeps its traceback.
+(:func:`user_error`) while a bug's traceback goes to the log and the page says it is a bug.
 
 Also owns the shared machinery of every model-running event: :data:`MODEL_QUEUE` (one generation at a time
-across all tabs), the per-session cancel registry (:data:`CANCELS`, :func:`session_key`, :func:`stop_key`),
-who is asking (:func:`user_of`, recorded as the run's creator) and, through :meth:`ModelTab.running`, the
-watch that cancels a run whose client stopped reading (:mod:`app.ui.listeners`).
+across all tabs), the per-session cancel registry (:data:`CANCELS`, :func:`session_key`, :func:`stop_key`)
+and, through :meth:`ModelTab.running`, the watch that cancels a run whose client stopped reading
+(:mod:`app.ui.listeners`). Who is asking is :mod:`app.ui.caller`.
 Knows nothing of any one tab, and nothing of the store.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -50,8 +51,7 @@ from typing import Any, Generic, TypeVar
 import gradio as gr
 
 from app.engine.events import CancelToken
-from app.errors import is_user_error
-from app.services.ownership import user_name
+from app.errors import UserError, is_user_error
 from app.services.runtime import Runtime
 from app.ui.listeners import watch_client
 
@@ -68,6 +68,10 @@ HEARTBEAT = 0.5
 #: What a tab shows when Cancel was pressed while its run still waited in the queue.
 CANCELLED_BEFORE_START = "Cancelled before it started; nothing was run."
 
+#: How the page names an exception that is nobody's mistake but the program's (the traceback is in the log).
+BUG_MESSAGE = "Something went wrong (this is a bug, please report it)"
+
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 Report = Callable[[Any], None]
 #: A planned run: given its cancel token and a ``report(progress)`` callback, do the work and return the result.
@@ -135,21 +139,22 @@ def session_key(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
 
 
-def user_of(request: gr.Request | None) -> str:
-    """Who is asking: the ``--auth`` login, or ``local`` without one (what runs record as their creator)."""
-    return user_name(getattr(request, "username", None) if request is not None else None)
-
-
 def stop_key(request: gr.Request | None, tab: str) -> str:
     """This session's slot in the cancel registry, per tab, so a tab's Cancel stops only that tab's run."""
     return f"{session_key(request)}/{tab}"
 
 
 def user_error(exc: BaseException) -> gr.Error:
-    """A bad input or a store refusal as a one-line ``gr.Error``; anything else is re-raised as a bug."""
-    if is_user_error(exc):
+    """What the page shows for an exception, as one ``gr.Error`` line: a refusal's own message (a
+    :class:`UserError`, or a type :func:`is_user_error` accepts), a ``gr.Error`` as it is; for anything else,
+    a bug, the traceback goes to the log and the line says "this is a bug, please report it"."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UserError) or is_user_error(exc):
         return gr.Error(str(exc))
-    raise exc
+    log.error("a UI handler failed", exc_info=exc)
+    lines = str(exc).strip().splitlines()
+    return gr.Error(f"{BUG_MESSAGE}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
 
 
 # --- running a service in the background ---------------------------------------------------------
@@ -223,14 +228,18 @@ class ModelTab:
         self.rt = rt
         self.registry = registry
 
+    def key(self, request: gr.Request | None) -> str:
+        """This session's slot in the cancel registry for this tab."""
+        return stop_key(request, self.tab)
+
     def prepare(self, request: gr.Request) -> None:
         """The click, before the queue: from now on a Cancel in this session and tab counts."""
-        self.registry.prepare(stop_key(request, self.tab))
+        self.registry.prepare(self.key(request))
 
     @contextmanager
     def running(self, request: gr.Request | None) -> Iterator[CancelToken]:
         """The run's token (the one :meth:`prepare` made, if any), registered while the run goes on."""
-        key = stop_key(request, self.tab)
+        key = self.key(request)
         token = self.registry.begin(key)
         try:
             with watch_client(request, token):  # a client that stopped reading loses its run
@@ -240,7 +249,7 @@ class ModelTab:
 
     def cancel(self, request: gr.Request) -> None:
         """Stop this session's run in this tab, queued or running; what finished is kept and saved."""
-        if not self.registry.cancel(stop_key(request, self.tab)):
+        if not self.registry.cancel(self.key(request)):
             gr.Info(self.idle_message)
 
     def stream_task(
@@ -255,18 +264,18 @@ class ModelTab:
     ) -> Iterator[tuple[Any, ...]]:
         """Run one long task for this tab and yield the handler's outputs as it goes.
 
-        1. ``plan()`` parses the inputs and returns the work; a ``ValueError``/``OSError`` becomes a ``gr.Error``.
+        1. ``plan()`` parses the inputs and returns the work; what it raises is shown by :func:`user_error`.
         2. If Cancel was pressed while the run was queued: ``show(CANCELLED_BEFORE_START)`` and stop.
         3. The work runs in a worker thread. On each progress value it reports (and on each heartbeat) this
            yields ``show(describe(latest progress value or None, seconds since start))``, at most once per
            ``every`` seconds for progress values (heartbeats always yield, so a closed tab is noticed).
-        4. Last it yields ``finish(result)``. A user error raised by the work is one ``gr.Error`` line.
+        4. Last it yields ``finish(result)``. What the work raises is shown by :func:`user_error`.
         """
         with self.running(request) as token:
             try:
                 work = plan()
-            except (ValueError, OSError) as exc:
-                raise gr.Error(str(exc)) from None
+            except Exception as exc:
+                raise user_error(exc) from None
             if token.cancelled:  # Cancel was pressed while the run waited in the queue
                 yield show(CANCELLED_BEFORE_START)
                 return

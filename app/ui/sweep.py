@@ -18,10 +18,11 @@ from app.services import sweep as svc
 from app.services.inputs import check_samples, load_problems, parse_budgets
 from app.services.runtime import Runtime
 from app.ui import charts
+from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.render import CARD_CSS, html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error
 
 TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
 SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
