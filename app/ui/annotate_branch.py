@@ -12,7 +12,7 @@ A part of the Annotate tab (``annotate.build_tab`` places these sections). Long 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -24,7 +24,7 @@ from app.ui.charts import credit_figure
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 
 CREDIT_HELP = (
     "**How the curve is computed.** For each step *k*, N rollouts continue the trace from the end of step *k* "
@@ -113,14 +113,25 @@ class BranchPanel(ModelTab):
     tab = "annotate-branch"
     idle_message = "No rollouts are running in this session."
 
-    def branch_here(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, pos = _where(self.rt, opened, cursor)
+    def _plan(
+        self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request, service: Callable[..., Any]
+    ) -> Callable[[], Work[Any]]:
+        """The plan of a rollout service over the opened sample: ``service(rt, run, sample, [step,] k, ...)``,
+        from the step at ``cursor`` (None: the whole sample)."""
+
+        def plan() -> Work[Any]:
+            run_id, sample, pos = _where(self.rt, opened, 0 if cursor is None else cursor)
+            where = (run_id, sample) if cursor is None else (run_id, sample, pos)
             k = as_int(n, "rollouts", 4) or 4
             who = user_of(request)
-            return lambda token, report: branching.resample(
-                self.rt, run_id, sample, pos, k, gold=gold or None, cancel=token, progress=report, user=who
+            return lambda token, report: service(
+                self.rt, *where, k, gold=gold or None, cancel=token, progress=report, user=who
             )
+
+        return plan
+
+    def branch_here(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
+        plan = self._plan(opened, cursor, n, gold, request, branching.resample)
 
         def finish(report) -> tuple[str]:  # noqa: ANN001
             counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
@@ -137,13 +148,7 @@ class BranchPanel(ModelTab):
         )
 
     def credit(self, opened: dict | None, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, _ = _where(self.rt, opened, 0)
-            k = as_int(n, "rollouts", 4) or 4
-            who = user_of(request)
-            return lambda token, report: branching.step_credit(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
-            )
+        plan = self._plan(opened, None, n, gold, request, branching.step_credit)
 
         def finish(report) -> tuple[Any, ...]:  # noqa: ANN001
             data = report.to_json()
@@ -163,13 +168,7 @@ class BranchPanel(ModelTab):
         )
 
     def autolabel(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, _ = _where(self.rt, opened, 0)
-            k = as_int(n, "rollouts", 4) or 4
-            who = user_of(request)
-            return lambda token, report: auto_labels.autolabel_sample(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
-            )
+        plan = self._plan(opened, None, n, gold, request, auto_labels.autolabel_sample)
 
         yield from self.stream_task(
             request,

@@ -27,22 +27,22 @@ _EFFORT_INFO = ", ".join(
 )
 
 
-def _busy() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
+def _buttons(busy: bool) -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
+    """Send, Stop, Stop thinking now, Think longer: while a run goes only the two stops work."""
     return (
-        gr.Button(interactive=False),
-        gr.Button(interactive=True),
-        gr.Button(interactive=True),
-        gr.Button(interactive=False),
+        gr.Button(interactive=not busy),
+        gr.Button(interactive=busy),
+        gr.Button(interactive=busy),
+        gr.Button(interactive=not busy),
     )
+
+
+def _busy() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
+    return _buttons(True)
 
 
 def _idle() -> tuple[gr.Button, gr.Button, gr.Button, gr.Button]:
-    return (
-        gr.Button(interactive=True),
-        gr.Button(interactive=False),
-        gr.Button(interactive=False),
-        gr.Button(interactive=True),
-    )
+    return _buttons(False)
 
 
 @dataclass

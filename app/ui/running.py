@@ -54,6 +54,7 @@ from app.engine.events import CancelToken
 from app.errors import UserError, is_user_error
 from app.services.runtime import Runtime
 from app.ui.listeners import watch_client
+from app.ui.render import status_html
 
 #: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs
 #: (app.ui.server.prepare raises the limit to the engine's concurrency on an inference server).
@@ -298,3 +299,61 @@ class ModelTab:
             except Exception as exc:
                 raise user_error(exc) from exc
         yield finish(result)
+
+    def stream_report(
+        self,
+        request: gr.Request | None,
+        plan: Callable[[], Work[R]],
+        *,
+        describe: Callable[[Any, float], str],
+        outputs: Callable[[R], tuple[Any, ...]],
+        cancelled: str,
+        cleared: int,
+    ) -> Iterator[tuple[Any, ...]]:
+        """:meth:`stream_task` for a saved report (Sweep, Probe): while it runs, a status line, ``cleared`` emptied
+        outputs and the list of past reports left as it is; last ``outputs(report)``, warning ``cancelled`` first
+        when it was cancelled."""
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text), *[None] * cleared, gr.skip()),
+            describe=describe,
+            finish=lambda report: outputs(warn_if_cancelled(report, cancelled)),
+        )
+
+
+# --- saved reports (Sweep, Probe) -------------------------------------------------------------------
+
+
+def open_saved(value: Any, what: str, load: Callable[[int], R]) -> R:
+    """A past report picked in a tab's list (a sweep, a probe): ``load(its number)``, or one ``gr.Error`` line."""
+    if value in (None, ""):
+        raise gr.Error(f"Pick a past {what} first (Refresh list if it is not there).")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{value!r} is not a {what} number; pick one from the list") from None
+    try:
+        return load(number)
+    except Exception as exc:
+        raise user_error(exc) from exc
+
+
+def warn_if_cancelled(report: R, message: str) -> R:
+    """``report`` as it is, after a warning when it was cancelled (it then covers only what finished)."""
+    if getattr(report, "cancelled", False):
+        gr.Warning(message)
+    return report
+
+
+def counted(total: Callable[[], int], what: str, on_count: Callable[[int, int], None] | None = None) -> Callable:
+    """A ``describe`` for :meth:`ModelTab.stream_task` whose work reports ``(done, of)``: "3 of 8 <what>… 1.2 s"
+    (``of`` is ``total()`` until the first report); ``on_count(done, of)`` on each report."""
+
+    def describe(latest: tuple[int, int] | None, seconds: float) -> str:
+        done, of = latest or (0, total())
+        if latest is not None and on_count is not None:
+            on_count(done, of)
+        return f"{done} of {of} {what}… {seconds:.1f} s"
+
+    return describe
