@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain import GenerationSettings
+from app.errors import InvalidInput
 from app.export.formats import EXPORT_FORMATS
 from app.services.settings_input import build_settings
 from app.settings import AppSettings
@@ -268,7 +269,7 @@ def _branch_runtime(args: argparse.Namespace):
     from app.services.runtime import Runtime
 
     if args.sample is not None and args.sample < 1:
-        raise ValueError(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
+        raise InvalidInput(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
     settings = app_settings(args)
     if args.rollouts < 1 or args.rollouts > settings.max_samples:
         from app.services.branching import check_rollouts

@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import InvalidInput
 from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
 from app.ui.caller import user_of
@@ -48,7 +49,7 @@ SUGGESTION_STYLE = f"<style>.{SUGGESTED} {{ outline: 2px dashed #7c3aed !importa
 def _where(rt: Runtime, opened: dict | None, cursor: Any) -> tuple[int, int, int]:
     """(run id, sample index, step position) of the step on screen; a clear error when nothing is open."""
     if not opened or not opened.get("step_ids"):
-        raise ValueError("open a sample first (click a row of the queue, or press n)")
+        raise InvalidInput("open a sample first (click a row of the queue, or press n)")
     pos = max(0, min(int(cursor or 0), len(opened["step_ids"]) - 1))
     run_id, sample_index = branching.sample_address(rt, opened["sample_id"])
     return run_id, sample_index, pos
