@@ -354,3 +354,19 @@ def test_the_queue_policy_one_model_event_at_a_time_in_process_and_a_slow_idle_p
     model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_QUEUE["concurrency_id"]]
     assert len(model_fns) >= 5 and all(fn.concurrency_limit == 1 for fn in model_fns)
     assert demo._queue.sleep_when_free == QUEUE_POLL_SECONDS  # fails if Gradio renames its idle poll
+
+
+def test_a_refusal_is_one_line_and_a_bug_says_so_with_its_traceback_in_the_log(caplog):
+    from app.errors import InvalidInput
+    from app.ui.running import BUG_MESSAGE, user_error
+
+    assert user_error(InvalidInput("k=0 must be at least 1")).message == "k=0 must be at least 1"
+    shown = gr.Error("already a message")
+    assert user_error(shown) is shown
+    with caplog.at_level("ERROR", logger="app.ui.running"):
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            bug = user_error(exc)
+    assert bug.message == f"{BUG_MESSAGE}: KeyError: 'missing'"
+    assert "Traceback" in caplog.text and "KeyError" in caplog.text

@@ -16,10 +16,11 @@ import gradio as gr
 from app.domain import EFFORT_BUDGETS, GenerationSettings
 from app.services.inputs import load_examples, require_prompt
 from app.services.runtime import Runtime
+from app.services.settings_input import CUSTOM, EFFORTS
 from app.ui import branch_here, lens_branch
 from app.ui.fields import WholeNumber
 from app.ui.lens import add_lens
-from app.ui.playground_run import CONTROLS, EFFORTS, Chat, Playground
+from app.ui.playground_run import CONTROLS, Chat, Playground
 from app.ui.running import MODEL_QUEUE, user_error
 
 _EFFORT_INFO = ", ".join(
@@ -174,7 +175,7 @@ def _settings_controls() -> tuple[dict[str, gr.components.Component], gr.Checkbo
     leave_out = gr.Checkbox(
         value=True, label="Leave earlier thinking out of the context", info="Qwen3's advice for multi-turn chats"
     )
-    effort.change(lambda e: gr.Group(visible=e == "custom"), effort, custom_box, api_visibility="private", queue=False)
+    effort.change(lambda e: gr.Group(visible=e == CUSTOM), effort, custom_box, api_visibility="private", queue=False)
     controls = dict(zip(CONTROLS, (
         thinking, effort, max_thinking, min_thinking, continuation, max_answer, temperature, top_p, seed,
     ), strict=True))  # fmt: skip

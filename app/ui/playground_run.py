@@ -26,13 +26,13 @@ from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
-from app.services.settings_input import CUSTOM, EFFORTS, build_settings
+from app.services.settings_input import CUSTOM, build_settings
 from app.ui.caller import user_of
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, ModelTab, user_error
 from app.ui.saving import PENDING, SAVE_WAIT, SAVING, PendingSaves, follow, unsaved_warning
 
-__all__ = ["CONTROLS", "EFFORTS", "Chat", "Playground", "Turn", "playground_settings"]
+__all__ = ["CONTROLS", "Chat", "Playground", "Turn", "playground_settings"]
 
 #: The Playground's settings controls (GenerationSettings field names), in the order the layout builds them
 #: and its events (``generate``, ``think_longer``) take them.
