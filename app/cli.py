@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The ``export`` flags passed on to ``export_dataset`` under their own names.
+EXPORT_OPTIONS = ("output", "annotator", "neutral", "conversational", "overwrite", "source", "soft")
+
+
 def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -247,20 +251,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since)
     store = open_database(AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir))
-    summary = export_dataset(
-        store,
-        args.export_format,
-        args.out,
-        output=args.output,
-        annotator=args.annotator,
-        model=args.filter_model,
-        since=since,
-        neutral=args.neutral,
-        conversational=args.conversational,
-        overwrite=args.overwrite,
-        source=args.source,
-        soft=args.soft,
-    )
+    # every other export flag is export_dataset's keyword of the same name
+    options = {name: getattr(args, name) for name in EXPORT_OPTIONS}
+    summary = export_dataset(store, args.export_format, args.out, model=args.filter_model, since=since, **options)
     print(summary.message)
     return 0
 
