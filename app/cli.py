@@ -16,10 +16,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from app.domain import EFFORT_BUDGETS, GenerationSettings
+from app.domain import GenerationSettings
 from app.errors import InvalidInput, UserError
 from app.export.dataset_formats import DATASET_FORMATS, OPTIONS, takers
 from app.export.writers import OUTPUTS
+from app.services.settings_input import build_settings
 from app.settings import AppSettings
 from app.validation import clean_text
 
@@ -41,47 +42,26 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generation_flags(parser: argparse.ArgumentParser, *, budget_flags: bool = True) -> None:
-    """Sampling flags; ``budget_flags=False`` for sweeps, whose budgets come from ``--budgets``."""
+    """The GenerationSettings fields, as flags (help and choices declared with each field); an unset flag is
+    None and takes the field's default in :func:`build_settings`. ``budget_flags=False`` for sweeps, whose
+    budgets come from ``--budgets``."""
     g = parser.add_argument_group("thinking and sampling")
-    if budget_flags:
-        g.add_argument("--think", dest="thinking", action="store_true", default=True, help="Think first (default)")
-        g.add_argument("--no-think", dest="thinking", action="store_false", help="Answer without thinking")
-        g.add_argument(
-            "--effort",
-            choices=list(EFFORT_BUDGETS),
-            default="low",
-            help="Budget preset: "
-            + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
-        )
-        g.add_argument("--max-thinking-tokens", type=int, help="Cut thinking after N tokens (overrides --effort)")
-        g.add_argument("--min-thinking-tokens", type=int, help="Replace attempts to stop thinking before N tokens")
-    else:
-        parser.set_defaults(thinking=True, effort="low", max_thinking_tokens=None, min_thinking_tokens=None)
-    g.add_argument("--continuation", default="Wait", help="Text injected to keep thinking (default: Wait)")
-    g.add_argument("--max-continuations", type=int, default=8, help="At most N injected continuations")
-    g.add_argument("--answer-cue", default="Final Answer:", help="Text forced after a budget cut")
-    g.add_argument("--max-answer-tokens", type=int, default=256)
-    g.add_argument("--temperature", type=float, default=None, help="0 = greedy (default with 1 sample, else 0.7)")
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--samples", type=int, default=1, help="k traces in one batched generate")
+    for f in fields(GenerationSettings):
+        meta, flag = f.metadata, f"--{f.name.replace('_', '-')}"
+        if not budget_flags and (meta["budget"] or f.name in ("thinking", "effort")):
+            continue
+        if meta["off"]:  # a boolean: --think / --no-think
+            g.add_argument("--think", dest=f.name, action="store_true", default=f.default, help=meta["help"])
+            g.add_argument("--no-think", dest=f.name, action="store_false", help=meta["off"])
+        elif meta["choices"]:
+            g.add_argument(flag, choices=list(meta["choices"]), default=f.default, help=meta["help"])
+        else:
+            g.add_argument(flag, type=meta["kind"], help=meta["help"])
 
 
 def generation_settings(args: argparse.Namespace) -> GenerationSettings:
-    settings = GenerationSettings(
-        thinking=args.thinking,
-        effort=args.effort,
-        max_thinking_tokens=args.max_thinking_tokens,
-        min_thinking_tokens=args.min_thinking_tokens,
-        continuation=args.continuation,
-        max_continuations=args.max_continuations,
-        answer_cue=args.answer_cue,
-        max_answer_tokens=args.max_answer_tokens,
-        temperature=args.temperature if args.temperature is not None else 0.0,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
-    return settings.for_samples(args.samples)
+    """The flags as settings, built (and validated) by the one builder the UI uses too."""
+    return build_settings({f.name: getattr(args, f.name, None) for f in fields(GenerationSettings)})
 
 
 def app_settings(args: argparse.Namespace) -> AppSettings:
@@ -161,18 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The ``export`` flags passed on to ``export_dataset`` under their own names.
+EXPORT_OPTIONS = ("output", "annotator", "overwrite", *OPTIONS)
+
+
 def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from app.engine.events import Finished, PhaseChange
+    from app.services.inputs import require_prompt
     from app.services.limits import check_cap
-    from app.services.runs import Saved, require_prompt, run_json, stream_run
+    from app.services.runs import Saved, run_json, stream_run
     from app.services.runtime import Runtime
 
     settings = generation_settings(args)
-    settings.validate()
     prompt = clean_text(args.prompt)  # invalid UTF-8 in argv arrives as lone surrogates
     require_prompt(prompt)  # before the (slow) model load
     config = app_settings(args)
@@ -245,7 +229,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     problems = load_problems(args.problems, limit=args.limit)
     prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load
     settings = generation_settings(args)
-    settings.validate()
     app = app_settings(args)
     check_samples(settings.samples, app.max_samples)
     rt = Runtime.start(app)
@@ -267,17 +250,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     since = parse_since(args.since)
     store = open_database(AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir))
-    summary = export_dataset(
-        store,
-        args.export_format,
-        args.out,
-        output=args.output,
-        annotator=args.annotator,
-        model=args.filter_model,
-        since=since,
-        overwrite=args.overwrite,
-        **{name: getattr(args, name) for name in OPTIONS},
-    )
+    # every other export flag is export_dataset's keyword of the same name
+    options = {name: getattr(args, name) for name in EXPORT_OPTIONS}
+    summary = export_dataset(store, args.export_format, args.out, model=args.filter_model, since=since, **options)
     print(summary.message)
     return 0
 

@@ -53,6 +53,14 @@ TOP_ALTERNATIVES = 5
 SERVER_NO_TOKEN_DATA = "none: the server returned no token probabilities"
 
 
+def _setting(default: Any, help: str, kind: type | None = None, **meta: Any) -> Any:
+    """A :class:`GenerationSettings` field and what its inputs need (the CLI builds its flags from these): ``help``;
+    ``kind``, the type a raw value is read as (the default's type unless given); ``choices``; ``off``, the help of a
+    boolean's negative flag; ``budget`` for the thinking budget (sweeps take theirs from a budget list)."""
+    meta = {"help": help, "kind": kind or type(default), "choices": None, "off": None, "budget": False, **meta}
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """Everything that decides how one prompt is generated; stored with every run.
@@ -62,21 +70,29 @@ class GenerationSettings:
 
     Validated when built (and by every ``replace``/``with_``): an invalid ``GenerationSettings`` cannot exist,
     so a request is checked once, where its settings are made (the UI's controls, the CLI's flags, a stored
-    run), and nothing downstream (services, engine) checks it again.
+    run), and nothing downstream checks it again. Each field declares its default and help once (:func:`_setting`);
+    ``app.services.settings_input`` reads raw inputs against them and the CLI builds its flags from them.
     """
 
-    thinking: bool = True
-    effort: Effort | None = "low"
-    max_thinking_tokens: int | None = None
-    min_thinking_tokens: int | None = None
-    continuation: str = "Wait"
-    max_continuations: int = 8
-    answer_cue: str = "Final Answer:"
-    max_answer_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 0.95
-    seed: int | None = None
-    samples: int = 1
+    thinking: bool = _setting(True, "Think first (default)", off="Answer without thinking")
+    effort: Effort | None = _setting(
+        "low", "Budget preset: " + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
+        choices=tuple(EFFORT_BUDGETS),
+    )  # fmt: skip
+    max_thinking_tokens: int | None = _setting(
+        None, "Cut thinking after N tokens (overrides --effort)", int, budget=True
+    )
+    min_thinking_tokens: int | None = _setting(
+        None, "Replace attempts to stop thinking before N tokens", int, budget=True
+    )
+    continuation: str = _setting("Wait", "Text injected to keep thinking (default: Wait)")
+    max_continuations: int = _setting(8, "At most N injected continuations")
+    answer_cue: str = _setting("Final Answer:", "Text forced after a budget cut")
+    max_answer_tokens: int = _setting(256, "Most answer tokens after the thinking")
+    temperature: float = _setting(0.0, "0 = greedy (default with 1 sample, else 0.7)")
+    top_p: float = _setting(0.95, "Nucleus sampling: sample from the tokens that make up P of the probability")
+    seed: int | None = _setting(None, "Sampling seed (blank or -1 = not fixed)", int)
+    samples: int = _setting(1, "k traces in one batched generate")
 
     def resolved_budget(self) -> tuple[int, int]:
         """Return ``(max_thinking_tokens, min_thinking_tokens)`` after applying the effort preset."""

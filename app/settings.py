@@ -13,6 +13,9 @@ from typing import Any
 
 from app.errors import InvalidInput, UnusablePath
 
+#: The ``--quantize`` choices (the one declaration: the loader checks against it, the CLI offers it).
+QUANTIZE_CHOICES: tuple[str, ...] = ("auto", "int4", "4bit", "8bit", "none")
+
 
 def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
     return field(default=default, repr=not secret, metadata={"help": help, "choices": choices, "secret": secret})
@@ -33,7 +36,7 @@ class AppSettings:
         "NF4, bf16 compute; CUDA and CPU), 8bit (bitsandbytes; slow on CPU) or none. auto = 4bit on CUDA; on "
         "CPU int4 where torch runs its AVX512 int4 kernel (measured 1.8x fp32, 1.4x NF4), else 4bit where "
         "bitsandbytes has its fused NF4 kernel, else none. A .gguf takes int4 or none. See README Benchmarks.",
-        choices=("auto", "int4", "4bit", "8bit", "none"),
+        choices=QUANTIZE_CHOICES,
     )
     dtype: str = _setting(
         "auto",

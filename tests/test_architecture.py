@@ -42,7 +42,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {"app.domain": ("app.errors",)}
 
 #: Modules that belong to one tab without being its ``build_tab`` module (tab module name -> its parts).
 TAB_PARTS: dict[str, set[str]] = {
-    "app.ui.playground": {"app.ui.handlers"},
+    "app.ui.playground": {"app.ui.playground_run"},
     "app.ui.annotate": {"app.ui.annotate_api", "app.ui.annotate_view", "app.ui.agreement", "app.ui.annotate_branch"},
 }
 

@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError
 from ui_support import wait_until
 
 from app.domain import GenerationSettings, SampleResult
-from app.ui.handlers import Chat, Turn, build_settings
+from app.ui.playground_run import CONTROLS, Chat, Turn, playground_settings
 from app.ui.render import header_markdown, safe_text, stats_markdown, stop_reason_words, trace_messages
 from app.ui.running import CancelRegistry
 
@@ -108,6 +108,11 @@ def test_header_says_plainly_when_the_model_is_a_small_demo():
     assert "**precision** bf16" in header_markdown({**info, "precision": "bf16"})
 
 
+def build_settings(*values):
+    """The Playground's controls, in :data:`CONTROLS` order, as its events read them."""
+    return playground_settings(dict(zip(CONTROLS, values, strict=True)))
+
+
 def test_controls_become_validated_settings():
     preset = build_settings(True, "medium", 5, 3, "Hmm", 128, 0.5, 0.9, -1)
     assert preset.effort == "medium" and preset.max_thinking_tokens is None and preset.seed is None
@@ -117,6 +122,10 @@ def test_controls_become_validated_settings():
         build_settings(True, "custom", 300, 400, "Wait", 128, 0, 0.9, None)
     with pytest.raises(gr.Error, match="top_p"):
         build_settings(True, "low", None, None, "Wait", 128, 0, 0, None)
+    with pytest.raises(gr.Error, match="a custom budget needs max thinking tokens"):
+        build_settings(True, "custom", None, None, "Wait", 128, 0, 0.9, None)
+    with pytest.raises(gr.Error, match="effort='huge' is not one of low, medium, high, custom"):
+        build_settings(True, "huge", None, None, "Wait", 128, 0, 0.9, None)
 
 
 def test_zero_answer_tokens_is_refused_not_replaced_by_a_default():
@@ -125,6 +134,30 @@ def test_zero_answer_tokens_is_refused_not_replaced_by_a_default():
     assert build_settings(True, "low", None, None, "Wait", None, 0, 0.9, None).max_answer_tokens == 256
     with pytest.raises(gr.Error, match="max answer tokens must be a whole number, got 'lots'"):
         build_settings(True, "low", None, None, "Wait", "lots", 0, 0.9, None)
+
+
+def test_the_cli_flags_and_the_playground_build_the_same_settings():
+    """One builder: the same raw values through the CLI's flags and the Playground's controls agree."""
+    from app.cli import build_parser, generation_settings
+
+    cases = [
+        (["--effort", "medium"], (True, "medium", None, None, "Wait", None, None, None, None)),
+        (
+            ["--no-think", "--continuation", "Hmm", "--max-answer-tokens", "64", "--temperature", "0.5",
+             "--top-p", "0.9", "--seed", "7"],
+            (False, "low", None, None, "Hmm", 64, 0.5, 0.9, 7),
+        ),
+        (["--effort", "high", "--seed", "-1"], (True, "high", None, None, "", "", "", "", -1)),
+    ]  # fmt: skip
+    for flags, controls in cases:
+        args = build_parser().parse_args(["generate", "q", *flags])
+        assert (
+            generation_settings(args)
+            == build_settings(*controls)
+            == playground_settings({name: getattr(args, name) for name in CONTROLS})
+        )
+    defaults = build_parser().parse_args(["generate", "q"])
+    assert generation_settings(defaults) == GenerationSettings()  # every flag's default is the field's
 
 
 def test_examples_are_the_sweeps_bundled_problems():
@@ -284,7 +317,7 @@ def test_bundled_model_header_and_a_short_run(bundled_app):
 def test_stop_while_the_prompt_waits_in_the_queue_stops_it_before_it_runs(tiny_runtime):
     from types import SimpleNamespace
 
-    from app.ui.handlers import Playground
+    from app.ui.playground_run import Playground
 
     pg, request = Playground(tiny_runtime, CancelRegistry()), SimpleNamespace(session_hash="queued")
     pg.accept("never run", None, request)  # the submit click, before the queue
@@ -295,7 +328,7 @@ def test_stop_while_the_prompt_waits_in_the_queue_stops_it_before_it_runs(tiny_r
 
 
 def test_a_closed_stream_still_saves_the_run_as_cancelled(tiny_runtime):
-    from app.ui.handlers import Playground
+    from app.ui.playground_run import Playground
 
     stream = Playground(tiny_runtime, CancelRegistry()).generate(
         "walk away", True, "custom", 4000, 4000, "Wait", 8, 0.8, 0.95, 1, True, None, None
@@ -318,3 +351,19 @@ def test_the_queue_policy_one_model_event_at_a_time_in_process_and_a_slow_idle_p
     model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == MODEL_QUEUE["concurrency_id"]]
     assert len(model_fns) >= 5 and all(fn.concurrency_limit == 1 for fn in model_fns)
     assert demo._queue.sleep_when_free == QUEUE_POLL_SECONDS  # fails if Gradio renames its idle poll
+
+
+def test_a_refusal_is_one_line_and_a_bug_says_so_with_its_traceback_in_the_log(caplog):
+    from app.errors import InvalidInput
+    from app.ui.running import BUG_MESSAGE, user_error
+
+    assert user_error(InvalidInput("k=0 must be at least 1")).message == "k=0 must be at least 1"
+    shown = gr.Error("already a message")
+    assert user_error(shown) is shown
+    with caplog.at_level("ERROR", logger="app.ui.running"):
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            bug = user_error(exc)
+    assert bug.message == f"{BUG_MESSAGE}: KeyError: 'missing'"
+    assert "Traceback" in caplog.text and "KeyError" in caplog.text

@@ -103,7 +103,6 @@ def compare_thinking(
     """
     plan = variant_budgets(budgets)
     gold = normalise_gold(gold)
-    settings.validate()
     for budget in plan:  # every variant within the caps before the first one runs
         check_cap(settings.with_budget(budget), rt.settings.max_new_tokens)
     runs = []

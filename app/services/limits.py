@@ -88,7 +88,6 @@ def checked_request(engine: object, messages: Messages | str, settings: Generati
     ``context_length``; an engine that can't say (a remote one) is checked against ``--max-new-tokens`` only.
     """
     settings = clean_settings(settings)
-    settings.validate()
     msgs = clean_messages(messages)
     check_cap(settings, max_new_tokens)
     counter = getattr(engine, "prompt_tokens", None)

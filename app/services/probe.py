@@ -230,7 +230,6 @@ def run_probe(
     k = check_samples(settings.samples, rt.settings.max_samples)
     seed = settings.seed if settings.seed is not None else DEFAULT_SEED
     arm_settings = settings.for_samples(k).with_(seed=seed)
-    arm_settings.validate()
     name = name or f"{hint} hint × {len(prepared)} problems × k={k}"
     stored_settings = {"k": k, "base": arm_settings.to_dict()}
     probe_id = rt.store.create_probe(name, hint, hint_correct, stored_settings, [p.to_dict() for p in prepared])

@@ -19,7 +19,6 @@ from typing_extensions import Unpack
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, SteerToken, ThinkingDelta
-from app.errors import InvalidInput
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
 from app.services.limits import checked_request
@@ -108,12 +107,6 @@ class RunOptions(TypedDict, total=False):
     prefix: TracePrefix | None
     steer: SteerToken | None
     branch: BranchLink | None
-
-
-def require_prompt(prompt: str) -> None:
-    """The one check that a request has a prompt: a ``ValueError`` saying so when it is blank."""
-    if not (prompt or "").strip():
-        raise InvalidInput("The prompt is empty: type a question first.")
 
 
 def stream_run(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -24,6 +25,7 @@ from app.services import history, labeling
 from app.services.runtime import Runtime
 from app.ui import agreement, annotate_api, annotate_branch
 from app.ui import annotate_view as v
+from app.ui.caller import login_of
 from app.ui.fields import WholeNumber
 from app.ui.page import OnLoad
 
@@ -93,7 +95,7 @@ class Annotate:
     @staticmethod
     def who(name: str | None, request: gr.Request | None) -> str:
         try:
-            return labeling.resolve_annotator(name, getattr(request, "username", None))
+            return labeling.resolve_annotator(name, login_of(request))
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -254,7 +256,7 @@ class Annotate:
         self, saved: str | None, run: float | None, model: str, prompt: str, whose: str, first: bool,
         request: gr.Request,
     ) -> tuple[Any, ...]:  # fmt: skip
-        annotator = getattr(request, "username", None) or (saved or "").strip()
+        annotator = login_of(request) or (saved or "").strip()
         menus = (
             gr.update(choices=["", *history.model_names(self.store)]),
             gr.update(choices=["me", "anyone", *history.annotator_names(self.store)]),
@@ -276,95 +278,110 @@ def build_tab(rt: Runtime) -> list[OnLoad]:
     opened = gr.State(None)
     with gr.Tabs():
         with gr.Tab("Label steps"):
-            with gr.Row():
-                name = gr.Textbox(label="Annotator", placeholder="your name", interactive=not rt.settings.auth,
-                                  elem_id="tl-annotator", scale=1)  # fmt: skip
-                progress = gr.Markdown(elem_id="tl-progress")
-            with gr.Accordion("Queue", open=True):
-                with gr.Row():
-                    f_run = WholeNumber(None, label="Run id (0 = any)", minimum=0)
-                    f_model = gr.Dropdown([""], value="", label="Model", allow_custom_value=True)
-                    f_prompt = gr.Textbox(label="Prompt contains")
-                    f_whose = gr.Dropdown(["me", "anyone"], value="me", label="Done = labelled by", allow_custom_value=True)  # fmt: skip
-                    f_first = gr.Checkbox(label="Unlabelled first", value=True)
-                with gr.Row():
-                    refresh = gr.Button("Refresh queue", size="sm")
-                    pick = WholeNumber(None, label="Sample id", minimum=0, elem_id="tl-pick")
-                    open_btn = gr.Button("Open", size="sm", elem_id="tl-open")
-                    next_btn = gr.Button("Next sample (n)", size="sm", elem_id="tl-next-sample")
-                queue_df = gr.Dataframe(headers=v.QUEUE_HEADERS, interactive=False, max_height=260, elem_id="tl-queue")
-            header = gr.HTML(js_on_load=None, elem_id="tl-header")
-            with gr.Row():
-                with gr.Column(scale=3):
-                    steps = gr.HTML(js_on_load=v.STEP_CLICK_JS, elem_id="tl-steps")
-                with gr.Column(scale=2):
-                    cursor = WholeNumber(0, label="Step position", minimum=0, elem_id="tl-cursor")
-                    current = gr.HTML(js_on_load=None, elem_id="tl-current")
-                    comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="tl-comment")
-                    with gr.Row():
-                        good = gr.Button(annotate_branch.GOOD_TEXT, elem_id="tl-rate-good", variant="primary")
-                        neutral = gr.Button("0 neutral (2)", elem_id="tl-rate-neutral")
-                        wrong = gr.Button(annotate_branch.WRONG_TEXT, elem_id="tl-rate-bad", variant="stop")
-                    first_err = gr.Button("First error here (f): -1 and stop", elem_id="tl-first-error", variant="stop")
-                    suggestion, accept = annotate_branch.build_suggestion(rt)
-                    with gr.Row():
-                        prev = gr.Button("◀ previous (k)", elem_id="tl-step-prev", size="sm")
-                        nxt = gr.Button("next (j) ▶", elem_id="tl-step-next", size="sm")
-                    verdict = gr.Radio(VERDICTS, label="Whole sample", elem_id="tl-verdict")
-                    with gr.Accordion("Edit steps", open=False):
-                        merge_btn = gr.Button("Merge this step with the next", size="sm", elem_id="tl-merge")
-                        split_text = gr.Textbox(label="Split this step just before the text", elem_id="tl-split-text")
-                        split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
-                    with gr.Accordion("History of this step", open=False):
-                        step_history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
-            with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
-                annotate_branch.build_section(rt, opened, cursor, suggestion, (good, wrong))
-            with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
-                other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
-                other_html = gr.HTML(js_on_load=None)
-                reason = gr.Textbox(label="Reason (optional)")
-                with gr.Row():
-                    this_better = gr.Button("This sample is better", size="sm", elem_id="tl-this-better")
-                    other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
-                ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
-                rank_btn = gr.Button("Record ranking", size="sm")
-            gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=v.KEYS_JS)
+            c = _label_steps(rt, opened)
         with gr.Tab("Agreement"):
             agreement.build_section(rt)
     annotate_api.register(rt)
+    filters = [c.f_run, c.f_model, c.f_prompt, c.f_whose, c.f_first]
+    # outputs in View's field order
+    view_out = [opened, c.cursor, c.header, c.steps, c.current, c.comment, c.step_history, c.verdict, c.progress,
+                c.queue_df]  # fmt: skip
+    _wire_labelling(tab, rt, c, opened, filters, view_out)
+    _wire_opening(tab, c, opened, filters, view_out)
+    gr.on([c.name.blur, c.name.submit], lambda n: (n or "").strip(), c.name, saved_name, **PRIVATE)
+    return [OnLoad(tab.on_load, [saved_name, *filters], [c.name, c.f_model, c.f_whose, *view_out])]
 
-    # --- labelling events: an action, then a fresh render (outputs in View's field order) ---
-    filters = [f_run, f_model, f_prompt, f_whose, f_first]
-    view_out = [opened, cursor, header, steps, current, comment, step_history, verdict, progress, queue_df]
 
-    def on(trigger: Any, action: Action, extra: Any = comment) -> None:
-        trigger(tab.handler(action), [name, opened, cursor, extra, *filters], view_out, **PRIVATE)
+def _label_steps(rt: Runtime, opened: gr.State) -> SimpleNamespace:
+    """The "Label steps" sub-tab's layout; its components by name (every local below)."""
+    with gr.Row():
+        name = gr.Textbox(label="Annotator", placeholder="your name", interactive=not rt.settings.auth,
+                          elem_id="tl-annotator", scale=1)  # fmt: skip
+        progress = gr.Markdown(elem_id="tl-progress")
+    with gr.Accordion("Queue", open=True):
+        with gr.Row():
+            f_run = WholeNumber(None, label="Run id (0 = any)", minimum=0)
+            f_model = gr.Dropdown([""], value="", label="Model", allow_custom_value=True)
+            f_prompt = gr.Textbox(label="Prompt contains")
+            f_whose = gr.Dropdown(["me", "anyone"], value="me", label="Done = labelled by", allow_custom_value=True)  # fmt: skip
+            f_first = gr.Checkbox(label="Unlabelled first", value=True)
+        with gr.Row():
+            refresh = gr.Button("Refresh queue", size="sm")
+            pick = WholeNumber(None, label="Sample id", minimum=0, elem_id="tl-pick")
+            open_btn = gr.Button("Open", size="sm", elem_id="tl-open")
+            next_btn = gr.Button("Next sample (n)", size="sm", elem_id="tl-next-sample")
+        queue_df = gr.Dataframe(headers=v.QUEUE_HEADERS, interactive=False, max_height=260, elem_id="tl-queue")
+    header = gr.HTML(js_on_load=None, elem_id="tl-header")
+    with gr.Row():
+        with gr.Column(scale=3):
+            steps = gr.HTML(js_on_load=v.STEP_CLICK_JS, elem_id="tl-steps")
+        with gr.Column(scale=2):
+            cursor = WholeNumber(0, label="Step position", minimum=0, elem_id="tl-cursor")
+            current = gr.HTML(js_on_load=None, elem_id="tl-current")
+            comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="tl-comment")
+            with gr.Row():
+                good = gr.Button(annotate_branch.GOOD_TEXT, elem_id="tl-rate-good", variant="primary")
+                neutral = gr.Button("0 neutral (2)", elem_id="tl-rate-neutral")
+                wrong = gr.Button(annotate_branch.WRONG_TEXT, elem_id="tl-rate-bad", variant="stop")
+            first_err = gr.Button("First error here (f): -1 and stop", elem_id="tl-first-error", variant="stop")
+            suggestion, accept = annotate_branch.build_suggestion(rt)
+            with gr.Row():
+                prev = gr.Button("◀ previous (k)", elem_id="tl-step-prev", size="sm")
+                nxt = gr.Button("next (j) ▶", elem_id="tl-step-next", size="sm")
+            verdict = gr.Radio(VERDICTS, label="Whole sample", elem_id="tl-verdict")
+            with gr.Accordion("Edit steps", open=False):
+                merge_btn = gr.Button("Merge this step with the next", size="sm", elem_id="tl-merge")
+                split_text = gr.Textbox(label="Split this step just before the text", elem_id="tl-split-text")
+                split_btn = gr.Button("Split", size="sm", elem_id="tl-split")
+            with gr.Accordion("History of this step", open=False):
+                step_history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
+    with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
+        annotate_branch.build_section(rt, opened, cursor, suggestion, (good, wrong))
+    with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
+        other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
+        other_html = gr.HTML(js_on_load=None)
+        reason = gr.Textbox(label="Reason (optional)")
+        with gr.Row():
+            this_better = gr.Button("This sample is better", size="sm", elem_id="tl-this-better")
+            other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
+        ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
+        rank_btn = gr.Button("Record ranking", size="sm")
+    gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=v.KEYS_JS)
+    return SimpleNamespace(**{k: c for k, c in locals().items() if k not in ("rt", "opened")})
 
-    for button, rating in ((good, 1), (neutral, 0), (wrong, -1)):
+
+def _wire_labelling(
+    tab: Annotate, rt: Runtime, c: SimpleNamespace, opened: gr.State, filters: list[Any], view_out: list[Any]
+) -> None:
+    """The labelling events: an action on the step shown, then a fresh render."""
+
+    def on(trigger: Any, action: Action, extra: Any = c.comment) -> None:
+        trigger(tab.handler(action), [c.name, opened, c.cursor, extra, *filters], view_out, **PRIVATE)
+
+    for button, rating in ((c.good, 1), (c.neutral, 0), (c.wrong, -1)):
         on(button.click, tab.rate(rating))
-    on(first_err.click, tab.rate(-1, first_error=True))
-    on(accept.click, annotate_branch.accept_action(rt))
-    gr.on([steps.change, cursor.change], lambda o, c: annotate_branch.suggestion_view(rt, o, c), [opened, cursor],
-          [suggestion, good, wrong], **PRIVATE)  # fmt: skip
-    on(prev.click, lambda a, s, p, x: p - 1)
-    on(nxt.click, lambda a, s, p, x: p + 1)
-    for stay in (cursor.submit, refresh.click, name.submit):
+    on(c.first_err.click, tab.rate(-1, first_error=True))
+    on(c.accept.click, annotate_branch.accept_action(rt))
+    gr.on([c.steps.change, c.cursor.change], lambda o, p: annotate_branch.suggestion_view(rt, o, p),
+          [opened, c.cursor], [c.suggestion, c.good, c.wrong], **PRIVATE)  # fmt: skip
+    on(c.prev.click, lambda a, s, p, x: p - 1)
+    on(c.nxt.click, lambda a, s, p, x: p + 1)
+    for stay in (c.cursor.submit, c.refresh.click, c.name.submit):
         on(stay, lambda a, s, p, x: None)
-    on(verdict.input, tab.set_verdict, verdict)
-    on(merge_btn.click, tab.merge)
-    on(split_btn.click, tab.split, split_text)
-    steps.click(tab.click_step, [name, opened, cursor, comment, *filters], view_out, **PRIVATE)
+    on(c.verdict.input, tab.set_verdict, c.verdict)
+    on(c.merge_btn.click, tab.merge)
+    on(c.split_btn.click, tab.split, c.split_text)
+    c.steps.click(tab.click_step, [c.name, opened, c.cursor, c.comment, *filters], view_out, **PRIVATE)
 
-    open_out = [*view_out, other, other_html]
-    open_btn.click(tab.open, [name, pick, *filters], open_out, **PRIVATE)
-    pick.submit(tab.open, [name, pick, *filters], open_out, **PRIVATE)
-    next_btn.click(tab.next, [name, opened, *filters], open_out, **PRIVATE)
-    queue_df.select(tab.select, [name, *filters], open_out, **PRIVATE)
 
-    other.input(tab.show_other, [other, opened], other_html, **PRIVATE)
-    this_better.click(tab.prefer(True), [name, opened, other, reason], None, **PRIVATE)
-    other_better.click(tab.prefer(False), [name, opened, other, reason], None, **PRIVATE)
-    rank_btn.click(tab.rank, [name, ranking, reason], None, **PRIVATE)
-
-    gr.on([name.blur, name.submit], lambda n: (n or "").strip(), name, saved_name, **PRIVATE)
-    return [OnLoad(tab.on_load, [saved_name, *filters], [name, f_model, f_whose, *view_out])]
+def _wire_opening(tab: Annotate, c: SimpleNamespace, opened: gr.State, filters: list[Any], view_out: list[Any]) -> None:
+    """Opening a sample (by id, queue row or "next") and the preference between two samples."""
+    open_out = [*view_out, c.other, c.other_html]
+    c.open_btn.click(tab.open, [c.name, c.pick, *filters], open_out, **PRIVATE)
+    c.pick.submit(tab.open, [c.name, c.pick, *filters], open_out, **PRIVATE)
+    c.next_btn.click(tab.next, [c.name, opened, *filters], open_out, **PRIVATE)
+    c.queue_df.select(tab.select, [c.name, *filters], open_out, **PRIVATE)
+    c.other.input(tab.show_other, [c.other, opened], c.other_html, **PRIVATE)
+    c.this_better.click(tab.prefer(True), [c.name, opened, c.other, c.reason], None, **PRIVATE)
+    c.other_better.click(tab.prefer(False), [c.name, opened, c.other, c.reason], None, **PRIVATE)
+    c.rank_btn.click(tab.rank, [c.name, c.ranking, c.reason], None, **PRIVATE)

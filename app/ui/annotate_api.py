@@ -20,10 +20,11 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import StoreError
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
+from app.ui.caller import login_of
 from app.ui.inputs import as_id
+from app.ui.running import user_error
 from app.validation import clean_text
 
 
@@ -45,12 +46,12 @@ def refusals() -> Iterator[None]:
     """Turn a refused action into ``gr.Error`` carrying the message (shown in the UI, raised in clients)."""
     try:
         yield
-    except (StoreError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
+    except Exception as exc:
+        raise user_error(exc) from exc
 
 
 def _who(annotator: str, request: gr.Request | None) -> str:
-    return labeling.resolve_annotator(annotator, getattr(request, "username", None))
+    return labeling.resolve_annotator(annotator, login_of(request))
 
 
 def _argument(name: str, kind: str, value: Any) -> Any:
@@ -64,8 +65,8 @@ def _argument(name: str, kind: str, value: Any) -> Any:
             return None
         try:
             return as_id(value, name.replace("_", " "))
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise user_error(exc) from None
     if kind == "list[int]":
         if not isinstance(value, list):
             raise gr.Error(f"{name} must be a list of sample numbers, e.g. [3, 5, 4]")
@@ -89,17 +90,31 @@ def checked_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def register(rt: Runtime) -> None:
-    """Register the labelling endpoints on the Blocks being built (call inside its ``with`` block)."""
-    store = rt.db
-    endpoints: list[Callable[..., Any]] = []
+#: The endpoints, in the order they are registered (each a :class:`LabellingApi` method of that name).
+ENDPOINTS = (
+    "label_queue",
+    "open_sample",
+    "label_step",
+    "label_history",
+    "merge_steps",
+    "split_step",
+    "set_verdict",
+    "add_preference",
+    "add_ranking",
+    "agreement",
+    "agreement_auto",
+    "auto_suggestions",
+)
 
-    def endpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
-        endpoints.append(checked_arguments(fn))
-        return fn
 
-    @endpoint
+class LabellingApi:
+    """The labelling endpoints over one store: each method is one ``gr.api`` (its name the ``api_name``)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.store = rt.db
+
     def label_queue(
+        self,
         annotator: str = "",
         run_id: int | None = None,
         model: str = "",
@@ -108,21 +123,25 @@ def register(rt: Runtime) -> None:
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> dict:
         """Samples to label and the progress ("37 of 120 samples labelled"); empty annotator = labels by anyone."""
-        name = getattr(request, "username", None) or annotator.strip() or None
+        name = login_of(request) or annotator.strip() or None
         with refusals():
             queue = labeling.label_queue(
-                store, name, run_id=run_id, model=model, prompt_search=prompt_search, unlabelled_first=unlabelled_first
+                self.store,
+                name,
+                run_id=run_id,
+                model=model,
+                prompt_search=prompt_search,
+                unlabelled_first=unlabelled_first,
             )
         return jsonable(queue)
 
-    @endpoint
-    def open_sample(sample_id: int, annotator: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    def open_sample(self, sample_id: int, annotator: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
         """The sample's prompt, text, steps (with step_id) and the annotator's current labels and verdict."""
         with refusals():
-            return jsonable(labeling.open_sample(store, sample_id, _who(annotator, request)))
+            return jsonable(labeling.open_sample(self.store, sample_id, _who(annotator, request)))
 
-    @endpoint
     def label_step(
+        self,
         sample_id: int,
         step_id: int,
         rating: str = "+1",
@@ -135,38 +154,36 @@ def register(rt: Runtime) -> None:
         with refusals():
             name = _who(annotator, request)
             label_id = labeling.label_step(
-                store, sample_id, step_id, name, rating, comment=comment, first_error=first_error
+                self.store, sample_id, step_id, name, rating, comment=comment, first_error=first_error
             )
-            return {"label_id": label_id, "sample": jsonable(labeling.open_sample(store, sample_id, name))}
+            return {"label_id": label_id, "sample": jsonable(labeling.open_sample(self.store, sample_id, name))}
 
-    @endpoint
-    def label_history(step_id: int) -> list:
+    def label_history(self, step_id: int) -> list:
         """Every label the step was ever given, oldest first."""
         with refusals():
-            return jsonable(labeling.label_history(store, step_id))
+            return jsonable(labeling.label_history(self.store, step_id))
 
-    @endpoint
-    def merge_steps(sample_id: int, step_id: int, next_step_id: int | None = None) -> dict:
+    def merge_steps(self, sample_id: int, step_id: int, next_step_id: int | None = None) -> dict:
         """Merge a step with the next one; labels on the two are kept in history, others untouched."""
         with refusals():
-            return {"step_id": labeling.merge_steps(store, sample_id, step_id, next_step_id)}
+            return {"step_id": labeling.merge_steps(self.store, sample_id, step_id, next_step_id)}
 
-    @endpoint
-    def split_step(sample_id: int, step_id: int, at: int | None = None, before_text: str = "") -> dict:
+    def split_step(self, sample_id: int, step_id: int, at: int | None = None, before_text: str = "") -> dict:
         """Split a step at character ``at`` or just before ``before_text``; returns the two new step ids."""
         with refusals():
             where: int | str = at if at is not None else before_text
-            head, tail = labeling.split_step(store, sample_id, step_id, where)
+            head, tail = labeling.split_step(self.store, sample_id, step_id, where)
             return {"step_ids": [head, tail]}
 
-    @endpoint
-    def set_verdict(sample_id: int, verdict: str = "correct", annotator: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    def set_verdict(
+        self, sample_id: int, verdict: str = "correct", annotator: str = "", request: gr.Request = None
+    ) -> dict:  # type: ignore[assignment]
         """Whole-sample verdict: "correct", "incorrect" or "" (withdraw)."""
         with refusals():
-            return {"verdict_id": labeling.set_verdict(store, sample_id, _who(annotator, request), verdict)}
+            return {"verdict_id": labeling.set_verdict(self.store, sample_id, _who(annotator, request), verdict)}
 
-    @endpoint
     def add_preference(
+        self,
         chosen_sample_id: int,
         rejected_sample_id: int,
         annotator: str = "",
@@ -176,10 +193,12 @@ def register(rt: Runtime) -> None:
         """Record that one sample is better than another of the same prompt."""
         with refusals():
             name = _who(annotator, request)
-            return {"preference_id": labeling.add_preference(store, chosen_sample_id, rejected_sample_id, name, reason)}
+            return {
+                "preference_id": labeling.add_preference(self.store, chosen_sample_id, rejected_sample_id, name, reason)
+            }
 
-    @endpoint
     def add_ranking(
+        self,
         sample_ids_best_first: list[int],
         annotator: str = "",
         reason: str = "",
@@ -187,27 +206,28 @@ def register(rt: Runtime) -> None:
     ) -> dict:
         """Record a ranking of samples of one prompt, best first (stored as its implied pairs)."""
         with refusals():
-            group = labeling.add_ranking(store, sample_ids_best_first, _who(annotator, request), reason)
+            group = labeling.add_ranking(self.store, sample_ids_best_first, _who(annotator, request), reason)
             return {"rank_group": group}
 
-    @endpoint
-    def agreement(sample_id: int | None = None) -> dict:
+    def agreement(self, sample_id: int | None = None) -> dict:
         """Cohen's kappa per annotator pair and the steps they disagree on (all samples, or one)."""
         with refusals():
-            return jsonable(labeling.agreement(store, sample_id=sample_id))
+            return jsonable(labeling.agreement(self.store, sample_id=sample_id))
 
-    @endpoint
-    def agreement_auto(sample_id: int | None = None) -> list:
+    def agreement_auto(self, sample_id: int | None = None) -> list:
         """Cohen's kappa of each annotator (and all pooled) against the automatic (auto:mc) hard step labels."""
         with refusals():
-            return [jsonable(r) for r in auto_labels.human_vs_auto(store, sample_id)]
+            return [jsonable(r) for r in auto_labels.human_vs_auto(self.store, sample_id)]
 
-    @endpoint
-    def auto_suggestions(sample_id: int) -> list:
+    def auto_suggestions(self, sample_id: int) -> list:
         """The sample's current automatic step labels (suggestions; never a person's), in step order."""
         with refusals():
-            found = auto_labels.suggestions(store, int(sample_id)).values()
+            found = auto_labels.suggestions(self.store, int(sample_id)).values()
             return [jsonable(r) for r in sorted(found, key=lambda r: r.step_index)]
 
-    for fn in endpoints:
-        gr.api(fn, api_name=fn.__name__)
+
+def register(rt: Runtime) -> None:
+    """Register the labelling endpoints on the Blocks being built (call inside its ``with`` block)."""
+    api = LabellingApi(rt)
+    for name in ENDPOINTS:
+        gr.api(checked_arguments(getattr(api, name)), api_name=name)

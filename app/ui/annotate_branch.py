@@ -12,18 +12,20 @@ A part of the Annotate tab (``annotate.build_tab`` places these sections). Long 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
+from app.errors import InvalidInput
 from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
+from app.ui.caller import user_of
 from app.ui.charts import credit_figure
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 
 CREDIT_HELP = (
     "**How the curve is computed.** For each step *k*, N rollouts continue the trace from the end of step *k* "
@@ -47,7 +49,7 @@ SUGGESTION_STYLE = f"<style>.{SUGGESTED} {{ outline: 2px dashed #7c3aed !importa
 def _where(rt: Runtime, opened: dict | None, cursor: Any) -> tuple[int, int, int]:
     """(run id, sample index, step position) of the step on screen; a clear error when nothing is open."""
     if not opened or not opened.get("step_ids"):
-        raise ValueError("open a sample first (click a row of the queue, or press n)")
+        raise InvalidInput("open a sample first (click a row of the queue, or press n)")
     pos = max(0, min(int(cursor or 0), len(opened["step_ids"]) - 1))
     run_id, sample_index = branching.sample_address(rt, opened["sample_id"])
     return run_id, sample_index, pos
@@ -112,14 +114,25 @@ class BranchPanel(ModelTab):
     tab = "annotate-branch"
     idle_message = "No rollouts are running in this session."
 
-    def branch_here(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, pos = _where(self.rt, opened, cursor)
+    def _plan(
+        self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request, service: Callable[..., Any]
+    ) -> Callable[[], Work[Any]]:
+        """The plan of a rollout service over the opened sample: ``service(rt, run, sample, [step,] k, ...)``,
+        from the step at ``cursor`` (None: the whole sample)."""
+
+        def plan() -> Work[Any]:
+            run_id, sample, pos = _where(self.rt, opened, 0 if cursor is None else cursor)
+            where = (run_id, sample) if cursor is None else (run_id, sample, pos)
             k = as_int(n, "rollouts", 4) or 4
             who = user_of(request)
-            return lambda token, report: branching.resample(
-                self.rt, run_id, sample, pos, k, gold=gold or None, cancel=token, progress=report, user=who
+            return lambda token, report: service(
+                self.rt, *where, k, gold=gold or None, cancel=token, progress=report, user=who
             )
+
+        return plan
+
+    def branch_here(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
+        plan = self._plan(opened, cursor, n, gold, request, branching.resample)
 
         def finish(report) -> tuple[str]:  # noqa: ANN001
             counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
@@ -136,13 +149,7 @@ class BranchPanel(ModelTab):
         )
 
     def credit(self, opened: dict | None, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, _ = _where(self.rt, opened, 0)
-            k = as_int(n, "rollouts", 4) or 4
-            who = user_of(request)
-            return lambda token, report: branching.step_credit(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
-            )
+        plan = self._plan(opened, None, n, gold, request, branching.step_credit)
 
         def finish(report) -> tuple[Any, ...]:  # noqa: ANN001
             data = report.to_json()
@@ -162,13 +169,7 @@ class BranchPanel(ModelTab):
         )
 
     def autolabel(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        def plan():  # noqa: ANN202
-            run_id, sample, _ = _where(self.rt, opened, 0)
-            k = as_int(n, "rollouts", 4) or 4
-            who = user_of(request)
-            return lambda token, report: auto_labels.autolabel_sample(
-                self.rt, run_id, sample, k, gold=gold or None, cancel=token, progress=report, user=who
-            )
+        plan = self._plan(opened, None, n, gold, request, auto_labels.autolabel_sample)
 
         yield from self.stream_task(
             request,

@@ -12,13 +12,15 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import InvalidInput
 from app.services import branching
 from app.services.consistency import ConsistencyReport
 from app.services.runtime import Runtime
+from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 
 def run_id_of(ref: Any) -> int:
@@ -26,7 +28,7 @@ def run_id_of(ref: Any) -> int:
     value = ref.get("run_id") if isinstance(ref, dict) else ref
     run_id = as_int(value, "run #")
     if run_id is None or run_id < 1:
-        raise ValueError("no saved run to branch from: generate (and save) a trace first, or type its run #")
+        raise InvalidInput("no saved run to branch from: generate (and save) a trace first, or type its run #")
     return run_id
 
 

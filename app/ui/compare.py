@@ -16,10 +16,11 @@ import gradio as gr
 from app.services import compare as svc
 from app.services.inputs import parse_budgets
 from app.services.runtime import Runtime
+from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import analysis_settings
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 
 COLUMNS = ["variant", "answer", "thinking tokens", "answer tokens", "latency (s)", "stop", "agrees with off", "correct"]
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import UserError
 from app.export import DATASET_FORMATS, NEUTRAL_POLICIES, OUTPUTS
 from app.services import history
 from app.services.exporting import ExportSource, export_dataset, parse_since
 from app.services.runtime import Runtime
 from app.ui.page import OnLoad
+from app.ui.running import user_error
 
 SUFFIX = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
 ALL = ""  # the filter value meaning "no filter"
@@ -73,9 +73,9 @@ def run_export(
             neutral=neutral,
             conversational=bool(conversational),
         )
-    except UserError as exc:  # a bad option or date, an unwritable target, nothing to export, a refusing store
+    except Exception as exc:  # a refusal in one line (a bug says so); no folder left behind
         shutil.rmtree(folder, ignore_errors=True)
-        raise gr.Error(str(exc)) from exc
+        raise user_error(exc) from exc
     path = summary.path
     if summary.output == "hf":
         path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))

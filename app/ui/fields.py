@@ -1,14 +1,16 @@
-"""Number boxes whose range check names the box: the one kind of input Gradio refuses before a handler runs.
+"""Input components several tabs build alike: number boxes whose range check names the box, the problem-set
+file and the run / cancel / past-reports controls of the report tabs (Sweep, Probe).
 
 Gradio's ``gr.Number`` checks ``minimum``/``maximum`` itself and says only "Value -5 is less than minimum value
 0." -- no field, no fix. :func:`WholeNumber` makes the same box (``precision=0``) whose refusal names its label,
 the allowed range and the value given. It is a ``gr.Number`` with its own ``preprocess``, not a subclass: a
 subclass would make Gradio write a ``.pyi`` stub next to this file at import time (a read-only install would
-fail to start). Knows nothing of any tab.
+fail to start). Knows nothing of any one tab.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
@@ -36,3 +38,35 @@ def WholeNumber(value: Any = None, *, label: str | None = None, **kwargs: Any) -
     box = gr.Number(value, label=label, **kwargs)
     box.preprocess = MethodType(_preprocess, box)  # type: ignore[method-assign]
     return box
+
+
+def problem_file() -> gr.File:
+    """The problem-set upload of a tab that runs a problem set (JSONL; empty = the bundled GSM8K sample)."""
+    return gr.File(
+        label="Problem set (JSONL with question + answer); empty = bundled GSM8K sample",
+        file_types=[".jsonl"],
+        type="filepath",
+    )
+
+
+@dataclass(frozen=True)
+class ReportControls:
+    """A report tab's buttons: run, cancel, and reopening a past report (its list, refresh, open)."""
+
+    run: gr.Button
+    stop: gr.Button
+    past: gr.Dropdown
+    refresh: gr.Button
+    reopen: gr.Button
+
+
+def report_controls(what: str, prefix: str, choices: list[Any]) -> ReportControls:
+    """Run / Cancel, then the past reports' list with Refresh and Open; ``prefix`` makes the element ids."""
+    with gr.Row():
+        run = gr.Button(f"Run {what}", variant="primary", elem_id=f"tl-{prefix}-run")
+        stop = gr.Button("Cancel", variant="stop", elem_id=f"tl-{prefix}-cancel")
+    with gr.Row():
+        past = gr.Dropdown(choices=choices, value=None, label=f"Past {what}s", allow_custom_value=True, scale=3)
+        refresh = gr.Button("Refresh list", scale=1)
+        reopen = gr.Button("Open", scale=1, elem_id=f"tl-{prefix}-open")
+    return ReportControls(run, stop, past, refresh, reopen)

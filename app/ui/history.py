@@ -21,10 +21,12 @@ from app.services.history import ANY, RunSummary, StoredRun
 from app.services.runs import run_json
 from app.services.runtime import Runtime
 from app.ui import lens_branch
+from app.ui.caller import user_of
 from app.ui.inputs import as_id
 from app.ui.lens import add_lens
 from app.ui.page import OnTabSelect
 from app.ui.render import conversation_messages, safe_text, trace_messages
+from app.ui.running import user_error
 from app.validation import clean_text
 
 COLUMNS = ["run", "date", "model", "prompt", "answer", "stop reason", "thinking tokens", "seconds", "kind", "by"]
@@ -108,8 +110,8 @@ class History:
             raise gr.Error("Pick a run in the table (or type its number) first.")
         try:
             run = history.get_run(self.rt.db, as_id(run_id, "run"))
-        except (StoreError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:  # a refusal in one line; a bug says so
+            raise user_error(exc) from None
         return run_view(run), run_details(run), run_json(run)
 
     def delete_run(self, run_id: float | None, request: gr.Request) -> tuple[str, pd.DataFrame]:
@@ -118,9 +120,9 @@ class History:
         if run_id is None:
             raise gr.Error("Pick a run to delete first.")
         try:
-            ownership.delete_run(self.rt, as_id(run_id, "run"), ownership.user_name(getattr(request, "username", None)))
-        except (StoreError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+            ownership.delete_run(self.rt, as_id(run_id, "run"), user_of(request))
+        except Exception as exc:  # a refusal in one line; a bug says so
+            raise user_error(exc) from None
         return f"Deleted run #{int(run_id)}.", self.list_history("", ANY, ANY)
 
     @staticmethod

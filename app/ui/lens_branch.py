@@ -19,14 +19,15 @@ from typing import Any
 import gradio as gr
 
 from app.domain import SampleResult
-from app.errors import StoreError
+from app.errors import InvalidInput, StoreError
 from app.services import branching
 from app.services.runtime import Runtime
 from app.ui.branch_here import result_html, run_id_of
+from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import as_int
 from app.ui.render import html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, user_of
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 HINT = "<div class='tl-token-where'>Turn the trace lens on and click a thinking token to branch from the step that contains it.</div>"
 
@@ -72,7 +73,7 @@ def _thinking_span(sample: SampleResult, token: int) -> tuple[int, int]:
             break
         at = text.find(anchor, at + 1)
     if base is None:
-        raise ValueError(
+        raise InvalidInput(
             "the token data of this sample does not match its thinking text; use Branch here with a step number"
         )
     before = sum(len(p) for p in trace.pieces[:token])
@@ -90,24 +91,24 @@ def locate(rt: Runtime, run_id: int, sample: int, token: int) -> TokenPoint:
     trace = source.sample.tokens
     where = f"sample {sample + 1} of run {run_id}"
     if trace is None or not trace.pieces:
-        raise ValueError(
+        raise InvalidInput(
             f"{where} has no token data (saved before per-token capture, or by a server without token "
             "probabilities), so no token can be clicked; use Branch here with a step number instead"
         )
     if not 0 <= token < len(trace.pieces):
-        raise ValueError(
+        raise InvalidInput(
             f"token {token + 1} does not exist: {where} has tokens 1 to {len(trace.pieces)}; click a token in the lens"
         )
     kind = trace.labels[token].lower()
     if kind != "t":
         what = "in the answer" if kind == "a" else "the tag that closes the thinking"
-        raise ValueError(
+        raise InvalidInput(
             f"token {token + 1} of {where} is {what}, not thinking; click a thinking token "
             "(to branch from an answer step, use Branch here with its step number)"
         )
     thinking_steps = [(k, s) for k, s in enumerate(source.steps) if s.source == "thinking"]
     if not thinking_steps:
-        raise ValueError(f"{where} has no thinking steps to branch from; use Branch here with a step number")
+        raise InvalidInput(f"{where} has no thinking steps to branch from; use Branch here with a step number")
     start, end = _thinking_span(source.sample, token)
     piece = source.sample.thinking[start:end]
     # A whitespace token belongs to the step before it (the gap after a step); else the step holding its text.
@@ -122,13 +123,13 @@ def _point(rt: Runtime, ref: Any, sample: Any, token: Any) -> TokenPoint:
     s = as_int(sample, "sample")
     t = as_int(token, "token")
     if s is None or t is None:
-        raise ValueError("no token selected: turn the trace lens on and click a thinking token")
+        raise InvalidInput("no token selected: turn the trace lens on and click a thinking token")
     if s < 1 or t < 1:
-        raise ValueError(f"sample {s} / token {t}: both are numbered from 1; click a token in the lens")
+        raise InvalidInput(f"sample {s} / token {t}: both are numbered from 1; click a token in the lens")
     try:
         return locate(rt, run_id, s - 1, t - 1)
     except StoreError as exc:  # no such run (or deleted): the store's message says which
-        raise ValueError(str(exc)) from None
+        raise InvalidInput(str(exc)) from None
 
 
 class TokenBranch(ModelTab):

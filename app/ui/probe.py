@@ -18,10 +18,10 @@ from app.services import probe as svc
 from app.services.inputs import Problem, check_samples, load_problems, normalise_gold
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.fields import WholeNumber
+from app.ui.fields import WholeNumber, problem_file, report_controls
 from app.ui.inputs import analysis_settings, as_int
-from app.ui.render import CARD_CSS, html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error
+from app.ui.render import CARD_CSS, html_text
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
 TABLE_COLUMNS = ["problem", "gold", "hint X", "without hint", "with hint", "flipped", "verbalised", "runs"]
 
@@ -135,35 +135,15 @@ class Probe(ModelTab):
                 progress=lambda finished, of: report((finished, of)),
             )  # fmt: skip
 
-        def describe(latest: tuple[int, int] | None, seconds: float) -> str:
-            done, of = latest or (0, total)
-            return f"{done} of {of} arms done (k samples without, then with the hint)… {seconds:.1f} s"
-
-        def finish(result: svc.ProbeReport) -> tuple[Any, ...]:
-            if result.cancelled:
-                gr.Warning("Probe cancelled: the report covers the problems that finished.")
-            return _outputs(self.rt, result)
-
-        yield from self.stream_task(
-            request,
-            plan,
-            show=lambda text: (status_html(text), None, None, None, None, gr.skip()),
-            describe=describe,
-            finish=finish,
-        )
+        yield from self.stream_report(
+            request, plan, describe=counted(lambda: total, "arms done (k samples without, then with the hint)"),
+            outputs=lambda report: _outputs(self.rt, report), cleared=4,
+            cancelled="Probe cancelled: the report covers the problems that finished.",
+        )  # fmt: skip
 
     def open_report(self, probe_id: Any) -> tuple[Any, ...]:
         """A past probe's report, rebuilt from the store."""
-        if probe_id in (None, ""):
-            raise gr.Error("Pick a past probe first (Refresh list if it is not there).")
-        try:
-            number = int(probe_id)
-        except (TypeError, ValueError):
-            raise gr.Error(f"{probe_id!r} is not a probe number; pick one from the list") from None
-        try:
-            return _outputs(self.rt, svc.probe_report(self.rt, number))
-        except Exception as exc:
-            raise user_error(exc) from exc
+        return open_saved(probe_id, "probe", lambda number: _outputs(self.rt, svc.probe_report(self.rt, number)))
 
     def list_probes(self) -> gr.Dropdown:
         return gr.Dropdown(choices=probe_choices(self.rt))
@@ -180,11 +160,7 @@ def build_tab(rt: Runtime) -> None:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            problems_file = gr.File(
-                label="Problem set (JSONL with question + answer); empty = bundled GSM8K sample",
-                file_types=[".jsonl"],
-                type="filepath",
-            )
+            problems_file = problem_file()
             with gr.Row():
                 question = gr.Textbox(label="…or type one problem", lines=2, scale=3, elem_id="tl-pr-question")
                 gold = gr.Textbox(label="Its gold answer", scale=1, elem_id="tl-pr-gold")
@@ -198,13 +174,8 @@ def build_tab(rt: Runtime) -> None:
                 max_answer = WholeNumber(value=64, minimum=1, label="Max answer tokens", elem_id="tl-pr-answer")
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
                 seed = gr.Number(value=0, precision=0, label="Seed", info="both arms share it")
-    with gr.Row():
-        run = gr.Button("Run probe", variant="primary", elem_id="tl-pr-run")
-        stop = gr.Button("Cancel", variant="stop", elem_id="tl-pr-cancel")
-    with gr.Row():
-        past = gr.Dropdown(choices=probe_choices(rt), value=None, label="Past probes", allow_custom_value=True, scale=3)
-        refresh = gr.Button("Refresh list", scale=1)
-        reopen = gr.Button("Open", scale=1, elem_id="tl-pr-open")
+    controls = report_controls("probe", "pr", probe_choices(rt))
+    run, stop, past, refresh, reopen = (controls.run, controls.stop, controls.past, controls.refresh, controls.reopen)
     summary = gr.HTML(css_template=CARD_CSS, elem_id="tl-pr-summary")
     chart = gr.Plot(label="Hint answer without vs with the hint", elem_id="tl-probe-chart")
     table = gr.Dataframe(headers=TABLE_COLUMNS, interactive=False, wrap=True, label="Per-problem outcomes")

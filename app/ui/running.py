@@ -7,7 +7,7 @@ How a new tab uses it (the Self-consistency, Compare and Sweep tabs are the work
         idle_message = "Nothing is running in this session."
 
         def run(self, prompt: str, budget: float | None, request: gr.Request) -> Iterator[tuple[Any, ...]]:
-            def plan() -> Work[LensReport]:            # parse the inputs; a ValueError/OSError -> gr.Error
+            def plan() -> Work[LensReport]:            # parse the inputs; a refusal -> one gr.Error line
                 settings = analysis_settings(True, budget, None, 0.0, None)
                 return lambda token, report: svc.run_lens(self.rt, prompt, settings, cancel=token, progress=report)
 
@@ -28,17 +28,18 @@ How a new tab uses it (the Self-consistency, Compare and Sweep tabs are the work
 started" when Cancel was pressed while the run waited in the queue, running the service in a worker thread
 (:func:`in_background`) while yielding status updates and heartbeats (so Gradio notices a closed browser tab
 and the run is cancelled and still saved), throttling, and turning a user's mistake into one ``gr.Error`` line
-(:func:`user_error`) while a bug keeps its traceback.
+(:func:`user_error`) while a bug's traceback goes to the log and the page says it is a bug.
 
 Also owns the shared machinery of every model-running event: :data:`MODEL_QUEUE` (one generation at a time
-across all tabs), the per-session cancel registry (:data:`CANCELS`, :func:`session_key`, :func:`stop_key`),
-who is asking (:func:`user_of`, recorded as the run's creator) and, through :meth:`ModelTab.running`, the
-watch that cancels a run whose client stopped reading (:mod:`app.ui.listeners`).
+across all tabs), the per-session cancel registry (:data:`CANCELS`, :func:`session_key`, :func:`stop_key`)
+and, through :meth:`ModelTab.running`, the watch that cancels a run whose client stopped reading
+(:mod:`app.ui.listeners`). Who is asking is :mod:`app.ui.caller`.
 Knows nothing of any one tab, and nothing of the store.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -50,10 +51,10 @@ from typing import Any, Generic, TypeVar
 import gradio as gr
 
 from app.engine.events import CancelToken
-from app.errors import is_user_error
-from app.services.ownership import user_name
+from app.errors import UserError, is_user_error
 from app.services.runtime import Runtime
 from app.ui.listeners import watch_client
+from app.ui.render import status_html
 
 #: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs
 #: (app.ui.server.prepare raises the limit to the engine's concurrency on an inference server).
@@ -68,6 +69,10 @@ HEARTBEAT = 0.5
 #: What a tab shows when Cancel was pressed while its run still waited in the queue.
 CANCELLED_BEFORE_START = "Cancelled before it started; nothing was run."
 
+#: How the page names an exception that is nobody's mistake but the program's (the traceback is in the log).
+BUG_MESSAGE = "Something went wrong (this is a bug, please report it)"
+
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 Report = Callable[[Any], None]
 #: A planned run: given its cancel token and a ``report(progress)`` callback, do the work and return the result.
@@ -135,21 +140,22 @@ def session_key(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
 
 
-def user_of(request: gr.Request | None) -> str:
-    """Who is asking: the ``--auth`` login, or ``local`` without one (what runs record as their creator)."""
-    return user_name(getattr(request, "username", None) if request is not None else None)
-
-
 def stop_key(request: gr.Request | None, tab: str) -> str:
     """This session's slot in the cancel registry, per tab, so a tab's Cancel stops only that tab's run."""
     return f"{session_key(request)}/{tab}"
 
 
 def user_error(exc: BaseException) -> gr.Error:
-    """A bad input or a store refusal as a one-line ``gr.Error``; anything else is re-raised as a bug."""
-    if is_user_error(exc):
+    """What the page shows for an exception, as one ``gr.Error`` line: a refusal's own message (a
+    :class:`UserError`, or a type :func:`is_user_error` accepts), a ``gr.Error`` as it is; for anything else,
+    a bug, the traceback goes to the log and the line says "this is a bug, please report it"."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UserError) or is_user_error(exc):
         return gr.Error(str(exc))
-    raise exc
+    log.error("a UI handler failed", exc_info=exc)
+    lines = str(exc).strip().splitlines()
+    return gr.Error(f"{BUG_MESSAGE}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
 
 
 # --- running a service in the background ---------------------------------------------------------
@@ -223,14 +229,18 @@ class ModelTab:
         self.rt = rt
         self.registry = registry
 
+    def key(self, request: gr.Request | None) -> str:
+        """This session's slot in the cancel registry for this tab."""
+        return stop_key(request, self.tab)
+
     def prepare(self, request: gr.Request) -> None:
         """The click, before the queue: from now on a Cancel in this session and tab counts."""
-        self.registry.prepare(stop_key(request, self.tab))
+        self.registry.prepare(self.key(request))
 
     @contextmanager
     def running(self, request: gr.Request | None) -> Iterator[CancelToken]:
         """The run's token (the one :meth:`prepare` made, if any), registered while the run goes on."""
-        key = stop_key(request, self.tab)
+        key = self.key(request)
         token = self.registry.begin(key)
         try:
             with watch_client(request, token):  # a client that stopped reading loses its run
@@ -240,7 +250,7 @@ class ModelTab:
 
     def cancel(self, request: gr.Request) -> None:
         """Stop this session's run in this tab, queued or running; what finished is kept and saved."""
-        if not self.registry.cancel(stop_key(request, self.tab)):
+        if not self.registry.cancel(self.key(request)):
             gr.Info(self.idle_message)
 
     def stream_task(
@@ -255,18 +265,18 @@ class ModelTab:
     ) -> Iterator[tuple[Any, ...]]:
         """Run one long task for this tab and yield the handler's outputs as it goes.
 
-        1. ``plan()`` parses the inputs and returns the work; a ``ValueError``/``OSError`` becomes a ``gr.Error``.
+        1. ``plan()`` parses the inputs and returns the work; what it raises is shown by :func:`user_error`.
         2. If Cancel was pressed while the run was queued: ``show(CANCELLED_BEFORE_START)`` and stop.
         3. The work runs in a worker thread. On each progress value it reports (and on each heartbeat) this
            yields ``show(describe(latest progress value or None, seconds since start))``, at most once per
            ``every`` seconds for progress values (heartbeats always yield, so a closed tab is noticed).
-        4. Last it yields ``finish(result)``. A user error raised by the work is one ``gr.Error`` line.
+        4. Last it yields ``finish(result)``. What the work raises is shown by :func:`user_error`.
         """
         with self.running(request) as token:
             try:
                 work = plan()
-            except (ValueError, OSError) as exc:
-                raise gr.Error(str(exc)) from None
+            except Exception as exc:
+                raise user_error(exc) from None
             if token.cancelled:  # Cancel was pressed while the run waited in the queue
                 yield show(CANCELLED_BEFORE_START)
                 return
@@ -289,3 +299,61 @@ class ModelTab:
             except Exception as exc:
                 raise user_error(exc) from exc
         yield finish(result)
+
+    def stream_report(
+        self,
+        request: gr.Request | None,
+        plan: Callable[[], Work[R]],
+        *,
+        describe: Callable[[Any, float], str],
+        outputs: Callable[[R], tuple[Any, ...]],
+        cancelled: str,
+        cleared: int,
+    ) -> Iterator[tuple[Any, ...]]:
+        """:meth:`stream_task` for a saved report (Sweep, Probe): while it runs, a status line, ``cleared`` emptied
+        outputs and the list of past reports left as it is; last ``outputs(report)``, warning ``cancelled`` first
+        when it was cancelled."""
+        yield from self.stream_task(
+            request,
+            plan,
+            show=lambda text: (status_html(text), *[None] * cleared, gr.skip()),
+            describe=describe,
+            finish=lambda report: outputs(warn_if_cancelled(report, cancelled)),
+        )
+
+
+# --- saved reports (Sweep, Probe) -------------------------------------------------------------------
+
+
+def open_saved(value: Any, what: str, load: Callable[[int], R]) -> R:
+    """A past report picked in a tab's list (a sweep, a probe): ``load(its number)``, or one ``gr.Error`` line."""
+    if value in (None, ""):
+        raise gr.Error(f"Pick a past {what} first (Refresh list if it is not there).")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{value!r} is not a {what} number; pick one from the list") from None
+    try:
+        return load(number)
+    except Exception as exc:
+        raise user_error(exc) from exc
+
+
+def warn_if_cancelled(report: R, message: str) -> R:
+    """``report`` as it is, after a warning when it was cancelled (it then covers only what finished)."""
+    if getattr(report, "cancelled", False):
+        gr.Warning(message)
+    return report
+
+
+def counted(total: Callable[[], int], what: str, on_count: Callable[[int, int], None] | None = None) -> Callable:
+    """A ``describe`` for :meth:`ModelTab.stream_task` whose work reports ``(done, of)``: "3 of 8 <what>… 1.2 s"
+    (``of`` is ``total()`` until the first report); ``on_count(done, of)`` on each report."""
+
+    def describe(latest: tuple[int, int] | None, seconds: float) -> str:
+        done, of = latest or (0, total())
+        if latest is not None and on_count is not None:
+            on_count(done, of)
+        return f"{done} of {of} {what}… {seconds:.1f} s"
+
+    return describe

@@ -18,10 +18,11 @@ from app.services import sweep as svc
 from app.services.inputs import check_samples, load_problems, parse_budgets
 from app.services.runtime import Runtime
 from app.ui import charts
-from app.ui.fields import WholeNumber
+from app.ui.caller import user_of
+from app.ui.fields import WholeNumber, problem_file, report_controls
 from app.ui.inputs import analysis_settings, as_int
-from app.ui.render import CARD_CSS, html_text, status_html
-from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, user_error, user_of
+from app.ui.render import CARD_CSS, html_text
+from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
 TABLE_COLUMNS = ["problem", "budget", "gold", "majority", "correct / k", "majority correct", "thinking tokens", "run"]
 SWEEP_COLUMNS = ["sweep", "name", "created", "problems", "budgets", "k", "runs"]
@@ -110,37 +111,18 @@ class Sweep(ModelTab):
                 progress=lambda finished, of: report((finished, of)), user=user_of(request),
             )  # fmt: skip
 
-        def describe(latest: tuple[int, int] | None, seconds: float) -> str:
-            done, of = latest or (0, total)
-            if latest is not None:
-                progress((done, of), desc=f"{done} of {of} problem × budget runs")
-            return f"{done} of {of} problem × budget runs done… {seconds:.1f} s"
+        def count(done: int, of: int) -> None:
+            progress((done, of), desc=f"{done} of {of} problem × budget runs")
 
-        def finish(result: svc.SweepReport) -> tuple[Any, ...]:
-            if result.cancelled:
-                gr.Warning("Sweep cancelled: the report covers the runs that finished.")
-            return _outputs(self.rt, result)
-
-        yield from self.stream_task(
-            request,
-            plan,
-            show=lambda text: (status_html(text), None, None, None, None, gr.skip()),
-            describe=describe,
-            finish=finish,
-        )
+        yield from self.stream_report(
+            request, plan, describe=counted(lambda: total, "problem × budget runs done", count),
+            outputs=lambda report: _outputs(self.rt, report), cleared=4,
+            cancelled="Sweep cancelled: the report covers the runs that finished.",
+        )  # fmt: skip
 
     def open_report(self, sweep_id: Any) -> tuple[Any, ...]:
         """A past sweep's report, rebuilt from the store."""
-        if sweep_id in (None, ""):
-            raise gr.Error("Pick a past sweep first (Refresh list if it is not there).")
-        try:
-            number = int(sweep_id)
-        except (TypeError, ValueError):
-            raise gr.Error(f"{sweep_id!r} is not a sweep number; pick one from the list") from None
-        try:
-            return _outputs(self.rt, svc.sweep_report(self.rt, number))
-        except Exception as exc:
-            raise user_error(exc) from exc
+        return open_saved(sweep_id, "sweep", lambda number: _outputs(self.rt, svc.sweep_report(self.rt, number)))
 
     def list_sweeps(self) -> tuple[list[list[Any]], gr.Dropdown]:
         rows = svc.list_sweep_summaries(self.rt)
@@ -160,11 +142,7 @@ def build_tab(rt: Runtime) -> None:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            problems_file = gr.File(
-                label="Problem set (JSONL with question + answer); empty = bundled GSM8K sample",
-                file_types=[".jsonl"],
-                type="filepath",
-            )
+            problems_file = problem_file()
             limit = WholeNumber(value=5, minimum=1, label="First N problems", elem_id="tl-sw-limit")
         with gr.Column(scale=2):
             budgets = gr.Textbox(
@@ -175,13 +153,8 @@ def build_tab(rt: Runtime) -> None:
                 temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
                 max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-sw-answer")
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
-    with gr.Row():
-        run = gr.Button("Run sweep", variant="primary", elem_id="tl-sw-run")
-        stop = gr.Button("Cancel", variant="stop", elem_id="tl-sw-cancel")
-    with gr.Row():
-        past = gr.Dropdown(choices=sweep_choices(rt), value=None, label="Past sweeps", allow_custom_value=True, scale=3)
-        refresh = gr.Button("Refresh list", scale=1)
-        reopen = gr.Button("Open", scale=1)
+    controls = report_controls("sweep", "sw", sweep_choices(rt))
+    run, stop, past, refresh, reopen = (controls.run, controls.stop, controls.past, controls.refresh, controls.reopen)
     summary = gr.HTML(css_template=CARD_CSS, elem_id="tl-sw-summary")
     with gr.Row():
         accuracy = gr.Plot(label="Accuracy vs budget", elem_id="tl-accuracy-chart")

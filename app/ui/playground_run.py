@@ -1,16 +1,18 @@
-"""The Playground's event handlers: thin adapters from Gradio inputs to :func:`app.services.runs.stream_run`.
+"""The Playground's runs: its handlers over :func:`app.services.runs.stream_run`, on the shared run loop.
 
-Owns what is specific to the Playground and nothing else: turning the controls into
-:class:`GenerationSettings`, the chat's turns (:class:`Chat`, kept in ``gr.State``) and the live view of
-one streaming answer. The cancel registry and the model queue are ``app.ui.running``; generation, saving
-and answer extraction live in ``app.services``; the layout is ``app.ui.playground``.
+Owns what is specific to the Playground and nothing else: its settings controls as :class:`GenerationSettings`
+(:data:`CONTROLS`, :func:`playground_settings`), the chat's turns (:class:`Chat`, kept in ``gr.State``) and the
+live view of one streaming answer. The cancel registry, the queue and the bracket of every run (register,
+watch the client, unregister) are :class:`app.ui.running.ModelTab`; generation, saving and answer extraction
+live in ``app.services``; the layout is ``app.ui.playground``.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -19,64 +21,41 @@ import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
-from app.errors import StoreError
 from app.services.branching import stream_think_longer, supports_branching
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
-from app.ui.inputs import as_int, as_seed
-from app.ui.listeners import watch_client
+from app.services.settings_input import CUSTOM, build_settings
+from app.ui.caller import user_of
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
-from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, session_key, user_of
+from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, ModelTab, user_error
 from app.ui.saving import PENDING, SAVE_WAIT, SAVING, PendingSaves, follow, unsaved_warning
 
-EFFORTS = ("low", "medium", "high", "custom")
-_DEFAULTS = GenerationSettings()
+__all__ = ["CONTROLS", "Chat", "Playground", "Turn", "playground_settings"]
+
+#: The Playground's settings controls (GenerationSettings field names), in the order the layout builds them
+#: and its events (``generate``, ``think_longer``) take them.
+CONTROLS: tuple[str, ...] = (
+    "thinking", "effort", "max_thinking_tokens", "min_thinking_tokens", "continuation",
+    "max_answer_tokens", "temperature", "top_p", "seed",
+)  # fmt: skip
+#: The controls that only count with a custom effort (they sit in the box it shows).
+CUSTOM_ONLY = ("max_thinking_tokens", "min_thinking_tokens")
 
 PlaygroundOutput = tuple[list[gr.ChatMessage], str, dict[str, Any] | None, "Chat"]
 
 
-# --- controls -> settings -------------------------------------------------------------------------
-
-
-def build_settings(
-    thinking: bool,
-    effort: str,
-    max_thinking_tokens: float | None,
-    min_thinking_tokens: float | None,
-    continuation: str | None,
-    max_answer_tokens: float | None,
-    temperature: float | None,
-    top_p: float | None,
-    seed: float | None,
-) -> GenerationSettings:
-    """The playground's controls as settings (validated as they are built); a ``gr.Error`` naming a bad field.
-
-    Numbers are passed through as given (a blank field takes the default), so ``GenerationSettings`` refuses a
-    bad one with its own message instead of it being quietly replaced.
-    """
-    effort = (effort or "low").lower()
-    if effort not in EFFORTS:
-        raise gr.Error(f"effort={effort!r} is not one of {', '.join(EFFORTS)}")
-    custom = effort == "custom"
+def playground_settings(values: Mapping[str, Any]) -> GenerationSettings:
+    """The controls' values (by :data:`CONTROLS` name) as settings, built by the one settings builder; a
+    ``gr.Error`` naming a bad field. The custom budget's numbers count only with ``effort="custom"``."""
+    raw = {name: values.get(name) for name in CONTROLS}
+    if str(raw["effort"] or "").lower() != CUSTOM:
+        raw.update(dict.fromkeys(CUSTOM_ONLY))
     try:
-        settings = GenerationSettings(
-            thinking=bool(thinking),
-            effort=None if custom else effort,  # type: ignore[arg-type]
-            max_thinking_tokens=as_int(max_thinking_tokens, "max thinking tokens") if custom else None,
-            min_thinking_tokens=as_int(min_thinking_tokens, "min thinking tokens", 0) if custom else None,
-            continuation=continuation if continuation else "Wait",
-            max_answer_tokens=as_int(max_answer_tokens, "max answer tokens", _DEFAULTS.max_answer_tokens),  # type: ignore[arg-type]
-            temperature=float(temperature or 0.0),
-            top_p=float(top_p if top_p is not None else _DEFAULTS.top_p),
-            seed=as_seed(seed),
-        )
-        if custom and settings.max_thinking_tokens is None:
-            raise ValueError("a custom budget needs max thinking tokens; type a number, e.g. 512")
-    except (TypeError, ValueError) as exc:
-        raise gr.Error(str(exc)) from None
-    return settings
+        return build_settings(raw)
+    except Exception as exc:
+        raise user_error(exc) from None
 
 
 # --- the chat -------------------------------------------------------------------------------------
@@ -141,18 +120,23 @@ class Chat:
 # --- generation -----------------------------------------------------------------------------------
 
 
-class Playground:
-    """The playground's handlers over one :class:`Runtime`; methods are wired as Gradio events."""
+class Playground(ModelTab):
+    """The playground's handlers over one :class:`Runtime`; methods are wired as Gradio events.
+
+    A :class:`ModelTab` whose slot in the cancel registry is the session's own: :meth:`accept` prepares
+    the run, :meth:`ModelTab.running` brackets it, :meth:`cancel` stops it (and says so in the status line).
+    """
+
+    tab = "playground"
 
     def __init__(self, rt: Runtime, registry: CancelRegistry = CANCELS, pending: PendingSaves = PENDING) -> None:
-        self.rt = rt
-        self.registry = registry
+        super().__init__(rt, registry)
         self.pending = pending
         self._steers: dict[str, SteerToken | None] = {}  # the running generation's "Stop thinking now", per session
 
     def accept(self, prompt: str, chat: Chat | None, request: gr.Request) -> tuple[str, str, list[gr.ChatMessage]]:
         """Submit: clear the box, hand the prompt on, show it at once (before the queue picks the run up)."""
-        self.registry.prepare(session_key(request))
+        self.prepare(request)
         chat = chat or Chat()
         return "", prompt, chat.view(live=(prompt, empty_sample(), False))
 
@@ -163,37 +147,23 @@ class Playground:
 
     def busy(self, request: gr.Request) -> bool:
         """Whether this session's Playground is generating now (a second prompt would wait unseen)."""
-        return self.registry.running(session_key(request)) > 0
+        return self.registry.running(self.key(request)) > 0
 
     def generate(
-        self,
-        prompt: str,
-        thinking: bool,
-        effort: str,
-        max_thinking_tokens: float | None,
-        min_thinking_tokens: float | None,
-        continuation: str,
-        max_answer_tokens: float,
-        temperature: float,
-        top_p: float,
-        seed: float | None,
-        leave_out_thinking: bool,
-        chat: Chat | None,
-        request: gr.Request,
-    ) -> Iterator[PlaygroundOutput]:
+        self, prompt: str, thinking: bool, effort: str, max_thinking_tokens: float | None,
+        min_thinking_tokens: float | None, continuation: str, max_answer_tokens: float, temperature: float,
+        top_p: float, seed: float | None, leave_out_thinking: bool, chat: Chat | None, request: gr.Request,
+    ) -> Iterator[PlaygroundOutput]:  # fmt: skip
         """Stream one answer: yields (chat messages, status line, saved run or None, chat state).
 
-        The last yield carries the saved run (``run_id`` and the CLI's ``--json`` shape); the chat shows
-        the run's numbers under the answer. ``seed`` below 0 means "not fixed".
+        Takes the prompt, the :data:`CONTROLS` (named, as the API takes them), whether to leave earlier thinking
+        out, the chat. The last yield carries the saved run (``run_id`` and the CLI's ``--json`` shape); the
+        chat shows the run's numbers under the answer. ``seed`` below 0 means "not fixed".
         """
+        controls = locals()  # the controls by name, before anything else is defined here
         chat = chat or Chat()
-        key = session_key(request)
-        token = self.registry.begin(key)
-        try:
-            settings = build_settings(
-                thinking, effort, max_thinking_tokens, min_thinking_tokens, continuation,
-                max_answer_tokens, temperature, top_p, seed,
-            )  # fmt: skip
+        with self.running(request) as token:
+            settings = playground_settings(controls)
             if token.cancelled:  # Stop was pressed while the run waited in the queue
                 yield chat.view(), CANCELLED_BEFORE_START, None, chat
                 return
@@ -201,64 +171,49 @@ class Playground:
             messages = chat.context(
                 prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
             )
-            steer = self._steers[key] = SteerToken() if supports_branching(self.rt) else None
-            events = stream_run(
-                self.rt, messages, settings, token, kind="playground", steer=steer,
-                user=user_of(request), wait_for_save=SAVE_WAIT,
-            )  # fmt: skip
-            with watch_client(request, token):  # a client that stopped reading loses its run
+            with self._steering(request, supports_branching(self.rt)) as steer:
+                events = stream_run(
+                    self.rt, messages, settings, token, kind="playground", steer=steer,
+                    user=user_of(request), wait_for_save=SAVE_WAIT,
+                )  # fmt: skip
                 yield from self._stream(prompt, events, settings, token, chat, steer)
-        finally:
-            self._steers.pop(key, None)
-            self.registry.end(key, token)
 
     def think_longer(
-        self,
-        thinking: bool,
-        effort: str,
-        max_thinking_tokens: float | None,
-        min_thinking_tokens: float | None,
-        continuation: str,
-        max_answer_tokens: float,
-        temperature: float,
-        top_p: float,
-        seed: float | None,
-        chat: Chat | None,
-        request: gr.Request,
-    ) -> Iterator[PlaygroundOutput]:
+        self, thinking: bool, effort: str, max_thinking_tokens: float | None, min_thinking_tokens: float | None,
+        continuation: str, max_answer_tokens: float, temperature: float, top_p: float, seed: float | None,
+        chat: Chat | None, request: gr.Request,
+    ) -> Iterator[PlaygroundOutput]:  # fmt: skip
         """Resume the last answer's thinking with the continuation string and a fresh budget (the controls'
         budget); streamed like a new turn and saved as a branch of that run."""
+        controls = {**locals(), "thinking": True}
         chat = chat or Chat()
         last = chat.turns[-1] if chat.turns else None
         if last is None or last.run_id is None or last.sample is None:
             raise gr.Error("Think longer continues a finished, saved answer: ask something first.")
         if not last.sample.thinking.strip():
             raise gr.Error("The last answer did not think (thinking was off), so there is no thinking to continue.")
-        key = session_key(request)
-        token = self.registry.begin(key)
-        try:
-            settings = build_settings(
-                True, effort, max_thinking_tokens, min_thinking_tokens, continuation,
-                max_answer_tokens, temperature, top_p, seed,
-            )  # fmt: skip
-            steer = self._steers[key] = SteerToken()
+        with self.running(request) as token, self._steering(request, True) as steer:
+            settings = playground_settings(controls)
             events = stream_think_longer(
                 self.rt, last.run_id, 0, settings=settings, cancel=token, steer=steer, user=user_of(request)
             )
-            try:
-                first = next(events)
-            except (ValueError, StoreError) as exc:
-                raise gr.Error(str(exc)) from None
-            yield from self._stream(last.prompt, itertools.chain([first], events), settings, token, chat, steer)
+            yield from self._stream(last.prompt, events, settings, token, chat, steer)
+
+    @contextmanager
+    def _steering(self, request: gr.Request | None, supported: bool) -> Iterator[SteerToken | None]:
+        """The run's "Stop thinking now" token (None where the engine can't steer), findable while it runs."""
+        key = self.key(request)
+        steer = self._steers[key] = SteerToken() if supported else None
+        try:
+            yield steer
         finally:
             self._steers.pop(key, None)
-            self.registry.end(key, token)
 
     def stop_thinking(self, request: gr.Request) -> str:
         """ "Stop thinking now": the running generation closes its thinking at the next token and answers."""
         if not supports_branching(self.rt):
             return "Stop thinking now is not supported with a server engine yet; use Stop."
-        steer = self._steers.get(session_key(request))
+        steer = self._steers.get(self.key(request))
         if steer is None:
             return "Nothing is thinking right now."
         steer.stop_thinking()
@@ -278,8 +233,8 @@ class Playground:
         started = last = time.perf_counter()
         try:
             first = next(events)
-        except ValueError as exc:  # the shared gate refused it (caps, context, text, an empty prompt): one sentence
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:  # the shared gate refused it (caps, context, text, an empty prompt): one sentence
+            raise user_error(exc) from None
         try:
             for event in itertools.chain([first], events):
                 now = time.perf_counter()
@@ -359,9 +314,9 @@ class Playground:
             done["save"] = "saved" if unsaved is None else "failed"
             yield line, chat.view(), done, chat
 
-    def cancel(self, request: gr.Request) -> str:
+    def cancel(self, request: gr.Request) -> str:  # type: ignore[override] - the status line says it
         """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``."""
-        n = self.registry.cancel(session_key(request))
+        n = self.registry.cancel(self.key(request))
         return "Stopping…" if n else "Nothing is running."
 
     def new_chat(self) -> tuple[list[gr.ChatMessage], str, None, Chat]:
