@@ -30,10 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.domain import GenerationSettings, TracePrefix  # noqa: E402
-from app.engine import rollouts  # noqa: E402
-from app.engine.generation import Engine, decoding_kwargs  # noqa: E402
+from app.engine import decode  # noqa: E402
+from app.engine.decode import decoding_kwargs  # noqa: E402
+from app.engine.events import RolloutBatch  # noqa: E402
+from app.engine.generation import Engine  # noqa: E402
 from app.engine.loading import load_model  # noqa: E402
-from app.engine.rollouts import RolloutBatch, stream_rollouts  # noqa: E402
+from app.engine.rollouts import stream_rollouts  # noqa: E402
 
 PROMPT = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         def old(budget, settings, device, capture=None):  # noqa: ANN001, ANN202
             return decoding_kwargs(budget, settings, torch.device("meta"), capture)
 
-        with mock.patch.object(rollouts, "decoding_kwargs", old):
+        with mock.patch.object(decode, "decoding_kwargs", old):
             return batched(True)
 
     rows = []

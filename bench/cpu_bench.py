@@ -42,9 +42,9 @@ import torch  # noqa: E402
 from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate  # noqa: E402
 
 from app.domain import GenerationSettings  # noqa: E402
-from app.engine.formats import build_prompt  # noqa: E402
 from app.engine.generation import Engine  # noqa: E402
 from app.engine.loading import LoadedModel, load_model  # noqa: E402
+from app.engine.reasoning_formats import build_prompt  # noqa: E402
 from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
 
 SECTIONS = ("omp", "variants", "threads", "compile", "int8", "prefill", "engine", "quant", "ui", "batched", "llama")

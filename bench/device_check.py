@@ -4,7 +4,7 @@ Runs offline with only this repo and the bundled model (converted from the venv'
 into the cache on first use). For NF4, int8 and bf16 it records the load time, peak device memory and
 decode tokens/s; then engine / plain generate, k=8 batched / sequential, and the exact-budget checks
 (60/60, max 40, min 80 with "Wait", thinking off, seeded samples twice) with a count of the steps where
-the streamer arrived after the logits processor had already taken that step in (``_TickStreamer``'s
+the streamer arrived after the logits processor had already taken that step in (``TickStreamer``'s
 "one step late on GPU" path), so it is known whether counts stayed exact on that path.
 
 Every check is independent: a failure is recorded as ``{"ok": false, "error": ...}`` and the rest still
@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate  # noqa: E402
 
 from app.domain import GenerationSettings  # noqa: E402
-from app.engine import generation  # noqa: E402
+from app.engine.decode import Decoder, TickStreamer  # noqa: E402
 from app.engine.generation import Engine  # noqa: E402
 from app.engine.loading import LoadedModel, load_model  # noqa: E402
 from app.engine.torch_thread import run_on_torch_thread  # noqa: E402
@@ -45,7 +45,7 @@ def log(text: str) -> None:
     print(f"[device_check] {text}", file=sys.stderr, flush=True)
 
 
-class LateCounter(generation._TickStreamer):
+class LateCounter(TickStreamer):
     """The engine's streamer, counting the steps the processor had already ingested when they were streamed."""
 
     late_steps = 0
@@ -78,7 +78,7 @@ def reset_peak(device: str) -> None:
 
 def decode_tok_s(loaded: LoadedModel, n: int, device: str) -> float:
     """Plain greedy generate of exactly ``n`` new tokens at batch 1 (after a short warm-up)."""
-    from app.engine.formats import build_prompt
+    from app.engine.reasoning_formats import build_prompt
 
     text = build_prompt(loaded.format, loaded.tokenizer, [{"role": "user", "content": PROMPT}], True)
     ids = loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(loaded.model.device)
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["errors"].append("--device cuda but torch.cuda.is_available() is False (CPU torch, or no driver)")
         report["ok"] = False
         return report
-    generation._TickStreamer = LateCounter  # type: ignore[misc]  # count the late-stream path
+    Decoder.streamer_type = LateCounter  # count the late-stream path
 
     def run(name: str, fn: Callable[[], Any]) -> Any:
         if time.perf_counter() - started > args.budget_s:

@@ -37,8 +37,8 @@ from server_support import transformers_serve  # noqa: E402
 
 from app.domain import GenerationSettings  # noqa: E402
 from app.engine.bundled import ensure_bundled  # noqa: E402
-from app.engine.formats import build_prompt  # noqa: E402
 from app.engine.prompt_side import load_prompt_side  # noqa: E402
+from app.engine.reasoning_formats import build_prompt  # noqa: E402
 from app.engine.remote import RemoteEngine  # noqa: E402
 from app.engine.remote_client import CompletionClient  # noqa: E402
 from app.engine.remote_phases import LOGPROBS  # noqa: E402

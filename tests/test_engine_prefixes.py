@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.events import Progress
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import Progress, RolloutBatch
+from app.engine.rollouts import stream_rollouts
 from app.reasoning.steps import segment_trace
-from app.services.branching import step_credit, stream_think_longer, supports_branching
+from app.services.branching import step_credit, stream_think_longer
 from app.services.runs import Saved
 
 pytestmark = pytest.mark.bundled
@@ -79,7 +79,6 @@ def _parent(rt) -> int:
 
 def test_step_credit_and_think_longer_run_on_a_server(remote_engine, tiny_runtime):
     rt = _server_runtime(tiny_runtime, remote_engine)
-    assert supports_branching(rt)
     run_id = _parent(rt)
     report = step_credit(rt, run_id, 0, 2, seed=1)
     data = report.to_json()

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from app.domain import GenerationSettings, TracePrefix
-from app.engine.events import Finished, Progress, SteerToken, ThinkingDelta
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import Finished, Progress, RolloutBatch, SteerToken, ThinkingDelta
+from app.engine.rollouts import stream_rollouts
 
 PROMPT = "What is 3 + 4?"
 STEPS = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\n"
@@ -40,7 +40,7 @@ def test_reused_prefix_cache_gives_the_same_tokens_as_encoding_every_row(tiny_en
 def test_seeded_sampled_rollouts_draw_as_a_seeded_run_does(tiny_engine):
     """Rollouts sample through the same chain as a run (on a CPU: the engine's own top-p and draw), so one
     seeded rollout of a prefix is token for token the seeded run continuing that prefix."""
-    from app.engine.generation import decoding_kwargs
+    from app.engine.decode import decoding_kwargs
     from app.engine.sampling import Draw, TopP
 
     settings = GenerationSettings(max_thinking_tokens=40, max_answer_tokens=6, temperature=0.9, top_p=0.9, seed=7)

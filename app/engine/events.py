@@ -1,4 +1,5 @@
-"""Streaming events and the cancel handle: what a generation stream yields and how it is stopped."""
+"""The engines' records: what a generation stream yields, how it is stopped or steered, what rollouts return and
+what an engine says about itself. Shared by both engines and their callers; no torch here."""
 
 from __future__ import annotations
 
@@ -60,6 +61,29 @@ class Finished:
 
 
 Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Snapshot | Finished
+
+
+@dataclass
+class RolloutBatch:
+    """The last item ``stream_rollouts`` yields: ``samples[p]`` are the N continuations of prefix ``p``."""
+
+    samples: list[list[SampleResult]]
+    seconds: float
+    error: str | None = None
+    reused_cache: bool = False
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Where an engine runs and whether it can generate right now (``status()`` of either engine).
+
+    ``server`` is the inference server's URL and ``server_model`` the model it serves (both None in process);
+    ``error`` is None when the engine is ready, else the message saying what is wrong and the fix.
+    """
+
+    server: str | None = None
+    server_model: str | None = None
+    error: str | None = None
 
 
 class CancelToken:

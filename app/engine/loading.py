@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
-from app.engine.formats import FormatError, ReasoningFormat, detect_format, get_format
+from app.engine.reasoning_formats import FormatError, ReasoningFormat, detect_format, get_format
 from app.engine.torch_thread import run_on_torch_thread
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
-from app.engine.formats import FormatError, detect_format, get_format
 from app.engine.loading import LoadedModel, LoadError, _classify, _first_line, _hub_reachable, _in_hub_cache
+from app.engine.reasoning_formats import FormatError, detect_format, get_format
 
 
 def load_prompt_side(

@@ -16,7 +16,6 @@ from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import CancelToken, Event, Progress, SteerToken
-from app.engine.generation import Engine
 from app.engine.rollouts import RolloutBatch, stream_rollouts
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
@@ -43,22 +42,8 @@ class BranchSource:
         return list(self.run.messages) or [{"role": "user", "content": self.run.prompt}]
 
 
-def supports_branching(rt: Runtime) -> bool:
-    """Prefixes, rollouts and steering: the local engine and the server engine both continue trace prefixes."""
-    return isinstance(rt.engine, Engine) or hasattr(rt.engine, "stream_rollouts")
-
-
-def _check_engine(rt: Runtime) -> None:
-    if not supports_branching(rt):
-        raise ValueError(
-            f"branching, step credit, auto labels and Think longer need an engine that continues trace prefixes; "
-            f"{type(rt.engine).__name__} does not: start tracelab with a local --model or --server"
-        )
-
-
 def load_source(rt: Runtime, run_id: int, sample_index: int = 0) -> BranchSource:
     """The run's sample, or a message naming what is wrong: no such run (``NotFound``), no such sample, no steps."""
-    _check_engine(rt)
     return source_in(rt.db, run_id, sample_index)
 
 

@@ -20,7 +20,7 @@ import gradio as gr
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
 from app.errors import StoreError
-from app.services.branching import stream_think_longer, supports_branching
+from app.services.branching import stream_think_longer
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
@@ -201,7 +201,7 @@ class Playground:
             messages = chat.context(
                 prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
             )
-            steer = self._steers[key] = SteerToken() if supports_branching(self.rt) else None
+            steer = self._steers[key] = SteerToken()
             events = stream_run(
                 self.rt, messages, settings, token, kind="playground", steer=steer,
                 user=user_of(request), wait_for_save=SAVE_WAIT,
@@ -256,8 +256,6 @@ class Playground:
 
     def stop_thinking(self, request: gr.Request) -> str:
         """ "Stop thinking now": the running generation closes its thinking at the next token and answers."""
-        if not supports_branching(self.rt):
-            return "Stop thinking now is not supported with a server engine yet; use Stop."
         steer = self._steers.get(session_key(request))
         if steer is None:
             return "Nothing is thinking right now."
