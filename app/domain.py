@@ -24,6 +24,7 @@ def as_messages(messages: Messages | str) -> Messages:
     """A conversation from a bare prompt (one user turn) or a copy of an existing conversation."""
     return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
 
+
 #: Documented effort presets: (max_thinking_tokens, min_thinking_tokens).
 #: "low" suits a CPU laptop, "high" is where s1-style "Wait" forcing starts to matter.
 EFFORT_BUDGETS: dict[str, tuple[int, int]] = {
