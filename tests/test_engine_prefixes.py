@@ -9,7 +9,6 @@ import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import Progress, RolloutBatch
-from app.engine.rollouts import stream_rollouts
 from app.reasoning.steps import segment_trace
 from app.services.branching import step_credit, stream_think_longer
 from app.services.runs import Saved
@@ -53,7 +52,7 @@ def test_a_prefix_inside_the_answer_continues_the_answer(engine):
 def test_rollouts_of_several_prefixes_come_back_in_one_batch(engine):
     prefixes = [TracePrefix(thinking=STEPS[:33]), TracePrefix(thinking=STEPS), TracePrefix()]
     settings = GenerationSettings(max_thinking_tokens=32, max_answer_tokens=6, temperature=0.8, seed=3)
-    items = list(stream_rollouts(engine, PROMPT, prefixes, settings, 2))
+    items = list(engine.stream_rollouts(PROMPT, prefixes, settings, 2))
     batch = items[-1]
     assert isinstance(batch, RolloutBatch) and batch.error is None
     assert all(isinstance(item, Progress) for item in items[:-1]) and len(items) > 1

@@ -10,14 +10,13 @@ import pytest
 
 from app.domain import GenerationSettings, TracePrefix
 from app.engine.events import Finished, Progress, RolloutBatch, SteerToken, ThinkingDelta
-from app.engine.rollouts import stream_rollouts
 
 PROMPT = "What is 3 + 4?"
 STEPS = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\n"
 
 
 def _rollouts(engine, prefixes, settings, n, **kw) -> RolloutBatch:
-    items = list(stream_rollouts(engine, PROMPT, prefixes, settings, n, **kw))
+    items = list(engine.stream_rollouts(PROMPT, prefixes, settings, n, **kw))
     assert isinstance(items[-1], RolloutBatch)
     assert all(isinstance(item, Progress) for item in items[:-1])
     return items[-1]
@@ -79,9 +78,9 @@ def test_a_prefix_inside_the_answer_continues_the_answer(tiny_engine):
 def test_bad_rollout_requests_are_refused(tiny_engine):
     settings = GenerationSettings()
     with pytest.raises(ValueError, match="n=0 rollouts"):
-        list(stream_rollouts(tiny_engine, PROMPT, [TracePrefix()], settings, 0))
+        list(tiny_engine.stream_rollouts(PROMPT, [TracePrefix()], settings, 0))
     with pytest.raises(ValueError, match="no prefixes"):
-        list(stream_rollouts(tiny_engine, PROMPT, [], settings, 2))
+        list(tiny_engine.stream_rollouts(PROMPT, [], settings, 2))
 
 
 def test_stop_thinking_now_ends_thinking_within_two_tokens(tiny_engine):

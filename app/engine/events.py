@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.domain import GenerationResult, SampleResult
+from app.domain import GenerationResult, GenerationSettings, Messages, SampleResult, TracePrefix
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,35 @@ class Finished:
 Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Snapshot | Finished
 
 
+@dataclass(frozen=True)
+class RolloutRequest:
+    """N continuations of each of several trace prefixes, checked on construction (``ValueError`` naming the fix).
+
+    ``settings`` gives the budget and sampling rules (``settings.samples`` is ignored: ``n`` rollouts per prefix).
+    A prefix with ``fresh_budget`` is refused: rollouts always count the prefix's thinking against the budget.
+    ``reuse_cache`` (local engine): continue each prefix's N rows from one KV cache.
+    """
+
+    messages: Messages
+    prefixes: tuple[TracePrefix, ...]
+    settings: GenerationSettings
+    n: int
+    reuse_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n={self.n} rollouts must be at least 1")
+        if not self.prefixes:
+            raise ValueError("no prefixes to roll out from; pick at least one step")
+        if any(p.fresh_budget for p in self.prefixes):
+            raise ValueError(
+                "rollouts count the prefix's thinking against the budget; fresh_budget is for Think longer"
+            )
+
+
 @dataclass
 class RolloutBatch:
-    """The last item ``stream_rollouts`` yields: ``samples[p]`` are the N continuations of prefix ``p``."""
+    """The last item of a :class:`RolloutRequest`'s stream: ``samples[p]`` are the N continuations of prefix ``p``."""
 
     samples: list[list[SampleResult]]
     seconds: float

@@ -4,7 +4,7 @@ The s1 client loop (app.engine.remote_phases runs one sample's chain of requests
 (the model's tokenizer and chat template, see app.engine.reasoning_formats), so a server's reasoning parser never sees a
 chat request and can't interfere. Continuing a stored trace (``prefix``: branching, "Think longer") re-sends the
 prompt plus the prefix text; the server's prefix cache gives the reuse. :meth:`RemoteEngine.stream_rollouts` runs
-N rollouts of several prefixes as concurrent requests (app.engine.rollouts checks the request first).
+N rollouts of several prefixes as concurrent requests (a RolloutRequest, checked on construction).
 The budget rules are the rulebook's (app.engine.rulebook), as on the local engine. Imports nothing torch-side.
 
 k samples are k concurrent request chains, sample ``i`` seeded ``seed + i`` (later requests of a chain offset
@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from app.domain import GenerationResult, GenerationSettings, Messages, SampleResult, TracePrefix, as_messages
-from app.engine.base import EngineBase
+from app.domain import GenerationSettings, Messages, SampleResult
 from app.engine.events import (
     AnswerDelta,
     CancelToken,
@@ -32,11 +31,13 @@ from app.engine.events import (
     PhaseChange,
     Progress,
     RolloutBatch,
+    RolloutRequest,
     Snapshot,
     SteerToken,
     ThinkingDelta,
 )
-from app.engine.loading import LoadedModel
+from app.engine.interface import GenerationEngine, StreamRequest
+from app.engine.model_source import LoadedModel
 from app.engine.remote_client import MAX_CONNECTIONS, CompletionClient, RemoteError
 from app.engine.remote_phases import PhaseLoop, SampleRun
 from app.engine.remote_plan import PhasePlan
@@ -54,7 +55,7 @@ def _noop() -> None:
     return None
 
 
-class RemoteEngine(EngineBase):
+class RemoteEngine(GenerationEngine):
     """Generate traces on an OpenAI-compatible server, with the local engine's budget semantics.
 
     ``loaded`` carries only the tokenizer and format (``loaded.model`` is None): prompts are built and
@@ -104,72 +105,31 @@ class RemoteEngine(EngineBase):
 
     # -- public API (app.engine.interface.GenerationEngine) ---------------------------------------
 
-    def stream(
-        self,
-        messages: Messages | str,
-        settings: GenerationSettings,
-        cancel: CancelToken | None = None,
-        *,
-        deltas: bool = True,
-        snapshot_every: float | None = None,
-        prefix: TracePrefix | None = None,
-        steer: SteerToken | None = None,
-    ) -> Iterator[Event]:
-        """Same events as the local engine: deltas and phase changes, progress, then :class:`Finished`.
-
-        ``prefix`` continues a stored trace: the samples' text and token counts include it, and its thinking
-        counts against the budget unless ``prefix.fresh_budget`` ("Think longer"). ``steer`` is "Stop thinking
-        now": checked between streamed chunks, it closes the thinking request and appends the close tag and
-        cue (stop reason ``user_cut``). ``snapshot_every``: also yield a :class:`Snapshot` at most that often.
-        """
+    def run(self, request: StreamRequest) -> Iterator[Event]:
+        """k samples as k concurrent request chains (app.engine.interface: ``stream``). "Stop thinking now" is
+        checked between streamed chunks: it closes the thinking request and appends the close tag and cue."""
+        settings, cancel = request.settings, request.cancel
         settings.validate()
-        msgs = as_messages(messages)
-        cancel = cancel or CancelToken()
-        thinking = settings.thinking
-        lead, start = self.prefix_start(prefix, thinking)
-        extra = start.thinking_tokens if prefix is not None and prefix.fresh_budget else 0
-        runs = [self._new_run(i, i, lead, start) for i in range(settings.samples)]
+        runs = [self._new_run(i, i, request.lead, request.start) for i in range(settings.samples)]
         started = time.perf_counter()
-        loop = self._loop(msgs, settings, cancel, extra=extra, steer=steer)
-        yield from self._drive(runs, loop, len(runs), deltas, thinking, snapshot_every=snapshot_every)
-        samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
+        loop = self._loop(request.messages, settings, cancel, extra=request.extra_thinking, steer=request.steer)
+        drive = self._drive(runs, loop, len(runs), request.deltas, settings.thinking, every=request.snapshot_every)
+        yield from drive
+        samples = [self._sample(run, settings.thinking, started, cancel.cancelled) for run in runs]
         errors = [run.error for run in runs if run.error]
-        yield Finished(
-            GenerationResult(
-                model=self.loaded.name,
-                format=self.format.name,
-                settings=settings,
-                samples=samples,
-                prompt=msgs[-1]["content"],
-                messages=msgs,
-                seconds=time.perf_counter() - started,
-                error=errors[0] if errors else None,
-            )
-        )
+        yield Finished(self.result(request, samples, time.perf_counter() - started, errors[0] if errors else None))
 
-    def stream_rollouts(
-        self,
-        messages: Messages | str,
-        prefixes: Sequence[TracePrefix],
-        settings: GenerationSettings,
-        n: int,
-        cancel: CancelToken | None = None,
-        *,
-        reuse_cache: bool = True,
-    ) -> Iterator[Progress | RolloutBatch]:
-        """N continuations of each prefix as concurrent requests (at most the client's connection pool at once):
-        :class:`Progress`, then one :class:`RolloutBatch` (``samples[p][j]``). ``reuse_cache`` is the server's
-        business (its prefix cache reuses the shared part of every request)."""
-        msgs = as_messages(messages)
-        cancel = cancel or CancelToken()
-        thinking = settings.thinking
-        starts = [self.prefix_start(p, thinking) for p in prefixes]
+    def run_rollouts(self, request: RolloutRequest, cancel: CancelToken) -> Iterator[Progress | RolloutBatch]:
+        """N continuations of each prefix as concurrent requests (at most the client's connection pool at once);
+        ``reuse_cache`` is the server's business (its prefix cache reuses the shared part of every request)."""
+        settings, n, thinking = request.settings, request.n, request.settings.thinking
+        starts = [self.prefix_start(p, thinking) for p in request.prefixes]
         runs = [self._new_run(j, j, lead, start) for lead, start in starts for j in range(n)]
         started = time.perf_counter()
-        loop = self._loop(msgs, settings, cancel)
+        loop = self._loop(request.messages, settings, cancel)
         yield from self._drive(runs, loop, min(len(runs), MAX_CONNECTIONS), False, thinking, summed=True)
         samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
-        groups = [samples[p * n : (p + 1) * n] for p in range(len(prefixes))]
+        groups = [samples[p * n : (p + 1) * n] for p in range(len(request.prefixes))]
         error = next((s.error for s in samples if s.error), None)
         yield RolloutBatch(samples=groups, seconds=time.perf_counter() - started, error=error, reused_cache=False)
 
@@ -205,12 +165,12 @@ class RemoteEngine(EngineBase):
         deltas: bool,
         thinking: bool,
         summed: bool = False,
-        snapshot_every: float | None = None,
+        every: float | None = None,
     ) -> Iterator[Event]:
         """Run every chain on a pool of ``workers`` threads; yield deltas (optional) and progress as they stream.
 
         Progress counts the longest chain's chunks (one generation's k samples), or all chunks with ``summed``;
-        with ``snapshot_every``, a :class:`Snapshot` of every chain at most that often."""
+        with ``every`` (seconds), a :class:`Snapshot` of every chain at most that often."""
         updates: queue.Queue = queue.Queue()
         loop.tick = lambda: updates.put(_TICK)
         cancel = loop.cancel
@@ -242,7 +202,7 @@ class RemoteEngine(EngineBase):
                         yield from self._deltas(runs, shown, thinking)
                     tokens = (sum if summed else max)(r.chunks for r in runs)
                     yield Progress(tokens=tokens, done=sum(r.phase == DONE for r in runs), total=total)
-                    if snapshot_every is not None and time.perf_counter() - last_snapshot >= snapshot_every:
+                    if every is not None and time.perf_counter() - last_snapshot >= every:
                         last_snapshot = time.perf_counter()
                         yield Snapshot([self._snapshot(run, thinking, started) for run in runs])
         finally:

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.events import CancelToken, Event, Progress, SteerToken
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import CancelToken, Event, Progress, RolloutBatch, SteerToken
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
 from app.services.consistency import ConsistencyReport, build_report, check_samples, normalise_gold
@@ -186,7 +185,7 @@ def resample(
 
 def _roll(rt, source, prefixes, settings, n, cancel, progress) -> RolloutBatch:
     batch = None
-    for item in stream_rollouts(rt.engine, source.messages, prefixes, settings, n, cancel):
+    for item in rt.engine.stream_rollouts(source.messages, prefixes, settings, n, cancel):
         if isinstance(item, RolloutBatch):
             batch = item
         elif progress is not None:
@@ -298,9 +297,8 @@ def stream_credit(
     for start in range(0, len(points), per_batch):
         chunk = points[start : start + per_batch]
         batch = None
-        for item in stream_rollouts(
-            rt.engine, source.messages, [prefix_at(source, k) for k in chunk], settings, n, cancel
-        ):
+        prefixes = [prefix_at(source, k) for k in chunk]
+        for item in rt.engine.stream_rollouts(source.messages, prefixes, settings, n, cancel):
             if isinstance(item, RolloutBatch):
                 batch = item
             else:
