@@ -11,19 +11,19 @@ from app.domain import GenerationResult, GenerationSettings, Messages, SampleRes
 
 
 @dataclass(frozen=True)
-class ThinkingDelta:
+class TextDelta:
+    """New text of sample ``sample``: :class:`ThinkingDelta` or :class:`AnswerDelta` says which part."""
+
+    sample: int
+    text: str
+
+
+class ThinkingDelta(TextDelta):
     """New thinking text of sample ``sample``."""
 
-    sample: int
-    text: str
 
-
-@dataclass(frozen=True)
-class AnswerDelta:
+class AnswerDelta(TextDelta):
     """New answer text of sample ``sample``."""
-
-    sample: int
-    text: str
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from app.engine.confidence import SOURCE_GREEDY, SOURCE_SAMPLED
 from app.engine.decode import DecodeBatch, Decoded, Decoder, progress
 from app.engine.events import (
     CancelToken,
-    EngineStatus,
     Event,
     Finished,
     Progress,
@@ -58,10 +57,6 @@ class Engine(GenerationEngine):
             if isinstance(value, int) and value > 0:
                 return value
         return None
-
-    def status(self) -> EngineStatus:
-        """In process: no server, always ready."""
-        return EngineStatus()
 
     def run(self, request: StreamRequest) -> Iterator[Event]:
         """k samples of one prompt: one batched generate over k identical rows (app.engine.interface: ``stream``)."""

@@ -125,9 +125,10 @@ class GenerationEngine(ABC):
         request = RolloutRequest(as_messages(messages), tuple(prefixes), settings, n, reuse_cache)
         yield from self.run_rollouts(request, cancel or CancelToken())
 
-    @abstractmethod
     def status(self) -> EngineStatus:
-        """Where the engine runs (server URL and model, or in process) and whether it can generate now."""
+        """Where the engine runs (server URL and model, or in process) and whether it can generate now; in
+        process (this default) there is no server and the engine is always ready."""
+        return EngineStatus()
 
     @property
     @abstractmethod

@@ -18,15 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
-from app.engine.model_source import (
-    LoadedModel,
-    LoadError,
-    classify_spec,
-    first_line,
-    format_for,
-    hub_reachable,
-    in_hub_cache,
-)
+from app.engine.model_source import LoadedModel, LoadError, classify_spec, first_line, format_for, hub_unreachable
 from app.engine.precision import (
     cpu_int4_available,
     cuda_available,
@@ -180,7 +172,7 @@ def _from_pretrained(
         kwargs["device_map"] = "auto" if device.startswith("cuda") else device
     elif device.startswith("cuda"):
         kwargs["device_map"] = "cuda"
-    if hub and not in_hub_cache(source) and not hub_reachable():
+    if hub and hub_unreachable(source):
         raise LoadError(
             f"Could not fetch {spec!r}: the Hugging Face Hub is unreachable and the model is not in the local "
             "cache. Pass a local model folder, a .gguf file or --model bundled, or connect and retry."

@@ -93,6 +93,11 @@ def format_for(tokenizer: Any, name: str, format_name: str | None) -> ReasoningF
     return fmt
 
 
+def hub_unreachable(repo_id: str) -> bool:
+    """``repo_id`` is not in the local Hub cache and the Hub can't be reached: loading it would fail."""
+    return not in_hub_cache(repo_id) and not hub_reachable()
+
+
 def in_hub_cache(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 

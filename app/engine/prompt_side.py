@@ -12,15 +12,7 @@ import time
 from pathlib import Path
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
-from app.engine.model_source import (
-    LoadedModel,
-    LoadError,
-    classify_spec,
-    first_line,
-    format_for,
-    hub_reachable,
-    in_hub_cache,
-)
+from app.engine.model_source import LoadedModel, LoadError, classify_spec, first_line, format_for, hub_unreachable
 
 
 def load_prompt_side(
@@ -42,7 +34,7 @@ def load_prompt_side(
             source, name = str(path or spec), spec
     except BundledModelError as exc:
         raise LoadError(str(exc)) from exc
-    if kind == "hub" and not in_hub_cache(spec) and not hub_reachable():
+    if kind == "hub" and hub_unreachable(spec):
         raise LoadError(
             f"Could not fetch the tokenizer of {spec!r}: the Hugging Face Hub is unreachable and it is not in the "
             "local cache. Pass --model as a local folder holding the model's tokenizer files, or connect and retry."

@@ -44,7 +44,7 @@ from app.engine.remote_plan import PhasePlan
 from app.engine.remote_tokens import TokenLog
 from app.engine.rulebook import ANSWER, DONE, THINKING, RowStart
 from app.engine.special_tokens import stop_token_ids
-from app.engine.trace_text import Shown, visible_text
+from app.engine.trace_text import Shown, sample_result, visible_text
 
 #: Generations that may run at once on a server (each of up to k concurrent requests); the server batches them.
 REMOTE_CONCURRENCY = 16
@@ -241,31 +241,14 @@ class RemoteEngine(GenerationEngine):
     def _snapshot(self, run: SampleRun, thinking: bool, started: float) -> SampleResult:
         """A chain's text and counts so far (stop reason not final: ``cancelled``), for a crash-safe save."""
         raw, _phase = run.snapshot()
-        think, answer = self._text(raw, thinking, final=False)
-        return SampleResult(
-            index=run.index,
-            raw_text=raw,
-            thinking=think.strip(),
-            answer=answer.strip(),
-            thinking_tokens=run.thinking_tokens,
-            answer_tokens=run.answer_tokens,
-            stop_reason="cancelled",
-            continuations=run.continuations,
-            seconds=time.perf_counter() - started,
-        )
+        text = self._text(raw, thinking, final=False)
+        return sample_result(run.index, raw, text, run, stop_reason="cancelled", seconds=time.perf_counter() - started)
 
     def _sample(self, run: SampleRun, thinking: bool, started: float, cancelled: bool) -> SampleResult:
-        think, answer = self._text(run.raw, thinking, final=True)
-        return SampleResult(
-            index=run.index,
-            raw_text=run.raw,
-            thinking=think.strip(),
-            answer=answer.strip(),
-            thinking_tokens=run.thinking_tokens,
-            answer_tokens=run.answer_tokens,
-            stop_reason=run.stop_reason(run.phase, error=run.error, cancelled=cancelled),
-            continuations=run.continuations,
-            error=run.error,
-            tokens=run.tokens.trace() if run.tokens is not None and not run.error else None,
-            **run.timings(started, thinking=thinking, tokens=run.thinking_tokens + run.answer_tokens),
+        text = self._text(run.raw, thinking, final=True)
+        reason = run.stop_reason(run.phase, error=run.error, cancelled=cancelled)
+        tokens = run.tokens.trace() if run.tokens is not None and not run.error else None
+        timings = run.timings(started, thinking=thinking, tokens=run.thinking_tokens + run.answer_tokens)
+        return sample_result(
+            run.index, run.raw, text, run, stop_reason=reason, error=run.error, tokens=tokens, **timings
         )

@@ -16,8 +16,10 @@ from app.engine.events import AnswerDelta, Event, PhaseChange, ThinkingDelta
 from app.engine.pieces import alternative_texts, token_pieces
 from app.engine.reasoning_formats import ReasoningFormat
 
-if TYPE_CHECKING:  # the rows' type only: importing app.engine.budget would pull torch into the server engine
+if TYPE_CHECKING:
+    # the rows' type only: importing app.engine.budget would pull torch into the server engine
     from app.engine.budget import RowState
+    from app.engine.rulebook import SampleCounts
 
 #: What a stream has shown of each sample so far: (thinking, answer, phase).
 Shown = list[tuple[str, str, str]]
@@ -55,6 +57,22 @@ def visible_text(
     if fmt.answer_open:
         answer = answer.replace(fmt.answer_open, "").replace(fmt.answer_close, "")
     return think, answer
+
+
+def sample_result(index: int, raw: str, text: tuple[str, str], counts: SampleCounts, **fields: Any) -> SampleResult:
+    """A :class:`~app.domain.SampleResult` from a sample's raw text, its (thinking, answer) and its counts (either
+    engine's); ``fields`` are the rest (stop reason, times, error, token data)."""
+    think, answer = text
+    return SampleResult(
+        index=index,
+        raw_text=raw,
+        thinking=think.strip(),
+        answer=answer.strip(),
+        thinking_tokens=counts.thinking_tokens,
+        answer_tokens=counts.answer_tokens,
+        continuations=counts.continuations,
+        **fields,
+    )
 
 
 class RowText:
@@ -98,19 +116,7 @@ class RowText:
         samples = []
         for i, ((ids, _phase), row) in enumerate(zip(rows, states, strict=True)):
             raw, think, answer = self.text(ids, final=False, lead=lead)
-            samples.append(
-                SampleResult(
-                    index=i,
-                    raw_text=raw,
-                    thinking=think.strip(),
-                    answer=answer.strip(),
-                    thinking_tokens=row.thinking_tokens,
-                    answer_tokens=row.answer_tokens,
-                    stop_reason="cancelled",
-                    continuations=row.continuations,
-                    seconds=now - started,
-                )
-            )
+            samples.append(sample_result(i, raw, (think, answer), row, stop_reason="cancelled", seconds=now - started))
         return samples
 
     def sample(
@@ -118,18 +124,9 @@ class RowText:
     ) -> SampleResult:
         """A finished row as a sample: its text, counts, stop reason (app.engine.rulebook) and times."""
         raw, think, answer = self.text(row.ids, final=True, lead=lead)
-        return SampleResult(
-            index=index,
-            raw_text=raw,
-            thinking=think.strip(),
-            answer=answer.strip(),
-            thinking_tokens=row.thinking_tokens,
-            answer_tokens=row.answer_tokens,
-            stop_reason=row.stop_reason(row.phase, error=error, cancelled=cancelled),
-            continuations=row.continuations,
-            error=error,
-            **row.timings(started, thinking=self.thinking, tokens=len(row.ids)),
-        )
+        reason = row.stop_reason(row.phase, error=error, cancelled=cancelled)
+        timings = row.timings(started, thinking=self.thinking, tokens=len(row.ids))
+        return sample_result(index, raw, (think, answer), row, stop_reason=reason, error=error, **timings)
 
     def attach_tokens(self, samples: list[SampleResult], rows: Sequence[RowState], capture: Any, source: str) -> None:
         """Give each sample its token trace (the lens) from a :class:`~app.engine.confidence.ConfidenceCapture`."""
