@@ -188,19 +188,11 @@ def budget_checks(engine: Engine, quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (a dry run of the logic)")
-    parser.add_argument("--quick", action="store_true", help="short decodes: checks the script, not the speed")
-    parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no check after this many seconds")
-    parser.add_argument("--precisions", default="nf4,int8,bf16")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    n = 16 if args.quick else args.tokens
+def environment(device: str, quick: bool, n: int) -> dict[str, Any]:
+    """The report's head: what runs where (torch, CUDA, bitsandbytes), and an empty error list."""
     report: dict[str, Any] = {
-        "device": args.device,
-        "quick": args.quick,
+        "device": device,
+        "quick": quick,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda_available": torch.cuda.is_available(),
@@ -215,6 +207,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except Exception as exc:
         report["bitsandbytes"] = None
         report["errors"].append(f"bitsandbytes import: {type(exc).__name__}: {exc}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (a dry run of the logic)")
+    parser.add_argument("--quick", action="store_true", help="short decodes: checks the script, not the speed")
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="start no check after this many seconds")
+    parser.add_argument("--precisions", default="nf4,int8,bf16")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    n = 16 if args.quick else args.tokens
+    report = environment(args.device, args.quick, n)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         report["errors"].append("--device cuda but torch.cuda.is_available() is False (CPU torch, or no driver)")
         report["ok"] = False
