@@ -1,6 +1,7 @@
-"""Budget forcing ("s1: Simple test-time scaling") as one transformers ``LogitsProcessor``.
+"""Budget forcing ("s1: Simple test-time scaling") as one transformers ``LogitsProcessor``: the local engine's
+application of the budget rulebook (app.engine.rulebook), token by token.
 
-The processor keeps a small state machine per batch row -- thinking, answer, done -- and steers
+The processor keeps a small state machine per batch row -- the rulebook's phases -- and steers
 ``model.generate`` by forcing tokens, so the KV cache is reused across every forced transition and
 no text is ever re-encoded:
 
