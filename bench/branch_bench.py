@@ -2,7 +2,7 @@
 
 Three ways to produce the same S*N continuations of one trace, on the same loaded model in one process:
 
-1. batched + prefix reuse: ONE generate of S*N rows (``app.engine.rollouts.stream_rollouts``); each prefix
+1. batched + prefix reuse: ONE generate of S*N rows (``Engine.stream_rollouts``); each prefix
    is encoded once and its KV cache repeated to its N rows;
 2. batched, no reuse: the same single generate, every row encoding its own prefix (isolates the cache's part);
 3. naive: S*N separate ``Engine.generate(prefix=...)`` calls, one after another, each re-encoding the prompt
@@ -26,10 +26,11 @@ from unittest import mock
 import torch
 
 from app.domain import GenerationSettings, TracePrefix
-from app.engine import rollouts
-from app.engine.generation import Engine, decoding_kwargs
+from app.engine import decode
+from app.engine.decode import decoding_kwargs
+from app.engine.events import RolloutBatch
+from app.engine.generation import Engine
 from app.engine.loading import load_model
-from app.engine.rollouts import RolloutBatch, stream_rollouts
 
 PROMPT = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     engine.generate("Say hi.", settings.with_(max_thinking_tokens=4, max_answer_tokens=4))  # warm-up
 
     def batched(reuse: bool):  # noqa: ANN202
-        items = list(stream_rollouts(engine, PROMPT, prefixes, settings, n, reuse_cache=reuse))
+        items = list(engine.stream_rollouts(PROMPT, prefixes, settings, n, reuse_cache=reuse))
         batch = items[-1]
         assert isinstance(batch, RolloutBatch) and batch.error is None and batch.reused_cache == reuse
         return sum(new_tokens(engine, p, s) for p, group in zip(prefixes, batch.samples, strict=True) for s in group)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         def old(budget, settings, device, capture=None):  # noqa: ANN001, ANN202
             return decoding_kwargs(budget, settings, torch.device("meta"), capture)
 
-        with mock.patch.object(rollouts, "decoding_kwargs", old):
+        with mock.patch.object(decode, "decoding_kwargs", old):
             return batched(True)
 
     rows = []

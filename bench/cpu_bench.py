@@ -39,9 +39,9 @@ import torch
 from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate
 
 from app.domain import GenerationSettings
-from app.engine.formats import build_prompt
 from app.engine.generation import Engine
 from app.engine.loading import LoadedModel, load_model
+from app.engine.reasoning_formats import build_prompt
 from app.engine.torch_thread import run_on_torch_thread
 
 SECTIONS = ("omp", "variants", "threads", "compile", "int8", "prefill", "engine", "quant", "ui", "batched", "llama")

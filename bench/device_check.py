@@ -4,7 +4,7 @@ Runs offline with only this repo and the bundled model (converted from the venv'
 into the cache on first use). For NF4, int8 and bf16 it records the load time, peak device memory and
 decode tokens/s; then engine / plain generate, k=8 batched / sequential, and the exact-budget checks
 (60/60, max 40, min 80 with "Wait", thinking off, seeded samples twice) with a count of the steps where
-the streamer arrived after the logits processor had already taken that step in (``_TickStreamer``'s
+the streamer arrived after the logits processor had already taken that step in (``TickStreamer``'s
 "one step late on GPU" path), so it is known whether counts stayed exact on that path.
 
 Every check is independent: a failure is recorded as ``{"ok": false, "error": ...}`` and the rest still
@@ -29,7 +29,7 @@ import torch
 from engine_bench import PROMPT, batched_vs_sequential, engine_vs_generate
 
 from app.domain import GenerationSettings
-from app.engine import generation
+from app.engine.decode import Decoder, TickStreamer
 from app.engine.generation import Engine
 from app.engine.loading import LoadedModel, load_model
 from app.engine.torch_thread import run_on_torch_thread
@@ -41,7 +41,7 @@ def log(text: str) -> None:
     print(f"[device_check] {text}", file=sys.stderr, flush=True)
 
 
-class LateCounter(generation._TickStreamer):
+class LateCounter(TickStreamer):
     """The engine's streamer, counting the steps the processor had already ingested when they were streamed."""
 
     late_steps = 0
@@ -74,7 +74,7 @@ def reset_peak(device: str) -> None:
 
 def decode_tok_s(loaded: LoadedModel, n: int, device: str) -> float:
     """Plain greedy generate of exactly ``n`` new tokens at batch 1 (after a short warm-up)."""
-    from app.engine.formats import build_prompt
+    from app.engine.reasoning_formats import build_prompt
 
     text = build_prompt(loaded.format, loaded.tokenizer, [{"role": "user", "content": PROMPT}], True)
     ids = loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(loaded.model.device)
@@ -184,19 +184,11 @@ def budget_checks(engine: Engine, quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (a dry run of the logic)")
-    parser.add_argument("--quick", action="store_true", help="short decodes: checks the script, not the speed")
-    parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no check after this many seconds")
-    parser.add_argument("--precisions", default="nf4,int8,bf16")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    n = 16 if args.quick else args.tokens
+def environment(device: str, quick: bool, n: int) -> dict[str, Any]:
+    """The report's head: what runs where (torch, CUDA, bitsandbytes), and an empty error list."""
     report: dict[str, Any] = {
-        "device": args.device,
-        "quick": args.quick,
+        "device": device,
+        "quick": quick,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda_available": torch.cuda.is_available(),
@@ -211,11 +203,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except Exception as exc:
         report["bitsandbytes"] = None
         report["errors"].append(f"bitsandbytes import: {type(exc).__name__}: {exc}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (a dry run of the logic)")
+    parser.add_argument("--quick", action="store_true", help="short decodes: checks the script, not the speed")
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="start no check after this many seconds")
+    parser.add_argument("--precisions", default="nf4,int8,bf16")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    n = 16 if args.quick else args.tokens
+    report = environment(args.device, args.quick, n)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         report["errors"].append("--device cuda but torch.cuda.is_available() is False (CPU torch, or no driver)")
         report["ok"] = False
         return report
-    generation._TickStreamer = LateCounter  # type: ignore[misc]  # count the late-stream path
+    Decoder.streamer_type = LateCounter  # count the late-stream path
 
     def run(name: str, fn: Callable[[], Any]) -> Any:
         if time.perf_counter() - started > args.budget_s:

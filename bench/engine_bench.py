@@ -37,7 +37,7 @@ PROMPT = "Natalia sold clips to 48 of her friends in April, and then she sold ha
 def engine_vs_generate(engine: Engine, think: int, answer: int, rounds: int) -> dict:
     settings = GenerationSettings(max_thinking_tokens=think, min_thinking_tokens=think, max_answer_tokens=answer)
     tok = engine.tokenizer
-    from app.engine.formats import build_prompt
+    from app.engine.reasoning_formats import build_prompt
 
     prompt = build_prompt(engine.format, tok, [{"role": "user", "content": PROMPT}], True)
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False).to(engine.model.device)

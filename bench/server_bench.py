@@ -32,8 +32,8 @@ from serving import make_runtime, running_app, transformers_serve
 
 from app.domain import GenerationSettings
 from app.engine.bundled import ensure_bundled
-from app.engine.formats import build_prompt
 from app.engine.prompt_side import load_prompt_side
+from app.engine.reasoning_formats import build_prompt
 from app.engine.remote import RemoteEngine
 from app.engine.remote_client import CompletionClient
 from app.engine.remote_phases import LOGPROBS

@@ -113,7 +113,6 @@ def test_no_tab_imports_another_tab_and_shared_ui_modules_import_no_tab():
     assert not bad, "tabs share code through app.ui.render / app.ui.running / app.ui.inputs only:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="until issue-22 branches merge")
 def test_no_module_is_over_the_size_limit():
     long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules (at most {MAX_LINES} lines each): {long}"
@@ -236,7 +235,6 @@ def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> dict[str, in
 BENCHES = {f"bench.{p.stem}": p for p in sorted(BENCH.glob("*.py"))}
 
 
-@pytest.mark.xfail(strict=False, reason="until issue-22 branches merge")
 def test_no_module_uses_another_modules_underscore_names():
     bad = [
         f"{name}: {use}"
@@ -246,7 +244,6 @@ def test_no_module_uses_another_modules_underscore_names():
     assert not bad, "make the name public, or move it to where it is used:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="until issue-22 branches merge")
 def test_nothing_outside_the_engines_probes_an_engine():
     bad = [
         f"{name}: {probe}"
@@ -257,13 +254,11 @@ def test_nothing_outside_the_engines_probes_an_engine():
     assert not bad, "the engine contract (app/engine/interface.py) says what an engine has:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason="until issue-22 branches merge")
 def test_the_phase_constants_are_declared_in_one_module():
     where = {name: found for name, path in MODULES.items() if (found := phase_definitions(path.read_text()))}
     assert len(where) <= 1, f"one budget rulebook declares THINKING, ANSWER and DONE; found them in {where}"
 
 
-@pytest.mark.xfail(strict=False, reason="until issue-22 branches merge")
 def test_no_function_is_over_the_size_limit():
     long = {f"{name}.{fn}": n for name, path in MODULES.items() for fn, n in long_functions(path.read_text()).items()}
     assert not long, f"split these functions (at most {MAX_FUNCTION_LINES} lines each): {long}"

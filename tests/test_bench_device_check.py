@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine.budget import BudgetPlan, ThinkingBudgetProcessor, stop_token_ids
-from app.engine.generation import _TickStreamer
+from app.engine.budget import BudgetPlan, ThinkingBudgetProcessor
+from app.engine.decode import TickStreamer
+from app.engine.special_tokens import stop_token_ids
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "device_check.sh"
 
@@ -39,7 +40,7 @@ def test_a_late_streamed_step_is_not_counted_twice(tiny_loaded):
     )
     prompt = torch.tensor([[1, 2, 3]])
     processor = ThinkingBudgetProcessor(plan, tok, batch_size=1, prompt_length=3)
-    streamer = _TickStreamer(processor, queue.Queue())
+    streamer = TickStreamer(processor, queue.Queue())
     streamer.put(prompt)  # generate first hands over the prompt
     processor.sync(torch.tensor([[1, 2, 3, 100]]))  # the next step's processor call ingested token 100 already
     streamer.put(torch.tensor([100]))  # ... and only now the streamer sees it: the late path

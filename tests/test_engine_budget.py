@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from app.domain import GenerationSettings
-from app.engine.budget import BudgetPlan, ThinkingBudgetProcessor, stop_token_ids
+from app.engine.budget import BudgetPlan, ThinkingBudgetProcessor
+from app.engine.special_tokens import stop_token_ids
 
 
 def _plan(tok, **kw) -> BudgetPlan:

@@ -6,6 +6,7 @@ one suite, the same guarantees. Streaming order and cancelling are in tests/test
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 from server_support import served_requests
 
 from app.domain import SERVER_NO_TOKEN_DATA, GenerationSettings
+from app.engine.events import EngineStatus, Finished, Snapshot
+from app.engine.interface import GenerationEngine, engine_concurrency
 
 pytestmark = pytest.mark.bundled
 PROMPT = "What is 17*23?"
@@ -103,3 +106,31 @@ def test_seeded_samples_are_reproducible(engine):
     strip = [{k: v for k, v in s.items() if k not in timing} for s in first]
     assert strip == [{k: v for k, v in s.items() if k not in timing} for s in second]
     assert [(s["thinking"], s["answer"]) for s in first] != [(s["thinking"], s["answer"]) for s in other]
+
+
+def test_both_engines_state_the_whole_contract(engine):
+    """Every method and argument of app.engine.interface is there, with the same names: callers never probe."""
+    assert isinstance(engine, GenerationEngine)
+    for name in ("stream", "generate", "stream_rollouts", "prompt_tokens", "forced_tokens", "prefix_start"):
+        stated = inspect.signature(getattr(GenerationEngine, name)).parameters
+        offered = inspect.signature(getattr(engine, name)).parameters
+        assert list(offered) == [p for p in stated if p != "self"], name
+    status = engine.status()
+    assert isinstance(status, EngineStatus) and status.error is None
+    in_process = status.server is None
+    assert in_process == (engine.concurrency == 1) and engine_concurrency(engine) == engine.concurrency
+    assert (status.server_model is None) == in_process
+    assert (engine.context_length is not None) == in_process  # a server doesn't say
+    assert isinstance(engine.capture_tokens, bool) and engine.format.name == "prompted"
+    messages = [{"role": "user", "content": PROMPT}]
+    assert engine.prompt_tokens(messages, True) > 0 and engine.forced_tokens(GenerationSettings()) > 0
+
+
+def test_both_engines_snapshot_the_text_so_far(engine):
+    settings = GenerationSettings(max_thinking_tokens=12, max_answer_tokens=4, samples=2, temperature=0.0)
+    events = list(engine.stream(PROMPT, settings, snapshot_every=0.0))
+    snapshots = [e for e in events if isinstance(e, Snapshot)]
+    assert snapshots and isinstance(events[-1], Finished)
+    assert all(len(s.samples) == 2 and s.samples[0].stop_reason == "cancelled" for s in snapshots)
+    final = events[-1].result.samples[0]
+    assert snapshots[0].samples[0].thinking_tokens <= final.thinking_tokens

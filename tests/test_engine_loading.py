@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import bundled, loading
-from app.engine.loading import (
-    CPU_AUTO_DTYPE,
-    LoadError,
-    load_model,
-    precision_name,
-    resolve_dtype,
-    resolve_quantize,
-)
+from app.engine import bundled, precision
+from app.engine.loading import LoadError, load_model
+from app.engine.precision import CPU_AUTO_DTYPE, precision_name, resolve_dtype, resolve_quantize
 
 
 def _cpu_flags() -> set[str]:
@@ -38,16 +32,16 @@ def test_quantization_works_on_cpu_and_auto_picks_the_measured_default(monkeypat
     assert resolve_dtype("auto", on_cuda=False, quantize="int4") == "bfloat16"  # int4's CPU kernel is bf16
     # On CPU, auto is int4 where torch's kernel runs; else NF4 exactly where bitsandbytes has its fused kernel
     # (measured faster there, slower elsewhere); else plain weights.
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: True)
     assert resolve_quantize("auto", on_cuda=False) == "int4"
     assert resolve_quantize("int4", on_cuda=False) == "int4"
-    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_fused_nf4", lambda: True)
     assert resolve_quantize("auto", on_cuda=False, dtype="float32") == "4bit"  # int4 is bf16-only
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: False)
     assert resolve_quantize("auto", on_cuda=False) == "4bit"
-    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_fused_nf4", lambda: False)
     assert resolve_quantize("auto", on_cuda=False) == "none"
-    monkeypatch.setattr(loading, "cpu_int4_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_int4_available", lambda: False)
     with pytest.raises(LoadError, match="int4 needs torch's int4 CPU kernel.*torch 2.6 or newer.*--quantize 4bit"):
         resolve_quantize("int4", on_cuda=False)
     with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
@@ -64,49 +58,49 @@ def test_tiny_and_gguf_decide_auto_without_asking_bitsandbytes(monkeypatch):
     def asked() -> bool:
         raise AssertionError("the tiny model and .gguf files must not import bitsandbytes to resolve auto")
 
-    monkeypatch.setattr(loading, "cpu_has_fused_nf4", asked)
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
-    assert loading.resolve_precision("tiny", "auto", "auto", on_cuda=False) == ("none", "float32")
-    assert loading.resolve_precision("tiny", "4bit", "bfloat16", on_cuda=False) == ("none", "float32")
-    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("none", "float32")
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)  # torch's int4 quantises de-quantised GGUF
-    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
-    assert loading.resolve_precision("gguf", "auto", "float32", on_cuda=False) == ("none", "float32")
-    assert loading.resolve_precision("gguf", "auto", "auto", on_cuda=True) == ("none", "bfloat16")
+    monkeypatch.setattr(precision, "cpu_has_fused_nf4", asked)
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: False)
+    assert precision.resolve_precision("tiny", "auto", "auto", on_cuda=False) == ("none", "float32")
+    assert precision.resolve_precision("tiny", "4bit", "bfloat16", on_cuda=False) == ("none", "float32")
+    assert precision.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("none", "float32")
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: True)  # torch's int4 quantises de-quantised GGUF
+    assert precision.resolve_precision("gguf", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
+    assert precision.resolve_precision("gguf", "auto", "float32", on_cuda=False) == ("none", "float32")
+    assert precision.resolve_precision("gguf", "auto", "auto", on_cuda=True) == ("none", "bfloat16")
     with pytest.raises(LoadError, match="--quantize 8bit can't be combined with a .gguf file"):
-        loading.resolve_precision("gguf", "8bit", "auto", on_cuda=False)
+        precision.resolve_precision("gguf", "8bit", "auto", on_cuda=False)
     with pytest.raises(LoadError, match="--quantize '3bit' is not one of"):
-        loading.resolve_precision("tiny", "3bit", "auto", on_cuda=False)
-    assert loading.resolve_precision("folder", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: False)
+        precision.resolve_precision("tiny", "3bit", "auto", on_cuda=False)
+    assert precision.resolve_precision("folder", "auto", "auto", on_cuda=False) == ("int4", "bfloat16")
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: False)
     with pytest.raises(AssertionError, match="must not import"):  # without int4, a Hub model or folder asks
-        loading.resolve_precision("folder", "auto", "auto", on_cuda=False)
+        precision.resolve_precision("folder", "auto", "auto", on_cuda=False)
 
 
 def test_int4_is_refused_off_the_cpu_before_anything_loads(monkeypatch):
     with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps.*--quantize none"):
         load_model("bundled", quantize="int4", device="mps")
-    monkeypatch.setattr(loading, "cpu_int4_available", lambda: False)  # an older torch: the device is still the news
+    monkeypatch.setattr(precision, "cpu_int4_available", lambda: False)  # an older torch: the device is still the news
     with pytest.raises(LoadError, match="int4 runs on the CPU only, not on mps"):
-        loading.resolve_precision("folder", "int4", "auto", False, device="mps")
+        precision.resolve_precision("folder", "int4", "auto", False, device="mps")
     monkeypatch.undo()
-    monkeypatch.setattr(loading, "cpu_int4_fast", lambda: True)
-    monkeypatch.setattr(loading, "cpu_has_fused_nf4", lambda: False)
-    assert loading.resolve_precision("folder", "auto", "auto", False, device="mps") == ("none", "float32")
-    assert loading.resolve_precision("folder", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
-    assert loading.resolve_precision("folder", "int4", "auto", False, device="cpu:0") == ("int4", "bfloat16")
+    monkeypatch.setattr(precision, "cpu_int4_fast", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_fused_nf4", lambda: False)
+    assert precision.resolve_precision("folder", "auto", "auto", False, device="mps") == ("none", "float32")
+    assert precision.resolve_precision("folder", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
+    assert precision.resolve_precision("folder", "int4", "auto", False, device="cpu:0") == ("int4", "bfloat16")
     # a .gguf resolves auto itself; off the CPU that must still fall back, not refuse
-    assert loading.resolve_precision("gguf", "auto", "auto", False, device="mps") == ("none", "float32")
-    assert loading.resolve_precision("gguf", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
+    assert precision.resolve_precision("gguf", "auto", "auto", False, device="mps") == ("none", "float32")
+    assert precision.resolve_precision("gguf", "auto", "auto", False, device="cpu") == ("int4", "bfloat16")
 
 
 def test_the_fused_nf4_check_agrees_with_the_cpu_flags():
-    assert loading.cpu_has_fused_nf4() == ("avx512_bf16" in _cpu_flags())
+    assert precision.cpu_has_fused_nf4() == ("avx512_bf16" in _cpu_flags())
 
 
 def test_int4_is_auto_exactly_where_torch_runs_its_avx512_kernels():
     avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= _cpu_flags()  # what torch's AVX512 dispatch needs
-    assert loading.cpu_int4_fast() == (avx512 and loading.cpu_int4_available())
+    assert precision.cpu_int4_fast() == (avx512 and precision.cpu_int4_available())
 
 
 def test_precision_names_how_the_weights_run():
@@ -153,22 +147,22 @@ def test_unreachable_hub_id_says_how_to_work_offline():
 
 
 def test_local_folder_and_format_override(bundled_dir, cache_dir, caplog):
-    with caplog.at_level("INFO", logger="app.engine.loading"):
+    with caplog.at_level("INFO", logger="app.engine"):
         loaded = load_model(str(bundled_dir), format_name="plain", dtype="float32")  # --quantize auto
     assert loaded.source == "folder" and loaded.format.name == "plain"
     # an explicit --dtype float32 keeps auto off int4 (bf16-only): NF4 with fp32 compute where bitsandbytes
     # has its fused kernel, plain fp32 elsewhere
     if loaded.precision == "nf4":
-        assert loading.cpu_has_fused_nf4()
+        assert precision.cpu_has_fused_nf4()
         assert "--quantize auto on this CPU: NF4" in caplog.text and "--quantize none" in caplog.text
         assert type(loaded.model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
     else:
-        assert loaded.precision == "fp32" and not loading.cpu_has_fused_nf4()
+        assert loaded.precision == "fp32" and not precision.cpu_has_fused_nf4()
         assert str(next(loaded.model.parameters()).dtype) == "torch.float32"
     caplog.clear()
-    with caplog.at_level("INFO", logger="app.engine.loading"):
+    with caplog.at_level("INFO", logger="app.engine"):
         default = load_model(str(bundled_dir))  # --quantize auto --dtype auto: what `python -m app` does
-    if loading.cpu_int4_fast():
+    if precision.cpu_int4_fast():
         assert default.precision == "int4" and "--quantize auto on this CPU: int4" in caplog.text
         assert type(default.model.model.layers[0].mlp.down_proj).__name__ == "Int4Linear"
     else:
@@ -190,7 +184,7 @@ def test_gguf_file_loads_directly():
     gguf = bundled.find_gguf()
     loaded = load_model(str(gguf))  # auto: int4 (it quantises the de-quantised weights itself), else plain
     assert loaded.source == "gguf" and loaded.format.name == "prompted"
-    assert loaded.precision == ("int4" if loading.cpu_int4_fast() else "fp32")
+    assert loaded.precision == ("int4" if precision.cpu_int4_fast() else "fp32")
     assert loaded.model.hf_quantizer is None
     with pytest.raises(LoadError, match="can't be combined with a .gguf file.*--quantize int4 \\(CPU\\) or none"):
         load_model(str(gguf), quantize="4bit")

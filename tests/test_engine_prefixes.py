@@ -8,10 +8,9 @@ from __future__ import annotations
 import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.events import Progress
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import Progress, RolloutBatch
 from app.reasoning.steps import segment_trace
-from app.services.branching import step_credit, stream_think_longer, supports_branching
+from app.services.branching import step_credit, stream_think_longer
 from app.services.runs import Saved
 
 pytestmark = pytest.mark.bundled
@@ -53,7 +52,7 @@ def test_a_prefix_inside_the_answer_continues_the_answer(engine):
 def test_rollouts_of_several_prefixes_come_back_in_one_batch(engine):
     prefixes = [TracePrefix(thinking=STEPS[:33]), TracePrefix(thinking=STEPS), TracePrefix()]
     settings = GenerationSettings(max_thinking_tokens=32, max_answer_tokens=6, temperature=0.8, seed=3)
-    items = list(stream_rollouts(engine, PROMPT, prefixes, settings, 2))
+    items = list(engine.stream_rollouts(PROMPT, prefixes, settings, 2))
     batch = items[-1]
     assert isinstance(batch, RolloutBatch) and batch.error is None
     assert all(isinstance(item, Progress) for item in items[:-1]) and len(items) > 1
@@ -79,7 +78,6 @@ def _parent(rt) -> int:
 
 def test_step_credit_and_think_longer_run_on_a_server(remote_engine, tiny_runtime):
     rt = _server_runtime(tiny_runtime, remote_engine)
-    assert supports_branching(rt)
     run_id = _parent(rt)
     report = step_credit(rt, run_id, 0, 2, seed=1)
     data = report.to_json()

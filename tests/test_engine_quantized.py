@@ -88,7 +88,7 @@ def test_int4_long_prompt_takes_the_dense_path_and_agrees_with_the_kernel(int4_l
 @pytest.mark.parametrize("precision", sorted(QUANTIZED))
 def test_cli_quantize_exact_budget_says_how_it_ran(bundled_dir, tmp_path, precision):
     """The issue's "done when" command, as a user types it, on this CPU-only machine."""
-    from app.engine.loading import cpu_int4_available
+    from app.engine.precision import cpu_int4_available
 
     if precision == "int4" and not cpu_int4_available():
         pytest.skip("int4 needs torch >= 2.6 (_weight_int4pack_mm_for_cpu)")

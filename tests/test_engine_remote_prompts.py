@@ -12,10 +12,11 @@ import json
 from server_support import http_reply, scripted_server
 
 from app.domain import GenerationSettings
-from app.engine.budget import BudgetPlan, stop_token_ids
-from app.engine.formats import build_prompt
+from app.engine.budget import BudgetPlan
+from app.engine.reasoning_formats import build_prompt
 from app.engine.remote import RemoteEngine
 from app.engine.remote_client import CompletionClient
+from app.engine.special_tokens import stop_token_ids
 
 PROMPT = "What is 17*23?"
 CUT = GenerationSettings(min_thinking_tokens=6, max_thinking_tokens=6, max_answer_tokens=8)

@@ -9,15 +9,14 @@ from dataclasses import replace
 import pytest
 
 from app.domain import GenerationSettings, TracePrefix
-from app.engine.events import Finished, Progress, SteerToken, ThinkingDelta
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import Finished, Progress, RolloutBatch, SteerToken, ThinkingDelta
 
 PROMPT = "What is 3 + 4?"
 STEPS = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\n"
 
 
 def _rollouts(engine, prefixes, settings, n, **kw) -> RolloutBatch:
-    items = list(stream_rollouts(engine, PROMPT, prefixes, settings, n, **kw))
+    items = list(engine.stream_rollouts(PROMPT, prefixes, settings, n, **kw))
     assert isinstance(items[-1], RolloutBatch)
     assert all(isinstance(item, Progress) for item in items[:-1])
     return items[-1]
@@ -40,7 +39,7 @@ def test_reused_prefix_cache_gives_the_same_tokens_as_encoding_every_row(tiny_en
 def test_seeded_sampled_rollouts_draw_as_a_seeded_run_does(tiny_engine):
     """Rollouts sample through the same chain as a run (on a CPU: the engine's own top-p and draw), so one
     seeded rollout of a prefix is token for token the seeded run continuing that prefix."""
-    from app.engine.generation import decoding_kwargs
+    from app.engine.decode import decoding_kwargs
     from app.engine.sampling import Draw, TopP
 
     settings = GenerationSettings(max_thinking_tokens=40, max_answer_tokens=6, temperature=0.9, top_p=0.9, seed=7)
@@ -79,9 +78,9 @@ def test_a_prefix_inside_the_answer_continues_the_answer(tiny_engine):
 def test_bad_rollout_requests_are_refused(tiny_engine):
     settings = GenerationSettings()
     with pytest.raises(ValueError, match="n=0 rollouts"):
-        list(stream_rollouts(tiny_engine, PROMPT, [TracePrefix()], settings, 0))
+        list(tiny_engine.stream_rollouts(PROMPT, [TracePrefix()], settings, 0))
     with pytest.raises(ValueError, match="no prefixes"):
-        list(stream_rollouts(tiny_engine, PROMPT, [], settings, 2))
+        list(tiny_engine.stream_rollouts(PROMPT, [], settings, 2))
 
 
 def test_stop_thinking_now_ends_thinking_within_two_tokens(tiny_engine):

@@ -13,7 +13,7 @@ import pytest
 
 from app.domain import GenerationSettings
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, ThinkingDelta
-from app.engine.generation import split_text
+from app.engine.trace_text import split_text
 
 
 @pytest.fixture(params=["local", "remote"])

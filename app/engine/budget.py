@@ -1,6 +1,7 @@
-"""Budget forcing ("s1: Simple test-time scaling") as one transformers ``LogitsProcessor``.
+"""Budget forcing ("s1: Simple test-time scaling") as one transformers ``LogitsProcessor``: the local engine's
+application of the budget rulebook (app.engine.rulebook), token by token.
 
-The processor keeps a small state machine per batch row -- thinking, answer, done -- and steers
+The processor keeps a small state machine per batch row -- the rulebook's phases -- and steers
 ``model.generate`` by forcing tokens, so the KV cache is reused across every forced transition and
 no text is ever re-encoded:
 
@@ -35,65 +36,29 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-THINKING, ANSWER, DONE = "thinking", "answer", "done"
-#: Token labels: thinking text, control (delimiters), answer text.
-T, C, A = "t", "c", "a"
-
-_STOP_TOKEN_NAMES = (
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|end|>",
-    "<｜end▁of▁sentence｜>",
-    "<|end_of_role|>",
+from app.domain import GenerationSettings
+from app.engine.rulebook import (
+    ANSWER,
+    ANSWER_TEXT,
+    DELIMITER,
+    DONE,
+    THINKING,
+    THINKING_TEXT,
+    Budget,
+    RowStart,
+    SampleCounts,
+    continuation_text,
+    end_delimiter,
 )
-
-
-def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
-    """Every id that ends the assistant's turn: EOS from the tokenizer, the generation config and chat markers."""
-    ids: list[int] = []
-
-    def add(value: Any) -> None:
-        if value is None:
-            return
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, int) and v >= 0 and v not in ids:
-                ids.append(v)
-
-    add(tokenizer.eos_token_id)
-    if generation_config is not None:
-        add(getattr(generation_config, "eos_token_id", None))
-    vocab = tokenizer.get_vocab()
-    for name in _STOP_TOKEN_NAMES:
-        if name in vocab:
-            add(vocab[name])
-    return ids
-
-
-def tag_start_ids(tokenizer: Any, tag: str) -> list[int]:
-    """Tokens that begin ``tag`` as the model would write it after typical preceding text."""
-    ids: list[int] = []
-    for prefix in ("", " ", "\n", "\n\n", ".", ". ", ".\n", ")", "?", "!", ":"):
-        encoded = tokenizer.encode(prefix + tag, add_special_tokens=False)
-        for tok in encoded:
-            piece = tokenizer.decode([tok])
-            if tag[0] in piece:
-                if tok not in ids:
-                    ids.append(tok)
-                break
-    return ids
+from app.engine.special_tokens import tag_start_ids
 
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """The token-level policy for one generate call, validated on construction."""
+    """The token-level policy for one generate call: the rulebook's :class:`Budget` and the ids it forces."""
 
     thinking: bool
-    max_thinking: int
-    min_thinking: int
-    max_continuations: int
-    max_answer: int
+    budget: Budget
     close_tag: str
     continuation_ids: tuple[int, ...]
     end_ids: tuple[int, ...]
@@ -102,16 +67,15 @@ class BudgetPlan:
     tag_start_ids: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if self.max_thinking < 0:
-            raise ValueError(f"max_thinking={self.max_thinking} must be >= 0")
-        if self.min_thinking > self.max_thinking:
-            raise ValueError(f"min_thinking={self.min_thinking} exceeds max_thinking={self.max_thinking}")
-        if self.max_answer < 1:
-            raise ValueError(f"max_answer={self.max_answer} must be >= 1")
         if not self.stop_ids:
             raise ValueError("stop_ids is empty: the tokenizer defines no end-of-sequence token")
         if self.thinking and not self.end_ids:
             raise ValueError("end_ids is empty: the format's close tag encodes to no tokens")
+
+    @property
+    def forced_tokens(self) -> int:
+        """The most tokens a budget cut forces beyond the budget: the end delimiter, the cue and one more."""
+        return len(self.end_ids) + len(self.cue_ids) + 1
 
     @classmethod
     def build(
@@ -128,52 +92,54 @@ class BudgetPlan:
         answer_cue: str,
         stop_ids: list[int],
     ) -> BudgetPlan:
+        budget = Budget(max_thinking, min_thinking, max_continuations, max_answer)
+        return cls.of(tokenizer, budget, thinking, close_tag, continuation, answer_cue, stop_ids)
+
+    @classmethod
+    def for_settings(
+        cls, tokenizer: Any, settings: GenerationSettings, close_tag: str, stop_ids: list[int], extra_thinking: int = 0
+    ) -> BudgetPlan:
+        """The plan ``settings`` ask for (``extra_thinking``: see :meth:`Budget.of`)."""
+        budget = Budget.of(settings, extra_thinking=extra_thinking)
+        return cls.of(
+            tokenizer, budget, settings.thinking, close_tag, settings.continuation, settings.answer_cue, stop_ids
+        )
+
+    @classmethod
+    def of(
+        cls,
+        tokenizer: Any,
+        budget: Budget,
+        thinking: bool,
+        close_tag: str,
+        continuation: str,
+        answer_cue: str,
+        stop_ids: list[int],
+    ) -> BudgetPlan:
         def enc(text: str) -> tuple[int, ...]:
             return tuple(tokenizer.encode(text, add_special_tokens=False)) if text else ()
 
-        cont_text = continuation if continuation[:1].isspace() else "\n" + continuation
         return cls(
             thinking=thinking,
-            max_thinking=max_thinking,
-            min_thinking=min_thinking,
-            max_continuations=max_continuations,
-            max_answer=max_answer,
+            budget=budget,
             close_tag=close_tag,
-            continuation_ids=enc(cont_text) if continuation else (),
-            end_ids=enc(f"\n{close_tag}\n\n"),
+            continuation_ids=enc(continuation_text(continuation)),
+            end_ids=enc(end_delimiter(close_tag)),
             cue_ids=enc(answer_cue),
             stop_ids=tuple(stop_ids),
             tag_start_ids=tuple(tag_start_ids(tokenizer, close_tag)),
         )
 
 
-@dataclass(frozen=True)
-class RowStart:
-    """Where a row begins when it continues a trace prefix: its phase and the tokens already written."""
-
-    phase: str = THINKING
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-
-
 @dataclass
-class RowState:
-    """What one batch row has generated so far, and what it must do next."""
+class RowState(SampleCounts):
+    """What one batch row has generated so far (ids with their labels), and what it must do next."""
 
     phase: str
     ids: list[int] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-    continuations: int = 0
-    cut: bool = False
-    user_cut: bool = False
-    answer_capped: bool = False
     queue: deque = field(default_factory=deque)
     forced_label: str | None = None
-    first_token_at: float | None = None
-    thinking_done_at: float | None = None
-    done_at: float | None = None
 
 
 class ThinkingBudgetProcessor(LogitsProcessor):
@@ -241,7 +207,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
             return [(list(row.ids), row.phase) for row in self.rows]
 
     def _ingest(self, row: RowState, token: int, now: float) -> None:
-        label = row.forced_label or (T if row.phase == THINKING else A)
+        label = row.forced_label or (THINKING_TEXT if row.phase == THINKING else ANSWER_TEXT)
         row.forced_label = None
         if row.first_token_at is None:
             row.first_token_at = now
@@ -251,10 +217,10 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         row.ids.append(token)
         row.labels.append(label)
         if row.phase == THINKING:
-            if label == T:
+            if label == THINKING_TEXT:
                 row.thinking_tokens += 1
                 self._detect_natural_close(row, now)
-            elif label == C and not any(lab == C for _, lab in row.queue):
+            elif label == DELIMITER and not any(lab == DELIMITER for _, lab in row.queue):
                 row.phase, row.thinking_done_at = ANSWER, now
         else:
             row.answer_tokens += 1
@@ -266,7 +232,7 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         for k in range(1, len(tail) + 1):  # the shortest suffix holding the tag = the delimiter tokens
             if self.plan.close_tag in self.tokenizer.decode(tail[-k:], skip_special_tokens=False):
                 break
-        row.labels[-k:] = [C] * k
+        row.labels[-k:] = [DELIMITER] * k
         row.thinking_tokens -= k
         row.phase, row.thinking_done_at = ANSWER, now
 
@@ -281,16 +247,16 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         for r, row in enumerate(self.rows):
             if row.phase == DONE:
                 continue
-            if stop_now and row.phase == THINKING and not any(lab == C for _, lab in row.queue):
+            if stop_now and row.phase == THINKING and not any(lab == DELIMITER for _, lab in row.queue):
                 row.queue.clear()  # a queued "Wait" is dropped: the person asked to stop
                 row.user_cut = True
                 self.steer.mark_acted(self.generated)
                 self._queue_end(row)
             if not row.queue and row.phase == THINKING:
                 self._plan_thinking(row, scores, r, top[r])
-            elif not row.queue and row.phase == ANSWER and row.answer_tokens >= plan.max_answer:
+            elif not row.queue and row.phase == ANSWER and plan.budget.answer_spent(row.answer_tokens):
                 row.answer_capped = True
-                row.queue.append((plan.stop_ids[0], A))
+                row.queue.append((plan.stop_ids[0], ANSWER_TEXT))
             if row.queue:
                 token, row.forced_label = row.queue.popleft()
                 self.last_forced[r] = True
@@ -299,26 +265,26 @@ class ThinkingBudgetProcessor(LogitsProcessor):
         return scores
 
     def _plan_thinking(self, row: RowState, scores: torch.Tensor, r: int, top: int) -> None:
-        plan = self.plan
-        if row.thinking_tokens >= plan.max_thinking:
+        plan, budget = self.plan, self.plan.budget
+        if budget.thinking_spent(row.thinking_tokens):
             row.cut = True
             self._queue_end(row)
             return
         scores[r, self._stop_index.to(scores.device)] = -float("inf")
-        below_min = row.thinking_tokens < plan.min_thinking and row.continuations < plan.max_continuations
+        below_min = budget.wants_more_thinking(row.thinking_tokens, row.continuations)
         if below_min and len(self._tag_index):
             scores[r, self._tag_index.to(scores.device)] = -float("inf")
         wants_to_end = top in self._stop or (below_min and top in self._tag_start)
         if not wants_to_end:
             return
         if below_min:
-            if row.thinking_tokens + len(plan.continuation_ids) <= plan.max_thinking and plan.continuation_ids:
+            if budget.continuation_fits(row.thinking_tokens, len(plan.continuation_ids)):
                 row.continuations += 1
-                row.queue.extend((tok, T) for tok in plan.continuation_ids)
+                row.queue.extend((tok, THINKING_TEXT) for tok in plan.continuation_ids)
             # otherwise the masks above make the model take its next choice and keep thinking
         elif top in self._stop:
             self._queue_end(row)
 
     def _queue_end(self, row: RowState) -> None:
-        row.queue.extend((tok, C) for tok in self.plan.end_ids)
-        row.queue.extend((tok, A) for tok in self.plan.cue_ids)
+        row.queue.extend((tok, DELIMITER) for tok in self.plan.end_ids)
+        row.queue.extend((tok, ANSWER_TEXT) for tok in self.plan.cue_ids)

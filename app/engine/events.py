@@ -1,4 +1,5 @@
-"""Streaming events and the cancel handle: what a generation stream yields and how it is stopped."""
+"""The engines' records: what a generation stream yields, how it is stopped or steered, what rollouts return and
+what an engine says about itself. Shared by both engines and their callers; no torch here."""
 
 from __future__ import annotations
 
@@ -6,23 +7,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.domain import GenerationResult, SampleResult
+from app.domain import GenerationResult, GenerationSettings, Messages, SampleResult, TracePrefix
 
 
 @dataclass(frozen=True)
-class ThinkingDelta:
+class TextDelta:
+    """New text of sample ``sample``: :class:`ThinkingDelta` or :class:`AnswerDelta` says which part."""
+
+    sample: int
+    text: str
+
+
+class ThinkingDelta(TextDelta):
     """New thinking text of sample ``sample``."""
 
-    sample: int
-    text: str
 
-
-@dataclass(frozen=True)
-class AnswerDelta:
+class AnswerDelta(TextDelta):
     """New answer text of sample ``sample``."""
-
-    sample: int
-    text: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,55 @@ class Finished:
 
 
 Event = ThinkingDelta | AnswerDelta | PhaseChange | Progress | Snapshot | Finished
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """N continuations of each of several trace prefixes, checked on construction (``ValueError`` naming the fix).
+
+    ``settings`` gives the budget and sampling rules (``settings.samples`` is ignored: ``n`` rollouts per prefix).
+    A prefix with ``fresh_budget`` is refused: rollouts always count the prefix's thinking against the budget.
+    ``reuse_cache`` (local engine): continue each prefix's N rows from one KV cache.
+    """
+
+    messages: Messages
+    prefixes: tuple[TracePrefix, ...]
+    settings: GenerationSettings
+    n: int
+    reuse_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n={self.n} rollouts must be at least 1")
+        if not self.prefixes:
+            raise ValueError("no prefixes to roll out from; pick at least one step")
+        if any(p.fresh_budget for p in self.prefixes):
+            raise ValueError(
+                "rollouts count the prefix's thinking against the budget; fresh_budget is for Think longer"
+            )
+
+
+@dataclass
+class RolloutBatch:
+    """The last item of a :class:`RolloutRequest`'s stream: ``samples[p]`` are the N continuations of prefix ``p``."""
+
+    samples: list[list[SampleResult]]
+    seconds: float
+    error: str | None = None
+    reused_cache: bool = False
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """Where an engine runs and whether it can generate right now (``status()`` of either engine).
+
+    ``server`` is the inference server's URL and ``server_model`` the model it serves (both None in process);
+    ``error`` is None when the engine is ready, else the message saying what is wrong and the fix.
+    """
+
+    server: str | None = None
+    server_model: str | None = None
+    error: str | None = None
 
 
 class CancelToken:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain import TracePrefix
-from app.engine.budget import ANSWER, THINKING, RowStart
-from app.engine.formats import ReasoningFormat
+from app.engine.reasoning_formats import ReasoningFormat
+from app.engine.rulebook import ANSWER, THINKING, RowStart
 
 
 def prefix_start(

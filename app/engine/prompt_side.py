@@ -2,7 +2,7 @@
 
 With ``--server`` the weights live on the inference server; tracelab still needs the model's tokenizer
 and chat template to build raw prompts, detect the reasoning format and count tokens. This loads just
-those, for the same ``--model`` specs as app.engine.loading (Hub id, folder, ``.gguf``, ``bundled``,
+those, for the same ``--model`` specs as app.engine.loading (app.engine.model_source) (Hub id, folder, ``.gguf``, ``bundled``,
 ``tiny``), into a :class:`LoadedModel` whose ``model`` is None. Knows nothing about servers or storage.
 """
 
@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from app.engine.bundled import BUNDLED_NAME, BundledModelError, ensure_bundled
-from app.engine.formats import FormatError, detect_format, get_format
-from app.engine.loading import LoadedModel, LoadError, _classify, _first_line, _hub_reachable, _in_hub_cache
+from app.engine.model_source import LoadedModel, LoadError, classify_spec, first_line, format_for, hub_unreachable
 
 
 def load_prompt_side(
@@ -23,7 +22,7 @@ def load_prompt_side(
     from transformers import AutoTokenizer
 
     started = time.perf_counter()
-    kind, path = _classify(spec)
+    kind, path = classify_spec(spec)
     kwargs: dict[str, str] = {}
     try:
         if kind in ("bundled", "tiny"):
@@ -35,7 +34,7 @@ def load_prompt_side(
             source, name = str(path or spec), spec
     except BundledModelError as exc:
         raise LoadError(str(exc)) from exc
-    if kind == "hub" and not _in_hub_cache(spec) and not _hub_reachable():
+    if kind == "hub" and hub_unreachable(spec):
         raise LoadError(
             f"Could not fetch the tokenizer of {spec!r}: the Hugging Face Hub is unreachable and it is not in the "
             "local cache. Pass --model as a local folder holding the model's tokenizer files, or connect and retry."
@@ -43,16 +42,8 @@ def load_prompt_side(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        raise LoadError(f"Could not load the tokenizer of {spec!r}: {_first_line(exc)}") from exc
-    try:
-        fmt = get_format(format_name) if format_name else detect_format(tokenizer.chat_template, name)
-    except FormatError as exc:
-        raise LoadError(str(exc)) from exc
-    if fmt.name != "plain" and not tokenizer.chat_template:
-        raise LoadError(
-            f"{name} has no chat template, so the {fmt.name!r} format can't build its prompt. "
-            "Run with --format plain to use a plain 'User:/Assistant:' prompt."
-        )
+        raise LoadError(f"Could not load the tokenizer of {spec!r}: {first_line(exc)}") from exc
+    fmt = format_for(tokenizer, name, format_name)
     return LoadedModel(
         model=None,
         tokenizer=tokenizer,

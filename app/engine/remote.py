@@ -1,10 +1,11 @@
 """The remote engine: budget forcing as phases of raw-prompt ``/v1/completions`` on an OpenAI-compatible server.
 
 The s1 client loop (app.engine.remote_phases runs one sample's chain of requests). The prompt is built locally
-(the model's tokenizer and chat template, see app.engine.formats), so a server's reasoning parser never sees a
+(the model's tokenizer and chat template, see app.engine.reasoning_formats), so a server's reasoning parser never sees a
 chat request and can't interfere. Continuing a stored trace (``prefix``: branching, "Think longer") re-sends the
 prompt plus the prefix text; the server's prefix cache gives the reuse. :meth:`RemoteEngine.stream_rollouts` runs
-N rollouts of several prefixes as concurrent requests (app.engine.rollouts dispatches to it).
+N rollouts of several prefixes as concurrent requests (a RolloutRequest, checked on construction).
+The budget rules are the rulebook's (app.engine.rulebook), as on the local engine. Imports nothing torch-side.
 
 k samples are k concurrent request chains, sample ``i`` seeded ``seed + i`` (later requests of a chain offset
 it). Cancel and "Stop thinking now" are checked between chunks and close the stream (vLLM, SGLang, llama.cpp
@@ -17,32 +18,34 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.budget import RowStart, stop_token_ids
+from app.domain import GenerationSettings, Messages, SampleResult
 from app.engine.events import (
     AnswerDelta,
     CancelToken,
+    EngineStatus,
     Event,
     Finished,
     PhaseChange,
     Progress,
+    RolloutBatch,
+    RolloutRequest,
+    Snapshot,
     SteerToken,
     ThinkingDelta,
 )
-from app.engine.formats import build_prompt
-from app.engine.generation import split_text
-from app.engine.loading import LoadedModel
-from app.engine.prefixes import prefix_start
+from app.engine.interface import GenerationEngine, StreamRequest
+from app.engine.model_source import LoadedModel
 from app.engine.remote_client import MAX_CONNECTIONS, CompletionClient, RemoteError
-from app.engine.remote_phases import ANSWER, DONE, THINKING, PhaseLoop, SampleRun
+from app.engine.remote_phases import PhaseLoop, SampleRun
 from app.engine.remote_plan import PhasePlan
 from app.engine.remote_tokens import TokenLog
-from app.engine.rollouts import RolloutBatch
+from app.engine.rulebook import ANSWER, DONE, THINKING, RowStart
+from app.engine.special_tokens import stop_token_ids
+from app.engine.trace_text import Shown, sample_result, visible_text
 
-Messages = list[dict[str, str]]
 #: Generations that may run at once on a server (each of up to k concurrent requests); the server batches them.
 REMOTE_CONCURRENCY = 16
 _TICK, _END = object(), object()
@@ -52,7 +55,7 @@ def _noop() -> None:
     return None
 
 
-class RemoteEngine:
+class RemoteEngine(GenerationEngine):
     """Generate traces on an OpenAI-compatible server, with the local engine's budget semantics.
 
     ``loaded`` carries only the tokenizer and format (``loaded.model`` is None): prompts are built and
@@ -78,8 +81,16 @@ class RemoteEngine:
     def url(self) -> str:
         return self.client.base_url
 
-    def status(self) -> str | None:
-        """None when the server answers and serves the model; otherwise the message saying what is wrong."""
+    @property
+    def context_length(self) -> int | None:
+        """The server doesn't say: a request is checked against ``--max-new-tokens`` only."""
+        return None
+
+    def status(self) -> EngineStatus:
+        """The server and its model; ``error`` None when the server answers and serves the model, else what is wrong."""
+        return EngineStatus(server=self.url, server_model=self.client.model, error=self._problem())
+
+    def _problem(self) -> str | None:
         try:
             model = self.client.resolve_model()
             listed = self.client.models()
@@ -92,89 +103,32 @@ class RemoteEngine:
             )
         return None
 
-    def prefix_start(self, prefix: TracePrefix | None, thinking: bool) -> tuple[str, RowStart]:
-        """The text a prefix appends to the prompt, and the state a sample starts from (app.engine.prefixes)."""
-        return prefix_start(self.tokenizer, self.format, prefix, thinking)
-
     # -- public API (app.engine.interface.GenerationEngine) ---------------------------------------
 
-    def generate(
-        self,
-        messages: Messages | str,
-        settings: GenerationSettings,
-        cancel: CancelToken | None = None,
-        *,
-        prefix: TracePrefix | None = None,
-    ) -> GenerationResult:
-        result = None
-        for event in self.stream(messages, settings, cancel, deltas=False, prefix=prefix):
-            if isinstance(event, Finished):
-                result = event.result
-        assert result is not None
-        return result
-
-    def stream(
-        self,
-        messages: Messages | str,
-        settings: GenerationSettings,
-        cancel: CancelToken | None = None,
-        *,
-        deltas: bool = True,
-        prefix: TracePrefix | None = None,
-        steer: SteerToken | None = None,
-    ) -> Iterator[Event]:
-        """Same events as the local engine: deltas and phase changes, progress, then :class:`Finished`.
-
-        ``prefix`` continues a stored trace: the samples' text and token counts include it, and its thinking
-        counts against the budget unless ``prefix.fresh_budget`` ("Think longer"). ``steer`` is "Stop thinking
-        now": checked between streamed chunks, it closes the thinking request and appends the close tag and
-        cue (stop reason ``user_cut``).
-        """
-        settings.validate()
-        msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-        cancel = cancel or CancelToken()
-        thinking = settings.thinking
-        lead, start = self.prefix_start(prefix, thinking)
-        extra = start.thinking_tokens if prefix is not None and prefix.fresh_budget else 0
-        runs = [self._new_run(i, i, lead, start) for i in range(settings.samples)]
+    def run(self, request: StreamRequest) -> Iterator[Event]:
+        """k samples as k concurrent request chains (app.engine.interface: ``stream``). "Stop thinking now" is
+        checked between streamed chunks: it closes the thinking request and appends the close tag and cue."""
+        settings, cancel = request.settings, request.cancel
+        runs = [self._new_run(i, i, request.lead, request.start) for i in range(settings.samples)]
         started = time.perf_counter()
-        loop = self._loop(msgs, settings, cancel, extra=extra, steer=steer)
-        yield from self._drive(runs, loop, len(runs), deltas, thinking)
-        samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
+        loop = self._loop(request.messages, settings, cancel, extra=request.extra_thinking, steer=request.steer)
+        drive = self._drive(runs, loop, len(runs), request.deltas, settings.thinking, every=request.snapshot_every)
+        yield from drive
+        samples = [self._sample(run, settings.thinking, started, cancel.cancelled) for run in runs]
         errors = [run.error for run in runs if run.error]
-        yield Finished(
-            GenerationResult(
-                model=self.loaded.name,
-                format=self.format.name,
-                settings=settings,
-                samples=samples,
-                prompt=msgs[-1]["content"],
-                messages=msgs,
-                seconds=time.perf_counter() - started,
-                error=errors[0] if errors else None,
-            )
-        )
+        yield Finished(self.result(request, samples, time.perf_counter() - started, errors[0] if errors else None))
 
-    def stream_rollouts(
-        self,
-        messages: Messages | str,
-        prefixes: Sequence[TracePrefix],
-        settings: GenerationSettings,
-        n: int,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[Progress | RolloutBatch]:
-        """N continuations of each prefix as concurrent requests (at most the client's connection pool at once):
-        :class:`Progress`, then one :class:`RolloutBatch` shaped as app.engine.rollouts' (``samples[p][j]``)."""
-        msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-        cancel = cancel or CancelToken()
-        thinking = settings.thinking
-        starts = [self.prefix_start(p, thinking) for p in prefixes]
+    def run_rollouts(self, request: RolloutRequest, cancel: CancelToken) -> Iterator[Progress | RolloutBatch]:
+        """N continuations of each prefix as concurrent requests (at most the client's connection pool at once);
+        ``reuse_cache`` is the server's business (its prefix cache reuses the shared part of every request)."""
+        settings, n, thinking = request.settings, request.n, request.settings.thinking
+        starts = [self.prefix_start(p, thinking) for p in request.prefixes]
         runs = [self._new_run(j, j, lead, start) for lead, start in starts for j in range(n)]
         started = time.perf_counter()
-        loop = self._loop(msgs, settings, cancel)
+        loop = self._loop(request.messages, settings, cancel)
         yield from self._drive(runs, loop, min(len(runs), MAX_CONNECTIONS), False, thinking, summed=True)
         samples = [self._sample(run, thinking, started, cancel.cancelled) for run in runs]
-        groups = [samples[p * n : (p + 1) * n] for p in range(len(prefixes))]
+        groups = [samples[p * n : (p + 1) * n] for p in range(len(request.prefixes))]
         error = next((s.error for s in samples if s.error), None)
         yield RolloutBatch(samples=groups, seconds=time.perf_counter() - started, error=error, reused_cache=False)
 
@@ -195,7 +149,7 @@ class RemoteEngine:
         extra: int = 0,
         steer: SteerToken | None = None,
     ) -> PhaseLoop:
-        prompt = build_prompt(self.format, self.tokenizer, msgs, settings.thinking)
+        prompt = self.prompt(msgs, settings.thinking)
         plan = PhasePlan.build(self.tokenizer, settings, self.format.close_tag, extra=extra)
         return PhaseLoop(
             self.client, self.tokenizer, self.stop_ids, prompt, plan, settings, cancel, _noop, steer,
@@ -203,11 +157,19 @@ class RemoteEngine:
         )  # fmt: skip
 
     def _drive(
-        self, runs: list[SampleRun], loop: PhaseLoop, workers: int, deltas: bool, thinking: bool, summed: bool = False
+        self,
+        runs: list[SampleRun],
+        loop: PhaseLoop,
+        workers: int,
+        deltas: bool,
+        thinking: bool,
+        summed: bool = False,
+        every: float | None = None,
     ) -> Iterator[Event]:
         """Run every chain on a pool of ``workers`` threads; yield deltas (optional) and progress as they stream.
 
-        Progress counts the longest chain's chunks (one generation's k samples), or all chunks with ``summed``."""
+        Progress counts the longest chain's chunks (one generation's k samples), or all chunks with ``summed``;
+        with ``every`` (seconds), a :class:`Snapshot` of every chain at most that often."""
         updates: queue.Queue = queue.Queue()
         loop.tick = lambda: updates.put(_TICK)
         cancel = loop.cancel
@@ -227,8 +189,9 @@ class RemoteEngine:
         total = len(runs)
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tracelab-remote")
         jobs = [pool.submit(work, run) for run in runs]
-        shown = [("", "", run.phase) for run in runs]
+        shown: Shown = [("", "", run.phase) for run in runs]
         ended = 0
+        started = last_snapshot = time.perf_counter()
         try:
             while ended < total:
                 if updates.get() is _END:
@@ -238,6 +201,9 @@ class RemoteEngine:
                         yield from self._deltas(runs, shown, thinking)
                     tokens = (sum if summed else max)(r.chunks for r in runs)
                     yield Progress(tokens=tokens, done=sum(r.phase == DONE for r in runs), total=total)
+                    if every is not None and time.perf_counter() - last_snapshot >= every:
+                        last_snapshot = time.perf_counter()
+                        yield Snapshot([self._snapshot(run, thinking, started) for run in runs])
         finally:
             if ended < total:  # the consumer went away: close the streams, don't leak the workers
                 cancel.cancel()
@@ -250,12 +216,7 @@ class RemoteEngine:
     # -- events and results -----------------------------------------------------------------------
 
     def _text(self, raw: str, thinking: bool, final: bool) -> tuple[str, str]:
-        think, answer = split_text(raw, self.format.open_tag, self.format.close_tag, thinking, final)
-        if not final and self.format.open_tag.startswith(think):  # "<thi": maybe a repeated open tag, wait
-            think = ""
-        if self.format.answer_open:
-            answer = answer.replace(self.format.answer_open, "").replace(self.format.answer_close, "")
-        return think, answer
+        return visible_text(self.format, raw, thinking, final, hold_open_tag=True)
 
     def _deltas(
         self, runs: list[SampleRun], shown: list[tuple[str, str, str]], thinking: bool, final: bool = False
@@ -276,37 +237,17 @@ class RemoteEngine:
                 yield PhaseChange(i, DONE)
             shown[i] = (old_think, old_answer, phase)
 
+    def _snapshot(self, run: SampleRun, thinking: bool, started: float) -> SampleResult:
+        """A chain's text and counts so far (stop reason not final: ``cancelled``), for a crash-safe save."""
+        raw, _phase = run.snapshot()
+        text = self._text(raw, thinking, final=False)
+        return sample_result(run.index, raw, text, run, stop_reason="cancelled", seconds=time.perf_counter() - started)
+
     def _sample(self, run: SampleRun, thinking: bool, started: float, cancelled: bool) -> SampleResult:
-        think, answer = self._text(run.raw, thinking, final=True)
-        end = run.done_at or time.perf_counter()
-        if run.error:
-            reason = "error"
-        elif run.phase != DONE and cancelled:
-            reason = "cancelled"
-        elif run.user_cut:
-            reason = "user_cut"
-        elif run.cut:
-            reason = "budget_cut"
-        elif run.answer_capped or run.phase != DONE:
-            reason = "max_tokens"
-        else:
-            reason = "end"
-        first = run.first_token_at
-        decode_seconds = end - first if first else 0.0
-        tokens = run.thinking_tokens + run.answer_tokens
-        return SampleResult(
-            index=run.index,
-            raw_text=run.raw,
-            thinking=think.strip(),
-            answer=answer.strip(),
-            thinking_tokens=run.thinking_tokens,
-            answer_tokens=run.answer_tokens,
-            stop_reason=reason,  # type: ignore[arg-type]
-            continuations=run.continuations,
-            seconds=end - started,
-            time_to_first_token=(first - started) if first else None,
-            thinking_seconds=(run.thinking_done_at - started) if run.thinking_done_at and thinking else None,
-            tokens_per_second=(tokens / decode_seconds) if decode_seconds > 0 else 0.0,
-            error=run.error,
-            tokens=run.tokens.trace() if run.tokens is not None and not run.error else None,
+        text = self._text(run.raw, thinking, final=True)
+        reason = run.stop_reason(run.phase, error=run.error, cancelled=cancelled)
+        tokens = run.tokens.trace() if run.tokens is not None and not run.error else None
+        timings = run.timings(started, thinking=thinking, tokens=run.thinking_tokens + run.answer_tokens)
+        return sample_result(
+            run.index, run.raw, text, run, stop_reason=reason, error=run.error, tokens=tokens, **timings
         )

@@ -37,8 +37,8 @@ from app.engine.events import CancelToken, SteerToken
 from app.engine.remote_client import CompletionClient
 from app.engine.remote_plan import PhasePlan
 from app.engine.remote_tokens import TokenLog
+from app.engine.rulebook import ANSWER, ANSWER_TEXT, DELIMITER, DONE, THINKING, THINKING_TEXT, SampleCounts
 
-THINKING, ANSWER, DONE = "thinking", "answer", "done"
 #: Offset between the seeds of the successive requests of one sample's chain.
 SEED_STRIDE = 100_003
 #: Alternatives asked per token (OpenAI completions ``logprobs``); servers without them ignore or refuse it.
@@ -46,7 +46,7 @@ LOGPROBS = 5
 
 
 @dataclass
-class SampleRun:
+class SampleRun(SampleCounts):
     """One sample's chain of requests: what is committed (``raw``), what is streaming (``piece``), counts.
 
     ``raw`` starts with ``lead`` (a continued prefix); ``seed_index`` offsets the seed (sample ``i`` of a run,
@@ -59,18 +59,9 @@ class SampleRun:
     seed_index: int = 0
     raw: str = ""
     piece: str = ""
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-    continuations: int = 0
-    cut: bool = False
-    user_cut: bool = False
-    answer_capped: bool = False
     chunks: int = 0
     requests: int = 0
     error: str | None = None
-    first_token_at: float | None = None
-    thinking_done_at: float | None = None
-    done_at: float | None = None
     tokens: TokenLog | None = None
     #: The token ids of prompt + ``raw`` when the loop sends token-id prompts; None when it sends text.
     ids: list[int] | None = None
@@ -118,7 +109,7 @@ class PhaseLoop:
 
     def run(self, run: SampleRun) -> None:
         """Drive ``run`` through its phases (see the module docstring); errors propagate to the caller."""
-        plan, cancel = self.plan, self.cancel
+        plan, budget, cancel = self.plan, self.plan.budget, self.cancel
         if self.token_prompts and run.ids is None:
             run.ids = self._encode(self.prompt + run.raw)  # prompt and prefix together, as the local engine
         if self.steer is not None:
@@ -130,26 +121,26 @@ class PhaseLoop:
                 run.user_cut = True
                 self._end_thinking(run, cue=True)
                 break
-            remaining = plan.max_thinking - run.thinking_tokens
-            if remaining <= 0:
+            if budget.thinking_spent(run.thinking_tokens):
                 run.cut = True
                 self._end_thinking(run, cue=True)
                 break
+            remaining = budget.max_thinking - run.thinking_tokens
             reply = self._ask(run, remaining, None if force_on else [plan.close_tag])
             run.thinking_tokens += reply.used
-            self._keep(run, "t")
+            self._keep(run, THINKING_TEXT)
             if cancel.cancelled:
                 return
             if self._steered():
                 continue
             if reply.finish == "length" and not reply.closed and reply.used > 0:
                 continue  # the budget is spent: the next pass cuts
-            below_min = run.thinking_tokens < plan.min_thinking and run.continuations < plan.max_continuations
+            below_min = budget.wants_more_thinking(run.thinking_tokens, run.continuations)
             if below_min and not force_on and plan.continuation_tokens:
-                if run.thinking_tokens + plan.continuation_tokens <= plan.max_thinking:
+                if budget.continuation_fits(run.thinking_tokens, plan.continuation_tokens):
                     run.continuations += 1
                     run.thinking_tokens += plan.continuation_tokens
-                    self._append(run, plan.continuation_text, "t")
+                    self._append(run, plan.continuation_text, THINKING_TEXT)
                 else:
                     force_on = True
                 continue
@@ -158,13 +149,12 @@ class PhaseLoop:
 
         if cancel.cancelled:
             return
-        room = plan.max_answer - run.answer_tokens
-        if room <= 0:
+        if budget.answer_spent(run.answer_tokens):
             run.answer_capped = True
         else:
-            reply = self._ask(run, room, None)
+            reply = self._ask(run, budget.max_answer - run.answer_tokens, None)
             run.answer_tokens += reply.used
-            self._keep(run, "a")
+            self._keep(run, ANSWER_TEXT)
             if cancel.cancelled:
                 return
             run.answer_capped = reply.finish == "length"
@@ -198,9 +188,9 @@ class PhaseLoop:
         run.thinking_done_at = time.perf_counter()
         plan = self.plan
         if run.tokens is not None:
-            run.tokens.forced(plan.end_text, "c")
+            run.tokens.forced(plan.end_text, DELIMITER)
             if cue:
-                run.tokens.forced(plan.cue_text, "a")
+                run.tokens.forced(plan.cue_text, ANSWER_TEXT)
         if cue:
             run.answer_tokens += plan.cue_tokens
         self._extend_ids(run, plan.end_text, plan.cue_text if cue else "")

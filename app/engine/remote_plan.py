@@ -1,7 +1,8 @@
-"""What the remote engine's phase loop appends (close delimiter, answer cue, "Wait") and what each costs in tokens.
+"""What the remote engine's phase loop appends (end delimiter, answer cue, "Wait") and what each costs in tokens.
 
 Built per request from :class:`GenerationSettings` and the local tokenizer; the remote counterpart of the local
-:class:`~app.engine.budget.BudgetPlan`. Knows nothing about HTTP, storage or UI.
+:class:`~app.engine.budget.BudgetPlan`, with the same :class:`~app.engine.rulebook.Budget` (validated there) and
+the same joins (app.engine.rulebook). Knows nothing about HTTP, storage or UI.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain import GenerationSettings
+from app.engine.rulebook import Budget, continuation_text, end_delimiter
 
 
 @dataclass(frozen=True)
 class PhasePlan:
-    """The text and token costs of what the loop appends; validated like the local :class:`BudgetPlan`."""
+    """The rulebook's budget, and the text and token cost of each thing the loop appends."""
 
-    max_thinking: int
-    min_thinking: int
-    max_continuations: int
-    max_answer: int
+    budget: Budget
     close_tag: str
     end_text: str
     cue_text: str
@@ -34,19 +33,13 @@ class PhasePlan:
         def count(text: str) -> int:
             return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
-        max_t, min_t = settings.resolved_budget()
-        max_t, min_t = max_t + extra, min_t + extra
-        cont = settings.continuation
-        cont_text = (cont if cont[:1].isspace() else "\n" + cont) if cont else ""
+        wait = continuation_text(settings.continuation)
         return cls(
-            max_thinking=max_t,
-            min_thinking=min_t,
-            max_continuations=settings.max_continuations,
-            max_answer=settings.max_answer_tokens,
+            budget=Budget.of(settings, extra_thinking=extra),
             close_tag=close_tag,
-            end_text=f"\n{close_tag}\n\n",
+            end_text=end_delimiter(close_tag),
             cue_text=settings.answer_cue,
             cue_tokens=count(settings.answer_cue),
-            continuation_text=cont_text,
-            continuation_tokens=count(cont_text),
+            continuation_text=wait,
+            continuation_tokens=count(wait),
         )

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
-from app.engine.events import CancelToken, Event, Progress, SteerToken
-from app.engine.generation import Engine
-from app.engine.rollouts import RolloutBatch, stream_rollouts
+from app.engine.events import CancelToken, Event, Progress, RolloutBatch, SteerToken
 from app.errors import InvalidInput
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
@@ -44,22 +42,8 @@ class BranchSource:
         return list(self.run.messages) or [{"role": "user", "content": self.run.prompt}]
 
 
-def supports_branching(rt: Runtime) -> bool:
-    """Prefixes, rollouts and steering: the local engine and the server engine both continue trace prefixes."""
-    return isinstance(rt.engine, Engine) or hasattr(rt.engine, "stream_rollouts")
-
-
-def _check_engine(rt: Runtime) -> None:
-    if not supports_branching(rt):
-        raise InvalidInput(
-            f"branching, step credit, auto labels and Think longer need an engine that continues trace prefixes; "
-            f"{type(rt.engine).__name__} does not: start tracelab with a local --model or --server"
-        )
-
-
 def load_source(rt: Runtime, run_id: int, sample_index: int = 0) -> BranchSource:
     """The run's sample, or a message naming what is wrong: no such run (``NotFound``), no such sample, no steps."""
-    _check_engine(rt)
     return source_in(rt.db, run_id, sample_index)
 
 
@@ -202,7 +186,7 @@ def resample(
 
 def _roll(rt, source, prefixes, settings, n, cancel, progress) -> RolloutBatch:
     batch = None
-    for item in stream_rollouts(rt.engine, source.messages, prefixes, settings, n, cancel):
+    for item in rt.engine.stream_rollouts(source.messages, prefixes, settings, n, cancel):
         if isinstance(item, RolloutBatch):
             batch = item
         elif progress is not None:
@@ -314,9 +298,8 @@ def stream_credit(
     for start in range(0, len(points), per_batch):
         chunk = points[start : start + per_batch]
         batch = None
-        for item in stream_rollouts(
-            rt.engine, source.messages, [prefix_at(source, k) for k in chunk], settings, n, cancel
-        ):
+        prefixes = [prefix_at(source, k) for k in chunk]
+        for item in rt.engine.stream_rollouts(source.messages, prefixes, settings, n, cancel):
             if isinstance(item, RolloutBatch):
                 batch = item
             else:

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from app.domain import GenerationSettings
+from app.domain import GenerationSettings, Messages, as_messages
+from app.engine.interface import GenerationEngine
 from app.errors import InvalidInput
+from app.services.inputs import require_prompt
 from app.validation import PROMPT_MAX_CHARS, check_length, clean_text
-
-Messages = list[dict[str, str]]
 
 
 def clean_messages(messages: Messages | str) -> Messages:
     """The conversation as role/content dicts with clean text; ``ValueError`` if the prompt is empty or huge."""
-    msgs: Messages = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
-    cleaned = [{"role": str(m.get("role", "user")), "content": clean_text(str(m.get("content") or ""))} for m in msgs]
-    if not cleaned or not cleaned[-1]["content"].strip():
-        raise InvalidInput("The prompt is empty: type a question first.")
+    cleaned = [
+        {"role": str(m.get("role", "user")), "content": clean_text(str(m.get("content") or ""))}
+        for m in as_messages(messages)
+    ]
+    require_prompt(cleaned[-1]["content"] if cleaned else "")
     check_length("prompt (with the earlier turns)", "".join(m["content"] for m in cleaned), PROMPT_MAX_CHARS)
     return cleaned
 
@@ -81,21 +82,23 @@ def check_context(settings: GenerationSettings, prompt_tokens: int, forced: int,
         )
 
 
-def checked_request(engine: object, messages: Messages | str, settings: GenerationSettings, max_new_tokens: int):
+def checked_request(
+    engine: GenerationEngine, messages: Messages | str, settings: GenerationSettings, max_new_tokens: int
+) -> tuple[Messages, GenerationSettings]:
     """Clean ``messages`` and ``settings`` and check them against both caps; return them cleaned.
 
-    ``engine`` is asked for ``prompt_tokens(messages, thinking)``, ``forced_tokens(settings)`` and
-    ``context_length``; an engine that can't say (a remote one) is checked against ``--max-new-tokens`` only.
+    The context check asks the engine for ``context_length``, ``prompt_tokens`` and ``forced_tokens``; an engine
+    that doesn't know its context (a server) is checked against ``--max-new-tokens`` only.
     """
     settings = clean_settings(settings)
     msgs = clean_messages(messages)
     check_cap(settings, max_new_tokens)
-    counter = getattr(engine, "prompt_tokens", None)
-    if counter is not None:
-        try:
-            prompt_tokens = counter(msgs, settings.thinking)
-        except Exception:  # a conversation the format can't render: generation fails and saves that error
-            return msgs, settings
-        forced = engine.forced_tokens(settings) if hasattr(engine, "forced_tokens") else 0  # type: ignore[attr-defined]
-        check_context(settings, prompt_tokens, forced, getattr(engine, "context_length", None))
+    context = engine.context_length
+    if context is None:
+        return msgs, settings
+    try:
+        prompt_tokens = engine.prompt_tokens(msgs, settings.thinking)
+    except Exception:  # a conversation the format can't render: generation fails and saves that error
+        return msgs, settings
+    check_context(settings, prompt_tokens, engine.forced_tokens(settings), context)
     return msgs, settings

@@ -8,7 +8,6 @@ waited for is lost: the row is written when generation starts and kept up to dat
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -207,10 +206,9 @@ def _engine_events(
     snap: bool,
     extra: dict[str, Any],
 ) -> Iterator[Event]:
-    """The engine's stream, with periodic :class:`Snapshot` events when the engine can make them."""
-    if snap and "snapshot_every" in inspect.signature(rt.engine.stream).parameters:
-        extra = {**extra, "snapshot_every": CHECKPOINT_SECONDS}
-    return rt.engine.stream(msgs, settings, cancel, deltas=deltas, **extra)
+    """The engine's stream, with periodic :class:`Snapshot` events when ``snap``."""
+    snapshot_every = CHECKPOINT_SECONDS if snap else None
+    return rt.engine.stream(msgs, settings, cancel, deltas=deltas, snapshot_every=snapshot_every, **extra)
 
 
 class _Partial:

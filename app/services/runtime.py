@@ -79,11 +79,11 @@ class Runtime:
         info["small_demo"] = self.loaded.is_small_demo
         info["trained_to_think"] = self.loaded.format.trained_to_think
         info["hybrid"] = self.loaded.format.hybrid
-        status = getattr(self.engine, "status", None)
-        if status is not None:  # a remote engine: which server, and whether it answers right now
-            info["server"] = self.engine.url  # type: ignore[attr-defined]
-            info["server_model"] = self.engine.client.model  # type: ignore[attr-defined]
-            info["server_error"] = status()
+        status = self.engine.status()
+        if status.server is not None:  # a server engine: which server, and whether it answers right now
+            info["server"] = status.server
+            info["server_model"] = status.server_model
+            info["server_error"] = status.error
         return info
 
 
@@ -103,7 +103,7 @@ def _remote_engine(settings: AppSettings) -> dict[str, Any]:
         capture_tokens=settings.token_data == "on",
         token_prompts=settings.server_prompt == "tokens",
     )
-    problem = engine.status()
+    problem = engine.status().error
     if problem:
         log.warning("%s The app starts anyway; generations fail until the server answers.", problem)
     else:

@@ -21,7 +21,7 @@ import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
-from app.services.branching import stream_think_longer, supports_branching
+from app.services.branching import stream_think_longer
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
@@ -171,7 +171,7 @@ class Playground(ModelTab):
             messages = chat.context(
                 prompt, keep_thinking=not leave_out_thinking, open_tag=fmt.open_tag, close_tag=fmt.close_tag
             )
-            with self._steering(request, supports_branching(self.rt)) as steer:
+            with self._steering(request) as steer:
                 events = stream_run(
                     self.rt, messages, settings, token, kind="playground", steer=steer,
                     user=user_of(request), wait_for_save=SAVE_WAIT,
@@ -192,7 +192,7 @@ class Playground(ModelTab):
             raise gr.Error("Think longer continues a finished, saved answer: ask something first.")
         if not last.sample.thinking.strip():
             raise gr.Error("The last answer did not think (thinking was off), so there is no thinking to continue.")
-        with self.running(request) as token, self._steering(request, True) as steer:
+        with self.running(request) as token, self._steering(request) as steer:
             settings = playground_settings(controls)
             events = stream_think_longer(
                 self.rt, last.run_id, 0, settings=settings, cancel=token, steer=steer, user=user_of(request)
@@ -200,10 +200,10 @@ class Playground(ModelTab):
             yield from self._stream(last.prompt, events, settings, token, chat, steer)
 
     @contextmanager
-    def _steering(self, request: gr.Request | None, supported: bool) -> Iterator[SteerToken | None]:
-        """The run's "Stop thinking now" token (None where the engine can't steer), findable while it runs."""
+    def _steering(self, request: gr.Request | None) -> Iterator[SteerToken]:
+        """The run's "Stop thinking now" token (every engine steers), findable while it runs."""
         key = self.key(request)
-        steer = self._steers[key] = SteerToken() if supported else None
+        steer = self._steers[key] = SteerToken()
         try:
             yield steer
         finally:
@@ -211,8 +211,6 @@ class Playground(ModelTab):
 
     def stop_thinking(self, request: gr.Request) -> str:
         """ "Stop thinking now": the running generation closes its thinking at the next token and answers."""
-        if not supports_branching(self.rt):
-            return "Stop thinking now is not supported with a server engine yet; use Stop."
         steer = self._steers.get(self.key(request))
         if steer is None:
             return "Nothing is thinking right now."

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.domain import Messages
 from app.errors import InvalidInput
 
 OffMode = Literal["template_kwarg", "prefill_empty", "no_think_flag", "plain"]
@@ -46,22 +47,23 @@ class ReasoningFormat:
     trained_to_think: bool = True
 
 
-FORMATS: dict[str, ReasoningFormat] = {
+def _switch(key: str) -> dict[str, Any]:
+    """A hybrid family's chat-template switch: ``key=True`` thinks, ``key=False`` answers straight away."""
+    return {"hybrid": True, "on_kwargs": {key: True}, "off_kwargs": {key: False}}
+
+
+REASONING_FORMATS: dict[str, ReasoningFormat] = {
     f.name: f
     for f in [
         ReasoningFormat(
             name="qwen3",
             description="Qwen3 hybrid: enable_thinking chat-template switch",
-            hybrid=True,
-            on_kwargs={"enable_thinking": True},
-            off_kwargs={"enable_thinking": False},
+            **_switch("enable_thinking"),
         ),
         ReasoningFormat(
             name="smollm3",
             description="SmolLM3 hybrid: enable_thinking switch, /think and /no_think flags",
-            hybrid=True,
-            on_kwargs={"enable_thinking": True},
-            off_kwargs={"enable_thinking": False},
+            **_switch("enable_thinking"),
         ),
         ReasoningFormat(
             name="deepseek-r1",
@@ -72,11 +74,9 @@ FORMATS: dict[str, ReasoningFormat] = {
         ReasoningFormat(
             name="granite",
             description="Granite 3.x: thinking=True chat-template switch",
-            hybrid=True,
             answer_open="<response>",
             answer_close="</response>",
-            on_kwargs={"thinking": True},
-            off_kwargs={"thinking": False},
+            **_switch("thinking"),
         ),
         ReasoningFormat(
             name="phi4-reasoning",
@@ -108,37 +108,37 @@ class FormatError(InvalidInput):
 
 def get_format(name: str) -> ReasoningFormat:
     try:
-        return FORMATS[name]
+        return REASONING_FORMATS[name]
     except KeyError:
-        raise FormatError(f"Unknown --format {name!r}; choose one of: {', '.join(FORMATS)}") from None
+        raise FormatError(f"Unknown --format {name!r}; choose one of: {', '.join(REASONING_FORMATS)}") from None
 
 
 def detect_format(chat_template: str | None, model_name: str = "") -> ReasoningFormat:
     """Pick the family from the chat template text (and, as a tie-breaker, the model's name)."""
     if not chat_template:
-        return FORMATS["plain"]
+        return REASONING_FORMATS["plain"]
     template = chat_template
     lowered_name = model_name.lower()
     if "/no_think" in template or "smollm3" in lowered_name:
-        return FORMATS["smollm3"]
+        return REASONING_FORMATS["smollm3"]
     if "enable_thinking" in template:
-        return FORMATS["qwen3"]
+        return REASONING_FORMATS["qwen3"]
     if "<｜Assistant｜>" in template or "deepseek" in lowered_name and "</think>" in template:
-        return FORMATS["deepseek-r1"]
+        return REASONING_FORMATS["deepseek-r1"]
     if "thinking" in template and ("granite" in template.lower() or "granite" in lowered_name):
-        return FORMATS["granite"]
+        return REASONING_FORMATS["granite"]
     if "<think>" in template and ("Phi" in template or "phi-4" in lowered_name):
-        return FORMATS["phi4-reasoning"]
-    return FORMATS["prompted"]
+        return REASONING_FORMATS["phi4-reasoning"]
+    return REASONING_FORMATS["prompted"]
 
 
-def _with_system(messages: list[dict[str, str]], system: str) -> list[dict[str, str]]:
+def _with_system(messages: Messages, system: str) -> Messages:
     if messages and messages[0].get("role") == "system":
         return [{"role": "system", "content": f"{messages[0]['content']}\n\n{system}"}, *messages[1:]]
     return [{"role": "system", "content": system}, *messages]
 
 
-def _plain_prompt(messages: list[dict[str, str]]) -> str:
+def _plain_prompt(messages: Messages) -> str:
     lines = []
     for message in messages:
         role = {"system": "System", "user": "User", "assistant": "Assistant"}.get(message["role"], message["role"])
@@ -146,7 +146,7 @@ def _plain_prompt(messages: list[dict[str, str]]) -> str:
     return "\n\n".join(lines) + "\n\nAssistant: "
 
 
-def build_prompt(fmt: ReasoningFormat, tokenizer: Any, messages: list[dict[str, str]], thinking: bool) -> str:
+def build_prompt(fmt: ReasoningFormat, tokenizer: Any, messages: Messages, thinking: bool) -> str:
     """Render ``messages`` for generation, ending where the model's first token belongs.
 
     Returns the prompt text; the caller tokenises it with ``add_special_tokens=False`` because the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.formats import FORMATS, FormatError, build_prompt, detect_format, get_format
+from app.engine.reasoning_formats import REASONING_FORMATS, FormatError, build_prompt, detect_format, get_format
 
 # Minimal templates that mimic each family's thinking switch (not the vendors' full templates).
 QWEN3 = (
@@ -72,53 +72,53 @@ def test_detects_the_family_from_the_template(template, name, expected):
 
 def test_qwen3_on_opens_think_and_off_closes_an_empty_block(tok):
     tok = _with(tok, QWEN3)
-    on = build_prompt(FORMATS["qwen3"], tok, USER, thinking=True)
-    off = build_prompt(FORMATS["qwen3"], tok, USER, thinking=False)
+    on = build_prompt(REASONING_FORMATS["qwen3"], tok, USER, thinking=True)
+    off = build_prompt(REASONING_FORMATS["qwen3"], tok, USER, thinking=False)
     assert on.endswith("<|im_start|>assistant\n<think>\n")
     assert off.endswith("<think>\n\n</think>\n\n")
 
 
 def test_smollm3_uses_the_template_switch(tok):
     tok = _with(tok, SMOLLM3)
-    assert "/no_think" in build_prompt(FORMATS["smollm3"], tok, USER, thinking=False)
-    on = build_prompt(FORMATS["smollm3"], tok, USER, thinking=True)
+    assert "/no_think" in build_prompt(REASONING_FORMATS["smollm3"], tok, USER, thinking=False)
+    on = build_prompt(REASONING_FORMATS["smollm3"], tok, USER, thinking=True)
     assert "/think" in on and on.endswith("<think>\n")
 
 
 def test_r1_always_thinks_and_off_prefills_an_empty_block(tok):
     tok = _with(tok, R1)
-    on = build_prompt(FORMATS["deepseek-r1"], tok, USER, thinking=True)
+    on = build_prompt(REASONING_FORMATS["deepseek-r1"], tok, USER, thinking=True)
     assert on.endswith("<｜Assistant｜><think>\n") and on.count("<think>") == 1  # not opened twice
-    off = build_prompt(FORMATS["deepseek-r1"], tok, USER, thinking=False)
+    off = build_prompt(REASONING_FORMATS["deepseek-r1"], tok, USER, thinking=False)
     assert off.endswith("<think>\n\n</think>\n\n")
 
 
 def test_granite_passes_thinking_kwarg(tok):
     tok = _with(tok, GRANITE)
-    assert "think in <think>" in build_prompt(FORMATS["granite"], tok, USER, thinking=True)
-    assert "think in <think>" not in build_prompt(FORMATS["granite"], tok, USER, thinking=False)
+    assert "think in <think>" in build_prompt(REASONING_FORMATS["granite"], tok, USER, thinking=True)
+    assert "think in <think>" not in build_prompt(REASONING_FORMATS["granite"], tok, USER, thinking=False)
     assert get_format("granite").answer_open == "<response>"
 
 
 def test_phi4_prefills_empty_block_when_off(tok):
     tok = _with(tok, PHI4)
-    assert build_prompt(FORMATS["phi4-reasoning"], tok, USER, thinking=False).endswith("</think>\n\n")
+    assert build_prompt(REASONING_FORMATS["phi4-reasoning"], tok, USER, thinking=False).endswith("</think>\n\n")
 
 
 def test_prompted_asks_for_think_tags_and_opens_the_block(tok):
     tok = _with(tok, PLAIN_CHAT)
-    on = build_prompt(FORMATS["prompted"], tok, USER, thinking=True)
+    on = build_prompt(REASONING_FORMATS["prompted"], tok, USER, thinking=True)
     assert "<think> and </think>" in on and on.endswith("<think>\n")
-    off = build_prompt(FORMATS["prompted"], tok, USER, thinking=False)
+    off = build_prompt(REASONING_FORMATS["prompted"], tok, USER, thinking=False)
     assert "<think>" not in off
 
 
 def test_plain_format_needs_no_template(tok):
     tok.chat_template = None
-    prompt = build_prompt(FORMATS["plain"], tok, USER, thinking=True)
+    prompt = build_prompt(REASONING_FORMATS["plain"], tok, USER, thinking=True)
     assert prompt.endswith("Assistant: <think>\n") and "User: What is 2+2?" in prompt
     with pytest.raises(FormatError, match="--format plain"):
-        build_prompt(FORMATS["prompted"], tok, USER, thinking=True)
+        build_prompt(REASONING_FORMATS["prompted"], tok, USER, thinking=True)
 
 
 def test_unknown_format_names_the_choices():
@@ -128,4 +128,6 @@ def test_unknown_format_names_the_choices():
 
 def test_conversation_must_end_with_user(tok):
     with pytest.raises(FormatError, match="end with a user message"):
-        build_prompt(FORMATS["prompted"], _with(tok, PLAIN_CHAT), [{"role": "assistant", "content": "x"}], True)
+        build_prompt(
+            REASONING_FORMATS["prompted"], _with(tok, PLAIN_CHAT), [{"role": "assistant", "content": "x"}], True
+        )
