@@ -36,9 +36,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "app.ui": ("app.store", "app.cli", "sqlalchemy"),
     "app.cli": ("app.store", "sqlalchemy"),
     "app.domain": ("app.",),
+    "app.labelled_data": ("app.",),
 }
 #: The one exception to FORBIDDEN: the data types may raise the shared errors (which import nothing from app).
-ALLOWED: dict[str, tuple[str, ...]] = {"app.domain": ("app.errors",)}
+ALLOWED: dict[str, tuple[str, ...]] = {"app.domain": ("app.errors",), "app.labelled_data": ("app.domain",)}
 
 #: Modules that belong to one tab without being its ``build_tab`` module (tab module name -> its parts).
 TAB_PARTS: dict[str, set[str]] = {

@@ -10,8 +10,9 @@ import pytest
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import Progress, RolloutBatch
 from app.reasoning.steps import segment_trace
-from app.services.branching import step_credit, stream_think_longer
+from app.services.branching import step_credit
 from app.services.runs import Saved
+from app.services.think_longer import stream_think_longer
 
 pytestmark = pytest.mark.bundled
 PROMPT = "What is 3 + 4?"

@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app.domain import AutoLabelledSample, AutoStepLabel, LabelledSample, Step, StepRating
+from app.domain import Step
 from app.export.auto_rows import auto_prm_row, prm_rows_by_source
 from app.export.dataset_formats import check_options
 from app.export.lineage import LINEAGE_COLUMNS
 from app.export.rows import ExportError
+from app.labelled_data import AutoLabelledSample, AutoStepLabel, LabelledSample, StepRating
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 STEPS = [Step(0, "3 + 4 = 7.", 0, 10), Step(1, "7 * 2 = 14.", 11, 22), Step(2, "So 14.", 23, 29)]

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from export_support import build_rows
 
-from app.domain import LabelledSample, PreferencePair, Step, StepRating
+from app.domain import Step
 from app.export.card import render_card
 from app.export.lineage import column_names
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import HF_CARD_FILE, HF_DATA_FILE, arrow_schema, write_rows
+from app.labelled_data import LabelledSample, PreferencePair, StepRating
 from app.store.records import BranchInfo
 
 datasets = pytest.importorskip("datasets")

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 import pytest
 from export_support import build_rows
 
-from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text
+from app.domain import Step, completion_text
 from app.export.card import render_card, size_category
 from app.export.lineage import column_names
 from app.export.prm800k import prm800k_row
 from app.export.rows import SKIP_NO_LABELS, SKIP_UNLABELLED_GAP, ExportError, ExportFilters, prm_row, text_prompt
+from app.labelled_data import LabelledSample, PreferencePair, StepRating
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 
@@ -71,7 +72,7 @@ def make_pair(chosen_thinking: str = "think A", rejected_thinking: str = "") -> 
 
 
 def test_the_first_error_is_the_marked_step_else_the_first_wrong_one():
-    from app.domain import first_error
+    from app.labelled_data import first_error
 
     def rating(index: int, value: int, marked: bool = False) -> StepRating:
         return StepRating(step_index=index, rating=value, annotator="a", created_at=T0, first_error=marked)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.services import agreement as agreement_service
 from app.services import labeling
 from app.services.exporting import export_dataset
 from app.services.runs import save_result
@@ -222,13 +223,13 @@ def test_agreement_reports_kappa_per_pair_and_the_disagreeing_steps(data):
     _label_all(store, good, "alice", [1, 1, 1, -1, 1])
     _label_all(store, good, "bob", [1, 1, 1, 1, 1])
     _label_all(store, six, "bob", [1, 0, 1])
-    report = labeling.agreement(store)
+    report = agreement_service.agreement(store)
     (pair,) = report.pairs
     assert (pair.annotator_a, pair.annotator_b, pair.overlap) == ("alice", "bob", 5)
     assert pair.raw_agreement == pytest.approx(0.8)
     (d,) = report.disagreements
     assert (d.sample_id, d.step_index, d.rating_a, d.rating_b, d.text) == (good, 3, -1, 1, "Check: 72 - 24 = 48.")
-    assert labeling.agreement(store, sample_id=six).pairs == []
+    assert agreement_service.agreement(store, sample_id=six).pairs == []
 
 
 def test_two_annotators_labelling_one_sample_at_once_from_two_stores_lose_nothing(data, db_url):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from store_support import make_result, make_steps, save_example
 
-from app.domain import LabelledSample
+from app.labelled_data import LabelledSample
 from app.store import Store
 
 

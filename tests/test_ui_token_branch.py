@@ -12,8 +12,8 @@ from gradio_client import Client
 from ui_support import wait_until
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult, TokenTrace
-from app.services.branching import stream_think_longer
 from app.services.runs import Saved, save_result
+from app.services.think_longer import stream_think_longer
 from app.ui.lens_branch import TokenPoint, locate
 
 THINKING = "Let me think about this problem.\nFirst, 3 + 4 = 7.\nThen 7 * 2 = 14.\nHmm, actually the answer is 7."

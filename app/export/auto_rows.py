@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from app.domain import AutoLabelledSample, LabelledSample
 from app.export.lineage import Lineages
 from app.export.rows import RowBatch, build_batch, prm_rows, sorted_unique, step_label_balance
+from app.labelled_data import AutoLabelledSample, LabelledSample
 
 #: Whose step labels a ``prm`` export writes (its ``source`` option).
 LABEL_SOURCES: tuple[str, ...] = ("human", "auto", "both")

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain import LabelledSample, first_error
 from app.export.lineage import Lineages
 from app.export.rows import SKIP_NO_LABELS, RowBatch, build_batch, ordered_steps, ratings_by_step
+from app.labelled_data import LabelledSample, first_error
 
 
 def _timestamp(moment: datetime) -> str:
@@ -36,7 +36,7 @@ def prm800k_row(sample: LabelledSample) -> dict[str, Any] | str:
     ``comment`` and ``labelled_at``; ``timestamp``/``total_time`` -> ``labelled_at_start`` and
     ``labelled_at_end`` (first and last rating time, ISO 8601 with microseconds). Steps run up to the last rated
     one; an unrated step before that keeps ``rating: null`` (nothing is dropped here).
-    ``first_error`` marks the sample's first error (:func:`~app.domain.first_error`). ``finish_reason`` is ``found_error`` when a step is
+    ``first_error`` marks the sample's first error (:func:`~app.labelled_data.first_error`). ``finish_reason`` is ``found_error`` when a step is
     rated -1, ``solution`` when every step is rated and none is -1, else ``partial`` (PRM800K's
     ``give_up``/``bad_problem`` have no counterpart here).
     """

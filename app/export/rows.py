@@ -21,7 +21,7 @@ for both sides, prefixed ``chosen_``/``rejected_``), see ``app.export.lineage``.
 
 Completions keep the thinking, laid out by :func:`app.domain.completion_text` (the one place that knows
 ``<think>\\n{thinking}\\n</think>\\n\\n{answer}``). The first error of a sample is
-:func:`app.domain.first_error`, the definition labelling uses too. Which formats exist, and what feeds them, is
+:func:`app.labelled_data.first_error`, the definition labelling uses too. Which formats exist, and what feeds them, is
 the table in ``app.export.dataset_formats``.
 """
 
@@ -34,9 +34,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from app.domain import LabelledSample, PreferencePair, Step, StepRating, completion_text, first_error
+from app.domain import Step, completion_text
 from app.errors import InvalidInput
 from app.export.lineage import Lineages, lineage_columns
+from app.labelled_data import LabelledSample, PreferencePair, StepRating, first_error
 
 #: How a neutral (0) step becomes a PRM label.
 #: "true" (default): a neutral step is not an error, so it counts as a correct step. This is the
@@ -207,7 +208,7 @@ def prm_row(sample: LabelledSample, neutral: str = "true") -> dict[str, Any] | s
     """One TRL stepwise-supervision row, or the skip reason (a str) when the sample can't be one.
 
     Rules: steps in index order; +1 -> True, -1 -> False, 0 -> ``neutral`` policy. The row stops
-    at the first error (:func:`~app.domain.first_error`, included, PRM800K-style: nothing after it is
+    at the first error (:func:`~app.labelled_data.first_error`, included, PRM800K-style: nothing after it is
     trusted) or at the last labelled step, whichever comes first. An unlabelled step before that point makes
     the labels ambiguous, so the sample is skipped rather than guessed.
     """

@@ -15,13 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.domain import AutoLabelledSample, LabelledSample, PreferencePair
 from app.errors import InvalidInput
 from app.export.card import render_card
 from app.export.dataset_formats import CONVERSATIONAL, NEUTRAL, SOFT, SOURCE, Query, check_options
 from app.export.lineage import BranchLineage
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
+from app.labelled_data import AutoLabelledSample, LabelledSample, PreferencePair
 
 
 class ExportSource(Protocol):

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from app.domain import first_error
 from app.errors import StoreError
-from app.reasoning.agreement import AgreementReport, agreement_report
+from app.labelled_data import first_error
 from app.store.records import LabelProgress, LabelRecord, QueueItem, StoredRun, StoredStep
 from app.store.repository import Store
 
@@ -68,7 +67,9 @@ class SampleView:
     annotator: str
     steps: list[StepView]
     verdict: bool | None
-    first_error_index: int | None  # where the sample first goes wrong: app.domain.first_error (as export reads it)
+    first_error_index: (
+        int | None
+    )  # where the sample first goes wrong: app.labelled_data.first_error (as export reads it)
     stopped_at: int | None = None  # the step marked "first error here": PRM800K labelling stops after it
 
     @property
@@ -112,29 +113,6 @@ class QueueView:
 
     def to_dict(self) -> dict[str, Any]:
         return {"items": [asdict(i) for i in self.items], "progress": self.progress.text, **asdict(self.progress)}
-
-
-@dataclass(frozen=True)
-class Disagreement:
-    """One step two annotators rated differently."""
-
-    annotator_a: str
-    annotator_b: str
-    sample_id: int
-    step_id: int
-    step_index: int
-    text: str
-    rating_a: int
-    rating_b: int
-
-
-@dataclass(frozen=True)
-class AgreementView:
-    pairs: list[AgreementReport]
-    disagreements: list[Disagreement] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"pairs": [asdict(p) for p in self.pairs], "disagreements": [asdict(d) for d in self.disagreements]}
 
 
 # --- small parsers shared by the UI and the API ---------------------------------------------------------------
@@ -392,37 +370,3 @@ def add_preference(
 def add_ranking(store: Store, sample_ids_best_first: Sequence[int] | str, annotator: str, reason: str = "") -> str:
     """Record a ranking of samples of one prompt (best first) as its implied pairs; return the group id."""
     return store.add_ranking(parse_ids(sample_ids_best_first), annotator, reason.strip())
-
-
-# --- agreement ----------------------------------------------------------------------------------------------
-
-
-def agreement(store: Store, *, sample_id: int | None = None, max_disagreements: int = 200) -> AgreementView:
-    """Cohen's kappa per annotator pair over the steps both rated, and the steps where they disagree."""
-    ratings = store.step_ratings_by_annotator(sample_id)
-    pairs = agreement_report(ratings)
-    wanted = {step for pair in pairs for step in pair.disagreements}
-    if not wanted:
-        return AgreementView(pairs=pairs)
-    steps: dict[int, StoredStep] = {}
-    sample_ids = [sample_id] if sample_id is not None else sorted({s.sample_id for s in store.labelled_samples()})
-    for sid in sample_ids:
-        if wanted <= steps.keys():
-            break
-        steps.update((s.step_id, s) for s in store.steps_for_sample(sid) if s.step_id in wanted)
-    found = [
-        Disagreement(
-            pair.annotator_a,
-            pair.annotator_b,
-            steps[step_id].sample_id,
-            step_id,
-            steps[step_id].index,
-            steps[step_id].text,
-            ratings[pair.annotator_a][step_id],
-            ratings[pair.annotator_b][step_id],
-        )
-        for pair in pairs
-        for step_id in pair.disagreements
-        if step_id in steps
-    ]
-    return AgreementView(pairs=pairs, disagreements=found[:max_disagreements])

@@ -143,17 +143,7 @@ def stream_run(
         recorder = RunRecorder(
             rt.db, kind=kind, gold=gold, sweep_id=sweep_id, label=label, created_by=user, branch=branch
         )
-        recorder.begin(
-            GenerationResult(
-                model=rt.loaded.name,
-                format=rt.loaded.format.name,
-                settings=settings,
-                samples=[],
-                prompt=msgs[-1]["content"],
-                messages=msgs,
-                precision=rt.loaded.precision,
-            )
-        )
+        recorder.begin(_empty_result(rt, msgs, settings))
     result: GenerationResult | None = None
     partial = _Partial()
     try:
@@ -169,32 +159,44 @@ def stream_run(
                 yield event
     except Exception as exc:  # e.g. a prompt the format can't render: save the failure, don't lose it
         log.exception("generation failed")
-        result = GenerationResult(
-            model=rt.loaded.name,
-            format=rt.loaded.format.name,
-            settings=settings,
-            samples=[],
-            prompt=msgs[-1]["content"],
-            messages=msgs,
-            error=f"{type(exc).__name__}: {exc}",
-            precision=rt.loaded.precision,
-        )
+        result = _empty_result(rt, msgs, settings, error=f"{type(exc).__name__}: {exc}")
         yield Finished(result)
     finally:
         if result is None and cancel is not None:  # the consumer stopped iterating before the engine finished
             cancel.cancel()
     assert result is not None
+    yield _save(recorder, result, kind=kind, gold=gold, wait_for_save=wait_for_save)
+
+
+def _empty_result(
+    rt: Runtime, msgs: Messages, settings: GenerationSettings, error: str | None = None
+) -> GenerationResult:
+    """The run as it stands before any sample (its row at the start), or a failure with no samples."""
+    return GenerationResult(
+        model=rt.loaded.name,
+        format=rt.loaded.format.name,
+        settings=settings,
+        samples=[],
+        prompt=msgs[-1]["content"],
+        messages=msgs,
+        error=error,
+        precision=rt.loaded.precision,
+    )
+
+
+def _save(
+    recorder: RunRecorder | None, result: GenerationResult, *, kind: str, gold: str | None, wait_for_save: float | None
+) -> Saved:
+    """Finish ``result`` (answers, steps), hand it to ``recorder`` and wait up to ``wait_for_save`` for the save."""
     steps = finish_result(result)
     if recorder is None:
-        yield Saved(None, result, kind=kind, gold=gold)
-        return
+        return Saved(None, result, kind=kind, gold=gold)
     ticket = recorder.finish(result, steps, run_status(result))
     ticket.wait(wait_for_save)
     if not ticket.settled:
-        yield Saved(None, result, kind=kind, gold=gold, ticket=ticket)
-    else:
-        run_id = None if ticket.error else ticket.run_id
-        yield Saved(run_id, result, save_error=ticket.error, kind=kind, gold=gold, ticket=ticket)
+        return Saved(None, result, kind=kind, gold=gold, ticket=ticket)
+    run_id = None if ticket.error else ticket.run_id
+    return Saved(run_id, result, save_error=ticket.error, kind=kind, gold=gold, ticket=ticket)
 
 
 def _engine_events(

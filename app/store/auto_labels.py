@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from app.domain import AutoLabelledSample, AutoStepLabel
+from app.labelled_data import AutoLabelledSample, AutoStepLabel
 from app.store.checks import check_choice
 from app.store.convert import auto_label_record
 from app.store.errors import NotFound, StoreError

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from app.domain import LabelledSample, StepRating
+from app.labelled_data import LabelledSample, StepRating
 from app.store.checks import check_annotator_name
 from app.store.convert import label_record
 from app.store.errors import NotFound, StoreError

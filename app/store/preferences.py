@@ -15,7 +15,7 @@ from itertools import combinations
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from app.domain import PreferencePair
+from app.labelled_data import PreferencePair
 from app.store.checks import check_annotator_name
 from app.store.convert import preference_record
 from app.store.errors import NotFound, StoreError

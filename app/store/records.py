@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step, StepRating
+from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step
+from app.labelled_data import StepRating
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

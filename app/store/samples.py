@@ -62,7 +62,7 @@ def load_active_steps(session: Session, sample_ids: list[int]) -> dict[int, list
 
 
 class ExportSampleFields(TypedDict):
-    """The fields ``LabelledSample`` and ``AutoLabelledSample`` share (``app.domain.ExportSample``'s and ``model``)."""
+    """The fields ``LabelledSample`` and ``AutoLabelledSample`` share (``app.labelled_data.ExportSample``'s and ``model``)."""
 
     sample_id: int
     run_id: int

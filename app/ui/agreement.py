@@ -1,6 +1,6 @@
 """The Agreement view: Cohen's kappa per annotator pair over the steps both rated, and where they disagree.
 
-An adapter over ``app.services.labeling.agreement``; the Annotate tab shows it as a sub-tab (``build_section``). Step text is shown in a table cell
+An adapter over ``app.services.agreement.agreement``; the Annotate tab shows it as a sub-tab (``build_section``). Step text is shown in a table cell
 (plain text, not HTML).
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import StoreError
+from app.services import agreement as agreement_service
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 from app.ui.fields import WholeNumber
@@ -20,7 +21,7 @@ DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "s
 AUTO_HEADERS = ["annotator", "steps both labelled", "raw agreement", "Cohen's kappa vs auto", "disagreements"]
 
 
-def agreement_tables(view: labeling.AgreementView) -> tuple[str, list[list[Any]], list[list[Any]]]:
+def agreement_tables(view: agreement_service.AgreementView) -> tuple[str, list[list[Any]], list[list[Any]]]:
     """(summary, pair rows, disagreement rows) for the two tables."""
     pairs = [
         [p.annotator_a, p.annotator_b, p.overlap, round(p.raw_agreement, 3),
@@ -60,7 +61,7 @@ def build_section(rt: Runtime) -> None:
     def on_compute(sample_id: float | None) -> tuple[str, list[list[Any]], list[list[Any]], list[list[Any]]]:
         try:
             wanted = int(sample_id) if sample_id else None
-            view = labeling.agreement(store, sample_id=wanted)
+            view = agreement_service.agreement(store, sample_id=wanted)
             versus = auto_labels.human_vs_auto(store, wanted)
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc

@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.services import agreement as agreement_service
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 from app.ui.caller import login_of
@@ -212,7 +213,7 @@ class LabellingApi:
     def agreement(self, sample_id: int | None = None) -> dict:
         """Cohen's kappa per annotator pair and the steps they disagree on (all samples, or one)."""
         with refusals():
-            return jsonable(labeling.agreement(self.store, sample_id=sample_id))
+            return jsonable(agreement_service.agreement(self.store, sample_id=sample_id))
 
     def agreement_auto(self, sample_id: int | None = None) -> list:
         """Cohen's kappa of each annotator (and all pooled) against the automatic (auto:mc) hard step labels."""

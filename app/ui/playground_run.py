@@ -21,12 +21,12 @@ import gradio as gr
 
 from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
-from app.services.branching import stream_think_longer
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
 from app.services.runs import Saved, run_json, stream_run
 from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, build_settings
+from app.services.think_longer import stream_think_longer
 from app.ui.caller import user_of
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, ModelTab, user_error
