@@ -169,6 +169,25 @@ def budget_label(budget: int) -> str:
     return "thinking off" if budget == 0 else f"budget {budget}"
 
 
+#: Why a branch run was made: ``resample`` (Branch here), ``credit`` (the step-credit curve, auto labels),
+#: ``think_longer`` (Think longer).
+BranchKind = Literal["resample", "credit", "think_longer"]
+BRANCH_KINDS: tuple[str, ...] = get_args(BranchKind)
+
+
+@dataclass(frozen=True)
+class BranchLink:
+    """Which stored trace a branch run continues (the one declaration of branch lineage): the parent run (None
+    once it is deleted), its sample (0-based), the last step kept (0-based; -1 = the rollouts start from the
+    prompt) and why it was made. ``save_run(branch=...)`` records one; the store reports it back as
+    ``BranchInfo`` (the same fields plus the run and when); exports turn it into their lineage columns."""
+
+    parent_run_id: int | None
+    parent_sample_index: int
+    parent_step_index: int
+    kind: BranchKind = "resample"
+
+
 @dataclass(frozen=True)
 class TracePrefix:
     """Where a continuation starts: the trace written so far after the prompt (branching, "Think longer").

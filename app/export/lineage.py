@@ -6,15 +6,17 @@ preference row describes two samples, so it carries the four columns twice, pref
 ``rejected_``. Indexes are 0-based like the steps of ``prm800k`` rows; ``branch_from_step`` = -1 means the
 branch started from the prompt alone.
 
-Pure: reads any object with the attributes of :class:`BranchLineage` (the store's ``BranchInfo`` has them).
+Pure: reads :class:`app.domain.BranchLink` records (the store's ``BranchInfo`` is one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
+
+from app.domain import BranchLink
 
 LINEAGE_COLUMNS: tuple[str, ...] = ("branch_of_run", "branch_of_sample", "branch_from_step", "branch_kind")
 #: What the dataset card says about each column.
@@ -27,24 +29,8 @@ LINEAGE_HELP: dict[str, str] = {
 PREFERENCE_SIDES: tuple[str, ...] = ("chosen_", "rejected_")
 
 
-class BranchLineage(Protocol):
-    """A run's branch link as the store reports it."""
-
-    @property
-    def parent_run_id(self) -> int | None: ...
-
-    @property
-    def parent_sample_index(self) -> int: ...
-
-    @property
-    def parent_step_index(self) -> int: ...
-
-    @property
-    def kind(self) -> str: ...
-
-
 #: {run id: its branch link} for the runs that are branches; ordinary runs are absent.
-Lineages = Mapping[int, BranchLineage]
+Lineages = Mapping[int, BranchLink]
 
 
 def lineage_columns(lineage: Lineages | None, run_id: int | None, prefix: str = "") -> dict[str, Any]:

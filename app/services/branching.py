@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
+from app.domain import BranchKind, BranchLink, GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import CancelToken, Progress, RolloutBatch
 from app.errors import InvalidInput
 from app.reasoning.answers import extract_sample_answer
@@ -22,7 +22,7 @@ from app.reasoning.credit import CreditCurve, credit_curve
 from app.services.consistency import ConsistencyReport, build_report, check_samples, normalise_gold
 from app.services.runs import LOCAL_USER, save_result
 from app.services.runtime import Runtime
-from app.store.records import BranchLink, StoredRun, StoredSample, StoredStep
+from app.store.records import StoredRun, StoredSample, StoredStep
 from app.store.repository import Store
 
 
@@ -147,7 +147,7 @@ def _save_point(
     step: int,
     result: GenerationResult,
     gold: str | None,
-    kind: str,
+    kind: BranchKind,
     user: str | None = LOCAL_USER,
 ):
     """Save one point's rollouts as a branch run, created by ``user`` (who may then delete it)."""
@@ -271,7 +271,7 @@ def stream_credit(
     cancel: CancelToken | None = None,
     with_importance: bool = True,
     save: bool = True,
-    kind: str = "credit",
+    kind: BranchKind = "credit",
     user: str | None = LOCAL_USER,
 ) -> Iterator[CreditProgress | CreditReport]:
     """Roll out N continuations from after each chosen step, yield progress, then the :class:`CreditReport`.
@@ -345,7 +345,7 @@ def save_point(
     report: CreditReport,
     step: int,
     gold: str | None,
-    kind: str = "credit",
+    kind: BranchKind = "credit",
     user: str | None = LOCAL_USER,
 ) -> int:
     """Save one point of a report made with ``save=False`` (auto-labelling saves only once labels are kept)."""

@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.domain import BranchLink
 from app.errors import InvalidInput
 from app.export.card import render_card
 from app.export.dataset_formats import CONVERSATIONAL, NEUTRAL, SOFT, SOURCE, Query, check_options
-from app.export.lineage import BranchLineage
 from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import arrow_schema, check_target, resolve_output, write_rows
 from app.labelled_data import AutoLabelledSample, LabelledSample, PreferencePair
@@ -43,7 +43,7 @@ class ExportSource(Protocol):
         self, *, model: str | None = None, since: datetime | None = None
     ) -> list[AutoLabelledSample]: ...
 
-    def lineage(self, run_ids: list[int]) -> dict[int, BranchLineage]: ...
+    def lineage(self, run_ids: list[int]) -> dict[int, BranchLink]: ...
 
 
 def run_ids_of(records: Iterable[Any]) -> list[int]:

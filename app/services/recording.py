@@ -26,10 +26,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypedDict
 
-from app.domain import GenerationResult, SampleResult
+from app.domain import BranchLink, GenerationResult, SampleResult
 from app.domain import Step as DomainStep
 from app.store.errors import DatabaseBusy
-from app.store.records import BranchLink
 from app.store.repository import Store
 
 log = logging.getLogger(__name__)

@@ -16,14 +16,14 @@ from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult, TracePrefix
+from app.domain import BranchLink, GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import AnswerDelta, CancelToken, Event, Finished, Snapshot, SteerToken, ThinkingDelta
 from app.reasoning.answers import extract_sample_answer
 from app.reasoning.steps import segment_trace
 from app.services.limits import checked_request
 from app.services.recording import CHECKPOINT_SECONDS, RunRecorder, SaveTicket
 from app.services.runtime import Runtime
-from app.store.records import BranchLink, StoredRun
+from app.store.records import StoredRun
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]

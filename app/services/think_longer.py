@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from app.domain import GenerationSettings, TracePrefix
+from app.domain import BranchLink, GenerationSettings, TracePrefix
 from app.engine.events import CancelToken, Event, SteerToken
 from app.errors import InvalidInput
 from app.services.branching import load_source
 from app.services.runs import LOCAL_USER, Saved, stream_run
 from app.services.runtime import Runtime
-from app.store.records import BranchLink
 
 
 def stream_think_longer(

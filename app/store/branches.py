@@ -11,11 +11,12 @@ from dataclasses import asdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.domain import BranchLink
 from app.store.checks import check_choice
 from app.store.convert import branch_info
 from app.store.errors import NotFound, StoreError
 from app.store.models import BRANCH_KINDS, Run, RunBranch
-from app.store.records import BranchInfo, BranchLink
+from app.store.records import BranchInfo
 from app.store.sessions import Repository
 
 

@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from app.domain import BRANCH_KINDS
+
 #: Constraint names spelled out, so migrations on SQLite (batch mode) and Postgres can refer to them.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,7 +49,6 @@ RUN_STATUSES: tuple[str, ...] = ("done", "cancelled", "error")
 #: ``runs.lifecycle`` while a run is not finished (NULL once it is; ``status`` then says how it ended).
 RUN_LIFECYCLES: tuple[str, ...] = ("running", "interrupted")
 STEP_SOURCES: tuple[str, ...] = ("thinking", "answer")
-BRANCH_KINDS: tuple[str, ...] = ("resample", "credit", "think_longer")
 #: The source of Monte-Carlo step labels (Math-Shepherd): rollouts from after the step reach the target answer.
 AUTO_MC = "auto:mc"
 ANNOTATOR_NAME_MAX = 64

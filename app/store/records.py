@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from app.domain import GenerationResult, GenerationSettings, Phase, SampleResult, Step
+from app.domain import BranchLink, GenerationResult, GenerationSettings, Phase, SampleResult, Step
 from app.labelled_data import StepRating
 
 if TYPE_CHECKING:
@@ -202,15 +202,11 @@ class PreferenceRecord:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class BranchInfo:
-    """A run's link to the trace it continues (see ``models.RunBranch``); ``parent_run_id`` None = parent deleted."""
+@dataclass(frozen=True, kw_only=True)
+class BranchInfo(BranchLink):
+    """A run's stored :class:`~app.domain.BranchLink` (see ``models.RunBranch``): which run it is and when."""
 
     run_id: int
-    parent_run_id: int | None
-    parent_sample_index: int
-    parent_step_index: int  # last step kept, 0-based; -1 = from the prompt
-    kind: str
     created_at: datetime
 
 
@@ -229,13 +225,3 @@ class AutoLabelRecord:
     target_kind: str
     settings: dict[str, Any]
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class BranchLink:
-    """What ``save_run(branch=...)`` records: the parent run, its sample index (0-based), the last step kept."""
-
-    parent_run_id: int
-    parent_sample_index: int
-    parent_step_index: int
-    kind: str = "resample"

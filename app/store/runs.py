@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.domain import GenerationResult, GenerationSettings, SampleResult
+from app.domain import BranchLink, GenerationResult, GenerationSettings, SampleResult
 from app.domain import Step as DomainStep
 from app.store.branches import add_branch_link
 from app.store.checks import check_choice, check_id, check_user
@@ -29,7 +29,7 @@ from app.store.convert import run_record, run_summary, sample_record
 from app.store.errors import NotFound, StoreError
 from app.store.fragments import excerpt
 from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep, utcnow
-from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample
+from app.store.records import RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
 from app.store.sessions import Repository
 from app.store.shared_rows import prompt_id
