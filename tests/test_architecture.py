@@ -111,7 +111,9 @@ def test_no_tab_imports_another_tab_and_shared_ui_modules_import_no_tab():
             target = owner.get(imported)
             if target is not None and target != owner.get(name):
                 bad.append(f"{name} imports {imported} (part of the {target} tab)")
-    assert not bad, "tabs share code through app.ui.render / app.ui.running / app.ui.inputs only:\n" + "\n".join(bad)
+    assert not bad, (
+        "tabs share code through app.ui.render / app.ui.running / app.ui.control_values only:\n" + "\n".join(bad)
+    )
 
 
 def test_no_module_is_over_the_size_limit():

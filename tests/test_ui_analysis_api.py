@@ -314,7 +314,7 @@ def test_cancel_sweep_stops_a_running_sweep_and_returns_the_partial_report(clien
 
 
 def test_controls_read_as_whole_numbers_and_pass_bad_values_on_to_validation():
-    from app.ui.inputs import analysis_settings, as_int, as_seed
+    from app.ui.control_values import analysis_settings, as_int, as_seed
 
     assert (as_int(3.0, "k"), as_int("", "k", 8), as_int(None, "k")) == (3, 8, None)
     with pytest.raises(ValueError, match="k must be a whole number, got 2.5"):

@@ -24,7 +24,7 @@ from app.services import agreement as agreement_service
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 from app.ui.caller import login_of
-from app.ui.inputs import as_id
+from app.ui.control_values import as_id
 from app.ui.running import user_error
 from app.validation import clean_text
 

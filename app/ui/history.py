@@ -22,7 +22,7 @@ from app.services.runs import run_json
 from app.services.runtime import Runtime
 from app.ui import lens_branch
 from app.ui.caller import user_of
-from app.ui.inputs import as_id
+from app.ui.control_values import as_id
 from app.ui.lens import add_lens
 from app.ui.page import OnTabSelect
 from app.ui.render import conversation_messages, safe_text, trace_messages

@@ -19,7 +19,7 @@ from app.services.inputs import Problem, check_samples, load_problems, normalise
 from app.services.runtime import Runtime
 from app.ui import charts
 from app.ui.fields import WholeNumber, problem_file, report_controls
-from app.ui.inputs import analysis_settings, as_int
+from app.ui.control_values import analysis_settings, as_int
 from app.ui.render import CARD_CSS, html_text
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
