@@ -22,8 +22,8 @@ from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
 from app.ui.caller import user_of
 from app.ui.charts import credit_figure
-from app.ui.fields import WholeNumber
 from app.ui.control_values import as_int
+from app.ui.fields import WholeNumber
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 

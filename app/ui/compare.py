@@ -17,8 +17,8 @@ from app.services import compare as svc
 from app.services.inputs import parse_budgets
 from app.services.runtime import Runtime
 from app.ui.caller import user_of
-from app.ui.fields import WholeNumber
 from app.ui.control_values import analysis_settings
+from app.ui.fields import WholeNumber
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 

@@ -21,8 +21,8 @@ from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
 from app.ui import branch_here, charts, lens_branch
 from app.ui.caller import user_of
-from app.ui.fields import WholeNumber
 from app.ui.control_values import analysis_settings, as_int
+from app.ui.fields import WholeNumber
 from app.ui.lens import add_lens
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error

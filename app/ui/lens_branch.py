@@ -24,8 +24,8 @@ from app.services import branching
 from app.services.runtime import Runtime
 from app.ui.branch_here import result_html, run_id_of
 from app.ui.caller import user_of
-from app.ui.fields import WholeNumber
 from app.ui.control_values import as_int
+from app.ui.fields import WholeNumber
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 

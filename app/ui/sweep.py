@@ -19,8 +19,8 @@ from app.services.inputs import check_samples, load_problems, parse_budgets
 from app.services.runtime import Runtime
 from app.ui import charts
 from app.ui.caller import user_of
-from app.ui.fields import WholeNumber, problem_file, report_controls
 from app.ui.control_values import analysis_settings, as_int
+from app.ui.fields import WholeNumber, problem_file, report_controls
 from app.ui.render import CARD_CSS, html_text
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
