@@ -32,7 +32,7 @@ def _save(rt, prompt: str, n: int = 2) -> list[int]:
 
 def test_every_labelling_action_is_a_named_endpoint(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    expected = {"label_queue", "open_sample", "label_step", "label_history", "merge_steps", "split_step",
+    expected = {"label_queue", "open_sample", "label_step", "save_label", "label_history", "merge_steps", "split_step",
                 "set_verdict", "add_preference", "add_ranking", "agreement", "export"}  # fmt: skip
     assert {f"/{n}" for n in expected} <= names
 
@@ -82,6 +82,24 @@ def test_a_label_for_a_re_split_step_is_refused_with_a_clear_error(tiny_app, cli
                        api_name="/label_step")  # fmt: skip
     with pytest.raises(AppError, match="no annotator name"):
         client.predict(sample_id=sample_id, step_id=after[0]["step_id"], rating="+1", api_name="/label_step")
+
+
+def test_save_label_answers_with_an_outcome_the_page_queue_can_act_on(tiny_app, client):
+    """The page's save queue: a saved label, a refusal not to send again, never an exception."""
+    rt, _ = tiny_app
+    sample_id, _ = _save(rt, "Solve 2x = 10 (queue).")
+    steps = client.predict(sample_id=sample_id, annotator="cy", api_name="/open_sample")["steps"]
+    saved = client.predict(sample_id=sample_id, step_id=steps[2]["step_id"], rating="-1", annotator="cy",
+                           api_name="/save_label")  # fmt: skip
+    assert saved["saved"] is True and rt.store.current_labels(sample_id, "cy")[steps[2]["step_id"]].rating == -1
+    client.predict(sample_id=sample_id, step_id=steps[0]["step_id"], api_name="/merge_steps")
+    refused = client.predict(sample_id=sample_id, step_id=steps[0]["step_id"], rating="+1", annotator="cy",
+                             api_name="/save_label")  # fmt: skip
+    assert refused["saved"] is False and refused["retry"] is False
+    assert "no longer one of sample" in refused["message"]
+    bad = client.predict(sample_id=sample_id, step_id=steps[2]["step_id"], rating="7", annotator="cy",
+                         api_name="/save_label")  # fmt: skip
+    assert bad == {"saved": False, "retry": False, "message": bad["message"]} and "rating='7'" in bad["message"]
 
 
 def test_preference_agreement_and_export_download(tiny_app, client, tmp_path):

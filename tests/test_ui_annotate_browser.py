@@ -61,7 +61,8 @@ def test_two_annotators_label_one_sample_at_once_with_shortcuts_and_lose_nothing
         bob.keyboard.press("-")
         wait_until(lambda i=i: ratings(alice)[: i + 1] == ["1"] * (i + 1), timeout=20, what=f"alice's label {i}")
         wait_until(lambda i=i: ratings(bob)[: i + 1] == ["-1"] * (i + 1), timeout=20, what=f"bob's label {i}")
-    assert alice.locator("#tl-progress").inner_text().startswith("1 of ")
+    # the ratings show at once; the progress line comes with the server's render once the saves are through
+    wait_until(lambda: alice.locator("#tl-progress").inner_text().startswith("1 of "), timeout=20, what="progress")
     store_ratings = {name: [r.rating for r in rt.store.current_labels(sample_id, name).values()] for name in ("alice", "bob")}  # fmt: skip
     assert store_ratings == {"alice": [1] * n, "bob": [-1] * n}
     assert alice.evaluate("window.__pwned") is None and PAYLOAD in alice.locator("#tl-header").inner_text()

@@ -3,9 +3,11 @@ whole-sample verdict, preferences between samples of one prompt, and (a sub-tab)
 
 An adapter over ``app.services.labeling``: every handler of :class:`Annotate` finds the annotator (the Gradio
 login, else the name typed here and remembered in the browser), calls one service function and re-renders the
-sample from the store (:class:`View`), so what two people do at once in two browsers always shows up. A label
-goes to the step id the person *saw*; if someone merged or split it meanwhile the store refuses it, and the
-refusal becomes a ``gr.Warning`` plus a reload, never a silent drop or a label on text nobody read. HTML comes
+sample from the store (:class:`View`), so what two people do at once in two browsers always shows up. Ratings
+and step moves (keys, buttons, clicks) happen in the page at once and their saves are queued there, each tied to
+the step id it was pressed on (``annotate_keys``, over the ``save_label`` endpoint); if someone merged or split
+that step meanwhile the store refuses it, and the page shows the refusal on the step and reloads, never a silent
+drop or a label on text nobody read. HTML comes
 from ``annotate_view`` (escaped); the named API endpoints live in ``annotate_api``; this module's own events are
 private to the page. The page-load hook (the remembered name, fresh filter menus) is handed to ``build_demo``,
 which registers it with the public ``demo.load``.
@@ -24,6 +26,7 @@ from app.errors import StoreError
 from app.services import history, labeling
 from app.services.runtime import Runtime
 from app.ui import agreement, annotate_api, annotate_branch
+from app.ui import annotate_keys as keys
 from app.ui import annotate_view as v
 from app.ui.caller import login_of
 from app.ui.fields import WholeNumber
@@ -154,19 +157,7 @@ class Annotate:
         filters = Filters(run, model, prompt, whose, first)
         return self.apply(lambda a, s, p, x: pos, name, opened, cursor, extra, filters, request)
 
-    # --- actions: (annotator, opened, cursor, extra) -> new cursor (None = stay) ---
-
-    def rate(self, rating: int, first_error: bool = False) -> Action:
-        def act(annotator: str, seen: Opened | None, pos: int, note: Any) -> int | None:
-            sample_id, step_id = shown_step(seen, pos)
-            labeling.label_step(self.store, sample_id, step_id, annotator, rating, comment=note or "",
-                                first_error=first_error)  # fmt: skip
-            if first_error:
-                return None  # PRM800K: the sample stops here
-            view = labeling.open_sample(self.store, sample_id, annotator, run_id=seen["run_id"] if seen else None)
-            return view.next_unlabelled(pos)
-
-        return act
+    # --- actions: (annotator, opened, cursor, extra) -> new cursor (None = stay); ratings are in the page ---
 
     def set_verdict(self, annotator: str, seen: Opened | None, pos: int, value: Any) -> None:
         sample_id, _ = shown_step(seen, pos)
@@ -314,7 +305,8 @@ def _label_steps(rt: Runtime, opened: gr.State) -> SimpleNamespace:
     header = gr.HTML(js_on_load=None, elem_id="tl-header")
     with gr.Row():
         with gr.Column(scale=3):
-            steps = gr.HTML(js_on_load=v.STEP_CLICK_JS, elem_id="tl-steps")
+            gr.HTML(keys.STATUS_HTML, js_on_load=None, elem_id="tl-save-box")
+            steps = gr.HTML(js_on_load=keys.STEPS_JS, elem_id="tl-steps")
         with gr.Column(scale=2):
             cursor = WholeNumber(0, label="Step position", minimum=0, elem_id="tl-cursor")
             current = gr.HTML(js_on_load=None, elem_id="tl-current")
@@ -346,7 +338,7 @@ def _label_steps(rt: Runtime, opened: gr.State) -> SimpleNamespace:
             other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
         ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
         rank_btn = gr.Button("Record ranking", size="sm")
-    gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=v.KEYS_JS)
+    gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=keys.labels_js(v.RATING_STYLE))
     return SimpleNamespace(**{k: c for k, c in locals().items() if k not in ("rt", "opened")})
 
 
@@ -358,20 +350,22 @@ def _wire_labelling(
     def on(trigger: Any, action: Action, extra: Any = c.comment) -> None:
         trigger(tab.handler(action), [c.name, opened, c.cursor, extra, *filters], view_out, **PRIVATE)
 
+    # Ratings and moves happen in the page at once; their saves are queued there (annotate_keys).
     for button, rating in ((c.good, 1), (c.neutral, 0), (c.wrong, -1)):
-        on(button.click, tab.rate(rating))
-    on(c.first_err.click, tab.rate(-1, first_error=True))
+        button.click(None, js=keys.rate_js(rating), **PRIVATE)
+    c.first_err.click(None, js=keys.rate_js(-1, first_error=True), **PRIVATE)
+    c.prev.click(None, js=keys.move_js(-1), **PRIVATE)
+    c.nxt.click(None, js=keys.move_js(1), **PRIVATE)
     on(c.accept.click, annotate_branch.accept_action(rt))
     gr.on([c.steps.change, c.cursor.change], lambda o, p: annotate_branch.suggestion_view(rt, o, p),
           [opened, c.cursor], [c.suggestion, c.good, c.wrong], **PRIVATE)  # fmt: skip
-    on(c.prev.click, lambda a, s, p, x: p - 1)
-    on(c.nxt.click, lambda a, s, p, x: p + 1)
     for stay in (c.cursor.submit, c.refresh.click, c.name.submit):
         on(stay, lambda a, s, p, x: None)
     on(c.verdict.input, tab.set_verdict, c.verdict)
     on(c.merge_btn.click, tab.merge)
     on(c.split_btn.click, tab.split, c.split_text)
-    c.steps.click(tab.click_step, [c.name, opened, c.cursor, c.comment, *filters], view_out, **PRIVATE)
+    c.steps.click(tab.click_step, [c.name, opened, c.cursor, c.comment, *filters], view_out,
+                  trigger_mode="always_last", **PRIVATE)  # fmt: skip
 
 
 def _wire_opening(tab: Annotate, c: SimpleNamespace, opened: gr.State, filters: list[Any], view_out: list[Any]) -> None:

@@ -4,7 +4,7 @@ Each endpoint is ``gr.api`` over one ``app.services.labeling`` function and retu
 With Gradio auth on, the logged-in user is the annotator whatever ``annotator`` says; without it ``annotator``
 is required. A refused action raises ``gr.Error`` with the store's message (a client sees ``AppError``).
 
-Endpoints: label_queue, open_sample, label_step, label_history, merge_steps, split_step, set_verdict,
+Endpoints: label_queue, open_sample, label_step, save_label, label_history, merge_steps, split_step, set_verdict,
 add_preference, add_ranking, agreement.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import DatabaseBusy, is_user_error
 from app.services import agreement as agreement_service
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
@@ -96,6 +97,7 @@ ENDPOINTS = (
     "label_queue",
     "open_sample",
     "label_step",
+    "save_label",
     "label_history",
     "merge_steps",
     "split_step",
@@ -158,6 +160,32 @@ class LabellingApi:
                 self.store, sample_id, step_id, name, rating, comment=comment, first_error=first_error
             )
             return {"label_id": label_id, "sample": jsonable(labeling.open_sample(self.store, sample_id, name))}
+
+    def save_label(
+        self,
+        sample_id: int,
+        step_id: int,
+        rating: str = "+1",
+        annotator: str = "",
+        comment: str = "",
+        first_error: bool = False,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> dict:
+        """``label_step`` for the Annotate page's save queue: the outcome as data, never an exception.
+
+        ``{"saved": true, "label_id"}``; a refusal ``{"saved": false, "retry": false, "message"}`` (the step was
+        merged away, bad input: don't send it again); a passing failure ``{"saved": false, "retry": true,
+        "message"}`` (the database is busy: send it again later)."""
+        try:
+            name = _who(annotator, request)
+            label_id = labeling.label_step(
+                self.store, sample_id, step_id, name, rating, comment=comment, first_error=first_error
+            )
+        except DatabaseBusy as exc:
+            return {"saved": False, "retry": True, "message": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the page shows the sentence; user_error logs a bug's traceback
+            return {"saved": False, "retry": not is_user_error(exc), "message": user_error(exc).message}
+        return {"saved": True, "label_id": label_id}
 
     def label_history(self, step_id: int) -> list:
         """Every label the step was ever given, oldest first."""

@@ -1,5 +1,5 @@
 """Pure rendering for the Annotate tab: labelling views -> HTML snippets and table rows, plus the page's
-keyboard-shortcut script. No events, no store: every function takes the service's dataclasses.
+shortcut help (the labelling script is ``annotate_keys``). No events, no store: every function takes the service's dataclasses.
 
 Everything a model or a person wrote goes through ``html_text`` and is placed only in element content, never in
 an attribute, so a ``<script>`` in a trace shows as text. Attributes carry numbers only (``data-pos``,
@@ -8,7 +8,7 @@ an attribute, so a ``<script>`` in a trace shows as text. Attributes carry numbe
 
 from __future__ import annotations
 
-import json
+import itertools
 from typing import Any
 
 from app.services.labeling import RATING_TEXT, LabelRecord, QueueView, SampleBrief, SampleView
@@ -23,54 +23,25 @@ RATING_STYLE: dict[int | None, tuple[str, str]] = {
 QUEUE_HEADERS = ["sample", "run", "#", "model", "prompt", "steps", "labelled", "done"]
 HISTORY_HEADERS = ["time (UTC)", "annotator", "rating", "first error", "comment"]
 
-#: Shortcut key -> elem_id of the button it clicks.
-SHORTCUTS: dict[str, str] = {
-    "1": "tl-rate-good", "+": "tl-rate-good", "2": "tl-rate-neutral", "0": "tl-rate-neutral",
-    "3": "tl-rate-bad", "-": "tl-rate-bad", "f": "tl-first-error", "j": "tl-step-next", "k": "tl-step-prev",
-    "n": "tl-next-sample", "a": "tl-accept-suggestion",
-}  # fmt: skip
-
-#: One document-level keydown listener (installed once per page) that clicks the button of a shortcut. Keys typed
-#: into a text field, or with a modifier, are left alone; a hidden button (another tab is showing) is not clicked.
-KEYS_JS = """
-if (!window.__tracelabAnnotateKeys) {
-  window.__tracelabAnnotateKeys = true;
-  const keys = __KEYS__;
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
-    const t = e.target;
-    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
-    const el = keys[e.key] && document.getElementById(keys[e.key]);
-    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    if (!btn || btn.disabled || btn.offsetParent === null) return;
-    e.preventDefault();
-    btn.click();
-  });
-}
-""".replace("__KEYS__", json.dumps(SHORTCUTS))
-
-#: Clicking a step in the list selects it (the Python side reads ``evt.pos``).
-STEP_CLICK_JS = """
-element.addEventListener("click", (e) => {
-  const step = e.target.closest("[data-pos]");
-  if (step) trigger("click", {pos: Number(step.dataset.pos)});
-});
-"""
-
 SHORTCUT_HELP = (
     "<small>Keys: <b>1</b>/<b>+</b> good · <b>2</b>/<b>0</b> neutral · <b>3</b>/<b>-</b> wrong · "
     "<b>f</b> first error · <b>j</b>/<b>k</b> next/previous step · <b>n</b> next sample. "
     "Click a step to select it.</small>"
 )
+_RENDERS = itertools.count(1)  # each render's nonce: the page script tells a fresh render from its own edits
 PLACEHOLDER = "<p>Pick a sample in the queue (click a row, type its id, or press <b>n</b>).</p>"
 NO_NAME = "<p>Type your name above and press Enter to start labelling.</p>"
 
 
 def steps_html(view: SampleView, cursor: int) -> str:
-    """The steps with their current rating: the selected one outlined, those after the first error dimmed."""
+    """The steps with their current rating: the selected one outlined, those after the first error dimmed.
+
+    The wrapper carries the sample id, the cursor and a fresh nonce for the page's labelling script
+    (``annotate_keys``); each step its position, step id, rating and whether it comes after the first error."""
     if not view.steps:
         return "<p>This sample has no steps.</p>"
-    rows = []
+    rows = [f"<div class='tl-steps' data-sample-id='{view.sample_id}' data-cursor='{cursor}' "
+            f"data-nonce='{next(_RENDERS)}'>"]  # fmt: skip
     for pos, step in enumerate(view.steps):
         color, badge = RATING_STYLE[step.rating]
         border = "2px solid #2563eb" if pos == cursor else "1px solid #e5e7eb"
@@ -80,12 +51,13 @@ def steps_html(view: SampleView, cursor: int) -> str:
         rating = "" if step.rating is None else step.rating
         rows.append(
             f"<div class='tl-step' data-pos='{pos}' data-step-id='{step.step_id}' data-rating='{rating}' "
+            f"data-after='{int(step.after_first_error)}' "
             f"style='border:{border};border-radius:6px;padding:6px 8px;margin:4px 0;cursor:pointer;{dim}'>"
             f"<span style='background:{color};color:white;border-radius:4px;padding:0 6px;font-weight:600'>"
             f"{badge}</span> <small>#{step.index} · {html_text(step.source)}{flag}</small>"
             f"<div style='white-space:pre-wrap'>{html_text(step.text)}</div>{note}</div>"
         )
-    return "".join(rows)
+    return "".join(rows) + "</div>"
 
 
 def header_html(view: SampleView) -> str:
