@@ -170,3 +170,80 @@ def test_deleting_the_parent_keeps_its_branches_as_ordinary_runs(rt):
     rt.db.delete_run(run_id)
     assert rt.db.branch_of(branch).parent_run_id is None
     assert rt.db.get_run(branch).samples
+
+
+# --- honest votes: cancelled rollouts never answer; the rollouts' budget is said and editable ----------------
+
+
+def _rollouts(*samples: tuple[str, str, str]) -> GenerationResult:
+    """Rollout samples from (thinking, answer, stop reason)."""
+    made = [SampleResult(i, "", t, a, 30, len(a.split()), stop) for i, (t, a, stop) in enumerate(samples)]
+    return GenerationResult("tiny", "prompted", GenerationSettings(), made, "What is 3 + 4?")
+
+
+def test_a_cancelled_rollout_never_contributes_an_answer_and_none_is_no_vote():
+    from app.services.consistency import build_report
+    from app.services.runs import finish_result
+
+    cut = "First, 3 + 4 = 7.\nThen 24000 and 40000"
+    result = _rollouts(*[(cut, "", "cancelled")] * 3, (cut, "Final Answer: 1", "cancelled"))
+    finish_result(result)
+    assert [s.extracted_answer for s in result.samples] == [None] * 4
+    report = build_report(result, 1, None)
+    assert report.vote.counts == [] and report.vote_text() == "no rollout finished an answer (4 cancelled)"
+
+    mixed = _rollouts(("3 + 4 = 7.", "Final Answer: 7", "end"), ("3 + 4 = 7.", "Final Answer: 7", "budget_cut"),
+                      (cut, "", "cancelled"), (cut, "", "budget_cut"), ("So it is 7.", "", "end"))  # fmt: skip
+    finish_result(mixed)
+    assert [s.extracted_answer for s in mixed.samples] == ["7", "7", None, None, "7"]
+    assert build_report(mixed, 2, "7").vote_text() == (
+        "3 of 5 rollouts finished an answer: 7 ×3 (1 cancelled, 1 stopped without an answer) · majority correct"
+    )
+
+
+def test_rollouts_default_to_the_thinking_so_far_plus_an_allowance_and_take_a_budget(rt):
+    from app.errors import InvalidInput
+    from app.services.branching import plan_rollouts
+    from app.services.rollout_plan import ROLLOUT_ALLOWANCE
+
+    run_id = save_parent(rt, gold="7")
+    source = load_source(rt, run_id, 0)
+    kept = round(40 * len(prefix_at(source, 1).thinking.rstrip()) / len(THINKING))
+    plan = plan_rollouts(source, 1, 4)
+    assert (plan.kept, plan.budget, plan.new_thinking) == (kept, kept + ROLLOUT_ALLOWANCE, ROLLOUT_ALLOWANCE)
+    assert plan.most_tokens == 4 * (ROLLOUT_ALLOWANCE + 8)
+    assert plan.text.startswith(f"4 rollouts × up to {ROLLOUT_ALLOWANCE} new thinking tokens")
+    assert plan_rollouts(source, 4, 2).kept == 40  # from an answer step all the thinking is kept
+    default = rt.db.get_run(resample(rt, run_id, 0, 1, 2).run_id).settings
+    assert (default.max_thinking_tokens, default.effort) == (kept + ROLLOUT_ALLOWANCE, None)
+    chosen = rt.db.get_run(resample(rt, run_id, 0, 1, 2, budget=30).run_id).settings
+    assert chosen.max_thinking_tokens == 30
+    with pytest.raises(InvalidInput, match="must be at least 1 token"):
+        resample(rt, run_id, 0, 1, 2, budget=0)
+
+
+def test_a_branch_cancelled_mid_thinking_on_the_bundled_model_saves_no_answers(bundled_loaded, bundled_engine,
+                                                                                 db_url, tmp_path):  # fmt: skip
+    from app.engine.events import CancelToken
+    from app.services.runtime import Runtime
+    from app.settings import AppSettings
+    from app.store import open_store
+
+    settings = AppSettings.from_env(model="bundled", db=db_url, data_dir=str(tmp_path))
+    rt = Runtime(settings=settings, loaded=bundled_loaded, engine=bundled_engine, store=open_store(db_url))
+    thinking = "The bill is 24000 dollars.\nSplit four ways, each pays 6000.\nLet me check 6000 * 4 = 24000."
+    run_id = save_parent(rt, thinking=thinking, answer="Final Answer: 6000")
+    token, seen = CancelToken(), []
+
+    def cancel_after_a_few_tokens(progress) -> None:
+        seen.append(progress)
+        if len(seen) >= 3:
+            token.cancel()
+
+    report = resample(rt, run_id, 0, 1, 3, cancel=token, progress=cancel_after_a_few_tokens)
+    assert report.status == "cancelled" and report.vote.counts == []
+    assert report.vote_text() == "no rollout finished an answer (3 cancelled)"
+    stored = rt.db.get_run(report.run_id)
+    assert [(s.stop_reason, s.extracted_answer) for s in stored.samples] == [("cancelled", None)] * 3
+    assert all("24000" in s.thinking for s in stored.samples)  # the kept thinking has numbers; none is an answer
+    rt.db.close()

@@ -17,10 +17,10 @@ from typing import Any
 from app.domain import BranchKind, BranchLink, GenerationResult, GenerationSettings, SampleResult, TracePrefix
 from app.engine.events import CancelToken, Progress, RolloutBatch
 from app.errors import InvalidInput
-from app.reasoning.answers import extract_sample_answer
 from app.reasoning.credit import CreditCurve, credit_curve
 from app.services.consistency import ConsistencyReport, build_report, check_samples, normalise_gold
-from app.services.runs import LOCAL_USER, save_result
+from app.services.rollout_plan import RolloutPlan, kept_tokens, plan
+from app.services.runs import LOCAL_USER, answer_of, save_result
 from app.services.runtime import Runtime
 from app.store.records import StoredRun, StoredSample, StoredStep
 from app.store.repository import Store
@@ -114,15 +114,28 @@ def prefix_at(source: BranchSource, step: int) -> TracePrefix:
     return TracePrefix(thinking=source.sample.thinking, answer=text[: kept.end] + gap)
 
 
-def rollout_settings(source: BranchSource, n: int, seed: int | None = None) -> GenerationSettings:
-    """The parent's budget and sampling rules for ``n`` rollouts (greedy becomes a sampling temperature)."""
+def rollout_settings(
+    source: BranchSource, n: int, seed: int | None = None, budget: int | None = None
+) -> GenerationSettings:
+    """The parent's budget and sampling rules for ``n`` rollouts (greedy becomes a sampling temperature);
+    ``budget``: their thinking budget instead (the thinking kept from the parent counts against it)."""
     settings = source.run.settings.for_samples(n)
+    if budget is not None:
+        _, low = settings.resolved_budget()
+        settings = settings.with_(effort=None, max_thinking_tokens=budget, min_thinking_tokens=min(low, budget))
     return settings.with_(seed=seed) if seed is not None else settings
+
+
+def plan_rollouts(source: BranchSource, step: int, n: int, budget: int | None = None) -> RolloutPlan:
+    """The cost of ``n`` rollouts from the end of ``step`` (see :func:`app.services.rollout_plan.plan`)."""
+    kept = len(prefix_at(source, check_step(source, step)).thinking.rstrip())
+    thinking = kept_tokens(source.sample.thinking_tokens, source.sample.thinking, kept)
+    return plan(n, thinking, budget, source.run.settings.max_answer_tokens)
 
 
 def _point_result(source: BranchSource, settings: GenerationSettings, samples: list[SampleResult], rt: Runtime):
     for sample in samples:
-        sample.extracted_answer = extract_sample_answer(sample.thinking, sample.answer)
+        sample.extracted_answer = answer_of(sample)
     return GenerationResult(
         model=rt.loaded.name,
         format=rt.loaded.format.name,
@@ -170,13 +183,15 @@ def resample(
     cancel: CancelToken | None = None,
     progress: Callable[[Progress], None] | None = None,
     user: str | None = LOCAL_USER,
+    budget: int | None = None,
 ) -> ConsistencyReport:
     """N continuations from the end of ``step`` in one batched generate, voted as in Self-consistency and saved
-    as one run linked to its parent (kind ``resample``). ``gold`` defaults to the parent run's."""
+    as one run linked to its parent (kind ``resample``). ``gold`` defaults to the parent run's; ``budget`` (max
+    thinking tokens per rollout) to the thinking kept plus an allowance (:func:`plan_rollouts`).
+    Only rollouts that finished an answer count in the vote (``answer_of``)."""
     source = load_source(rt, run_id, sample_index)
-    check_step(source, step)
     n = check_rollouts(n, rt.settings.max_samples)
-    settings = rollout_settings(source, n, seed)
+    settings = rollout_settings(source, n, seed, plan_rollouts(source, step, n, budget).budget)
     gold = normalise_gold(gold) if gold is not None else source.run.gold
     batch = _roll(rt, source, [prefix_at(source, step)], settings, n, cancel, progress)
     result = _point_result(source, settings, batch.samples[0], rt)

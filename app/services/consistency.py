@@ -77,6 +77,25 @@ class ConsistencyReport:
     def k(self) -> int:
         return len(self.samples)
 
+    def vote_text(self, what: str = "rollouts") -> str:
+        """The vote in words, counting only samples that finished an answer: "3 of 4 rollouts finished an
+        answer: 5 ×2 · 7 ×1 (1 cancelled) · majority correct"; with none, "no rollout finished an answer
+        (4 cancelled)", never a vote. Plain text (answers are model text: the UI escapes it)."""
+        missing: dict[str, int] = {}
+        for s in self.samples:
+            if s.extracted_answer is None:
+                why = {"cancelled": "cancelled", "error": "failed"}.get(s.stop_reason, "stopped without an answer")
+                missing[why] = missing.get(why, 0) + 1
+        answered = sum(c for _, c in self.vote.counts)
+        if self.k - answered > sum(missing.values()):  # an answer that names nothing abstains too
+            missing["gave no usable answer"] = self.k - answered - sum(missing.values())
+        why = f" ({', '.join(f'{n} {w}' for w, n in missing.items())})" if missing else ""
+        if not self.vote.counts:
+            return f"no {what.rstrip('s')} finished an answer{why}"
+        counts = " · ".join(f"{a} ×{c}" for a, c in self.vote.counts)
+        right = {None: "", True: " · majority correct", False: " · majority wrong"}[self.vote.majority_correct]
+        return f"{answered} of {self.k} {what} finished an answer: {counts}{why}{right}"
+
     def mean_overthinking(self) -> float | None:
         values = [s.overthinking_tokens for s in self.samples if s.overthinking_tokens is not None]
         return sum(values) / len(values) if values else None

@@ -61,11 +61,28 @@ def run_status(result: GenerationResult) -> str:
     return "cancelled" if "cancelled" in reasons else "done"
 
 
+#: Stop reasons of a sample that did not finish: its text is half-written, so it has no answer.
+UNFINISHED = frozenset({"cancelled", "error"})
+
+
+def answer_of(sample: SampleResult) -> str | None:
+    """The sample's extracted answer, or None when it has none to give.
+
+    A cancelled or failed sample never has one (a number in half-written thinking is no answer). Otherwise the
+    answer text comes first; the thinking is searched only when there is no answer text and the model ended on
+    its own (stop reason ``end``: its thinking is complete), never after a cut (its thinking is unfinished)."""
+    if sample.stop_reason in UNFINISHED:
+        return None
+    if not sample.answer.strip() and sample.stop_reason != "end":
+        return None
+    return extract_sample_answer(sample.thinking, sample.answer)
+
+
 def finish_result(result: GenerationResult) -> list[list]:
-    """Fill each sample's extracted answer and return its steps (the store saves both)."""
+    """Fill each sample's extracted answer (:func:`answer_of`) and return its steps (the store saves both)."""
     steps = []
     for sample in result.samples:
-        sample.extracted_answer = extract_sample_answer(sample.thinking, sample.answer)
+        sample.extracted_answer = answer_of(sample)
         steps.append(segment_trace(sample.thinking, sample.answer))
     return steps
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, UserError
 from app.services import auto_labels, branching, labeling
 from app.services.runtime import Runtime
+from app.ui.branch_here import BUDGET_LABEL, budget_of
 from app.ui.caller import user_of
 from app.ui.charts import credit_figure
 from app.ui.control_values import as_int
@@ -115,8 +116,9 @@ class BranchPanel(ModelTab):
     idle_message = "No rollouts are running in this session."
 
     def _plan(
-        self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request, service: Callable[..., Any]
-    ) -> Callable[[], Work[Any]]:
+        self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request, service: Callable[..., Any],
+        **options: Any,
+    ) -> Callable[[], Work[Any]]:  # fmt: skip
         """The plan of a rollout service over the opened sample: ``service(rt, run, sample, [step,] k, ...)``,
         from the step at ``cursor`` (None: the whole sample)."""
 
@@ -126,19 +128,19 @@ class BranchPanel(ModelTab):
             k = as_int(n, "rollouts", 4) or 4
             who = user_of(request)
             return lambda token, report: service(
-                self.rt, *where, k, gold=gold or None, cancel=token, progress=report, user=who
+                self.rt, *where, k, gold=gold or None, cancel=token, progress=report, user=who, **options
             )
 
         return plan
 
-    def branch_here(self, opened: dict | None, cursor: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
-        plan = self._plan(opened, cursor, n, gold, request, branching.resample)
+    def branch_here(
+        self, opened: dict | None, cursor: Any, n: Any, gold: str, budget: Any, request: gr.Request
+    ) -> Iterator[Any]:
+        plan = self._plan(opened, cursor, n, gold, request, branching.resample, budget=budget_of(budget))
 
-        def finish(report) -> tuple[str]:  # noqa: ANN001
-            counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
-            none = f" · no answer ×{report.vote.abstained}" if report.vote.abstained else ""
-            return (f"<div id='tl-branch-result'>Saved as run #{report.run_id} (a branch): {report.k} rollouts "
-                    f"from the end of this step answered {counts}{none}.</div>",)  # fmt: skip
+        def finish(report) -> tuple[str]:  # noqa: ANN001 - only rollouts that finished an answer are counted
+            return (f"<div id='tl-branch-result'>Saved as run #{report.run_id} (a branch), from the end of this "
+                    f"step: {html_text(report.vote_text())}.</div>",)  # fmt: skip
 
         yield from self.stream_task(
             request,
@@ -147,6 +149,18 @@ class BranchPanel(ModelTab):
             describe=lambda item, s: f"Rolling out… {getattr(item, 'tokens', 0)} tokens · {s:.1f} s",
             finish=finish,
         )
+
+    def cost(self, opened: dict | None, cursor: Any, n: Any, budget: Any) -> str:
+        """What Branch here from the step on screen will cost, before it starts ("" with nothing open)."""
+        if not opened or not opened.get("step_ids"):
+            return ""
+        try:
+            run_id, sample, pos = _where(self.rt, opened, cursor)
+            source = branching.load_source(self.rt, run_id, sample)
+            text = branching.plan_rollouts(source, pos, as_int(n, "rollouts", 4) or 4, budget_of(budget)).text
+        except (UserError, ValueError) as exc:
+            return f"<div id='tl-branch-cost' class='tl-muted'>{html_text(str(exc))}</div>"
+        return f"<div id='tl-branch-cost'>Branch here cost: {html_text(text)}.</div>"
 
     def credit(self, opened: dict | None, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
         plan = self._plan(opened, None, n, gold, request, branching.step_credit)
@@ -197,19 +211,23 @@ def build_section(
     panel = BranchPanel(rt)
     with gr.Row():
         rollouts = WholeNumber(4, label="Rollouts per step (N)", minimum=1, elem_id="tl-rollouts")
+        budget = WholeNumber(None, label=BUDGET_LABEL + ", Branch here", minimum=1, elem_id="tl-branch-budget")
         gold = gr.Textbox(label="Gold answer (optional)", placeholder="e.g. 18", elem_id="tl-gold")
     with gr.Row():
         branch_btn = gr.Button("Branch here", size="sm", elem_id="tl-branch-here")
         credit_btn = gr.Button("Step-credit curve", size="sm", elem_id="tl-credit")
         auto_btn = gr.Button("Auto-label this sample", size="sm", elem_id="tl-autolabel")
         cancel_btn = gr.Button("Cancel", size="sm", variant="stop", elem_id="tl-branch-cancel")
+    cost = gr.HTML(elem_id="tl-branch-cost-box", js_on_load=None)
     status = gr.HTML(elem_id="tl-branch-status")
+    gr.on([opened.change, cursor.change, rollouts.change, budget.change], panel.cost,
+          [opened, cursor, rollouts, budget], cost, api_visibility="private", queue=False)  # fmt: skip
     plot = gr.Plot(label="Step credit", elem_id="tl-credit-plot")
     data = gr.JSON(visible=False)
     gr.Markdown(CREDIT_HELP)
 
     branch_btn.click(panel.prepare, None, None, **PREPARE).success(
-        panel.branch_here, [opened, cursor, rollouts, gold], [status], api_name="branch_here", **MODEL_QUEUE
+        panel.branch_here, [opened, cursor, rollouts, gold, budget], [status], api_name="branch_here", **MODEL_QUEUE
     )
     credit_btn.click(panel.prepare, None, None, **PREPARE).success(
         panel.credit, [opened, rollouts, gold], [status, plot, data], api_name="step_credit", **MODEL_QUEUE

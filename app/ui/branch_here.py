@@ -12,15 +12,19 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, UserError
 from app.services import branching
 from app.services.consistency import ConsistencyReport
+from app.services.rollout_plan import ROLLOUT_ALLOWANCE
 from app.services.runtime import Runtime
 from app.ui.caller import user_of
 from app.ui.control_values import as_int
 from app.ui.fields import WholeNumber
 from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
+
+#: The thinking budget box beside N (Branch here, token branch, Annotate's Branch here).
+BUDGET_LABEL = f"Thinking budget per rollout (blank: thinking so far + {ROLLOUT_ALLOWANCE})"
 
 
 def run_id_of(ref: Any) -> int:
@@ -33,13 +37,30 @@ def run_id_of(ref: Any) -> int:
 
 
 def result_html(report: ConsistencyReport, where: str = "") -> str:
-    """The vote of a finished branch and the run it was saved as (answers escaped; ``where``: our own HTML)."""
-    counts = " · ".join(f"{html_text(a)} ×{c}" for a, c in report.vote.counts) or "no answers"
-    none = f" · no answer ×{report.vote.abstained}" if report.vote.abstained else ""
-    right = "" if report.vote.majority_correct is None else (
-        " · majority correct" if report.vote.majority_correct else " · majority wrong")  # fmt: skip
-    return (f"<div class='tl-branch-result' data-run='{int(report.run_id)}'>{where}Saved as run "
-            f"#{report.run_id} (a branch, in History): {report.k} rollouts answered {counts}{none}{right}.</div>")  # fmt: skip
+    """The vote of a finished branch, counting only rollouts that finished an answer, and the run it was saved
+    as (the vote text escaped; ``where``: our own HTML)."""
+    return (f"<div class='tl-branch-result' data-run='{int(report.run_id)}' data-answered="
+            f"'{sum(c for _, c in report.vote.counts)}'>{where}Saved as run #{report.run_id} (a branch, in "
+            f"History): {html_text(report.vote_text())}.</div>")  # fmt: skip
+
+
+def budget_of(value: Any) -> int | None:
+    """The thinking budget box: blank = the default (thinking so far + the allowance)."""
+    return as_int(value, "thinking budget")
+
+
+def cost_html(rt: Runtime, ref: Any, sample: Any, step: Any, n: Any, budget: Any) -> str:
+    """What the rollouts will cost, before they start (or why they can't start yet), for the boxes' values."""
+    try:
+        run_id = run_id_of(ref)
+        s = (as_int(sample, "sample", 1) or 1) - 1
+        k = (as_int(step, "step", 1) or 1) - 1
+        rollouts = as_int(n, "rollouts", 4) or 4
+        source = branching.load_source(rt, run_id, s)
+        text = branching.plan_rollouts(source, k, rollouts, budget_of(budget)).text
+    except (UserError, ValueError) as exc:
+        return f"<div class='tl-branch-cost tl-muted'>{html_text(str(exc))}</div>"
+    return f"<div class='tl-branch-cost'>Cost: {html_text(text)}.</div>"
 
 
 class BranchHere(ModelTab):
@@ -49,16 +70,19 @@ class BranchHere(ModelTab):
         super().__init__(rt)
         self.tab = f"{tab}-branch"
 
-    def run(self, ref: Any, sample: Any, step: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
+    def run(
+        self, ref: Any, sample: Any, step: Any, n: Any, gold: str, budget: Any, request: gr.Request
+    ) -> Iterator[Any]:
         def plan():  # noqa: ANN202
             run_id = run_id_of(ref)
             s = (as_int(sample, "sample", 1) or 1) - 1
             k = (as_int(step, "step", 1) or 1) - 1
             rollouts = as_int(n, "rollouts", 4) or 4
-            who = user_of(request)
+            who, most = user_of(request), budget_of(budget)
             return lambda token, report: branching.resample(
-                self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report, user=who
-            )
+                self.rt, run_id, s, k, rollouts, gold=gold or None, cancel=token, progress=report, user=who,
+                budget=most,
+            )  # fmt: skip
 
         yield from self.stream_task(
             request,
@@ -76,17 +100,23 @@ def build(rt: Runtime, tab: str, ref: gr.components.Component, *, with_sample: b
         sample = WholeNumber(1, label="Sample", minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample")
         step = WholeNumber(1, label="Step", minimum=1, elem_id=f"tl-{tab}-bstep")
         n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-bn")
+        budget = WholeNumber(None, label=BUDGET_LABEL, minimum=1, elem_id=f"tl-{tab}-bbudget")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-bgold")
     with gr.Row():
         go = gr.Button("Branch here", size="sm", elem_id=f"tl-{tab}-branch")
         stop = gr.Button("Cancel", size="sm", variant="stop", elem_id=f"tl-{tab}-branch-cancel")
+    cost = gr.HTML(elem_id=f"tl-{tab}-branch-cost", js_on_load=None)
     out = gr.HTML(elem_id=f"tl-{tab}-branch-result")
     gr.Markdown(
         "N continuations from the end of the chosen step (the trace split into steps as in Annotate; here the "
         "first step is 1, which Annotate shows as #0) in one batched "
-        "generate, under the run's budget rules; the thinking already written counts against the budget."
+        "generate, under the run's sampling rules; the thinking already written counts against the thinking "
+        "budget, which by default is that thinking plus a modest allowance (not the run's effort preset)."
     )
+    boxes = [ref, sample, step, n, budget]
+    gr.on([b.change for b in boxes], lambda *v: cost_html(rt, *v), boxes, cost, api_visibility="private",
+          queue=False)  # fmt: skip
     go.click(panel.prepare, None, None, **PREPARE).success(
-        panel.run, [ref, sample, step, n, gold], [out], api_name=f"{tab}_branch_here", **MODEL_QUEUE
+        panel.run, [ref, sample, step, n, gold, budget], [out], api_name=f"{tab}_branch_here", **MODEL_QUEUE
     )
     stop.click(panel.cancel, None, None, api_name=f"cancel_{tab}_branch", concurrency_limit=None)

@@ -22,7 +22,7 @@ from app.domain import SampleResult
 from app.errors import InvalidInput, StoreError
 from app.services import branching
 from app.services.runtime import Runtime
-from app.ui.branch_here import result_html, run_id_of
+from app.ui.branch_here import BUDGET_LABEL, budget_of, result_html, run_id_of
 from app.ui.caller import user_of
 from app.ui.control_values import as_int
 from app.ui.fields import WholeNumber
@@ -153,16 +153,31 @@ class TokenBranch(ModelTab):
         """The selected point, as the panel shows it (raises ``ValueError`` with the fix when it can't branch)."""
         return f"<div class='tl-token-where'>{_point(self.rt, ref, sample, token).describe()}</div>"
 
-    def run(self, ref: Any, sample: Any, token: Any, n: Any, gold: str, request: gr.Request) -> Iterator[Any]:
+    def cost(self, ref: Any, sample: Any, token: Any, n: Any, budget: Any) -> str:
+        """What the rollouts from the selected token's step will cost, before they start ("" until one is picked)."""
+        if sample in (None, "") or token in (None, ""):
+            return ""
+        try:
+            point = _point(self.rt, ref, sample, token)
+            source = branching.load_source(self.rt, point.run_id, point.sample)
+            rollouts = as_int(n, "rollouts", 4) or 4
+            text = branching.plan_rollouts(source, point.step, rollouts, budget_of(budget)).text
+        except ValueError:
+            return ""  # the panel above already says why this token can't branch
+        return f"<div class='tl-branch-cost'>Cost: {html_text(text)}.</div>"
+
+    def run(
+        self, ref: Any, sample: Any, token: Any, n: Any, gold: str, budget: Any, request: gr.Request
+    ) -> Iterator[Any]:
         """N rollouts from the end of the step containing the token, voted and saved as a branch run."""
         chosen: dict[str, TokenPoint] = {}
 
         def plan():  # noqa: ANN202
             point = chosen["point"] = _point(self.rt, ref, sample, token)
-            rollouts = as_int(n, "rollouts", 4) or 4
+            rollouts, most = as_int(n, "rollouts", 4) or 4, budget_of(budget)
             return lambda cancel, report: branching.resample(
                 self.rt, point.run_id, point.sample, point.step, rollouts, gold=gold or None, cancel=cancel,
-                progress=report, user=user_of(request),
+                progress=report, user=user_of(request), budget=most,
             )  # fmt: skip
 
         yield from self.stream_task(
@@ -178,22 +193,26 @@ def build(rt: Runtime, tab: str, lens: gr.HTML, ref: gr.components.Component) ->
     """The panel under a lens: the selected token, N, gold, "Branch here ×N", Cancel and the result.
 
     ``lens`` is the view ``add_lens`` made (it runs the click script); ``ref`` holds the run (its JSON or a run #).
-    Endpoints: ``{tab}_token_branch`` (run, sample, token, N, gold; 1-based) and ``cancel_{tab}_token_branch``.
+    Endpoints: ``{tab}_token_branch`` (run, sample, token, N, gold, thinking budget or None; 1-based) and ``cancel_{tab}_token_branch``.
     """
     panel = TokenBranch(rt, tab)
     with gr.Row():
         sample = WholeNumber(None, label="Sample", minimum=1, elem_id=f"tl-{tab}-tsample")
         token = WholeNumber(None, label="Token (click one in the lens)", minimum=1, elem_id=f"tl-{tab}-token")
         n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-tn")
+        budget = WholeNumber(None, label=BUDGET_LABEL, minimum=1, elem_id=f"tl-{tab}-tbudget")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-tgold")
     where = gr.HTML(HINT, elem_id=f"tl-{tab}-token-where", js_on_load=None)
     with gr.Row():
         go = gr.Button("Branch here ×N from the selected token", size="sm", elem_id=f"tl-{tab}-token-branch")
         stop = gr.Button("Cancel", size="sm", variant="stop", elem_id=f"tl-{tab}-token-cancel")
+    cost = gr.HTML(elem_id=f"tl-{tab}-token-cost", js_on_load=None)
     out = gr.HTML(elem_id=f"tl-{tab}-token-result", js_on_load=None)
+    boxes = [ref, sample, token, n, budget]
+    gr.on([b.change for b in boxes[1:]], panel.cost, boxes, cost, api_visibility="private", queue=False)
     lens.click(panel.pick, [ref], [sample, token, where], api_visibility="private", concurrency_limit=None)
     ref.change(lambda: (None, None, HINT), None, [sample, token, where], api_visibility="private", queue=False)
     go.click(panel.prepare, None, None, **PREPARE).success(
-        panel.run, [ref, sample, token, n, gold], [out], api_name=f"{tab}_token_branch", **MODEL_QUEUE
+        panel.run, [ref, sample, token, n, gold, budget], [out], api_name=f"{tab}_token_branch", **MODEL_QUEUE
     )
     stop.click(panel.cancel, None, None, api_name=f"cancel_{tab}_token_branch", concurrency_limit=None)
