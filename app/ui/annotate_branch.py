@@ -211,7 +211,7 @@ def build_section(
     panel = BranchPanel(rt)
     with gr.Row():
         rollouts = WholeNumber(4, label="Rollouts per step (N)", minimum=1, elem_id="tl-rollouts")
-        budget = WholeNumber(None, label=BUDGET_LABEL + ", Branch here", minimum=1, elem_id="tl-branch-budget")
+        budget = WholeNumber(0, label=BUDGET_LABEL + ", Branch here", minimum=0, elem_id="tl-branch-budget")
         gold = gr.Textbox(label="Gold answer (optional)", placeholder="e.g. 18", elem_id="tl-gold")
     with gr.Row():
         branch_btn = gr.Button("Branch here", size="sm", elem_id="tl-branch-here")

@@ -24,7 +24,7 @@ from app.ui.render import html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab
 
 #: The thinking budget box beside N (Branch here, token branch, Annotate's Branch here).
-BUDGET_LABEL = f"Thinking budget per rollout (blank: thinking so far + {ROLLOUT_ALLOWANCE})"
+BUDGET_LABEL = f"Thinking budget per rollout (0: thinking so far + {ROLLOUT_ALLOWANCE})"
 
 
 def run_id_of(ref: Any) -> int:
@@ -45,8 +45,8 @@ def result_html(report: ConsistencyReport, where: str = "") -> str:
 
 
 def budget_of(value: Any) -> int | None:
-    """The thinking budget box: blank = the default (thinking so far + the allowance)."""
-    return as_int(value, "thinking budget")
+    """The thinking budget box: blank or 0 = the default (thinking so far + the allowance)."""
+    return as_int(value, "thinking budget") or None
 
 
 def cost_html(rt: Runtime, ref: Any, sample: Any, step: Any, n: Any, budget: Any) -> str:
@@ -100,7 +100,7 @@ def build(rt: Runtime, tab: str, ref: gr.components.Component, *, with_sample: b
         sample = WholeNumber(1, label="Sample", minimum=1, visible=with_sample, elem_id=f"tl-{tab}-bsample")
         step = WholeNumber(1, label="Step", minimum=1, elem_id=f"tl-{tab}-bstep")
         n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-bn")
-        budget = WholeNumber(None, label=BUDGET_LABEL, minimum=1, elem_id=f"tl-{tab}-bbudget")
+        budget = WholeNumber(0, label=BUDGET_LABEL, minimum=0, elem_id=f"tl-{tab}-bbudget")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-bgold")
     with gr.Row():
         go = gr.Button("Branch here", size="sm", elem_id=f"tl-{tab}-branch")

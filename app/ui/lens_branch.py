@@ -200,7 +200,7 @@ def build(rt: Runtime, tab: str, lens: gr.HTML, ref: gr.components.Component) ->
         sample = WholeNumber(None, label="Sample", minimum=1, elem_id=f"tl-{tab}-tsample")
         token = WholeNumber(None, label="Token (click one in the lens)", minimum=1, elem_id=f"tl-{tab}-token")
         n = WholeNumber(4, label="Rollouts (N)", minimum=1, elem_id=f"tl-{tab}-tn")
-        budget = WholeNumber(None, label=BUDGET_LABEL, minimum=1, elem_id=f"tl-{tab}-tbudget")
+        budget = WholeNumber(0, label=BUDGET_LABEL, minimum=0, elem_id=f"tl-{tab}-tbudget")
         gold = gr.Textbox(label="Gold answer (optional)", elem_id=f"tl-{tab}-tgold")
     where = gr.HTML(HINT, elem_id=f"tl-{tab}-token-where", js_on_load=None)
     with gr.Row():
