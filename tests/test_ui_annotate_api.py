@@ -170,12 +170,13 @@ def test_with_auth_the_login_is_the_annotator(tiny_loaded, tiny_engine, tmp_path
 
 def test_model_and_user_text_is_escaped_in_every_annotate_snippet():
     from app.services.labeling import SampleBrief, SampleView, StepView
-    from app.ui import annotate_view
+    from app.ui import annotate_prefs, annotate_view
 
     bad = "<script>alert(1)</script>"
     step = StepView(step_id=1, index=0, source="thinking", text=bad, rating=-1, comment=bad, first_error=True)
     view = SampleView(1, 1, 0, bad, bad, bad, bad, bad, "end", bad, [step], None, 0)
     brief = SampleBrief(2, 1, 1, bad, bad, bad, bad)
     for html in (annotate_view.steps_html(view, 0), annotate_view.header_html(view),
-                 annotate_view.current_html(view, 0), annotate_view.sample_html(brief)):  # fmt: skip
+                 annotate_view.current_html(view, 0), annotate_prefs.side_html("A", brief),
+                 annotate_prefs.side_html("B", brief)):  # fmt: skip
         assert "<script>" not in html and "&#60;script&#62;" in html

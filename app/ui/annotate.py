@@ -25,7 +25,7 @@ import gradio as gr
 from app.errors import StoreError
 from app.services import history, labeling
 from app.services.runtime import Runtime
-from app.ui import agreement, annotate_api, annotate_branch
+from app.ui import agreement, annotate_api, annotate_branch, annotate_prefs
 from app.ui import annotate_keys as keys
 from app.ui import annotate_view as v
 from app.ui.caller import login_of
@@ -94,6 +94,7 @@ class Annotate:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.store = rt.db
+        self.prefs = annotate_prefs.Preferences(rt)
 
     @staticmethod
     def who(name: str | None, request: gr.Request | None) -> str:
@@ -185,16 +186,13 @@ class Annotate:
             if sample_id in (None, ""):
                 raise labeling.LabelingError("no sample to open: every sample in this queue is labelled")
             view = labeling.open_sample(self.store, int(sample_id), annotator)
-            briefs = labeling.preference_candidates(self.store, view.sample_id)
             seen = {"sample_id": view.sample_id, "run_id": view.run_id, "step_ids": []}
             rendered = self.render(
                 seen, annotator, view.next_unlabelled() or 0, Filters(run, model, prompt, whose, first)
             )
         except StoreError as exc:
             raise gr.Error(str(exc)) from exc
-        choices = v.candidate_choices(briefs)
-        pick_other = gr.update(choices=choices, value=choices[0][1] if choices else None)
-        return (*rendered.outputs(), pick_other, v.sample_html(briefs[0] if briefs else None))
+        return (*rendered.outputs(), *self.prefs.opened(view.sample_id))
 
     def next(
         self, name: str, seen: Opened | None, run: float | None, model: str, prompt: str, whose: str, first: bool,
@@ -211,28 +209,7 @@ class Annotate:
         row = evt.row_value or []
         return self.open(name, row[0] if row else None, run, model, prompt, whose, first, request)
 
-    # --- preferences ---
-
-    def show_other(self, other_id: Any, seen: Opened | None) -> str:
-        if other_id in (None, "") or not seen:
-            return ""
-        briefs = labeling.preference_candidates(self.store, seen["sample_id"])
-        return v.sample_html(next((b for b in briefs if b.sample_id == int(other_id)), None))
-
-    def prefer(self, this_is_better: bool) -> Callable[..., None]:
-        def act(name: str, seen: Opened | None, other_id: Any, why: str, request: gr.Request) -> None:
-            annotator = self.who(name, request)
-            if not seen or other_id in (None, ""):
-                raise gr.Error("open a sample and pick another sample of the same prompt first")
-            pair = (seen["sample_id"], int(other_id))
-            chosen, rejected = pair if this_is_better else pair[::-1]
-            try:
-                labeling.add_preference(self.store, chosen, rejected, annotator, why or "")
-            except StoreError as exc:
-                raise gr.Error(str(exc)) from exc
-            gr.Info(f"Recorded: sample {chosen} is better than sample {rejected}")
-
-        return act
+    # --- preferences (A vs B side by side: annotate_prefs) and rankings ---
 
     def rank(self, name: str, order: str, why: str, request: gr.Request) -> None:
         try:
@@ -329,16 +306,13 @@ def _label_steps(rt: Runtime, opened: gr.State) -> SimpleNamespace:
                 step_history = gr.Dataframe(headers=v.HISTORY_HEADERS, interactive=False, elem_id="tl-history")
     with gr.Accordion("Branch, step credit and auto labels (rollouts)", open=False, elem_id="tl-branching"):
         annotate_branch.build_section(rt, opened, cursor, suggestion, (good, wrong))
-    with gr.Accordion("Preference: compare with another sample of the same prompt", open=False):
-        other = gr.Dropdown([], label="Other sample", elem_id="tl-other")
-        other_html = gr.HTML(js_on_load=None)
-        reason = gr.Textbox(label="Reason (optional)")
-        with gr.Row():
-            this_better = gr.Button("This sample is better", size="sm", elem_id="tl-this-better")
-            other_better = gr.Button("The other sample is better", size="sm", elem_id="tl-other-better")
+    with gr.Accordion("Preference: this sample (A) vs another of the same prompt (B)", open=False,
+                      elem_id="tl-preference"):  # fmt: skip
+        pref = annotate_prefs.build(rt, opened, name)
         ranking = gr.Textbox(label="Or rank sample ids, best first (e.g. 3, 1, 2)")
         rank_btn = gr.Button("Record ranking", size="sm")
-    gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE, js_on_load=keys.labels_js(v.RATING_STYLE))
+    gr.HTML(v.SHORTCUT_HELP + annotate_branch.SUGGESTION_STYLE,
+            js_on_load=keys.labels_js(v.RATING_STYLE) + annotate_prefs.KEYS_JS)  # fmt: skip
     return SimpleNamespace(**{k: c for k, c in locals().items() if k not in ("rt", "opened")})
 
 
@@ -370,12 +344,9 @@ def _wire_labelling(
 
 def _wire_opening(tab: Annotate, c: SimpleNamespace, opened: gr.State, filters: list[Any], view_out: list[Any]) -> None:
     """Opening a sample (by id, queue row or "next") and the preference between two samples."""
-    open_out = [*view_out, c.other, c.other_html]
+    open_out = [*view_out, c.pref.other, c.pref.side_a, c.pref.side_b]
     c.open_btn.click(tab.open, [c.name, c.pick, *filters], open_out, **PRIVATE)
     c.pick.submit(tab.open, [c.name, c.pick, *filters], open_out, **PRIVATE)
     c.next_btn.click(tab.next, [c.name, opened, *filters], open_out, **PRIVATE)
     c.queue_df.select(tab.select, [c.name, *filters], open_out, **PRIVATE)
-    c.other.input(tab.show_other, [c.other, opened], c.other_html, **PRIVATE)
-    c.this_better.click(tab.prefer(True), [c.name, opened, c.other, c.reason], None, **PRIVATE)
-    c.other_better.click(tab.prefer(False), [c.name, opened, c.other, c.reason], None, **PRIVATE)
-    c.rank_btn.click(tab.rank, [c.name, c.ranking, c.reason], None, **PRIVATE)
+    c.rank_btn.click(tab.rank, [c.name, c.ranking, c.pref.reason], None, **PRIVATE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from app.services.labeling import RATING_TEXT, LabelRecord, QueueView, SampleBrief, SampleView
+from app.services.labeling import RATING_TEXT, LabelRecord, QueueView, SampleView
 from app.ui.render import html_text
 
 RATING_STYLE: dict[int | None, tuple[str, str]] = {
@@ -81,27 +81,6 @@ def current_html(view: SampleView, cursor: int) -> str:
         f"<small>Step #{step.index} ({len(view.steps)} steps, numbered from #0){note}</small>"
         f"<div style='white-space:pre-wrap'>{html_text(step.text)}</div>"
     )
-
-
-def sample_html(brief: SampleBrief | None) -> str:
-    """Another sample of the prompt, for a preference: thinking folded, answer shown."""
-    if brief is None:
-        return "<p>No other sample of this prompt yet (sample k > 1 in Self-consistency to get some).</p>"
-    return (
-        f"<small>Sample {brief.sample_id} · run {brief.run_id} #{brief.sample_index} · {html_text(brief.model)}</small>"
-        f"<details><summary>thinking</summary><div style='white-space:pre-wrap'>{html_text(brief.thinking)}</div>"
-        f"</details><div style='white-space:pre-wrap'><b>Answer:</b> {html_text(brief.answer)}</div>"
-    )
-
-
-def candidate_choices(briefs: list[SampleBrief]) -> list[tuple[str, int]]:
-    return [
-        (
-            f"sample {b.sample_id} (run {b.run_id} #{b.sample_index}, {b.model}): {b.extracted_answer or '—'}",
-            b.sample_id,
-        )
-        for b in briefs
-    ]
 
 
 def queue_rows(queue: QueueView) -> list[list[Any]]:
