@@ -139,3 +139,44 @@ def test_a_failed_save_is_shown_on_its_step_and_retried_in_order(tiny_app, brows
     check_labels(rt, page, sample_id, "max")
     assert page.locator("#tl-steps .tl-save-mark:has-text('not saved')").count() == 0
     page.context.close()
+
+
+def test_a_merge_clicked_while_saves_are_pending_acts_on_the_step_selected_in_the_page(
+    tiny_app, browser, sample_id, monkeypatch
+):
+    """The merge button reads the server's selection: it waits until the queued save is through and the page's
+    selection (moved on by the key) is synced, so it merges the step the person sees selected."""
+    rt, url = tiny_app
+    page = open_sample(browser, url, "ned", sample_id)
+    page.get_by_text("Edit steps").click()
+    page.locator("#tl-header").click()
+    real = labeling.label_step
+
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(labeling, "label_step", slow)
+    before = [s.step_id for s in rt.store.steps_for_sample(sample_id)]
+    page.keyboard.press("1")  # step 0 rated; the selection moves to step 1 at once
+    page.locator("#tl-merge").click()  # while the save is still on its way
+    page.get_by_text("The merged step starts unlabelled").first.wait_for(timeout=30_000)
+    after = [s.step_id for s in rt.store.steps_for_sample(sample_id)]
+    assert after[0] == before[0] and before[1] not in after and before[2] not in after  # steps 1 and 2 merged
+    assert rt.store.current_labels(sample_id, "ned")[before[0]].rating == 1
+    page.context.close()
+
+
+def test_a_step_clicked_then_merged_merges_that_step(tiny_app, browser, sample_id):
+    """A click on a step selects it in the page and syncs it; a merge clicked next acts on it (not stuck waiting)."""
+    rt, url = tiny_app
+    page = open_sample(browser, url, "ola", sample_id)
+    page.get_by_text("Edit steps").click()
+    before = [s.step_id for s in rt.store.steps_for_sample(sample_id)]
+    page.locator("#tl-steps [data-pos='2']").click()
+    wait_until(lambda: page.locator("#tl-cursor input").input_value() == "2", timeout=30, what="step 2 selected")
+    page.locator("#tl-merge").click()
+    page.get_by_text("The merged step starts unlabelled").first.wait_for(timeout=30_000)
+    after = [s.step_id for s in rt.store.steps_for_sample(sample_id)]
+    assert after[:2] == before[:2] and before[2] not in after and before[3] not in after
+    page.context.close()

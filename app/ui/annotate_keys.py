@@ -13,8 +13,9 @@ steps list's ``click`` event), which re-renders the current step, its history an
 
 Server renders carry the sample id, the cursor and a render nonce on the ``.tl-steps`` wrapper
 (``annotate_view.steps_html``); after each one the script re-applies what is still queued, so a render that
-predates a save never hides it. Keys that need the server's view (``a`` accept, ``n`` next sample) wait until
-every save is through and the selection is synced.
+predates a save never hides it. Keys and buttons that act on the server's selection (``a`` accept, ``n`` next
+sample, merge, split, the rollout buttons: :data:`GUARDED`) wait until every save is through and the selection
+is synced.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ RATING_KEYS: dict[str, tuple[int, bool]] = {
 }  # fmt: skip
 MOVE_KEYS: dict[str, int] = {"j": 1, "k": -1}
 SERVER_KEYS: dict[str, str] = {"n": "tl-next-sample", "a": "tl-accept-suggestion"}
+#: Buttons (elem_id) whose server handler reads the selection: a click waits until the page is in sync.
+GUARDED: list[str] = [
+    "tl-next-sample", "tl-accept-suggestion", "tl-merge", "tl-split", "tl-branch-here", "tl-credit", "tl-autolabel",
+]  # fmt: skip
 
 #: The status line above the steps (the script writes into it): "all labels saved", "saving 3 labels…", errors.
 STATUS_HTML = "<div id='tl-save-status' data-state='idle' style='min-height:1.2em;font-size:.85em;color:#6b7280'></div>"
@@ -35,6 +40,7 @@ STATUS_HTML = "<div id='tl-save-status' data-state='idle' style='min-height:1.2e
 _LABELS_JS = r"""
 if (!window.__tlLabels) {
   const RATING_KEYS = __RATING__, MOVE_KEYS = __MOVE__, SERVER_KEYS = __SERVER__, STYLE = __STYLE__;
+  const GUARDED = __GUARDED__;
   const st = window.__tlLabels = {queue: [], busy: false, sample: null, cur: 0, nonce: null, dirty: false,
                                   syncing: false, waiting: [], select: null, retryMs: 500};
   const box = () => document.querySelector("#tl-steps .tl-steps");
@@ -187,6 +193,15 @@ if (!window.__tlLabels) {
   }
   function whenSynced(f) { if (synced()) f(); else { st.waiting.push(f); showQueue(); } }
   st.rate = rate; st.move = move; st.afterRender = afterRender;
+  setInterval(() => { if (st.syncing || st.waiting.length) afterRender(); }, 500);  // a render the observer missed
+  // A button that acts on the server's selection waits until every save is through and the selection synced.
+  document.addEventListener("click", (e) => {
+    const btn = e.target.closest && e.target.closest("button");
+    const host = btn && (btn.id ? btn : btn.closest("[id]"));
+    if (!host || !GUARDED.includes(host.id) || btn.__tlReplay || synced()) return;
+    e.preventDefault(); e.stopImmediatePropagation();
+    whenSynced(() => { btn.__tlReplay = true; btn.click(); btn.__tlReplay = false; });
+  }, true);
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
     const t = e.target;
@@ -201,7 +216,7 @@ if (!window.__tlLabels) {
       const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
       if (!btn || btn.disabled || btn.offsetParent === null) return;
       e.preventDefault();
-      whenSynced(() => btn.click());
+      btn.click();  // a guarded button waits for the sync itself
     }
   });
 }
@@ -215,6 +230,7 @@ def labels_js(style: dict[int | None, tuple[str, str]]) -> str:
         _LABELS_JS.replace("__RATING__", json.dumps(RATING_KEYS))
         .replace("__MOVE__", json.dumps(MOVE_KEYS))
         .replace("__SERVER__", json.dumps(SERVER_KEYS))
+        .replace("__GUARDED__", json.dumps(GUARDED))
         .replace("__STYLE__", json.dumps({("" if k is None else str(k)): list(v) for k, v in style.items()}))
     )
 
@@ -225,7 +241,8 @@ const tl = () => window.__tlLabels;
 const hook = () => {
   if (!tl()) return setTimeout(hook, 50);
   tl().select = (pos) => trigger("click", {pos: pos});
-  new MutationObserver(() => tl().afterRender()).observe(element, {childList: true, subtree: true});
+  new MutationObserver(() => tl().afterRender()).observe(element, {childList: true, subtree: true, attributes: true,
+                                                           attributeFilter: ["data-nonce"]});
   tl().afterRender();
 };
 hook();
