@@ -26,7 +26,8 @@ HISTORY_HEADERS = ["time (UTC)", "annotator", "rating", "first error", "comment"
 SHORTCUT_HELP = (
     "<small>Keys: <b>1</b>/<b>+</b> good · <b>2</b>/<b>0</b> neutral · <b>3</b>/<b>-</b> wrong · "
     "<b>f</b> first error · <b>j</b>/<b>k</b> next/previous step · <b>n</b> next sample. "
-    "Click a step to select it.</small>"
+    "Click a step to select it. Ratings apply at once; the line above the steps says when they are saved. "
+    "In Preference (open): <b>←</b> A is better · <b>→</b> B is better · <b>t</b> tie.</small>"
 )
 _RENDERS = itertools.count(1)  # each render's nonce: the page script tells a fresh render from its own edits
 PLACEHOLDER = "<p>Pick a sample in the queue (click a row, type its id, or press <b>n</b>).</p>"
