@@ -6,6 +6,7 @@
 - live runs in two real other processes (their recorders beating every second) survive a server start and a
   CLI ``generate`` long after their own start; once one is killed with kill -9 a server start recovers its run
   and leaves the other alone; once the other is killed, the next CLI command (``export``) recovers it;
+- a serving process sweeps every stale interval, so a run killed while it serves needs no restart;
 - a bad ``TRACELAB_HEARTBEAT_SECONDS`` is refused in one line.
 
 The interval is shortened through ``TRACELAB_HEARTBEAT_SECONDS`` (stale after 6 heartbeats), never by sleeping
@@ -20,6 +21,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -31,7 +33,7 @@ from store_support import make_result, save_example
 from ui_support import wait_until
 
 from app.cli import main
-from app.services.recording import HEARTBEAT_ENV, RunRecorder, heartbeat_seconds, stale_after
+from app.services.recording import HEARTBEAT_ENV, RunRecorder, heartbeat_seconds, keep_recovering, stale_after
 from app.store import Store, open_store
 from app.store.models import Run
 
@@ -95,6 +97,21 @@ def test_a_heartbeat_keeps_a_run_alive_and_never_revives_a_finished_one(store: S
     store.finish_run(run_id, result, [[] for _ in result.samples])
     assert not store.runs.heartbeat_run(run_id)  # a finished run has nothing left to keep alive
     assert store.get_run(run_id).status == "done"
+
+
+def test_a_serving_process_keeps_recovering_runs_others_leave_behind(store: Store, monkeypatch) -> None:
+    """A CLI run killed while a server is up: the server's sweep marks it, no restart needed."""
+    monkeypatch.setenv(HEARTBEAT_ENV, "0.1")  # a sweep every 0.6 s
+    stop = threading.Event()
+    sweeper = keep_recovering(store, stop)
+    try:
+        dead = store.begin_run(replace(make_result(), samples=[]))
+        _age(store, dead, seconds=5)  # its process died 5 s ago
+        wait_until(lambda: _statuses(store)[dead] == "interrupted", timeout=60, what="the sweep")
+    finally:
+        stop.set()
+        sweeper.join(timeout=30)
+    assert not sweeper.is_alive()
 
 
 def _heartbeat(db: Path, run_id: int) -> datetime | None:

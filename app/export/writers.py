@@ -91,7 +91,7 @@ def resolve_output(out: Path, output: str | None) -> str:
     if output is not None:
         if output not in OUTPUTS:
             raise ExportError(
-                f"output {output!r} is not one of {', '.join(OUTPUTS)}; pick one, or leave it out to go by the path's suffix"
+                f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one, or leave it out to go by the path's suffix"
             )
         return output
     suffix = out.suffix.lower()
@@ -271,7 +271,7 @@ def write_rows(
     """Write ``rows`` as ``output`` at ``path`` after :func:`check_target`; ``card`` is required for "hf". An
     ``OSError`` on the way is an :class:`ExportError` naming ``path`` and the fix."""
     if output not in OUTPUTS:
-        raise ExportError(f"output {output!r} is not one of {', '.join(OUTPUTS)}; pick one of those")
+        raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one of those")
     check_target(path, output, overwrite)
     with _writable(path):
         if output == "jsonl":

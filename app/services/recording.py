@@ -16,7 +16,7 @@ reported. :class:`SaveTicket` tells the caller how the final save went: ``saving
 A recorder dropped without ``finish`` (its generation abandoned) stops beating.
 
 Recovery (:func:`recover_stale_runs`, at every start of the app and of every CLI command that opens the
-database): a process killed mid-run leaves its row ``running`` with the last checkpoint and a heartbeat that
+database, and while a server runs every :func:`stale_after` seconds, :func:`keep_recovering`): a process killed mid-run leaves its row ``running`` with the last checkpoint and a heartbeat that
 no longer moves; once that heartbeat is older than :func:`stale_after` (:data:`STALE_HEARTBEATS` missed
 heartbeats: 30 s by default) the run becomes ``interrupted``. A live run of another process sharing the
 database keeps beating and is never touched.
@@ -98,6 +98,22 @@ def recover_stale_runs(store: Store) -> int:
             stale,
         )
     return recovered
+
+
+def keep_recovering(store: Store, stop: threading.Event) -> threading.Thread:
+    """For a long-running server: :func:`recover_stale_runs` every :func:`stale_after` seconds until ``stop``
+    is set, so a CLI run killed while the server is up doesn't show as running in History until its restart."""
+
+    def loop() -> None:
+        while not stop.wait(stale_after()):
+            try:
+                recover_stale_runs(store)
+            except Exception:  # never let the sweep die silently; the next one tries again
+                log.exception("recovering stale runs failed")
+
+    thread = threading.Thread(target=loop, name="tracelab-recovery", daemon=True)
+    thread.start()
+    return thread
 
 
 class SaveTicket:

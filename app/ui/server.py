@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import gradio as gr
 
 from app.engine.interface import engine_concurrency
-from app.services.recording import recover_stale_runs
+from app.services.recording import keep_recovering, recover_stale_runs
 from app.services.runtime import Runtime
 from app.settings import AppSettings
 from app.ui.app import CSS, build_demo
@@ -53,7 +54,7 @@ def serve(settings: AppSettings) -> None:
     """Load the model, build the app and serve it until interrupted.
 
     Before serving: a read-only database is refused (``Runtime.start``), runs a dead process left ``running``
-    become ``interrupted`` (see ``start_up``), and listening beyond this machine without ``--auth`` is warned
+    become ``interrupted`` (see ``start_up``; and every 30 s while serving), and listening beyond this machine without ``--auth`` is warned
     about. Logins back off per name and client address (``app.ui.security``); ``X-Forwarded-For`` counts only
     from the proxies named in ``FORWARDED_ALLOW_IPS``.
     """
@@ -61,6 +62,7 @@ def serve(settings: AppSettings) -> None:
     rt = start_up(settings)
     demo = prepare(build_demo(rt), engine_concurrency(rt.engine))
     log.info("Serving on http://%s:%s", settings.host, settings.port)
+    keep_recovering(rt.db, threading.Event())  # runs other processes leave behind while this one serves
     distrust_forwarding()
     demo.launch(
         server_name=settings.host,
