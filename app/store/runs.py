@@ -238,11 +238,15 @@ class Runs(Repository):
         Returns how many runs were marked.
         """
         cutoff = utcnow() - timedelta(seconds=max(0.0, stale_seconds))
-        stale = or_(Run.heartbeat_at < cutoff, and_(Run.heartbeat_at.is_(None), Run.created_at < cutoff))
+        stale = and_(
+            Run.lifecycle == "running",
+            or_(Run.heartbeat_at < cutoff, and_(Run.heartbeat_at.is_(None), Run.created_at < cutoff)),
+        )
+        with self.sessions.read() as session:  # usually none: no write lock taken, a read-only store is fine
+            if session.scalar(select(exists().where(stale))) is not True:
+                return 0
         with self.sessions.write() as session:
-            marked = session.execute(
-                update(Run).where(Run.lifecycle == "running", stale).values(lifecycle="interrupted")
-            )
+            marked = session.execute(update(Run).where(stale).values(lifecycle="interrupted"))
             return int(cast("CursorResult[Any]", marked).rowcount or 0)
 
     def list_runs(
