@@ -208,6 +208,16 @@ def test_the_lock_doubles_with_each_further_failure_per_name_and_address():
     assert guard("a", "p", "A") and guard.locked_for("a", "A") == 0
 
 
+def test_a_lock_never_overflows_however_long_the_guessing_goes_on():
+    now = [0.0]
+    guard = LoginGuard([("a", "p")], free_failures=1, first_lock=1.0, max_lock=300.0, clock=lambda: now[0])
+    for _ in range(1100):  # 2 ** 1024 is past a float: the doubling is capped before it gets there
+        with pytest.raises(LoginLocked):
+            guard("a", "x", "A")
+        now[0] += guard.locked_for("a", "A")
+    assert guard.locked_for("a", "A") == 0 and guard("a", "p", "A")
+
+
 def test_waits_read_as_minutes_and_seconds_and_ipv6_counts_by_network():
     assert [wait_text(s) for s in (0.2, 42, 250, 300)] == ["1 s", "42 s", "4 min 10 s", "5 min"]
     assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1") == "2001:db8::/64"

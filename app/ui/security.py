@@ -128,8 +128,8 @@ class _Failures:
 
 class LoginGuard:
     """Gradio's ``auth`` callable: checks the password and backs off per user name and client address (see
-    the module docstring). The address comes from the request being served (:func:`cancel_guard` installs it); a call
-    outside a request counts against the address ``"unknown"``, or ``address`` when given."""
+    the module docstring). The address is the request's (the middleware :func:`cancel_guard` installs puts it
+    there); a call outside a request counts against ``"unknown"``, or against ``address`` when given."""
 
     def __init__(
         self,
@@ -187,7 +187,7 @@ class LoginGuard:
             state = self._failures.pop((username, address), None) or _Failures()
             state.count += 1
             over = state.count - self.free_failures
-            wait = min(self.first_lock * 2**over, self.max_lock) if over >= 0 else 0.0
+            wait = min(self.first_lock * 2 ** min(over, 32), self.max_lock) if over >= 0 else 0.0  # no overflow
             state.locked_until = self.clock() + wait
             self._failures[(username, address)] = state  # most recent last
             while len(self._failures) > TRACKED_NAMES:
