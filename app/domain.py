@@ -105,7 +105,9 @@ class GenerationSettings:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field, its value and the fix (runs when the settings are built)."""
         if self.effort is not None and self.effort not in EFFORT_BUDGETS:
-            raise InvalidInput(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
+            raise InvalidInput(
+                f"effort={self.effort!r} is not one of low, medium, high; leave it unset for a custom budget"
+            )
         for name in ("max_thinking_tokens", "min_thinking_tokens"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -90,7 +90,9 @@ def resolve_output(out: Path, output: str | None) -> str:
     """The output kind: explicit ``output`` wins; else ``.jsonl``/``.parquet`` by suffix, else a folder."""
     if output is not None:
         if output not in OUTPUTS:
-            raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)} (or None to infer from the path)")
+            raise ExportError(
+                f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one, or leave it out to go by the path's suffix"
+            )
         return output
     suffix = out.suffix.lower()
     if suffix == ".jsonl":
@@ -126,23 +128,22 @@ def _check_target(path: Path, output: str, overwrite: bool) -> None:
     if output == "hf":
         if path.is_symlink() or not path.is_dir():
             raise ExportError(
-                f"{path} is a file, but output='hf' writes a dataset folder; choose a folder path, or a .jsonl/.parquet path"
+                f"{path} is a file, but a Hugging Face dataset (output hf) is a folder; choose a folder path, "
+                "or a .jsonl/.parquet path"
             )
         if any(path.iterdir()) and not overwrite:
             raise ExportError(
-                f"{path} already exists and is not empty; pass overwrite=True to replace its "
+                f"{path} already exists and is not empty; add --overwrite to replace its "
                 f"{HF_CARD_FILE} and {HF_DATA_FILE}, or choose another folder"
             )
         return
     if path.is_dir() and not path.is_symlink():
         raise ExportError(
-            f"{path} is a folder, but output={output!r} writes one file; choose a file path or output='hf'"
+            f"{path} is a folder, but a {output} export is one file; choose a file path, or output hf for a folder"
         )
     _check_replaceable(path)
     if not overwrite:
-        raise ExportError(
-            f"{path} already exists; pass overwrite=True (--overwrite) to replace it, or choose another path"
-        )
+        raise ExportError(f"{path} already exists; add --overwrite to replace it, or choose another path")
 
 
 def _check_replaceable(path: Path) -> None:
@@ -270,7 +271,7 @@ def write_rows(
     """Write ``rows`` as ``output`` at ``path`` after :func:`check_target`; ``card`` is required for "hf". An
     ``OSError`` on the way is an :class:`ExportError` naming ``path`` and the fix."""
     if output not in OUTPUTS:
-        raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
+        raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one of those")
     check_target(path, output, overwrite)
     with _writable(path):
         if output == "jsonl":

@@ -4,8 +4,9 @@ A live run is written when generation starts: ``lifecycle = 'running'`` and, unt
 ``status = 'error'`` with an "interrupted" error, so a reader that knows nothing of ``lifecycle`` still sees
 an unfinished run as failed, never as done. Its samples hold the text so far with stop reason ``error``;
 :meth:`Runs.finish_run` replaces them with the final samples and their steps in one transaction. Steps are
-only made for finished runs, so no label can point at a partial sample. At start-up
-:meth:`Runs.interrupt_running_runs` marks the runs a crashed server left behind ``interrupted``.
+only made for finished runs, so no label can point at a partial sample. While it runs, its process refreshes
+``heartbeat_at`` (:meth:`Runs.heartbeat_run`); at start-up :meth:`Runs.interrupt_running_runs` marks the runs
+whose heartbeat stopped (their server or CLI process died) ``interrupted``.
 
 Deleting is a soft delete: the run is hidden from History and the labelling queue but its rows stay, so labels
 people gave its steps are never destroyed and exports keep their provenance. Who may delete is the services'
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.domain import BranchLink, GenerationResult, GenerationSettings, SampleResult
@@ -216,14 +218,35 @@ class Runs(Repository):
             )
         return run_id
 
-    def interrupt_running_runs(self) -> int:
-        """At start-up: every run still ``running`` was left by a server that died; mark it ``interrupted``.
-
-        Assumes one server per database (a second server sharing it would see the first one's live runs
-        marked too). Returns how many runs were marked.
-        """
+    def heartbeat_run(self, run_id: int) -> bool:
+        """The running run's process is alive: refresh its ``heartbeat_at``. False once the run is no longer
+        ``running`` (finished, or marked interrupted meanwhile): there is nothing left to keep alive."""
+        check_id("run", run_id)
         with self.sessions.write() as session:
-            marked = session.execute(update(Run).where(Run.lifecycle == "running").values(lifecycle="interrupted"))
+            beat = session.execute(
+                update(Run).where(Run.id == run_id, Run.lifecycle == "running").values(heartbeat_at=utcnow())
+            )
+            return bool(cast("CursorResult[Any]", beat).rowcount)
+
+    def interrupt_running_runs(self, *, stale_seconds: float) -> int:
+        """Mark ``interrupted`` the runs still ``running`` whose process is gone: their heartbeat is older than
+        ``stale_seconds`` (a row with no heartbeat at all: created longer ago than that).
+
+        A run whose process is alive refreshes its heartbeat every few seconds (``app.services.recording``), so
+        a live run of another server or CLI process sharing this database is never touched. The cutoff is this
+        machine's clock against the writers' clocks: machines sharing one database need synchronised clocks.
+        Returns how many runs were marked.
+        """
+        cutoff = utcnow() - timedelta(seconds=max(0.0, stale_seconds))
+        stale = and_(
+            Run.lifecycle == "running",
+            or_(Run.heartbeat_at < cutoff, and_(Run.heartbeat_at.is_(None), Run.created_at < cutoff)),
+        )
+        with self.sessions.read() as session:  # usually none: no write lock taken, a read-only store is fine
+            if session.scalar(select(exists().where(stale))) is not True:
+                return 0
+        with self.sessions.write() as session:
+            marked = session.execute(update(Run).where(stale).values(lifecycle="interrupted"))
             return int(cast("CursorResult[Any]", marked).rowcount or 0)
 
     def list_runs(
