@@ -186,6 +186,7 @@ class Sample(Base):
     thinking_seconds: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    n_steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # active steps (progress.py)
 
     run: Mapped[Run] = relationship(back_populates="samples")
     # Every step row, replaced ones included; reads go through queries that keep only the active ones.
@@ -230,6 +231,20 @@ class StepLabel(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     first_error: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SampleProgress(Base):
+    """Kept as labels and steps change (``progress.py``): an annotator's current labels on one sample's active
+    steps. ``annotator_id`` 0 is "anyone" (labels by everyone together), so it has no foreign key."""
+
+    __tablename__ = "sample_progress"
+    __table_args__ = (Index("ix_sample_progress_annotator_id_done", "annotator_id", "done", "sample_id"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n_labelled: Mapped[int] = mapped_column(Integer)
+    first_error: Mapped[bool] = mapped_column(Boolean)
+    done: Mapped[bool] = mapped_column(Boolean)
 
 
 class SampleVerdict(Base):

@@ -29,6 +29,7 @@ from app.store.convert import run_record, run_summary, sample_record
 from app.store.errors import NotFound, StoreError
 from app.store.fragments import excerpt
 from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep, utcnow
+from app.store.progress import refresh_progress
 from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
 from app.store.sessions import Repository
@@ -138,6 +139,7 @@ class Runs(Repository):
                     session.add(token_row(sample.id, s.tokens))
             if branch is not None:
                 add_branch_link(session, run.id, branch)
+            refresh_progress(session, [sample.id for sample in run.samples])
             return run.id
 
     def begin_run(
@@ -203,6 +205,7 @@ class Runs(Repository):
             for s, row in zip(result.samples, rows, strict=True):  # the per-token data, as save_run keeps it
                 if s.tokens is not None:
                     session.add(token_row(row.id, s.tokens))
+            refresh_progress(session, [row.id for row in rows])
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)
