@@ -17,8 +17,8 @@ from store_support import new_store, save_example
 
 from app.store import StoreError, open_store
 from app.store.db import alembic_config
-from app.store.search import is_search_index
 from app.store.models import Base
+from app.store.search import is_search_index
 
 
 def _revision(path: Path) -> str:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.domain import GenerationResult, GenerationSettings, SampleResult
@@ -32,6 +32,7 @@ from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep
 from app.store.progress import refresh_progress
 from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
+from app.store.search import run_matches
 from app.store.sessions import Repository
 from app.store.shared_rows import prompt_id
 from app.store.tokens import load_traces, token_row
@@ -236,24 +237,21 @@ class Runs(Repository):
         model: str | None = None,
         stop_reason: str | None = None,
         kind: str | None = None,
+        prompt_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[RunSummary]:
-        """Newest first, deleted runs left out. ``search`` matches the prompt text and the samples' answers,
-        case-insensitively; one longer than :data:`SEARCH_MAX` characters is refused."""
+        """Newest first, deleted runs left out. ``search`` matches a piece of the prompt text or the samples'
+        answers, in any case, through an index (``search.py``); one longer than :data:`SEARCH_MAX` characters is
+        refused. ``prompt_id`` keeps the runs of that one prompt."""
         where: list[ColumnElement[bool]] = [Run.deleted_at.is_(None)]
         term = (search or "").strip()
         if len(term) > SEARCH_MAX:
             raise StoreError(f"the search text is {len(term)} characters long; use at most {SEARCH_MAX}")
         if term:
-            answer_hit = exists().where(
-                Sample.run_id == Run.id,
-                or_(
-                    Sample.answer.icontains(term, autoescape=True),
-                    Sample.extracted_answer.icontains(term, autoescape=True),
-                ),
-            )
-            where.append(or_(Prompt.text.icontains(term, autoescape=True), answer_hit))
+            where.append(run_matches(term, self.sessions.engine.dialect.name))
+        if prompt_id is not None:
+            where.append(Run.prompt_id == prompt_id)
         if model:
             where.append(Run.model == model)
         if stop_reason:

@@ -42,9 +42,7 @@ _POSTGRES_TRIGRAM = {  # index -> (table, column)
 
 def is_search_index(name: str | None) -> bool:
     """Whether a table or index is one of the search structures here (the models don't describe them)."""
-    return bool(name) and (
-        any(str(name).startswith(table) for table in _SQLITE_FTS) or str(name) in _POSTGRES_TRIGRAM
-    )
+    return bool(name) and (any(str(name).startswith(table) for table in _SQLITE_FTS) or str(name) in _POSTGRES_TRIGRAM)
 
 
 def _sqlite_statements(table: str, content: str, columns: tuple[str, ...]) -> list[str]:
@@ -118,7 +116,9 @@ def run_matches(term: str, dialect: str) -> ColumnElement[bool]:
         in_answers = Sample.id.in_(_fts_ids("samples_fts", term))
     elif dialect == "postgresql":
         pattern = _pattern(term)
-        in_answers = or_(Sample.answer.ilike(pattern, escape=_ESCAPE), Sample.extracted_answer.ilike(pattern, escape=_ESCAPE))
+        in_answers = or_(
+            Sample.answer.ilike(pattern, escape=_ESCAPE), Sample.extracted_answer.ilike(pattern, escape=_ESCAPE)
+        )
     else:
         in_answers = or_(
             Sample.answer.icontains(term, autoescape=True), Sample.extracted_answer.icontains(term, autoescape=True)

@@ -43,9 +43,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("sample_id", "annotator_id", name=op.f("pk_sample_progress")),
     )
-    op.create_index(
-        "ix_sample_progress_annotator_id_done", "sample_progress", ["annotator_id", "done", "sample_id"]
-    )
+    op.create_index("ix_sample_progress_annotator_id_done", "sample_progress", ["annotator_id", "done", "sample_id"])
     connection = op.get_bind()
     refresh_progress(connection, None)
     search.install(connection)
