@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from app.store.fragments import current_label_ids
@@ -42,8 +42,10 @@ class DisagreeingStep:
     rating_b: int
 
 
-def _current(sample_id: int | None) -> Any:
-    where: list[ColumnElement[bool]] = [Step.sample_id == sample_id] if sample_id is not None else []
+def _current(sample_id: int | None, *where: ColumnElement[bool]) -> Any:
+    """(step, annotator, rating) of the current labels on active steps (of one sample, or all)."""
+    if sample_id is not None:
+        where = (*where, Step.sample_id == sample_id)
     return (
         select(StepLabel.step_id, StepLabel.annotator_id, StepLabel.rating)
         .where(StepLabel.id.in_(current_label_ids(*where)))
@@ -80,17 +82,24 @@ class AgreementQueries(Repository):
         self, annotator_a: str, annotator_b: str, *, sample_id: int | None = None, limit: int = 200
     ) -> list[DisagreeingStep]:
         """The first ``limit`` steps (by id) the two rated differently, with their current ratings."""
-        current = _current(sample_id)
-        a, b = current.alias("a"), current.alias("b")
         with self.sessions.read() as session:
             ids = {name: id_ for id_, name in _names(session).items()}
             if annotator_a not in ids or annotator_b not in ids or limit <= 0:
                 return []
+            id_a, id_b = ids[annotator_a], ids[annotator_b]
+            current = _current(sample_id, StepLabel.annotator_id.in_([id_a, id_b]))
+            # One row per step with both ratings side by side: a single pass, no join of the labels with themselves.
+            rating_a = func.max(case((current.c.annotator_id == id_a, current.c.rating)))
+            rating_b = func.max(case((current.c.annotator_id == id_b, current.c.rating)))
+            pivot = (
+                select(current.c.step_id, rating_a.label("rating_a"), rating_b.label("rating_b"))
+                .group_by(current.c.step_id)
+                .having(rating_a != rating_b)
+                .subquery()
+            )
             rows = session.execute(
-                select(Step.id, Step.sample_id, Step.index, Step.text, a.c.rating, b.c.rating)
-                .join(b, and_(a.c.step_id == b.c.step_id, a.c.rating != b.c.rating))
-                .join(Step, Step.id == a.c.step_id)
-                .where(a.c.annotator_id == ids[annotator_a], b.c.annotator_id == ids[annotator_b])
+                select(Step.id, Step.sample_id, Step.index, Step.text, pivot.c.rating_a, pivot.c.rating_b)
+                .join(pivot, pivot.c.step_id == Step.id)
                 .order_by(Step.id)
                 .limit(limit)
             ).tuples()
