@@ -81,6 +81,24 @@ def _is_done(stmt: Select[Any]) -> ColumnElement[bool]:
     return or_(done.is_(True), done == True)  # noqa: E712 - SQLite has no boolean type
 
 
+def _whole_queue_progress(session: Session, progress_of: int) -> LabelProgress:
+    """The unfiltered count from the indexes: every sample less those without steps, and those done, less the
+    few that belong to deleted runs (``ix_samples_without_steps``, ``ix_sample_progress_annotator_id_done``, ``ix_runs_deleted``)."""
+    deleted = select(Run.id).where(Run.deleted_at.is_not(None))
+    in_deleted = select(Sample.id).where(Sample.run_id.in_(deleted), Sample.n_steps > 0)
+    samples = select(func.count()).select_from(Sample)
+    done = (
+        select(func.count())
+        .select_from(SampleProgress)
+        .where(SampleProgress.annotator_id == progress_of, SampleProgress.done.is_(True))
+    )
+    total = (session.scalar(samples) or 0) - (session.scalar(samples.where(Sample.n_steps == 0)) or 0)
+    total -= session.scalar(select(func.count()).select_from(in_deleted.subquery())) or 0
+    labelled = session.scalar(done) or 0
+    labelled -= session.scalar(done.where(SampleProgress.sample_id.in_(in_deleted))) or 0
+    return LabelProgress(labelled=int(labelled), total=int(total))
+
+
 class LabelQueue(Repository):
     """The labelling queue and its progress count (see the module docstring)."""
 
@@ -108,6 +126,8 @@ class LabelQueue(Repository):
     def label_progress(self, annotator: str | None, **filters: Unpack[QueueFilters]) -> LabelProgress:
         """How many of the queue's samples (same filters as ``label_queue``) the annotator has done."""
         with self.sessions.read() as session:
+            if not any(filters.values()):
+                return _whole_queue_progress(session, _progress_of(session, annotator))
             stmt = _queue_select(session, annotator, filters)
             counted = stmt.with_only_columns(func.count(), func.sum(case((_is_done(stmt), 1), else_=0)))
             total, labelled = session.execute(counted).one()

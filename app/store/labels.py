@@ -103,7 +103,11 @@ class Labels(Repository):
         use ``step_ratings_by_annotator`` to see everyone's side by side.
         """
         with self.sessions.read() as session:
-            where = [Step.sample_id == sample_id]
+            # By the sample's step ids, so the (step, annotator) index is used, not a walk of all the annotator's labels.
+            where = [
+                Step.sample_id == sample_id,
+                StepLabel.step_id.in_(select(Step.id).where(Step.sample_id == sample_id)),
+            ]
             if annotator is not None:
                 found = find_annotator_id(session, annotator)
                 if found is None:

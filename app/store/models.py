@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -76,6 +77,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+_DELETED = "deleted_at IS NOT NULL"
+_NO_STEPS = "n_steps = 0"
 
 
 def _in(column: str, values: tuple[Any, ...]) -> str:
@@ -131,6 +136,8 @@ class Run(Base):
         Index("ix_runs_kind", "kind"),
         Index("ix_runs_prompt_id", "prompt_id"),
         Index("ix_runs_sweep_id", "sweep_id"),
+        # The few deleted runs, found without a scan (0005); partial, so no query of live runs is tempted by it.
+        Index("ix_runs_deleted", "id", sqlite_where=text(_DELETED), postgresql_where=text(_DELETED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -168,6 +175,9 @@ class Sample(Base):
     __table_args__ = (
         Index("ix_samples_run_id_index", "run_id", "index", unique=True),
         Index("ix_samples_stop_reason", "stop_reason"),
+        # Samples without steps (running or failed runs): the queue's size without a scan (0005); partial, so
+        # the queue's walk in run order is never tempted by it.
+        Index("ix_samples_without_steps", "id", sqlite_where=text(_NO_STEPS), postgresql_where=text(_NO_STEPS)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -6,7 +6,7 @@ Create Date: 2026-12-05
 
 - ``samples.n_steps`` (active steps) and the ``sample_progress`` table (per sample and annotator: labelled steps,
   first error, done; annotator 0 = anyone), which the labelling queue reads instead of recounting the whole
-  store per click. Both are filled here from the existing rows (``app.store.progress.refresh_progress``).
+  store per click (``ix_samples_without_steps`` and ``ix_runs_deleted`` let it count in indexes). Both are filled here from the existing rows (``app.store.progress.refresh_progress``).
 - Text search (``app.store.search``): FTS5 trigram tables on SQLite, ``pg_trgm`` GIN indexes on PostgreSQL,
   filled from the existing rows.
 
@@ -44,6 +44,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sample_id", "annotator_id", name=op.f("pk_sample_progress")),
     )
     op.create_index("ix_sample_progress_annotator_id_done", "sample_progress", ["annotator_id", "done", "sample_id"])
+    no_steps = sa.text("n_steps = 0")
+    op.create_index("ix_samples_without_steps", "samples", ["id"], sqlite_where=no_steps, postgresql_where=no_steps)
+    deleted = sa.text("deleted_at IS NOT NULL")
+    op.create_index("ix_runs_deleted", "runs", ["id"], sqlite_where=deleted, postgresql_where=deleted)
     connection = op.get_bind()
     refresh_progress(connection, None)
     search.install(connection)
@@ -52,6 +56,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     connection = op.get_bind()
     search.uninstall(connection)
+    op.drop_index("ix_runs_deleted", table_name="runs")
+    op.drop_index("ix_samples_without_steps", table_name="samples")
     op.drop_index("ix_sample_progress_annotator_id_done", table_name="sample_progress")
     op.drop_table("sample_progress")
     op.drop_column("samples", "n_steps")
