@@ -12,7 +12,7 @@ from store_support import make_result, save_example
 
 from app.reasoning.agreement import agreement_report
 from app.services import agreement as agreement_service
-from app.store import Store, open_store
+from app.store import Store, open_store, search
 from app.store.db import alembic_config
 from app.store.models import Sample, SampleProgress
 from app.store.progress import ANYONE, refresh_progress
@@ -165,3 +165,15 @@ def test_agreement_counted_in_the_database_matches_cohen_kappa_on_the_ratings(st
     assert shown == [(e.annotator_a, e.annotator_b, s) for e in expected for s in e.disagreements][:3]
     assert agreement_service.kappa_from_counts({}) is None
     assert agreement_service.kappa_from_counts({(1, 1): 4}) == 1.0
+
+
+def test_search_with_many_hits_walks_by_date_and_finds_the_same_runs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = [save_example(store, make_result(f"Puzzle number {i}?", answers=[f"ans{i}", "b", "c"])) for i in range(4)]
+    expected = {term: [r.run_id for r in store.list_runs(search=term)] for term in ["puzzle", "ANS2", "ber 1"]}
+    monkeypatch.setattr(search, "MANY", 1)  # every term counts as common: History walks runs newest first
+    with store.engine.connect() as conn:
+        assert search.walk_by_date(conn, "puzzle") == (store.engine.dialect.name == "sqlite")
+    assert {term: [r.run_id for r in store.list_runs(search=term)] for term in expected} == expected
+    assert expected["puzzle"] == runs[::-1] and expected["ANS2"] == [runs[2]] and expected["ber 1"] == [runs[1]]

@@ -1,20 +1,26 @@
 """The queries behind inter-annotator agreement, answered in the database at any store size.
 
-:meth:`AgreementQueries.rating_pair_counts` joins the current labels (``fragments.current_label_ids``) with
-themselves by step and counts each (annotator A, annotator B, rating A, rating B): at most nine rows per pair,
-all Cohen's kappa needs. :meth:`AgreementQueries.disagreeing_steps` fetches the steps a pair rated differently,
-at most ``limit`` of them. Neither reads a label row into Python.
+Both walk the current labels (no later label by the same annotator on the same step, on an active step: the
+same rows ``fragments.current_label_ids`` picks) pivoted to one row per step with each annotator's rating in
+its own column, so the labels are never joined with themselves nor read into Python:
+
+- :meth:`AgreementQueries.rating_pair_counts` counts the steps per combination of ratings (at most 4**K rows
+  for K annotators, and never more than the steps rated twice), which Python folds into each pair's 3x3 table:
+  all Cohen's kappa needs;
+- :meth:`AgreementQueries.disagreeing_steps` walks the steps in id order and stops after ``limit`` that the
+  two rated differently.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
-from app.store.fragments import current_label_ids
 from app.store.models import Annotator, Step, StepLabel
 from app.store.sessions import Repository
 
@@ -42,14 +48,23 @@ class DisagreeingStep:
     rating_b: int
 
 
-def _current(sample_id: int | None, *where: ColumnElement[bool]) -> Any:
-    """(step, annotator, rating) of the current labels on active steps (of one sample, or all)."""
+def _pivot(annotator_ids: list[int], sample_id: int | None, *having: ColumnElement[bool]) -> Any:
+    """One row per step rated by two or more of ``annotator_ids``: ``step_id`` and ``r0``, ``r1``, ... (their
+    current ratings, NULL where one did not rate it)."""
+    later = aliased(StepLabel)
+    is_current = ~exists().where(
+        later.step_id == StepLabel.step_id, later.annotator_id == StepLabel.annotator_id, later.id > StepLabel.id
+    )
+    where = [Step.active.is_(True), is_current, StepLabel.annotator_id.in_(annotator_ids)]
     if sample_id is not None:
-        where = (*where, Step.sample_id == sample_id)
+        where.append(Step.sample_id == sample_id)
+    ratings = [func.max(case((StepLabel.annotator_id == id_, StepLabel.rating))) for id_ in annotator_ids]
     return (
-        select(StepLabel.step_id, StepLabel.annotator_id, StepLabel.rating)
-        .where(StepLabel.id.in_(current_label_ids(*where)))
-        .cte("current_labels")
+        select(StepLabel.step_id, *(rating.label(f"r{i}") for i, rating in enumerate(ratings)))
+        .join(Step, Step.id == StepLabel.step_id)
+        .where(*where)
+        .group_by(StepLabel.step_id)
+        .having(func.count() > 1, *(condition(ratings) for condition in having))
     )
 
 
@@ -63,20 +78,23 @@ class AgreementQueries(Repository):
     def rating_pair_counts(self, sample_id: int | None = None) -> list[RatingPairCount]:
         """Counts of rating pairs per annotator pair over the steps both rated (one sample, or all); names sorted
         within each pair."""
-        current = _current(sample_id)
-        a, b = current.alias("a"), current.alias("b")
         with self.sessions.read() as session:
-            rows = session.execute(
-                select(a.c.annotator_id, b.c.annotator_id, a.c.rating, b.c.rating, func.count())
-                .join(b, and_(a.c.step_id == b.c.step_id, a.c.annotator_id < b.c.annotator_id))
-                .group_by(a.c.annotator_id, b.c.annotator_id, a.c.rating, b.c.rating)
-            ).tuples()
             names = _names(session)
-            found = []
-            for id_a, id_b, rating_a, rating_b, steps in rows:
-                (name_a, x), (name_b, y) = sorted([(names[id_a], rating_a), (names[id_b], rating_b)])
-                found.append(RatingPairCount(name_a, name_b, int(x), int(y), int(steps)))
-        return found
+            ids = sorted(names, key=names.__getitem__)
+            if len(ids) < 2:
+                return []
+            pivot = _pivot(ids, sample_id).subquery()
+            columns = [pivot.c[f"r{i}"] for i in range(len(ids))]
+            rows = session.execute(select(*columns, func.count()).group_by(*columns)).tuples().all()
+        cells: dict[tuple[int, int, int, int], int] = defaultdict(int)
+        for *ratings, steps in rows:
+            for i, j in combinations(range(len(ids)), 2):
+                if ratings[i] is not None and ratings[j] is not None:
+                    cells[(i, j, int(ratings[i]), int(ratings[j]))] += int(steps)
+        return [
+            RatingPairCount(names[ids[i]], names[ids[j]], rating_a, rating_b, steps)
+            for (i, j, rating_a, rating_b), steps in sorted(cells.items())
+        ]
 
     def disagreeing_steps(
         self, annotator_a: str, annotator_b: str, *, sample_id: int | None = None, limit: int = 200
@@ -86,21 +104,15 @@ class AgreementQueries(Repository):
             ids = {name: id_ for id_, name in _names(session).items()}
             if annotator_a not in ids or annotator_b not in ids or limit <= 0:
                 return []
-            id_a, id_b = ids[annotator_a], ids[annotator_b]
-            current = _current(sample_id, StepLabel.annotator_id.in_([id_a, id_b]))
-            # One row per step with both ratings side by side: a single pass, no join of the labels with themselves.
-            rating_a = func.max(case((current.c.annotator_id == id_a, current.c.rating)))
-            rating_b = func.max(case((current.c.annotator_id == id_b, current.c.rating)))
             pivot = (
-                select(current.c.step_id, rating_a.label("rating_a"), rating_b.label("rating_b"))
-                .group_by(current.c.step_id)
-                .having(rating_a != rating_b)
+                _pivot([ids[annotator_a], ids[annotator_b]], sample_id, lambda r: r[0] != r[1])
+                .order_by(StepLabel.step_id)
+                .limit(limit)
                 .subquery()
             )
             rows = session.execute(
-                select(Step.id, Step.sample_id, Step.index, Step.text, pivot.c.rating_a, pivot.c.rating_b)
+                select(Step.id, Step.sample_id, Step.index, Step.text, pivot.c.r0, pivot.c.r1)
                 .join(pivot, pivot.c.step_id == Step.id)
                 .order_by(Step.id)
-                .limit(limit)
             ).tuples()
             return [DisagreeingStep(*row) for row in rows]

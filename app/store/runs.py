@@ -32,7 +32,7 @@ from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep
 from app.store.progress import refresh_progress
 from app.store.records import BranchLink, RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
-from app.store.search import run_matches
+from app.store.search import run_matches, walk_by_date
 from app.store.sessions import Repository
 from app.store.shared_rows import prompt_id
 from app.store.tokens import load_traces, token_row
@@ -248,8 +248,6 @@ class Runs(Repository):
         term = (search or "").strip()
         if len(term) > SEARCH_MAX:
             raise StoreError(f"the search text is {len(term)} characters long; use at most {SEARCH_MAX}")
-        if term:
-            where.append(run_matches(term, self.sessions.engine.dialect.name))
         if prompt_id is not None:
             where.append(Run.prompt_id == prompt_id)
         if model:
@@ -260,6 +258,9 @@ class Runs(Repository):
             check_choice("kind", kind, RUN_KINDS)
             where.append(Run.kind == kind)
         with self.sessions.read() as session:
+            if term:
+                walk = walk_by_date(session.connection(), term)
+                where.append(run_matches(term, self.sessions.engine.dialect.name, walk=walk))
             rows = session.execute(
                 select(Run, excerpt(Prompt.text).label("prompt_excerpt"))
                 .join(Prompt, Prompt.id == Run.prompt_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import ColumnElement, or_, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.engine import Connection
 
 from app.store.models import Prompt, Run, Sample
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: The shortest term an index can answer (a trigram).
 INDEXED_MIN = 3
+#: Hits in one FTS table from which History walks the runs by date instead of sorting the hits (:func:`walk_by_date`).
+MANY = 1000
 _ESCAPE = "/"
 
 _SQLITE_FTS = {  # table -> (content table, columns)
@@ -95,9 +97,13 @@ def _pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+def _phrase(term: str) -> str:
+    """An FTS5 phrase: with the trigram tokenizer, a case-insensitive substring match."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def _fts_ids(table: str, term: str) -> ColumnElement[int]:
-    phrase = '"' + term.replace('"', '""') + '"'
-    match = text(f"{table} MATCH :{table}_phrase").bindparams(**{f"{table}_phrase": phrase})
+    match = text(f"{table} MATCH :{table}_phrase").bindparams(**{f"{table}_phrase": _phrase(term)})
     return select(text("rowid")).select_from(text(table)).where(match).scalar_subquery()
 
 
@@ -110,8 +116,28 @@ def prompt_matches(term: str, dialect: str) -> ColumnElement[bool]:
     return Prompt.text.icontains(term, autoescape=True)
 
 
-def run_matches(term: str, dialect: str) -> ColumnElement[bool]:
-    """``Run`` rows whose prompt or one of whose samples' answers contains ``term`` in any case."""
+def walk_by_date(connection: Connection, term: str) -> bool:
+    """Whether History should walk the runs newest first, checking each against the hits, rather than sort all the
+    hits: on SQLite, when the term is in many prompts or answers (then the first page fills at once). SQLite's
+    planner can't know how many rows an FTS match returns; PostgreSQL's estimates it from the trigram index."""
+    if connection.dialect.name != "sqlite" or len(term) < INDEXED_MIN:
+        return False
+    for table in _SQLITE_FTS:
+        probe = select(func.count()).select_from(
+            select(text("rowid"))
+            .select_from(text(table))
+            .where(text(f"{table} MATCH :phrase").bindparams(phrase=_phrase(term)))
+            .limit(MANY)
+            .subquery()
+        )
+        if (connection.scalar(probe) or 0) >= MANY:
+            return True
+    return False
+
+
+def run_matches(term: str, dialect: str, *, walk: bool = False) -> ColumnElement[bool]:
+    """``Run`` rows whose prompt or one of whose samples' answers contains ``term`` in any case. ``walk``
+    (:func:`walk_by_date`): written so no index can answer it, which leaves the planner the date order's index."""
     if dialect == "sqlite" and len(term) >= INDEXED_MIN:
         in_answers = Sample.id.in_(_fts_ids("samples_fts", term))
     elif dialect == "postgresql":
@@ -124,4 +150,5 @@ def run_matches(term: str, dialect: str) -> ColumnElement[bool]:
             Sample.answer.icontains(term, autoescape=True), Sample.extracted_answer.icontains(term, autoescape=True)
         )
     prompts = select(Prompt.id).where(prompt_matches(term, dialect))
-    return or_(Run.prompt_id.in_(prompts), Run.id.in_(select(Sample.run_id).where(in_answers)))
+    prompt_id, run_id = (Run.prompt_id + 0, Run.id + 0) if walk else (Run.prompt_id, Run.id)
+    return or_(prompt_id.in_(prompts), run_id.in_(select(Sample.run_id).where(in_answers)))
