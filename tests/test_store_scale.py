@@ -4,6 +4,7 @@ search, agreement counted in the database, and migration 0005 filling all of it 
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 from alembic import command
@@ -177,3 +178,31 @@ def test_search_with_many_hits_walks_by_date_and_finds_the_same_runs(
         assert search.walk_by_date(conn, "puzzle") == (store.engine.dialect.name == "sqlite")
     assert {term: [r.run_id for r in store.list_runs(search=term)] for term in expected} == expected
     assert expected["puzzle"] == runs[::-1] and expected["ANS2"] == [runs[2]] and expected["ber 1"] == [runs[1]]
+
+
+def test_two_annotators_labelling_one_sample_at_once_keep_the_counters_right(store: Store) -> None:
+    """Each label's refresh locks the sample's row first (its UPDATE), so concurrent refreshes of one sample queue
+    instead of inserting the same progress rows twice."""
+    run = store.get_run(save_example(store))
+    steps = [s.step_id for s in run.samples[0].steps]
+    other = open_store(store.engine.url.render_as_string(hide_password=False))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def label(target: Store, name: str) -> None:
+        try:
+            barrier.wait()
+            for step in steps:
+                target.add_label(step, name, 1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=label, args=(s, n)) for s, n in ((store, "alice"), (other, "bob"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+    assert errors == []
+    assert _counters(store) == _recounted(store)
+    assert store.label_progress("alice").labelled == store.label_progress("bob").labelled == 1
