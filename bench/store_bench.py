@@ -9,7 +9,7 @@ sample in ten labelled by three annotators (3*N labels), N/10 preferences.
 
 Actions, each through ``app.services`` as the UI calls them, median of ``--repeat`` tries (ms):
 Annotate Next (its five calls: next_sample, label_queue, open_sample, label_history, preference_candidates),
-a label click (label_step), the queue (one annotator, anyone), opening a run, History's list and its search
+a label click (label_step), the queue (one annotator, anyone, one model, a prompt text every prompt matches), opening a run, History's list and its search
 (few hits, many hits), Agreement. Then the ``prm`` export's peak memory (a subprocess calling
 ``export_dataset``; ``ru_maxrss`` of the child) and this process's resident memory before and after the actions.
 
@@ -190,7 +190,8 @@ def build(store: Store, runs: int, seed: int = 0) -> dict[str, float]:
                 connection.execute(
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
                 )
-            connection.execute(text("ANALYZE"))
+            for table in ("runs", "samples", "steps", "step_labels", "sample_progress", "prompts"):
+                connection.execute(text(f"ANALYZE {table}"))
     if store.engine.dialect.name == "sqlite":
         with store.engine.connect() as connection:
             connection.execute(text("ANALYZE"))
@@ -239,6 +240,8 @@ def actions(store: Store, runs: int) -> dict[str, Callable[[], object]]:
         "label click": label_click,
         "queue (one annotator)": lambda: labeling.label_queue(store, "ann1"),
         "queue (anyone)": lambda: labeling.label_queue(store, None),
+        "queue, one model": lambda: labeling.label_queue(store, "ann1", model=MODELS[1]),
+        "queue, prompt text filter": lambda: labeling.label_queue(store, "ann1", prompt_search="puzzle"),
         "open a run": lambda: history.get_run(store, run_id),
         "History list": lambda: history.list_runs(store),
         "History search, few hits": lambda: history.list_runs(store, search=rare),

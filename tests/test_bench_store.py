@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIONS = [
-    "Annotate Next (5 calls)", "label click", "queue (one annotator)", "queue (anyone)", "open a run", "History list",
+    "Annotate Next (5 calls)", "label click", "queue (one annotator)", "queue (anyone)", "queue, one model",
+    "queue, prompt text filter", "open a run", "History list",
     "History search, few hits", "History search, many hits", "Agreement", "process RSS idle / after (MB)",
     "export prm peak RSS (MB)",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from app.store.fragments import excerpt
 from app.store.models import Prompt, Run, Sample, SampleProgress
 from app.store.progress import ANYONE
 from app.store.records import LabelProgress, QueueItem, same_named
-from app.store.search import prompt_matches
+from app.store.search import prompt_matches, walk_by_date
 from app.store.sessions import Repository
 from app.store.shared_rows import find_annotator_id
 
@@ -71,9 +71,18 @@ def _queue_select(session: Session, annotator: str | None, filters: QueueFilters
     if model:
         stmt = stmt.where(Run.model == model)
     if prompt_search and prompt_search.strip():
-        dialect = session.get_bind().dialect.name
-        stmt = stmt.where(Run.prompt_id.in_(select(Prompt.id).where(prompt_matches(prompt_search.strip(), dialect))))
+        term = prompt_search.strip()
+        # A common term: "+ 0" keeps the planner off the prompt index, so it walks in the queue's order instead.
+        prompt = Run.prompt_id + 0 if walk_by_date(session.connection(), term) else Run.prompt_id
+        stmt = stmt.where(prompt.in_(select(Prompt.id).where(prompt_matches(term, session.get_bind().dialect.name))))
     return stmt
+
+
+def _order(filters: QueueFilters) -> list[Any]:
+    """Newest run first, then sample index; by the run's id with a model filter, so the walk follows the model's
+    index (in run id order) and stops at the page."""
+    newest = Run.id.desc() if filters.get("model") else Sample.run_id.desc()
+    return [newest, Sample.index]
 
 
 def _is_done(stmt: Select[Any]) -> ColumnElement[bool]:
@@ -111,7 +120,7 @@ class LabelQueue(Repository):
         **filters: Unpack[QueueFilters],
     ) -> list[QueueItem]:
         """Samples to label, newest runs first; with ``unlabelled_first`` the ones not done come first."""
-        order = [Sample.run_id.desc(), Sample.index]
+        order = _order(filters)
         with self.sessions.read() as session:
             stmt = _queue_select(session, annotator, filters)
             if not unlabelled_first:

@@ -175,6 +175,7 @@ class Sample(Base):
     __table_args__ = (
         Index("ix_samples_run_id_index", "run_id", "index", unique=True),
         Index("ix_samples_stop_reason", "stop_reason"),
+        Index("ix_samples_run_id_n_steps", "run_id", "n_steps"),  # the filtered queue's count, in the index (0005)
         # Samples without steps (running or failed runs): the queue's size without a scan (0005); partial, so
         # the queue's walk in run order is never tempted by it.
         Index("ix_samples_without_steps", "id", sqlite_where=text(_NO_STEPS), postgresql_where=text(_NO_STEPS)),

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sample_id", "annotator_id", name=op.f("pk_sample_progress")),
     )
     op.create_index("ix_sample_progress_annotator_id_done", "sample_progress", ["annotator_id", "done", "sample_id"])
+    op.create_index("ix_samples_run_id_n_steps", "samples", ["run_id", "n_steps"])
     no_steps = sa.text("n_steps = 0")
     op.create_index("ix_samples_without_steps", "samples", ["id"], sqlite_where=no_steps, postgresql_where=no_steps)
     deleted = sa.text("deleted_at IS NOT NULL")
@@ -58,6 +59,7 @@ def downgrade() -> None:
     search.uninstall(connection)
     op.drop_index("ix_runs_deleted", table_name="runs")
     op.drop_index("ix_samples_without_steps", table_name="samples")
+    op.drop_index("ix_samples_run_id_n_steps", table_name="samples")
     op.drop_index("ix_sample_progress_annotator_id_done", table_name="sample_progress")
     op.drop_table("sample_progress")
     op.drop_column("samples", "n_steps")
