@@ -21,6 +21,7 @@ from app.store.convert import label_record
 from app.store.errors import NotFound, StoreError
 from app.store.fragments import current_label_ids, current_verdict_ids
 from app.store.models import Annotator, Run, Sample, SampleVerdict, Step, StepLabel, to_utc
+from app.store.progress import refresh_progress
 from app.store.records import LabelRecord
 from app.store.samples import export_sample_fields
 from app.store.sessions import Repository
@@ -92,6 +93,7 @@ class Labels(Repository):
             )
             session.add(label)
             session.flush()
+            refresh_progress(session, [step.sample_id])
             return label.id
 
     def current_labels(self, sample_id: int, annotator: str | None = None) -> dict[int, LabelRecord]:
@@ -101,7 +103,11 @@ class Labels(Repository):
         use ``step_ratings_by_annotator`` to see everyone's side by side.
         """
         with self.sessions.read() as session:
-            where = [Step.sample_id == sample_id]
+            # By the sample's step ids, so the (step, annotator) index is used, not a walk of all the annotator's labels.
+            where = [
+                Step.sample_id == sample_id,
+                StepLabel.step_id.in_(select(Step.id).where(Step.sample_id == sample_id)),
+            ]
             if annotator is not None:
                 found = find_annotator_id(session, annotator)
                 if found is None:

@@ -31,8 +31,10 @@ from app.store.convert import run_record, run_summary, sample_record
 from app.store.errors import NotFound, StoreError
 from app.store.fragments import excerpt
 from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep, utcnow
+from app.store.progress import refresh_progress
 from app.store.records import RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
+from app.store.search import run_matches, walk_by_date
 from app.store.sessions import Repository
 from app.store.shared_rows import prompt_id
 from app.store.tokens import load_traces, token_row
@@ -140,6 +142,7 @@ class Runs(Repository):
                     session.add(token_row(sample.id, s.tokens))
             if branch is not None:
                 add_branch_link(session, run.id, branch)
+            refresh_progress(session, [sample.id for sample in run.samples])
             return run.id
 
     def begin_run(
@@ -205,6 +208,7 @@ class Runs(Repository):
             for s, row in zip(result.samples, rows, strict=True):  # the per-token data, as save_run keeps it
                 if s.tokens is not None:
                     session.add(token_row(row.id, s.tokens))
+            refresh_progress(session, [row.id for row in rows])
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)
@@ -256,24 +260,19 @@ class Runs(Repository):
         model: str | None = None,
         stop_reason: str | None = None,
         kind: str | None = None,
+        prompt_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[RunSummary]:
-        """Newest first, deleted runs left out. ``search`` matches the prompt text and the samples' answers,
-        case-insensitively; one longer than :data:`SEARCH_MAX` characters is refused."""
+        """Newest first, deleted runs left out. ``search`` matches a piece of the prompt text or the samples'
+        answers, in any case, through an index (``search.py``); one longer than :data:`SEARCH_MAX` characters is
+        refused. ``prompt_id`` keeps the runs of that one prompt."""
         where: list[ColumnElement[bool]] = [Run.deleted_at.is_(None)]
         term = (search or "").strip()
         if len(term) > SEARCH_MAX:
             raise StoreError(f"the search text is {len(term)} characters long; use at most {SEARCH_MAX}")
-        if term:
-            answer_hit = exists().where(
-                Sample.run_id == Run.id,
-                or_(
-                    Sample.answer.icontains(term, autoescape=True),
-                    Sample.extracted_answer.icontains(term, autoescape=True),
-                ),
-            )
-            where.append(or_(Prompt.text.icontains(term, autoescape=True), answer_hit))
+        if prompt_id is not None:
+            where.append(Run.prompt_id == prompt_id)
         if model:
             where.append(Run.model == model)
         if stop_reason:
@@ -282,6 +281,9 @@ class Runs(Repository):
             check_choice("kind", kind, RUN_KINDS)
             where.append(Run.kind == kind)
         with self.sessions.read() as session:
+            if term:
+                walk = walk_by_date(session.connection(), term)
+                where.append(run_matches(term, self.sessions.engine.dialect.name, walk=walk))
             rows = session.execute(
                 select(Run, excerpt(Prompt.text).label("prompt_excerpt"))
                 .join(Prompt, Prompt.id == Run.prompt_id)

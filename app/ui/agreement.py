@@ -25,7 +25,7 @@ def agreement_tables(view: agreement_service.AgreementView) -> tuple[str, list[l
     """(summary, pair rows, disagreement rows) for the two tables."""
     pairs = [
         [p.annotator_a, p.annotator_b, p.overlap, round(p.raw_agreement, 3),
-         "n/a" if p.kappa is None else round(p.kappa, 3), len(p.disagreements)]
+         "n/a" if p.kappa is None else round(p.kappa, 3), p.n_disagreements]
         for p in view.pairs
     ]  # fmt: skip
     rows = [
