@@ -35,10 +35,10 @@ def sample_page(
 ) -> list[int]:
     """The ids of the first ``limit`` samples after ``after`` (of runs by ``model``, if given) for which ``has``
     holds (an ``EXISTS`` correlated to ``Sample``), in id order."""
-    stmt = select(Sample.id).where(Sample.id > after, has)
-    if model is not None:
-        stmt = stmt.join(Run, Run.id == Sample.run_id).where(Run.model == model)
-    return list(session.scalars(stmt.order_by(Sample.id).limit(limit)))
+    where = [Sample.id > after, has]
+    if model is not None:  # tested per sample, so the page walks the primary key from ``after`` on
+        where.append(select(Run.id).where(Run.id == Sample.run_id, Run.model == model).exists())
+    return list(session.scalars(select(Sample.id).where(*where).order_by(Sample.id).limit(limit)))
 
 
 def is_current(
