@@ -8,13 +8,12 @@ branch run and a gap; files read back with pyarrow.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import update
 from store_support import make_result, make_steps, save_example
 
 from app.errors import DatabaseBusy, UserError
@@ -24,7 +23,6 @@ from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import ROW_GROUP_ROWS, arrow_schema, write_parquet
 from app.services.exporting import export_dataset, query, run_ids_of
 from app.store import Store
-from app.store.models import StepLabel
 from app.store.records import BranchLink, StoredSample
 
 #: (format, options) of the exports compared: every store query, every row builder.
@@ -124,26 +122,6 @@ def test_preference_pairs_page_by_preference_id(store, rich):
     assert len(every) == 4 and [p.preference_id for p in every] == sorted(p.preference_id for p in every)
     first = store.preference_pairs(limit=3)
     assert first == every[:3] and store.preference_pairs(after=first[-1].preference_id, limit=3) == every[3:]
-
-
-def _age(store: Store, table: Any, row_ids: list[int], when: datetime) -> None:
-    """Set the time of some label rows (a clock that went back, or rows copied from another store)."""
-    with store.engine.begin() as conn:
-        conn.execute(update(table).where(table.id.in_(row_ids)).values(created_at=when))
-
-
-def test_since_pages_by_the_current_label_only(store):
-    """A page never comes back empty before the end: its samples are picked by the same rule ``since`` applies
-    (the newest *current* label), so a sample whose only recent label was since replaced is not picked."""
-    samples = [store.get_run(save_example(store)).samples[0] for _ in range(4)]
-    ids = [store.add_label(sample.steps[0].step_id, "alice", 1) for sample in samples]
-    _age(store, StepLabel, [ids[0], ids[2]], datetime(2020, 1, 1, tzinfo=timezone.utc))  # 0 and 2: long ago
-    replaced = store.add_label(samples[1].steps[0].step_id, "alice", -1)  # sample 1: changed, the new row...
-    _age(store, StepLabel, [replaced], datetime(2020, 1, 1, tzinfo=timezone.utc))  # ...stamped long ago
-    since = datetime.now(timezone.utc) - timedelta(minutes=5)
-    assert [s.sample_id for s in store.labelled_samples(since=since)] == [samples[3].sample_id]
-    assert [s.sample_id for s in store.labelled_samples(since=since, limit=1)] == [samples[3].sample_id]
-    assert store.labelled_samples(since=since, after=samples[3].sample_id, limit=1) == []
 
 
 def test_a_parquet_file_is_written_a_row_group_at_a_time(tmp_path):
