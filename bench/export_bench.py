@@ -5,7 +5,7 @@ on the store's migrated schema; ids given, no ORM), shaped like the issue-23 dri
 (7 thinking + 1 answer, ~110 characters each) per run, two runs per prompt, 12.5% of the samples labelled on
 every step by three annotators (so 3 x 8 x runs/8 = 3 labels per run, 300,000 at 100,000 runs) with a verdict
 each, one preference per 10 runs, automatic labels on 5% of the samples and a branch link on 1% of the runs.
-Building 10,000 runs takes a few seconds; 100,000 about a minute.
+Building 10,000 runs takes a few seconds; 100,000 about half a minute.
 
 Each export then runs in a fresh ``python`` process that opens the store, reads its resident memory (``VmRSS``),
 exports, and reports its peak (``VmHWM``) and its resident memory after the export and a ``gc.collect()``: the
@@ -234,9 +234,8 @@ def main() -> None:
     if not db.exists():
         started = time.perf_counter()
         build_store(db, args.runs)
-        print(
-            f"built {db} ({args.runs:,} runs, {db.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f} s"
-        )
+        seconds, size = time.perf_counter() - started, db.stat().st_size / 2**20
+        print(f"built {db} ({args.runs:,} runs, {size:.0f} MB) in {seconds:.1f} s")
     url, mib = f"sqlite:///{db}", 2**20
     print(f"{'export':<22} {'output':<8} {'rows':>8} {'file MB':>8} {'start MB':>9} {'peak MB':>8} {'growth MB':>10} "
           f"{'after MB':>9} {'s':>6}")  # fmt: skip

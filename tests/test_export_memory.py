@@ -9,6 +9,8 @@ did before, grew by 129-176 MB on this store (and kept 43-113 MB of it afterward
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from export_bench import build_store, measure_in_child
 
@@ -24,6 +26,7 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return build_store(tmp_path_factory.mktemp("big") / "store.db", 20_000)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS/VmHWM from /proc (Linux)")
 @pytest.mark.parametrize(("fmt", "output"), [("prm", "jsonl"), ("kto", "parquet"), ("prm800k", "hf")])
 def test_an_export_streams_in_bounded_memory(big_store, tmp_path, fmt, output):
     out = tmp_path / f"{fmt}.{output}" if output != "hf" else tmp_path / fmt

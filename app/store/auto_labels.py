@@ -1,6 +1,7 @@
 """Automatic step labels (``auto_step_labels``): writing a sample's Monte-Carlo labels, their current view,
-and the export query (paged by sample id, see ``export_pages.py``). Kept apart from the human labels of ``labels.py``: nothing here has an annotator, and
-nothing in ``labels.py`` ever reads this table, so a machine label is never shown or exported as a person's.
+and the export query (paged by sample id, see ``export_pages.py``). Kept apart from the human labels of
+``labels.py``: nothing here has an annotator, and nothing in ``labels.py`` ever reads this table, so a machine
+label is never shown or exported as a person's.
 
 Append-only like human labels: relabelling adds rows; the current label per (step, source) is the newest.
 """

@@ -129,7 +129,7 @@ class Preferences(Repository):
                 lambda start, n: self.preference_pairs(
                     annotator=annotator, model=model, since=since, after=start, limit=n
                 ),
-                lambda pair: pair.preference_id or 0,
+                _preference_id,
                 after,
             )
         chosen, rejected = aliased(Sample), aliased(Sample)
@@ -170,3 +170,9 @@ class Preferences(Repository):
                 )
                 for pref, prompt, name, good, bad, good_model, bad_model in session.execute(stmt).tuples()
             ]
+
+
+def _preference_id(pair: PreferencePair) -> int:
+    """The id a page of pairs continues after (every pair this module returns has one)."""
+    assert pair.preference_id is not None
+    return pair.preference_id
