@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import datasets
 import pytest
 from export_bench import build_store, measure_in_child
 
@@ -35,3 +36,6 @@ def test_an_export_streams_in_bounded_memory(big_store, tmp_path, fmt, output):
     grown, kept = m["peak"] - m["before"], m["after"] - m["before"]
     assert grown < PEAK_GROWTH, f"{fmt} {output}: the export grew by {grown / MB:.0f} MB"
     assert kept < LEFT_AFTER, f"{fmt} {output}: {kept / MB:.0f} MB still held after the export"
+    if output == "hf":  # a file of many row groups is one dataset to its reader
+        ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
+        assert ds.num_rows == 7_500 and ds[7_499]["annotator"] == "carol"
