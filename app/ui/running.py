@@ -131,6 +131,17 @@ class CancelRegistry:
         with self._lock:
             return len(self._active.get(key, []))
 
+    def cancel_session(self, session: str) -> int:
+        """Cancel every running generation of one Gradio session (all its tabs); return how many it has running
+        (cancelled now or before). ``POST /gradio_api/cancel`` of a running event goes here
+        (:mod:`app.ui.cancelling`), so the run ends itself and is saved instead of being closed mid-step."""
+        prefix = f"{session}/"
+        with self._lock:
+            tokens = [t for key, ts in self._active.items() if key.startswith(prefix) for t in ts]
+        for token in tokens:
+            token.cancel()
+        return len(tokens)
+
 
 CANCELS = CancelRegistry()
 

@@ -142,5 +142,8 @@ def _logged_in(gradio_app: Any, scope: Scope) -> bool:
 
 
 def cancel_guard() -> dict[str, Any]:
-    """``app_kwargs`` for ``Blocks.launch``: installs the ``/cancel`` login wall."""
-    return {"middleware": [Middleware(_CancelGuard)]}
+    """``app_kwargs`` for ``Blocks.launch``: installs the ``/cancel`` login wall, then the check that a cancel
+    reaches only the caller's own live event (:class:`app.ui.cancelling.OwnCancelOnly`)."""
+    from app.ui.cancelling import OwnCancelOnly
+
+    return {"middleware": [Middleware(_CancelGuard), Middleware(OwnCancelOnly)]}
