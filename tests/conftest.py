@@ -7,7 +7,7 @@ name or setting: ``store`` runs on every test backend (a module's ``STORE_BACKEN
 ``client`` is one gradio session per module and ``fresh_client`` one per test, both on ``served_url`` (the
 tiny app unless a module overrides it); ``page`` is a fresh browser page per test and ``module_page`` one
 per module; ``eager_stopper`` is the tiny model rigged to want to stop at every step; ``cpu_hog`` keeps every
-core busy for one test.
+core busy for one test, and ``load`` runs a test quiet and again under it.
 """
 
 from __future__ import annotations
@@ -314,3 +314,11 @@ def cpu_hog() -> Iterator[int]:
             hog.kill()
         for hog in hogs:
             hog.wait(timeout=30)
+
+
+@pytest.fixture(params=["quiet", "loaded"])
+def load(request: pytest.FixtureRequest) -> str:
+    """Run the test twice: on the machine as it is, and with every core busy (``cpu_hog``)."""
+    if request.param == "loaded":
+        request.getfixturevalue("cpu_hog")
+    return request.param

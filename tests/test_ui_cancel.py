@@ -38,14 +38,6 @@ def guarded(tiny_loaded, tiny_engine, tmp_path_factory):
         demo.close()
 
 
-@pytest.fixture(params=["quiet", "loaded"])
-def load(request):
-    """Each test once on the machine as it is and once with every core busy."""
-    if request.param == "loaded":
-        request.getfixturevalue("cpu_hog")
-    return request.param
-
-
 def _login(url: str, user: str) -> httpx.Client:
     client = httpx.Client(base_url=url, timeout=60)
     assert client.post("login", data={"username": user, "password": dict(USERS)[user]}).status_code == 200

@@ -20,7 +20,7 @@ from app.services.settings_input import CUSTOM, EFFORTS
 from app.ui import branch_here, lens_branch
 from app.ui.fields import WholeNumber
 from app.ui.lens import add_lens
-from app.ui.playground_run import CONTROLS, Chat, Playground
+from app.ui.playground_run import CONTROLS, NOTHING_RUNNING, Chat, Playground
 from app.ui.running import MODEL_QUEUE, user_error
 
 _EFFORT_INFO = ", ".join(
@@ -232,16 +232,31 @@ def _wire_generate(pg: Playground, page: Page) -> None:
         show_progress="hidden",
         concurrency_limit=None,
     )
+    # Stop's answer goes to a hidden box, never to the status line: the run's own stream writes that
+    # ("Stopping…", then the saved run), so no late answer can overwrite the final state.
+    stop_answer = gr.Textbox(visible=False)
     page.stop.click(
-        pg.cancel, outputs=[page.numbers], api_name="cancel", concurrency_limit=None, show_progress="hidden"
+        _stop_pressed(pg), outputs=[stop_answer], api_name="cancel", concurrency_limit=None, show_progress="hidden"
     )
     page.stop_thinking.click(
         pg.stop_thinking,
-        outputs=[page.numbers],
+        outputs=[stop_answer],  # the status line is the run's (it says when the thinking stopped)
         api_name="stop_thinking",
         concurrency_limit=None,
         show_progress="hidden",
     )
+
+
+def _stop_pressed(pg: Playground):  # noqa: ANN202 - a Gradio handler
+    """Stop: cancel this session's run; "Nothing is running." also shows as a note (the status line is the run's)."""
+
+    def cancel(request: gr.Request) -> str:
+        answer = pg.cancel(request)
+        if answer == NOTHING_RUNNING:
+            gr.Info(answer)
+        return answer
+
+    return cancel
 
 
 def _wire_think_longer(pg: Playground, page: Page) -> None:
