@@ -24,6 +24,7 @@ from app.ui.caller import user_of
 from app.ui.fields import WholeNumber
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.lens import add_lens
+from app.ui.refusal import refusal
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error
 
@@ -179,7 +180,7 @@ class SelfConsistency(ModelTab):
             a_index = (as_int(a_value, "sample A", 1) or 1) - 1
             b_index = (as_int(b_value, "sample B", 2) or 2) - 1
             if run_number is None:
-                raise gr.Error("Sample first (or type a run number), then pick two samples to compare.")
+                raise refusal("Sample first (or type a run number), then pick two samples to compare.")
             return side_by_side_html(svc.side_by_side(self.rt, run_number, a_index, b_index))
         except Exception as exc:
             raise user_error(exc) from exc

@@ -16,6 +16,8 @@ from typing import Any
 
 import gradio as gr
 
+from app.ui.refusal import refusal
+
 
 def _shown(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
@@ -25,9 +27,9 @@ def _preprocess(box: gr.Number, payload: float | None) -> float | int | None:
     if payload is not None:
         name = box.label or "This number"
         if box.minimum is not None and payload < box.minimum:
-            raise gr.Error(f"{name} must be at least {_shown(box.minimum)} (you gave {_shown(payload)}).")
+            raise refusal(f"{name} must be at least {_shown(box.minimum)} (you gave {_shown(payload)}).")
         if box.maximum is not None and payload > box.maximum:
-            raise gr.Error(f"{name} must be at most {_shown(box.maximum)} (you gave {_shown(payload)}).")
+            raise refusal(f"{name} must be at most {_shown(box.maximum)} (you gave {_shown(payload)}).")
     return gr.Number.preprocess(box, payload)
 
 

@@ -21,6 +21,7 @@ from app.ui import branch_here, lens_branch
 from app.ui.fields import WholeNumber
 from app.ui.lens import add_lens
 from app.ui.playground_run import CONTROLS, NOTHING_RUNNING, Chat, Playground
+from app.ui.refusal import refusal
 from app.ui.running import MODEL_QUEUE, user_error
 
 _EFFORT_INFO = ", ".join(
@@ -192,7 +193,7 @@ def _wire_generate(pg: Playground, page: Page) -> None:
         except Exception as exc:
             raise user_error(exc) from None
         if pg.busy(request):  # Enter in the box while a run goes: refuse, and the text stays in the box
-            raise gr.Error(
+            raise refusal(
                 "The answer is still being written: wait for it, or press Stop. Your prompt stays in the box."
             )
         return (*pg.accept(text, chat, request), *_busy())

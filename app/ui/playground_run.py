@@ -28,6 +28,7 @@ from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, build_settings
 from app.services.think_longer import stream_think_longer
 from app.ui.caller import user_of
+from app.ui.refusal import refusal
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, ModelTab, user_error
 from app.ui.saving import PENDING, SAVE_WAIT, SAVING, PendingSaves, follow, unsaved_warning
@@ -200,9 +201,9 @@ class Playground(ModelTab):
         chat = chat or Chat()
         last = chat.turns[-1] if chat.turns else None
         if last is None or last.run_id is None or last.sample is None:
-            raise gr.Error("Think longer continues a finished, saved answer: ask something first.")
+            raise refusal("Think longer continues a finished, saved answer: ask something first.")
         if not last.sample.thinking.strip():
-            raise gr.Error("The last answer did not think (thinking was off), so there is no thinking to continue.")
+            raise refusal("The last answer did not think (thinking was off), so there is no thinking to continue.")
         with self.running(request) as token, self._steering(request) as steer:
             settings = playground_settings(controls)
             events = stream_think_longer(
