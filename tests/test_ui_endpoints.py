@@ -168,19 +168,23 @@ def test_raw_bodies_are_answered_in_plain_words_on_every_endpoint(fuzz_app):
     arrays too long or too short. The answer never names a Python exception, and the server stays up."""
     _, url, _, endpoints = fuzz_app
     for endpoint in _endpoints(endpoints):
-        params = endpoints[endpoint]["parameters"]
+        _fuzz_raw(url, endpoint, endpoints[endpoint]["parameters"])
 
-        @settings(max_examples=RAW_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
-        @given(data=st.data())
-        def answers_plainly(data: st.DataObject) -> None:
-            body = _raw_body(data, params)
-            kind, text = _raw(url, endpoint, body)
-            assert not LEAKS.search(text), f"{endpoint} {body[:200]} -> {text[:500]}"
-            assert httpx.get(url + "config", timeout=30).status_code == 200
-            wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
 
-        answers_plainly()
+def _fuzz_raw(url: str, endpoint: str, params: list[dict]) -> None:
+    """Run :data:`RAW_EXAMPLES` raw bodies against one endpoint."""
+
+    @settings(max_examples=RAW_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @given(data=st.data())
+    def answers_plainly(data: st.DataObject) -> None:
+        body = _raw_body(data, params)
+        _, text = _raw(url, endpoint, body)
+        assert not LEAKS.search(text), f"{endpoint} {body[:200]} -> {text[:500]}"
+        assert httpx.get(url + "config", timeout=30).status_code == 200
+        wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
+
+    answers_plainly()
 
 
 @pytest.mark.parametrize(
@@ -192,9 +196,7 @@ def test_raw_bodies_are_answered_in_plain_words_on_every_endpoint(fuzz_app):
         ("get_run", 0, '"seven"', "Run number takes a number, not text"),  # was: TypeError … __round__
     ],
 )
-def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(
-    fuzz_app, endpoint, slot, value, words
-):
+def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(fuzz_app, endpoint, slot, value, words):
     _, url, _, endpoints = fuzz_app
     values = [_fine(p.get("example_input")) for p in endpoints[f"/{endpoint}"]["parameters"]]
     values[slot] = value
