@@ -21,7 +21,7 @@ from app.services.inputs import bundled_problems
 from app.services.runtime import Runtime
 from app.ui import branch_here, charts, lens_branch
 from app.ui.caller import user_of
-from app.ui.fields import WholeNumber
+from app.ui.fields import SettingSlider, WholeNumber
 from app.ui.inputs import analysis_settings, as_int
 from app.ui.lens import add_lens
 from app.ui.refusal import refusal
@@ -214,7 +214,7 @@ def build_tab(rt: Runtime) -> None:
                 gold = gr.Textbox(label="Gold answer (optional)", scale=1, elem_id="tl-sc-gold")
         with gr.Column(scale=2):
             k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Samples (k)", elem_id="tl-sc-k")
-            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+            temperature = SettingSlider("temperature", 0.7, step=0.05, label="Temperature")
             with gr.Row():
                 thinking = gr.Checkbox(value=True, label="Thinking")
                 budget = WholeNumber(value=128, minimum=0, label="Max thinking tokens", elem_id="tl-sc-budget")

@@ -18,7 +18,7 @@ from app.services.inputs import load_examples, require_prompt
 from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, EFFORTS
 from app.ui import branch_here, lens_branch
-from app.ui.fields import WholeNumber
+from app.ui.fields import SettingNumber, SettingSlider
 from app.ui.lens import add_lens
 from app.ui.playground_run import CONTROLS, NOTHING_RUNNING, Chat, Playground
 from app.ui.refusal import refusal
@@ -164,14 +164,16 @@ def _settings_controls() -> tuple[dict[str, gr.components.Component], gr.Checkbo
         list(EFFORTS), value=defaults.effort, label="Effort", info=f"Thinking tokens: {_EFFORT_INFO}", elem_id="effort"
     )
     with gr.Group(visible=False) as custom_box:
-        max_thinking = WholeNumber(value=512, label="Max thinking tokens", minimum=0)
-        min_thinking = WholeNumber(value=0, label="Min thinking tokens", minimum=0, info="Below this, keep thinking")
+        max_thinking = SettingNumber("max_thinking_tokens", 512, label="Max thinking tokens")
+        min_thinking = SettingNumber(
+            "min_thinking_tokens", 0, label="Min thinking tokens", info="Below this, keep thinking"
+        )
         continuation = gr.Textbox(
             value=defaults.continuation, label="Continuation string", info="Appended when the model stops too early"
         )
     max_answer = gr.Slider(1, 4096, value=defaults.max_answer_tokens, step=1, label="Max answer tokens")
-    temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature", info="0 = greedy")
-    top_p = gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="top_p")
+    temperature = SettingSlider("temperature", defaults.temperature, step=0.05, label="Temperature", info="0 = greedy")
+    top_p = SettingSlider("top_p", defaults.top_p, step=0.05, label="top_p")
     seed = gr.Number(value=-1, label="Seed", precision=0, info="-1 = not fixed")
     leave_out = gr.Checkbox(
         value=True, label="Leave earlier thinking out of the context", info="Qwen3's advice for multi-turn chats"
