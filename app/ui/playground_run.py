@@ -23,7 +23,7 @@ from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
-from app.services.runs import Saved, run_json, stream_run
+from app.services.runs import Saved, run_json, stored_sample_ids, stream_run, with_saved_ids
 from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, build_settings
 from app.services.think_longer import stream_think_longer
@@ -324,7 +324,9 @@ class Playground(ModelTab):
                 continue
             unsaved = None if ticket.state == "saved" else ticket.error or "the database stayed busy"
             chat = chat.settle_last(ticket.run_id if unsaved is None else None, unsaved)
-            done = {**(run or {}), "run_id": ticket.run_id if unsaved is None else None, "pending_save": None}
+            run_id = ticket.run_id if unsaved is None else None
+            ids = stored_sample_ids(self.rt.db, run_id) if run_id is not None else ()
+            done = {**with_saved_ids(run or {}, run_id, ids), "pending_save": None}
             done["save"] = "saved" if unsaved is None else "failed"
             yield line, chat.view(), done, chat
 
