@@ -33,7 +33,7 @@ EXAMPLES = 2
 #: field and is allowed; its "Could not postprocess output component" is a bug on our side and is not.)
 LEAKS = re.compile(
     r"Traceback|\b[A-Z][A-Za-z]*(Error|Exception)\b|object has no attribute|NoneType|not subscriptable|"
-    r"unsupported operand|codec can't|Could not postprocess|SQLite INTEGER|pattern too complex"
+    r"unsupported operand|codec can't|Could not postprocess|SQLite INTEGER|pattern too complex|<class '"
 )
 
 
@@ -194,6 +194,7 @@ def _fuzz_raw(url: str, endpoint: str, params: list[dict]) -> None:
         ("generate", 7, "NaN", "Temperature takes a finite number from 0 to"),
         ("generate", 6, '"lots"', "Max answer tokens takes a number"),
         ("get_run", 0, '"seven"', "Run number takes a number, not text"),  # was: TypeError … __round__
+        ("generate", 2, '"none"', "Effort takes one of: low, medium, high, custom"),  # was: <class 'str'>
     ],
 )
 def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(fuzz_app, endpoint, slot, value, words):

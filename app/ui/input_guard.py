@@ -5,7 +5,8 @@ Gradio preprocesses each input with the component's ``preprocess``; a value it c
 for a whole number, a string for a run number) raises a plain Python exception there, and Gradio answers
 "Original error: OverflowError: cannot convert float infinity to integer". :func:`guard_inputs` wraps the
 ``preprocess`` of every input component of a built app once: a number box or slider first checks that it got a
-finite number (not text, a list, true/false, ``NaN`` or ``Infinity``), and anything else ``preprocess`` raises
+finite number (not text, a list, true/false, ``NaN`` or ``Infinity``), a radio or single-choice dropdown that it
+got one of its choices (listed in the refusal), and anything else ``preprocess`` raises
 becomes one sentence naming the field. Both are :func:`app.ui.refusal.refusal` lines (one log line, no
 traceback). Knows nothing of any one tab.
 """
@@ -20,7 +21,7 @@ import gradio as gr
 
 from app.ui.refusal import refusal
 
-__all__ = ["field_name", "guard_inputs", "number_refusal"]
+__all__ = ["choice_refusal", "field_name", "guard_inputs", "number_refusal"]
 
 _JSON_KINDS: tuple[tuple[type, str], ...] = (
     (bool, "true/false"),
@@ -66,11 +67,26 @@ def number_refusal(block: Any, payload: Any) -> str | None:
     return None
 
 
+def choice_refusal(block: Any, payload: Any) -> str | None:
+    """Why ``payload`` is not one of a radio's (or single-choice dropdown's) choices; None when it is, or when the
+    field takes other values too. (Gradio's own words: "Value: 'x' (type: <class 'str'>) is not in the list…".)"""
+    if getattr(block, "allow_custom_value", False) or getattr(block, "multiselect", False) or payload is None:
+        return None
+    values = [c[1] if isinstance(c, tuple | list) else c for c in getattr(block, "choices", None) or []]
+    if not values or payload in values:
+        return None
+    listed = ", ".join(str(v) for v in values[:12]) + (", …" if len(values) > 12 else "")
+    return f"{field_name(block)} takes one of: {listed} (you gave {_shown(payload)})."
+
+
 def _guarded(block: Any, preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:
     number = isinstance(block, gr.Number | gr.Slider)
+    choice = isinstance(block, gr.Radio | gr.Dropdown)
 
     def guarded(payload: Any) -> Any:
         if number and (problem := number_refusal(block, payload)) is not None:
+            raise refusal(problem)
+        if choice and (problem := choice_refusal(block, payload)) is not None:
             raise refusal(problem)
         try:
             return preprocess(payload)
