@@ -195,6 +195,7 @@ def _fuzz_raw(url: str, endpoint: str, params: list[dict]) -> None:
         ("generate", 6, '"lots"', "Max answer tokens takes a number"),
         ("get_run", 0, '"seven"', "Run number takes a number, not text"),  # was: TypeError … __round__
         ("generate", 2, '"none"', "Effort takes one of: low, medium, high, custom"),  # was: <class 'str'>
+        ("generate", 8, "7", "top_p must be at most 1 (you gave 7)"),  # was: "Value 7 is greater than …", no field
     ],
 )
 def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(fuzz_app, endpoint, slot, value, words):

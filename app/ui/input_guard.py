@@ -64,7 +64,16 @@ def number_refusal(block: Any, payload: Any) -> str | None:
     if not math.isfinite(payload):
         shown = "NaN" if math.isnan(payload) else ("-Infinity" if payload < 0 else "Infinity")
         return f"{field_name(block)} takes a finite number{_bounds(block)}, not {shown}."
+    low, high = getattr(block, "minimum", None), getattr(block, "maximum", None)  # Gradio's words name no field
+    if low is not None and payload < low:
+        return f"{field_name(block)} must be at least {_number(low)} (you gave {_number(payload)})."
+    if high is not None and payload > high:
+        return f"{field_name(block)} must be at most {_number(high)} (you gave {_number(payload)})."
     return None
+
+
+def _number(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 def choice_refusal(block: Any, payload: Any) -> str | None:

@@ -343,7 +343,7 @@ def open_saved(value: Any, what: str, load: Callable[[int], R]) -> R:
         raise refusal(f"Pick a past {what} first (Refresh list if it is not there).")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # text, a list, Infinity
         raise refusal(f"{value!r} is not a {what} number; pick one from the list") from None
     try:
         return load(number)
