@@ -206,6 +206,23 @@ def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(
     assert kind == "error" and words in text and not LEAKS.search(text), text
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{"data": Infinity}', '"data" must be a list'),  # was: 500 "Internal Server Error", a traceback logged
+        ('{"data": [], "session_hash": NaN}', '"session_hash" is nan, which is no value JSON knows'),
+        ("[1, 2]", "not an object"),
+        ("{data: [1]}", "The body is not JSON"),
+    ],
+)
+def test_a_body_that_cannot_be_a_call_is_refused_in_one_sentence(fuzz_app, capfd, body, words):
+    _, url, _, _ = fuzz_app
+    capfd.readouterr()
+    kind, text = _raw(url, "get_run", body)
+    assert kind == "refused" and words in json.loads(text)["detail"] and not LEAKS.search(text), text
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_refusal_is_logged_in_one_line_without_a_traceback(fuzz_app, capfd, caplog):
     """Refused inputs are the user's mistakes: one log line each, no traceback (was: a full traceback for every
     one, 48 in one drill, burying the real errors)."""
