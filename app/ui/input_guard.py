@@ -110,6 +110,27 @@ def _guarded(block: Any, preprocess: Callable[[Any], Any]) -> Callable[[Any], An
     return guarded
 
 
+class _CheckedModel:
+    """A component's ``data_model`` (Gradio validates a file input against it before ``preprocess``): a value
+    that isn't one is refused in one sentence naming the field instead of pydantic's "validation error for
+    FileData"; everything else is the model's own."""
+
+    def __init__(self, block: Any, model: Any) -> None:
+        self._block, self._model = block, model
+
+    def model_validate(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._model.model_validate(value, *args, **kwargs)
+        except Exception:
+            raise refusal(
+                f"{field_name(self._block)} can't take {_shown(value)}: upload a file there (over the API, a file "
+                'goes as {"path": ..., "meta": {"_type": "gradio.FileData"}}).'
+            ) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
 def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
     """Wrap the ``preprocess`` of every input component of ``demo`` (once each); returns ``demo``."""
     seen: set[int] = set()
@@ -119,4 +140,6 @@ def guard_inputs(demo: gr.Blocks) -> gr.Blocks:
                 continue
             seen.add(id(block))
             block.preprocess = _guarded(block, block.preprocess)  # type: ignore[method-assign]
+            if getattr(block, "data_model", None) is not None:
+                block.data_model = _CheckedModel(block, block.data_model)
     return demo
