@@ -59,8 +59,9 @@ def _add_generation_flags(parser: argparse.ArgumentParser, *, budget_flags: bool
             g.add_argument("--no-think", dest=f.name, action="store_false", help=meta["off"])
         elif meta["choices"]:
             g.add_argument(flag, choices=list(meta["choices"]), default=f.default, help=meta["help"])
-        else:
-            g.add_argument(flag, type=meta["kind"], help=meta["help"])
+        else:  # a number's help says its declared range (the one validation and the UI read)
+            allowed = meta.get("range")
+            g.add_argument(flag, type=meta["kind"], help=meta["help"] + (f" [{allowed.words()}]" if allowed else ""))
 
 
 def generation_settings(args: argparse.Namespace) -> GenerationSettings:

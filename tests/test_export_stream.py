@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from store_support import make_result, make_steps, save_example
 
+from app.domain import BranchLink
 from app.errors import DatabaseBusy, UserError
 from app.export.card import render_card
 from app.export.dataset_formats import check_options
@@ -23,7 +24,7 @@ from app.export.rows import ExportFilters, RowBatch
 from app.export.writers import ROW_GROUP_ROWS, arrow_schema, write_parquet
 from app.services.exporting import export_dataset, query, run_ids_of
 from app.store import Store
-from app.store.records import BranchLink, StoredSample
+from app.store.records import StoredSample
 
 #: (format, options) of the exports compared: every store query, every row builder.
 EXPORTS: list[tuple[str, dict[str, Any]]] = [

@@ -243,7 +243,9 @@ def test_cancel_needs_a_login_and_cannot_stop_another_users_run(guarded):
     bob = httpx.Client(base_url=url, timeout=10)
     assert bob.post("login", data={"username": "bob", "password": "b-pass"}).status_code == 200
     for session in ("madeup12345", "bobs-own-session"):  # alice's ids are random values only her page knows
-        assert bob.post("gradio_api/cancel", json={**body, "session_hash": session}).status_code == 200
+        assert (
+            bob.post("gradio_api/cancel", json={**body, "session_hash": session}).status_code == 404
+        )  # not his: one sentence, no {"success": true}
     run = job.result(timeout=300)[2]
     assert run["samples"][0]["stop_reason"] != "cancelled" and run["samples"][0]["thinking_tokens"] == 300
     assert rt.db.get_run(run["run_id"]).status == "done"

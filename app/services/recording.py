@@ -186,6 +186,7 @@ class RunRecorder:
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         branch: BranchLink | None = None,
     ) -> None:
+        self.store = store
         self.branch = branch  # a rollout's lineage: saved whole at the end (save_run links it), no live row
         self.checkpoint_seconds = checkpoint_seconds
         self.ticket = SaveTicket()

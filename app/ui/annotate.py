@@ -28,6 +28,7 @@ from app.ui import annotate_view as v
 from app.ui.caller import login_of
 from app.ui.fields import WholeNumber
 from app.ui.page import OnLoad
+from app.ui.refusal import refusal
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 VERDICTS = ["correct", "incorrect", "no verdict"]
@@ -97,7 +98,7 @@ class Annotate:
         try:
             return labeling.resolve_annotator(name, login_of(request))
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
 
     def render(self, opened: Opened | None, annotator: str, cursor: Any, filters: Filters) -> View:
         """The sample ``opened`` shows (or the placeholder) and the queue, read fresh from the store."""
@@ -129,7 +130,7 @@ class Annotate:
         try:
             return self.render(opened, annotator, cursor, filters).outputs()
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
 
     def handler(self, action: Action) -> Callable[..., tuple[Any, ...]]:
         """An event handler over ``[name, opened, cursor, extra, *filters]`` running ``action``.
@@ -200,7 +201,7 @@ class Annotate:
                 seen, annotator, view.next_unlabelled() or 0, Filters(run, model, prompt, whose, first)
             )
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
         choices = v.candidate_choices(briefs)
         pick_other = gr.update(choices=choices, value=choices[0][1] if choices else None)
         return (*rendered.outputs(), pick_other, v.sample_html(briefs[0] if briefs else None))
@@ -232,13 +233,13 @@ class Annotate:
         def act(name: str, seen: Opened | None, other_id: Any, why: str, request: gr.Request) -> None:
             annotator = self.who(name, request)
             if not seen or other_id in (None, ""):
-                raise gr.Error("open a sample and pick another sample of the same prompt first")
+                raise refusal("open a sample and pick another sample of the same prompt first")
             pair = (seen["sample_id"], int(other_id))
             chosen, rejected = pair if this_is_better else pair[::-1]
             try:
                 labeling.add_preference(self.store, chosen, rejected, annotator, why or "")
             except StoreError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise refusal(str(exc)) from exc
             gr.Info(f"Recorded: sample {chosen} is better than sample {rejected}")
 
         return act
@@ -247,7 +248,7 @@ class Annotate:
         try:
             labeling.add_ranking(self.store, order or "", self.who(name, request), why or "")
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
         gr.Info(f"Recorded the ranking {order} (best first)")
 
     # --- page load: the login, else the remembered name; fresh filter choices ---

@@ -246,6 +246,18 @@ def _logged_in(gradio_app: Any, scope: Scope) -> bool:
 
 
 def cancel_guard() -> dict[str, Any]:
-    """``app_kwargs`` for ``Blocks.launch``: installs the ``/cancel`` login wall and the client address the
-    login backoff counts against."""
-    return {"middleware": [Middleware(_ClientAddress), Middleware(_CancelGuard)]}
+    """``app_kwargs`` for ``Blocks.launch``: records the client address the login back-off counts against,
+    installs the ``/cancel`` login wall, then the check that a cancel
+    reaches only the caller's own live event (:class:`app.ui.cancelling.OwnCancelOnly`); then, a body that
+    can't be an API call is refused in one sentence (:class:`app.ui.bodies.BodyShape`)."""
+    from app.ui.bodies import BodyShape
+    from app.ui.cancelling import OwnCancelOnly
+
+    return {
+        "middleware": [
+            Middleware(_ClientAddress),
+            Middleware(_CancelGuard),
+            Middleware(OwnCancelOnly),
+            Middleware(BodyShape),
+        ]
+    }
