@@ -2,6 +2,7 @@
 adapters over app.services.
 
 Results go to stdout (text, or one JSON object with ``--json``); progress and logs go to stderr.
+A command that opens the database first recovers the runs a dead process left ``running`` (by heartbeat).
 Bad input (any ``app.errors.UserError``) exits with status 2 and a one-line message naming the problem and the
 fix; anything else is a bug: its traceback is logged, one line asks for a report, and the exit status is 1.
 """
@@ -14,7 +15,7 @@ import logging
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.domain import GenerationSettings
 from app.errors import InvalidInput, UserError
@@ -23,6 +24,9 @@ from app.export.writers import OUTPUTS
 from app.services.settings_input import build_settings
 from app.settings import AppSettings
 from app.validation import clean_text
+
+if TYPE_CHECKING:
+    from app.services.runtime import Runtime
 
 log = logging.getLogger("tracelab")
 #: What the CLI says, after the logged traceback, when a command fails with anything but a ``UserError``.
@@ -55,8 +59,9 @@ def _add_generation_flags(parser: argparse.ArgumentParser, *, budget_flags: bool
             g.add_argument("--no-think", dest=f.name, action="store_false", help=meta["off"])
         elif meta["choices"]:
             g.add_argument(flag, choices=list(meta["choices"]), default=f.default, help=meta["help"])
-        else:
-            g.add_argument(flag, type=meta["kind"], help=meta["help"])
+        else:  # a number's help says its declared range (the one validation and the UI read)
+            allowed = meta.get("range")
+            g.add_argument(flag, type=meta["kind"], help=meta["help"] + (f" [{allowed.words()}]" if allowed else ""))
 
 
 def generation_settings(args: argparse.Namespace) -> GenerationSettings:
@@ -145,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
 EXPORT_OPTIONS = ("output", "annotator", "overwrite", *OPTIONS)
 
 
+def _start(settings: AppSettings, *, with_store: bool = True) -> Runtime:
+    """``Runtime.start``, then recovering the runs a dead process left ``running`` (as ``serve`` does)."""
+    from app.services.recording import recover_stale_runs
+    from app.services.runtime import Runtime
+
+    rt = Runtime.start(settings, with_store=with_store)
+    if rt.store is not None:
+        recover_stale_runs(rt.store)
+    return rt
+
+
 def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -154,7 +170,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from app.services.inputs import require_prompt
     from app.services.limits import check_cap
     from app.services.runs import Saved, run_json, stream_run
-    from app.services.runtime import Runtime
 
     settings = generation_settings(args)
     prompt = clean_text(args.prompt)  # invalid UTF-8 in argv arrives as lone surrogates
@@ -162,7 +177,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = app_settings(args)
     check_cap(settings, config.max_new_tokens)  # before the slow model load; the context check comes after it
     _progress("loading model…")
-    rt = Runtime.start(config, with_store=not args.no_save)
+    rt = _start(config, with_store=not args.no_save)
     _progress(f"{rt.loaded.name} · format {rt.loaded.format.name} · {rt.loaded.device} · {rt.loaded.precision}")
     result, saved = None, None
     for event in stream_run(rt, prompt, settings, deltas=settings.samples == 1, save=not args.no_save):
@@ -204,7 +219,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from app.services.inputs import load_problems, parse_budgets
-    from app.services.runtime import Runtime
     from app.services.sweep import run_sweep
 
     budgets = parse_budgets(args.budgets)
@@ -212,7 +226,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     settings = generation_settings(args)
     for budget in budgets:  # every bad value is reported before the slow model load
         settings.with_budget(budget, settings.samples)  # built = validated
-    rt = Runtime.start(app_settings(args))
+    rt = _start(app_settings(args))
     report = run_sweep(rt, problems, budgets, settings, progress=lambda done, total: _progress(f"{done}/{total}"))
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
@@ -224,14 +238,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from app.services.inputs import check_samples, load_problems
     from app.services.probe import prepare_problems, run_probe
-    from app.services.runtime import Runtime
 
     problems = load_problems(args.problems, limit=args.limit)
     prepare_problems(problems, args.hint, args.hint_correct)  # a gold with no wrong answer fails before the load
     settings = generation_settings(args)
     app = app_settings(args)
     check_samples(settings.samples, app.max_samples)
-    rt = Runtime.start(app)
+    rt = _start(app)
     report = run_probe(
         rt,
         problems,
@@ -246,10 +259,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from app.services.exporting import export_dataset, parse_since
+    from app.services.recording import recover_stale_runs
     from app.services.runtime import open_database
 
     since = parse_since(args.since)
     store = open_database(AppSettings.from_env(db=args.app_db, data_dir=args.app_data_dir))
+    recover_stale_runs(store)
     # every other export flag is export_dataset's keyword of the same name
     options = {name: getattr(args, name) for name in EXPORT_OPTIONS}
     summary = export_dataset(store, args.export_format, args.out, model=args.filter_model, since=since, **options)
@@ -258,8 +273,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _branch_runtime(args: argparse.Namespace):
-    from app.services.runtime import Runtime
-
     if args.sample is not None and args.sample < 1:
         raise InvalidInput(f"--sample {args.sample} must be 1 or more (samples are numbered from 1)")
     settings = app_settings(args)
@@ -279,7 +292,7 @@ def _branch_runtime(args: argparse.Namespace):
             parse_steps(args.steps, source)
     store.close()
     _progress("loading model…")
-    return Runtime.start(settings)
+    return _start(settings)
 
 
 def _credit_progress(item) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from app.errors import InvalidInput
+from app.setting_fields import Range, setting_field
 
 Effort = Literal["low", "medium", "high"]
 Phase = Literal["thinking", "answer"]
@@ -51,14 +52,6 @@ TOP_ALTERNATIVES = 5
 SERVER_NO_TOKEN_DATA = "none: the server returned no token probabilities"
 
 
-def _setting(default: Any, help: str, kind: type | None = None, **meta: Any) -> Any:
-    """A :class:`GenerationSettings` field and what its inputs need (the CLI builds its flags from these): ``help``;
-    ``kind``, the type a raw value is read as (the default's type unless given); ``choices``; ``off``, the help of a
-    boolean's negative flag; ``budget`` for the thinking budget (sweeps take theirs from a budget list)."""
-    meta = {"help": help, "kind": kind or type(default), "choices": None, "off": None, "budget": False, **meta}
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
 class GenerationSettings:
     """Everything that decides how one prompt is generated; stored with every run.
@@ -72,25 +65,34 @@ class GenerationSettings:
     ``app.services.settings_input`` reads raw inputs against them and the CLI builds its flags from them.
     """
 
-    thinking: bool = _setting(True, "Think first (default)", off="Answer without thinking")
-    effort: Effort | None = _setting(
+    thinking: bool = setting_field(True, "Think first (default)", off="Answer without thinking")
+    effort: Effort | None = setting_field(
         "low", "Budget preset: " + ", ".join(f"{k} = max {v[0]}/min {v[1]} thinking tokens" for k, v in EFFORT_BUDGETS.items()),
         choices=tuple(EFFORT_BUDGETS),
     )  # fmt: skip
-    max_thinking_tokens: int | None = _setting(
-        None, "Cut thinking after N tokens (overrides --effort)", int, budget=True
+    max_thinking_tokens: int | None = setting_field(
+        None, "Cut thinking after N tokens (overrides --effort)", int, budget=True, range=Range(0)
     )
-    min_thinking_tokens: int | None = _setting(
-        None, "Replace attempts to stop thinking before N tokens", int, budget=True
+    min_thinking_tokens: int | None = setting_field(
+        None, "Replace attempts to stop thinking before N tokens", int, budget=True, range=Range(0)
     )
-    continuation: str = _setting("Wait", "Text injected to keep thinking (default: Wait)")
-    max_continuations: int = _setting(8, "At most N injected continuations")
-    answer_cue: str = _setting("Final Answer:", "Text forced after a budget cut")
-    max_answer_tokens: int = _setting(256, "Most answer tokens after the thinking")
-    temperature: float = _setting(0.0, "0 = greedy (default with 1 sample, else 0.7)")
-    top_p: float = _setting(0.95, "Nucleus sampling: sample from the tokens that make up P of the probability")
-    seed: int | None = _setting(None, "Sampling seed (blank or -1 = not fixed)", int)
-    samples: int = _setting(1, "k traces in one batched generate")
+    continuation: str = setting_field("Wait", "Text injected to keep thinking (default: Wait)")
+    max_continuations: int = setting_field(8, "At most N injected continuations", range=Range(0))
+    answer_cue: str = setting_field("Final Answer:", "Text forced after a budget cut")
+    max_answer_tokens: int = setting_field(256, "Most answer tokens after the thinking", range=Range(1))
+    temperature: float = setting_field(
+        0.0, "0 = greedy (default with 1 sample, else 0.7)", range=Range(0, 5, note="greedy")
+    )
+    top_p: float = setting_field(
+        0.95,
+        "Nucleus sampling: sample from the tokens that make up P of the probability",
+        range=Range(0, 1, low_open=True),
+    )
+    seed: int | None = setting_field(
+        None, "Sampling seed (blank or -1 = not fixed)", int,
+        range=Range(0, SEED_MAX, hint="(or left empty / -1 for a random one)"),
+    )  # fmt: skip
+    samples: int = setting_field(1, "k traces in one batched generate", range=Range(1, 64))
 
     def resolved_budget(self) -> tuple[int, int]:
         """Return ``(max_thinking_tokens, min_thinking_tokens)`` after applying the effort preset."""
@@ -105,11 +107,13 @@ class GenerationSettings:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field, its value and the fix (runs when the settings are built)."""
         if self.effort is not None and self.effort not in EFFORT_BUDGETS:
-            raise InvalidInput(f"effort={self.effort!r} is not one of low, medium, high (or None for a custom budget)")
-        for name in ("max_thinking_tokens", "min_thinking_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise InvalidInput(f"{name}={value} must be >= 0")
+            raise InvalidInput(
+                f"effort={self.effort!r} is not one of low, medium, high; leave it unset for a custom budget"
+            )
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), f.metadata.get("range")
+            if allowed is not None and value is not None and value not in allowed:
+                raise InvalidInput(allowed.refusal(f.name, value))
         if (
             self.min_thinking_tokens is not None
             and self.max_thinking_tokens is not None
@@ -119,24 +123,10 @@ class GenerationSettings:
                 f"min_thinking_tokens={self.min_thinking_tokens} is larger than "
                 f"max_thinking_tokens={self.max_thinking_tokens}; lower the minimum or raise the maximum"
             )
-        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
-            raise InvalidInput(
-                f"seed={self.seed} must be between 0 and {SEED_MAX} (or left empty / -1 for a random one)"
-            )
         for name in ("continuation", "answer_cue"):
             value = getattr(self, name)
             if len(value) > SHORT_TEXT_MAX:
                 raise InvalidInput(f"{name} is {len(value)} characters long; use at most {SHORT_TEXT_MAX}")
-        if self.max_answer_tokens < 1:
-            raise InvalidInput(f"max_answer_tokens={self.max_answer_tokens} must be >= 1")
-        if self.max_continuations < 0:
-            raise InvalidInput(f"max_continuations={self.max_continuations} must be >= 0")
-        if not 0 <= self.temperature <= 5:
-            raise InvalidInput(f"temperature={self.temperature} must be between 0 (greedy) and 5")
-        if not 0 < self.top_p <= 1:
-            raise InvalidInput(f"top_p={self.top_p} must be in (0, 1]")
-        if not 1 <= self.samples <= 64:
-            raise InvalidInput(f"samples={self.samples} must be between 1 and 64")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +152,14 @@ class GenerationSettings:
             return replace(self, thinking=False).for_samples(k)
         changes = {"thinking": True, "effort": None, "max_thinking_tokens": budget, "min_thinking_tokens": None}
         return replace(self, **changes).for_samples(k)
+
+
+def setting_range(name: str) -> Range:
+    """The declared :class:`Range` of a numeric :class:`GenerationSettings` field (``KeyError`` if it has none)."""
+    allowed = next((f.metadata.get("range") for f in fields(GenerationSettings) if f.name == name), None)
+    if allowed is None:
+        raise KeyError(f"{name} is not a numeric setting with a declared range")
+    return allowed
 
 
 def budget_label(budget: int) -> str:

@@ -64,6 +64,7 @@ class PreferencePair:
     created_at: datetime | None = None
     chosen_run_id: int | None = None  # the runs of the two samples (exports read their branch lineage)
     rejected_run_id: int | None = None
+    preference_id: int | None = None  # the stored choice's id (an export reads them page by page, by this id)
 
 
 def first_error(ratings: Iterable[StepRating]) -> int | None:

@@ -104,8 +104,7 @@ class AppSettings:
                 try:
                     values[f.name] = type(f.default)(raw)
                 except ValueError:
-                    kind = type(f.default).__name__
-                    raise InvalidInput(f"TRACELAB_{f.name.upper()}={raw!r} is not a valid {kind}") from None
+                    raise InvalidInput(f"TRACELAB_{f.name.upper()}={raw!r} is not a whole number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()

@@ -6,13 +6,16 @@ Each family has one definition here; where tests genuinely need something differ
 name or setting: ``store`` runs on every test backend (a module's ``STORE_BACKENDS`` may name fewer);
 ``client`` is one gradio session per module and ``fresh_client`` one per test, both on ``served_url`` (the
 tiny app unless a module overrides it); ``page`` is a fresh browser page per test and ``module_page`` one
-per module; ``eager_stopper`` is the tiny model rigged to want to stop at every step.
+per module; ``eager_stopper`` is the tiny model rigged to want to stop at every step; ``cpu_hog`` keeps every
+core busy for one test, and ``load`` runs a test quiet and again under it.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -289,3 +292,33 @@ def module_page(browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     yield context.new_page()
     context.close()
+
+
+# --- load: a busy machine, as CI and a shared server are ------------------------------------------------------
+
+#: Seconds a hog process spins at most, should a test run never reach its teardown (a killed pytest).
+HOG_SECONDS = 300
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[int]:
+    """Keep every core busy while the test runs: one spinning process per core (at least two), each ending by
+    itself after :data:`HOG_SECONDS` and killed at teardown. Yields how many spin. For the Stop, cancel and save
+    tests, so a race that only shows on a loaded machine shows up in CI rather than for a user."""
+    spin = f"import time\nend = time.monotonic() + {HOG_SECONDS}\nwhile time.monotonic() < end:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(max(2, os.cpu_count() or 2))]
+    try:
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait(timeout=30)
+
+
+@pytest.fixture(params=["quiet", "loaded"])
+def load(request: pytest.FixtureRequest) -> str:
+    """Run the test twice: on the machine as it is, and with every core busy (``cpu_hog``)."""
+    if request.param == "loaded":
+        request.getfixturevalue("cpu_hog")
+    return request.param

@@ -37,9 +37,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "app.cli": ("app.store", "sqlalchemy"),
     "app.domain": ("app.",),
     "app.labelled_data": ("app.",),
+    "app.setting_fields": ("app.",),
 }
 #: The one exception to FORBIDDEN: the data types may raise the shared errors (which import nothing from app).
-ALLOWED: dict[str, tuple[str, ...]] = {"app.domain": ("app.errors",), "app.labelled_data": ("app.domain",)}
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "app.domain": ("app.errors", "app.setting_fields"),
+    "app.labelled_data": ("app.domain",),
+}
 
 #: Modules that belong to one tab without being its ``build_tab`` module (tab module name -> its parts).
 TAB_PARTS: dict[str, set[str]] = {

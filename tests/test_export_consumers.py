@@ -69,7 +69,9 @@ PAIRS = [
     PreferencePair(PROMPTS[1], "48 + 24 = 72.", "72", "", "96", "bob", "tiny/qwen3", chosen_run_id=1),
 ]  # fmt: skip
 #: Run 2 is a branch of run 1 (resampled from its sample 0 after step 1); extra columns must not upset consumers.
-LINEAGE = {2: BranchInfo(2, 1, 0, 1, "resample", T0)}
+LINEAGE = {
+    2: BranchInfo(run_id=2, parent_run_id=1, parent_sample_index=0, parent_step_index=1, kind="resample", created_at=T0)
+}
 
 # (format, conversational)
 VARIANTS = [

@@ -56,7 +56,7 @@ def test_a_symlink_is_never_followed_or_replaced(store, labelled, tmp_path):  # 
 def test_an_existing_empty_file_needs_overwrite(store, labelled, tmp_path):  # noqa: F811
     out = tmp_path / "empty.jsonl"
     out.touch()
-    with pytest.raises(ExportError, match="already exists; pass overwrite=True"):
+    with pytest.raises(ExportError, match="already exists; add --overwrite"):
         export_dataset(store, "prm", out)
     assert out.read_text() == ""
     export_dataset(store, "prm", out, overwrite=True)

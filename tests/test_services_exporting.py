@@ -185,7 +185,7 @@ def test_prm800k_keeps_ratings_comments_and_first_error(store, labelled, tmp_pat
 def test_existing_output_is_not_overwritten_without_the_flag(store, labelled, tmp_path):
     out = tmp_path / "prm.jsonl"
     out.write_text("precious\n")
-    with pytest.raises(ExportError, match=rf"{out} already exists; pass overwrite=True"):
+    with pytest.raises(ExportError, match=rf"{out} already exists; add --overwrite"):
         export_dataset(store, "prm", out)
     assert out.read_text() == "precious\n"
     export_dataset(store, "prm", out, overwrite=True)
@@ -195,7 +195,7 @@ def test_existing_output_is_not_overwritten_without_the_flag(store, labelled, tm
 def test_existing_hf_folder_is_not_overwritten_without_the_flag(store, labelled, tmp_path):
     folder = tmp_path / "ds"
     export_dataset(store, "prm", folder)
-    with pytest.raises(ExportError, match="overwrite=True"):
+    with pytest.raises(ExportError, match="add --overwrite"):
         export_dataset(store, "sft", folder)
     export_dataset(store, "sft", folder, overwrite=True)
     ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "cache"))

@@ -83,7 +83,7 @@ def test_uploaded_problems_take_gsm8k_style_bare_or_final_answers(tmp_path):
         (['{"question": "ok", "answer": "1"}', "{not json"], r"problems.jsonl line 2 is not valid JSON"),
         (['{"answer": "1"}'], r"line 1 has no question field"),
         (['{"question": "Q"}'], r"line 1 has no answer field"),
-        (['["question", "answer"]'], r"line 1 is a JSON list, not an object"),
+        (['["question", "answer"]'], r"line 1 is an array, not a JSON object"),
         (['{"question": "  ", "answer": "1"}'], r"line 1 has an empty question"),
         (['{"question": "Q", "answer": "no number here\\nat all #### "}'], r"line 1 has an answer with no final"),
         (["", "  "], r"has no problems"),

@@ -59,5 +59,5 @@ def test_serve_flags_come_from_the_table():
 
 
 def test_a_bad_environment_value_names_the_variable():
-    with pytest.raises(ValueError, match="TRACELAB_PORT='abc' is not a valid int"):
+    with pytest.raises(ValueError, match="TRACELAB_PORT='abc' is not a whole number"):
         AppSettings.from_env({"TRACELAB_PORT": "abc"})

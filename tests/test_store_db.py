@@ -18,6 +18,7 @@ from store_support import new_store, save_example
 from app.store import StoreError, open_store
 from app.store.db import alembic_config
 from app.store.models import Base
+from app.store.search import is_search_index
 
 
 def _revision(path: Path) -> str:
@@ -37,7 +38,10 @@ def test_fresh_database_is_migrated_to_head(tmp_path: Path) -> None:
 def test_migrations_create_exactly_the_schema_the_models_describe(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": lambda name, *_: not is_search_index(name)}
+        )
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 
@@ -81,7 +85,9 @@ def test_database_made_by_an_older_revision_is_upgraded_in_place(tmp_path: Path)
         "import sqlalchemy as sa\nfrom alembic import op\n"
         f"revision = '9000'\ndown_revision = {head!r}\nbranch_labels = None\ndepends_on = None\n"
         "def upgrade():\n    op.add_column('runs', sa.Column('note', sa.Text(), nullable=True))\n"
-        "def downgrade():\n    with op.batch_alter_table('runs') as batch:\n        batch.drop_column('note')\n"
+        # Plain DROP COLUMN, as 0002 explains: a batch rebuild of ``runs`` would cascade into its samples
+        # (and, since 0005, trip over the FTS triggers on them).
+        "def downgrade():\n    op.drop_column('runs', 'note')\n"
     )
     config = alembic_config(f"sqlite:///{path}")
     real = Path(config.get_main_option("script_location") or "") / "versions"

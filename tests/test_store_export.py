@@ -1,13 +1,20 @@
-"""Export queries: LabelledSample, PreferencePair and verdict-only samples with the right content."""
+"""Export queries: LabelledSample, PreferencePair and verdict-only samples with the right content, page by page.
+
+(Paging over a richer store, against whole-selection exports, is in ``test_export_stream.py``.)"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+from sqlalchemy import update
 from store_support import make_result, make_steps, save_example
 
 from app.labelled_data import LabelledSample
 from app.store import Store
+from app.store.models import AutoStepLabel, SampleVerdict, StepLabel
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 
 def test_labelled_samples_give_one_row_per_sample_and_annotator(store: Store) -> None:
@@ -97,3 +104,67 @@ def test_preference_pairs_filter_and_name_both_models_when_they_differ(store: St
     assert [p.annotator for p in store.preference_pairs(annotator="alice")] == ["alice"]
     assert len(store.preference_pairs(model="tiny/model")) == 2
     assert store.preference_pairs(since=datetime.now(timezone.utc) + timedelta(minutes=1)) == []
+
+
+def _age(store: Store, table: Any, row_ids: list[int]) -> None:
+    """Stamp some rows of an append-only table long ago (a clock that went back, rows copied from elsewhere)."""
+    with store.engine.begin() as conn:
+        conn.execute(update(table).where(table.id.in_(row_ids)).values(created_at=LONG_AGO))
+
+
+def _samples(store: Store, n: int) -> list[int]:
+    return [store.get_run(save_example(store)).samples[0].sample_id for _ in range(n)]
+
+
+def test_since_pages_by_the_current_label_only(store: Store) -> None:
+    """A page is never empty before the end: its samples are picked by the rule ``since`` applies (the newest
+    *current* label), so a sample whose only recent label was replaced by one stamped earlier is not picked."""
+    samples = [store.get_run(save_example(store)).samples[0] for _ in range(4)]
+    ids = [store.add_label(sample.steps[0].step_id, "alice", 1) for sample in samples]
+    _age(store, StepLabel, [ids[0], ids[2]])  # samples 0 and 2: labelled long ago
+    _age(store, StepLabel, [store.add_label(samples[1].steps[0].step_id, "alice", -1)])  # 1: changed, stamped old
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+    assert [s.sample_id for s in store.labelled_samples(since=since)] == [samples[3].sample_id]
+    assert [s.sample_id for s in store.labelled_samples(since=since, limit=1)] == [samples[3].sample_id]
+    assert store.labelled_samples(since=since, after=samples[3].sample_id, limit=1) == []
+
+
+def test_since_pages_verdicts_and_auto_labels_by_their_current_row(store: Store) -> None:
+    old, replaced, withdrawn, recent = _samples(store, 4)
+    since = datetime.now(timezone.utc) - timedelta(minutes=5)
+    _age(store, SampleVerdict, [store.set_verdict(old, "alice", True)])
+    store.set_verdict(replaced, "alice", True)
+    _age(store, SampleVerdict, [store.set_verdict(replaced, "alice", False)])
+    store.set_verdict(withdrawn, "alice", True)
+    store.set_verdict(withdrawn, "alice", None)
+    store.set_verdict(recent, "alice", False)
+    assert [s.sample_id for s in store.verdict_samples(since=since, limit=1)] == [recent]
+    assert store.verdict_samples(since=since, after=recent, limit=1) == []
+
+    def auto(sample_id: int) -> list[int]:
+        labels = [(step.step_id, 0.5) for step in store.steps_for_sample(sample_id)]
+        return store.add_auto_labels(sample_id, labels, rollouts=2, target="12", target_kind="gold", settings={})
+
+    _age(store, AutoStepLabel, auto(old))
+    auto(replaced)
+    _age(store, AutoStepLabel, auto(replaced))
+    auto(recent)
+    assert [s.sample_id for s in store.auto_labelled_samples(since=since, limit=1)] == [recent]
+    assert [s.sample_id for s in store.auto_labelled_samples()] == [old, replaced, recent]
+
+
+def test_queries_page_by_id_and_stop_on_an_empty_page(store: Store) -> None:
+    a, b, c = store.get_run(save_example(store)).samples
+    for sample in (a, c):
+        for who in ("alice", "bob"):
+            store.add_label(sample.steps[0].step_id, who, 1)
+    assert [(s.sample_id, s.annotator) for s in store.labelled_samples(limit=1)] == [
+        (a.sample_id, "alice"), (a.sample_id, "bob"),
+    ]  # fmt: skip
+    assert [s.sample_id for s in store.labelled_samples(after=a.sample_id, limit=1)] == [c.sample_id] * 2
+    assert store.labelled_samples(after=c.sample_id, limit=1) == []
+    store.add_preference(a.sample_id, b.sample_id, "alice")
+    store.add_preference(c.sample_id, b.sample_id, "bob")
+    first, second = store.preference_pairs()
+    assert first.preference_id is not None and second.preference_id == first.preference_id + 1
+    assert store.preference_pairs(after=first.preference_id, limit=5) == [second]

@@ -149,11 +149,11 @@ def test_runs_left_running_become_interrupted_with_their_partial_text(store: Sto
     live = store.begin_run(replace(result, samples=[]))
     store.checkpoint_run(live, result.samples[:1], 1.0)
     done = save_example(store)
-    assert store.interrupt_running_runs() == 1
+    assert store.interrupt_running_runs(stale_seconds=0) == 1
     run = store.get_run(live)
     assert run.status == "interrupted" and run.samples[0].thinking == result.samples[0].thinking
     assert store.get_run(done).status == "done"
-    assert store.interrupt_running_runs() == 0
+    assert store.interrupt_running_runs(stale_seconds=0) == 0
     assert {r.run_id: r.status for r in store.list_runs()} == {live: "interrupted", done: "done"}
 
 

@@ -110,7 +110,7 @@ def test_sample_votes_and_charts_then_side_by_side(client, analysis_rt):
 
 
 def test_sample_refuses_more_than_the_server_allows_and_empty_prompts(client):
-    with pytest.raises(Exception, match="greater than maximum value 8|more than this server allows"):
+    with pytest.raises(Exception, match=r"must be at most 8 \(you gave 9\)|more than this server allows"):
         client.predict("2 + 2?", "", 9, 0.8, True, 4, 2, None, api_name="/sample")
     with pytest.raises(Exception, match="prompt is empty"):
         client.predict("   ", "", 2, 0.8, True, 4, 2, None, api_name="/sample")

@@ -127,7 +127,9 @@ def test_thinking_streams_open_then_collapses_and_the_run_is_in_history(page, ti
     assert "cut by budget at 120 tokens" in page.locator("#history-chat").inner_text()
 
 
-def test_stop_keeps_what_was_generated(page, tiny_app):
+def test_stop_keeps_what_was_generated(page, tiny_app, load):
+    """Stop ends in the saved run's status line, also on a loaded machine (was: "Stopping…" for good, when
+    Stop's own answer landed after the run's last update)."""
     page.goto(tiny_app[1])
     _settings(page, max_thinking=4000, min_thinking=4000)
     _ask(page, "stop probe")

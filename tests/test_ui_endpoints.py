@@ -11,6 +11,8 @@ minute.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import sqlite3
 from dataclasses import replace
@@ -31,7 +33,7 @@ EXAMPLES = 2
 #: field and is allowed; its "Could not postprocess output component" is a bug on our side and is not.)
 LEAKS = re.compile(
     r"Traceback|\b[A-Z][A-Za-z]*(Error|Exception)\b|object has no attribute|NoneType|not subscriptable|"
-    r"unsupported operand|codec can't|Could not postprocess|SQLite INTEGER|pattern too complex"
+    r"unsupported operand|codec can't|Could not postprocess|SQLite INTEGER|pattern too complex|<class '"
 )
 
 
@@ -114,6 +116,128 @@ def _fuzz(url: str, endpoint: str, params: list[dict]) -> None:
         wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
 
     answers_clearly()
+
+
+# --- raw HTTP bodies: non-finite numbers, wrong JSON types, arrays of the wrong length (issue 23, item 3) -------
+
+RAW_EXAMPLES = 3
+NON_FINITE = ("Infinity", "-Infinity", "NaN")  # JSON has no such numbers; Python's json reads them all the same
+WRONG_TYPES = ('"seven"', "[1, 2]", '{"a": 1}', "true", "null")
+
+
+def _raw(url: str, endpoint: str, body: str) -> tuple[str, str]:
+    """POST a raw body to ``/call/<endpoint>`` and read its stream: ("complete" | "error" | "refused", text)."""
+    headers = {"content-type": "application/json"}
+    posted = httpx.post(f"{url}gradio_api/call/{endpoint.lstrip('/')}", content=body, headers=headers, timeout=60)
+    if posted.status_code != 200:
+        return "refused", posted.text
+    event_id = posted.json()["event_id"]
+    kind, last = "error", ""
+    with httpx.stream("GET", f"{url}gradio_api/call/{endpoint.lstrip('/')}/{event_id}", timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                return kind, line.split(":", 1)[1].strip()
+    return kind, last
+
+
+def _fine(value: object) -> str:
+    """A harmless value of a parameter's kind (``example_input`` where Gradio gives one)."""
+    return json.dumps(value, allow_nan=True)
+
+
+def _raw_body(data: st.DataObject, params: list[dict]) -> str:
+    """``{"data": [...]}`` as text: the parameters' example values with one slot (or the array's length) wrong."""
+    values = [_fine(p.get("example_input")) for p in params]
+    mode = data.draw(st.sampled_from(["non-finite", "wrong type", "too long", "too short", "not a list"]))
+    if mode == "too long":
+        values += ["1"] * data.draw(st.integers(1, 5000))
+    elif mode == "too short" and values:
+        values = values[: data.draw(st.integers(0, len(values) - 1))]
+    elif mode == "not a list":
+        return '{"data": ' + data.draw(st.sampled_from([*NON_FINITE, *WRONG_TYPES])) + "}"
+    elif values:
+        slot = data.draw(st.integers(0, len(values) - 1))
+        values[slot] = data.draw(st.sampled_from(NON_FINITE if mode == "non-finite" else WRONG_TYPES))
+    return '{"data": [' + ", ".join(values) + "]}"
+
+
+def test_raw_bodies_are_answered_in_plain_words_on_every_endpoint(fuzz_app, capfd):
+    """Bodies ``gradio_client`` can't send: ``Infinity``/``NaN`` as numbers, text or lists where a number goes,
+    arrays too long or too short. The answer never names a Python exception, the server stays up, and no refusal
+    writes a traceback to its log (was: pydantic's and Gradio's, for files and out-of-range sliders)."""
+    _, url, _, endpoints = fuzz_app
+    capfd.readouterr()
+    for endpoint in _endpoints(endpoints):
+        _fuzz_raw(url, endpoint, endpoints[endpoint]["parameters"])
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _fuzz_raw(url: str, endpoint: str, params: list[dict]) -> None:
+    """Run :data:`RAW_EXAMPLES` raw bodies against one endpoint."""
+
+    @settings(max_examples=RAW_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @given(data=st.data())
+    def answers_plainly(data: st.DataObject) -> None:
+        body = _raw_body(data, params)
+        _, text = _raw(url, endpoint, body)
+        assert not LEAKS.search(text), f"{endpoint} {body[:200]} -> {text[:500]}"
+        assert httpx.get(url + "config", timeout=30).status_code == 200
+        wait_until(lambda: model_thread_idle(0.5), timeout=120, what="the model to be free again")
+
+    answers_plainly()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "slot", "value", "words"),
+    [
+        ("generate", 3, "Infinity", "Max thinking tokens takes a finite number"),  # was: OverflowError
+        ("generate", 7, "NaN", "Temperature takes a finite number from 0 to"),
+        ("generate", 6, '"lots"', "Max answer tokens takes a number"),
+        ("get_run", 0, '"seven"', "Run number takes a number, not text"),  # was: TypeError … __round__
+        ("generate", 2, '"none"', "Effort takes one of: low, medium, high, custom"),  # was: <class 'str'>
+        ("generate", 8, "7", "top_p must be at most 1 (you gave 7)"),  # was: "Value 7 is greater than …", no field
+    ],
+)
+def test_a_value_gradio_cannot_read_is_refused_in_one_sentence_naming_the_field(fuzz_app, endpoint, slot, value, words):
+    _, url, _, endpoints = fuzz_app
+    values = [_fine(p.get("example_input")) for p in endpoints[f"/{endpoint}"]["parameters"]]
+    values[slot] = value
+    kind, text = _raw(url, endpoint, '{"data": [' + ", ".join(values) + "]}")
+    assert kind == "error" and words in text and not LEAKS.search(text), text
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{"data": Infinity}', '"data" must be a list'),  # was: 500 "Internal Server Error", a traceback logged
+        ('{"data": [], "session_hash": NaN}', '"session_hash" is nan, which is no value JSON knows'),
+        ("[1, 2]", "not an object"),
+        ("{data: [1]}", "The body is not JSON"),
+    ],
+)
+def test_a_body_that_cannot_be_a_call_is_refused_in_one_sentence(fuzz_app, capfd, body, words):
+    _, url, _, _ = fuzz_app
+    capfd.readouterr()
+    kind, text = _raw(url, "get_run", body)
+    assert kind == "refused" and words in json.loads(text)["detail"] and not LEAKS.search(text), text
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_refusal_is_logged_in_one_line_without_a_traceback(fuzz_app, capfd, caplog):
+    """Refused inputs are the user's mistakes: one log line each, no traceback (was: a full traceback for every
+    one, 48 in one drill, burying the real errors)."""
+    _, url, _, _ = fuzz_app
+    caplog.set_level(logging.INFO, logger="app.ui")
+    capfd.readouterr()
+    for body in ('{"data": ["seven"]}', '{"data": [987654]}', '{"data": [Infinity]}'):  # Gradio's, a NotFound, ours
+        assert _raw(url, "get_run", body)[0] == "error"
+    out = capfd.readouterr()
+    assert "Traceback" not in out.err + out.out
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused: ")]
+    assert len(refused) == 3 and all("\n" not in m for m in refused)
 
 
 def test_the_database_stayed_consistent(fuzz_app):

@@ -7,7 +7,6 @@ bundled SmolLM2-135M. The render helpers and the controls->settings adapter are 
 from __future__ import annotations
 
 import html
-import time
 
 import gradio as gr
 import pytest
@@ -201,6 +200,17 @@ def test_every_action_is_a_named_endpoint(fresh_client):
         assert f"/{name}" in names
 
 
+def test_only_the_run_writes_its_status_line(fresh_client):
+    """Stop and "Stop thinking now" answer elsewhere: the status line is written by the run's own stream
+    ("Stopping…", then the saved run), so a Stop answered after the run's last update on a busy server can't
+    leave "Stopping…" up for good (was: Stop wrote "Stopping…" there, racing the run's final state)."""
+    config = fresh_client.config
+    stats = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "playground-stats")
+    writers = {d.get("api_name") for d in config["dependencies"] if stats in d.get("outputs", [])}
+    assert not writers & {"cancel", "stop_thinking"}
+    assert "generate" in writers
+
+
 def test_generate_streams_thinking_then_the_answer_and_saves_the_run(fresh_client, tiny_app):
     rt = tiny_app[0]
     job = fresh_client.submit(
@@ -237,19 +247,17 @@ def test_multi_turn_context_leaves_earlier_thinking_out_by_default(fresh_client,
     assert messages[0]["content"] == "keep one" and messages[1]["content"].startswith("<think>")
 
 
-def test_cancel_stops_soon_and_keeps_what_was_generated(fresh_client, tiny_app):
+def test_cancel_stops_soon_and_keeps_what_was_generated(fresh_client, tiny_app, load):
     rt = tiny_app[0]
     job = fresh_client.submit(
-        prompt="cancel probe", max_thinking_tokens=4000, min_thinking_tokens=4000, **LONG, api_name="/generate"
+        prompt=f"cancel probe {load}", max_thinking_tokens=4000, min_thinking_tokens=4000, **LONG, api_name="/generate"
     )
     wait_until(
         lambda: any(len(o[0]) > 1 and _text(_thought(o[0])).strip("… ") for o in job.outputs()),
         what="thinking text to stream",
     )
-    asked = time.monotonic()
     assert fresh_client.predict(api_name="/cancel") == "Stopping…"
     _chat, status, run = job.result(timeout=60)
-    assert time.monotonic() - asked < 15
     sample = run["samples"][0]
     assert sample["stop_reason"] == "cancelled" and sample["thinking"] and sample["thinking_tokens"] < 4000
     assert "stopped by you" in status

@@ -2,13 +2,18 @@
 
 alice, bob and an admin log in through Gradio's real login route; runs record their creator; bob can't
 delete alice's run, the admin can, and deleting destroys nobody's labels. Repeated wrong passwords lock a user
-name (and only that one). ``/gradio_api/cancel`` needs a login and can't stop another user's run. Serving on
-0.0.0.0 without ``--auth`` logs a warning and puts a banner on the page.
+name from the address they came from, and only there (issue 23 item 4: logins from two real loopback
+addresses, 127.0.0.1 and 127.0.0.2; a forged ``X-Forwarded-For`` moves nothing), with a refusal that says it
+is a lockout and for how long. ``/gradio_api/cancel`` needs a login and can't stop another user's run. Serving
+on 0.0.0.0 without ``--auth`` logs a warning and puts a banner on the page.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -20,9 +25,11 @@ from ui_support import make_runtime, wait_until
 from app.domain import GenerationSettings
 from app.services import ownership
 from app.services.runs import run_prompt
-from app.ui.security import LoginGuard, exposure_warning
+from app.ui.security import LoginGuard, LoginLocked, client_key, exposure_warning, wait_text
 
-USERS = [("alice", "a-pass"), ("bob", "b-pass"), ("root", "r-pass")]
+USERS = [("alice", "a-pass"), ("bob", "b-pass"), ("root", "r-pass"), ("carol", "c-pass"), ("dave", "d-pass")]
+#: Two real client addresses on this machine (all of 127.0.0.0/8 is loopback): bob's and an attacker's.
+HOME, ELSEWHERE = "127.0.0.1", "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
@@ -125,30 +132,97 @@ def _login(url: str, user: str, password: str) -> int:
     return httpx.post(url + "login", data={"username": user, "password": password}, timeout=10).status_code
 
 
+def _login_from(address: str, url: str, user: str, password: str, **headers: str) -> httpx.Response:
+    """A real login whose connection comes from ``address`` (the client socket is bound to it)."""
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10) as client:
+        return client.post(url + "login", data={"username": user, "password": password}, headers=headers)
+
+
 def test_fifty_wrong_passwords_lock_that_user_name_only(guarded):
     _, url, guard = guarded
     codes = [_login(url, "alice", f"guess{i}") for i in range(50)]
     assert set(codes) == {400}
-    assert guard.locked_for("alice") > 0
+    assert guard.locked_for("alice", HOME) > 0
     assert _login(url, "alice", "a-pass") == 400  # locked: even the right password waits (was: no lockout)
     assert _login(url, "bob", "b-pass") == 200  # another user is unaffected
-    wait_until(lambda: guard.locked_for("alice") == 0, timeout=10, what="alice's lock to expire")
+    wait_until(lambda: guard.locked_for("alice", HOME) == 0, timeout=10, what="alice's lock to expire")
     assert _login(url, "alice", "a-pass") == 200
 
 
-def test_the_lock_doubles_with_each_further_failure():
+LOCKOUT = re.compile(r"Too many failed logins for (\w+) from this address: try again in (\d+) s\.")
+
+
+@contextmanager
+def long_locks(guard: LoginGuard, seconds: float = 50.0) -> Iterator[None]:
+    """A first lock long enough that no busy machine sees it expire mid-test (the shared guard's is 2 s)."""
+    first = guard.first_lock
+    guard.first_lock = seconds
+    try:
+        yield
+    finally:
+        guard.first_lock = first
+
+
+def test_failing_for_a_name_from_another_address_never_locks_its_owner_out(guarded):
+    """Issue 23 item 4: five wrong passwords for carol from anywhere locked carol everywhere, and her right
+    password was answered "Incorrect credentials." for up to 5 minutes."""
+    _, url, guard = guarded
+    with long_locks(guard):
+        codes = [_login_from(ELSEWHERE, url, "carol", f"guess{i}") for i in range(5)]
+        assert [c.status_code for c in codes] == [400] * 5
+        assert LOCKOUT.fullmatch(codes[-1].json()["detail"])  # the failure that locks says so at once
+        locked = _login_from(ELSEWHERE, url, "carol", "c-pass")  # from there, even the right password waits
+        match = LOCKOUT.fullmatch(locked.json()["detail"])
+        assert locked.status_code == 400 and match, locked.text  # was: "Incorrect credentials."
+        assert match.group(1) == "carol" and 1 <= int(match.group(2)) <= 50
+        assert int(locked.headers["Retry-After"]) == int(match.group(2))
+        assert guard.locked_for("carol", ELSEWHERE) > 0 and guard.locked_for("carol", HOME) == 0
+        assert _login_from(HOME, url, "carol", "c-pass").status_code == 200  # was: 400, carol locked out
+
+
+def test_a_forged_forwarding_header_does_not_move_a_lock(guarded):
+    """Without FORWARDED_ALLOW_IPS naming a proxy, X-Forwarded-For is not believed (uvicorn believed it from any
+    loopback peer): failures count against the real address, never against the one the header names."""
+    _, url, guard = guarded
+    with long_locks(guard):
+        for i in range(5):
+            _login_from(HOME, url, "dave", f"guess{i}", **{"X-Forwarded-For": ELSEWHERE})
+        assert guard.locked_for("dave", HOME) > 0 and guard.locked_for("dave", ELSEWHERE) == 0
+        assert _login_from(ELSEWHERE, url, "dave", "d-pass").status_code == 200
+        forger = _login_from(HOME, url, "dave", "d-pass", **{"X-Forwarded-For": ELSEWHERE})
+        assert LOCKOUT.fullmatch(forger.json()["detail"])  # the forger's own address is the one locked
+
+
+def test_the_lock_doubles_with_each_further_failure_per_name_and_address():
     now = [0.0]
     guard = LoginGuard([("a", "p")], free_failures=2, first_lock=1.0, max_lock=5.0, clock=lambda: now[0])
-    assert not guard("a", "x") and guard.locked_for("a") == 0
-    assert not guard("a", "x") and guard.locked_for("a") == 1.0
-    now[0] += 1.0
-    assert not guard("a", "x") and guard.locked_for("a") == 2.0
-    now[0] += 2.0
-    assert not guard("a", "x") and guard.locked_for("a") == 4.0
-    now[0] += 4.0
-    assert not guard("a", "x") and guard.locked_for("a") == 5.0  # capped
-    now[0] += 5.0
-    assert guard("a", "p") and guard.locked_for("a") == 0
+    assert not guard("a", "x", "A") and guard.locked_for("a", "A") == 0
+    for wait in (1.0, 2.0, 4.0, 5.0):  # the failure that locks says so at once; capped at max_lock
+        with pytest.raises(LoginLocked, match=f"try again in {wait:.0f} s"):
+            guard("a", "x", "A")
+        assert guard.locked_for("a", "A") == wait
+        assert guard("a", "p", "B") and guard.locked_for("a", "B") == 0  # another address logs in meanwhile
+        with pytest.raises(LoginLocked):
+            guard("a", "p", "A")  # locked: the right password waits too (and does not count as a failure)
+        now[0] += wait
+    assert guard("a", "p", "A") and guard.locked_for("a", "A") == 0
+
+
+def test_a_lock_never_overflows_however_long_the_guessing_goes_on():
+    now = [0.0]
+    guard = LoginGuard([("a", "p")], free_failures=1, first_lock=1.0, max_lock=300.0, clock=lambda: now[0])
+    for _ in range(1100):  # 2 ** 1024 is past a float: the doubling is capped before it gets there
+        with pytest.raises(LoginLocked):
+            guard("a", "x", "A")
+        now[0] += guard.locked_for("a", "A")
+    assert guard.locked_for("a", "A") == 0 and guard("a", "p", "A")
+
+
+def test_waits_read_as_minutes_and_seconds_and_ipv6_counts_by_network():
+    assert [wait_text(s) for s in (0.2, 42, 250, 300)] == ["1 s", "42 s", "4 min 10 s", "5 min"]
+    assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_key("2001:db8:0:1::1") != client_key("2001:db8::1")
+    assert client_key("::ffff:10.0.0.7") == client_key("10.0.0.7") == "10.0.0.7"
 
 
 def _fn_index(client: Client, api_name: str) -> int:
@@ -169,7 +243,9 @@ def test_cancel_needs_a_login_and_cannot_stop_another_users_run(guarded):
     bob = httpx.Client(base_url=url, timeout=10)
     assert bob.post("login", data={"username": "bob", "password": "b-pass"}).status_code == 200
     for session in ("madeup12345", "bobs-own-session"):  # alice's ids are random values only her page knows
-        assert bob.post("gradio_api/cancel", json={**body, "session_hash": session}).status_code == 200
+        assert (
+            bob.post("gradio_api/cancel", json={**body, "session_hash": session}).status_code == 404
+        )  # not his: one sentence, no {"success": true}
     run = job.result(timeout=300)[2]
     assert run["samples"][0]["stop_reason"] != "cancelled" and run["samples"][0]["thinking_tokens"] == 300
     assert rt.db.get_run(run["run_id"]).status == "done"

@@ -2,7 +2,8 @@
 
 Owns the card's YAML front matter (``configs:`` so ``datasets.load_dataset(folder)`` finds the
 data file, plus Hub tags) and its Markdown body: counts, label balance, models, annotators,
-date, the row format, the branch lineage columns and how to load it with datasets and TRL. A pure function of a
+date, the row format, the branch lineage columns and how to load it with datasets and TRL. A pure function of an
+:class:`~app.export.tally.ExportTally` (what a streamed export counted) or of a whole
 :class:`~app.export.rows.RowBatch`; it writes nothing.
 """
 
@@ -15,6 +16,7 @@ import yaml
 from app.export.dataset_formats import DATASET_FORMATS
 from app.export.lineage import LINEAGE_COLUMNS, LINEAGE_HELP
 from app.export.rows import ExportFilters, RowBatch
+from app.export.tally import ExportTally
 from app.export.writers import HF_DATA_FILE
 
 #: Hub tags per format, next to "tracelab" and "trl".
@@ -110,43 +112,39 @@ def _names(values: list[str]) -> str:
     return ", ".join(f"`{v.replace('`', '')}`" for v in values) or "-"
 
 
-def _balance(batch: RowBatch) -> tuple[str, str]:
+def _balance(tally: ExportTally) -> tuple[str, str]:
     """(row title, text) of the label balance line for this format."""
-    b = batch.label_balance
-    if batch.format == "prm":
+    b = tally.label_balance
+    if tally.format == "prm":
         total = b.get("true", 0) + b.get("false", 0)
         share = f" ({100 * b.get('true', 0) / total:.0f}% true)" if total else ""
         return "Step labels", f"true {b.get('true', 0)} · false {b.get('false', 0)}{share}"
-    if batch.format == "kto":
+    if tally.format == "kto":
         total = b.get("positive", 0) + b.get("negative", 0)
         share = f" ({100 * b.get('positive', 0) / total:.0f}% positive)" if total else ""
         return (
             "Labels",
             f"positive (desirable) {b.get('positive', 0)} · negative (undesirable) {b.get('negative', 0)}{share}",
         )
-    if batch.format == "prm800k":
+    if tally.format == "prm800k":
         return "Step ratings", f"+1: {b.get('+1', 0)} · 0: {b.get('0', 0)} · -1: {b.get('-1', 0)}"
-    if batch.format == "preference":
-        return "Pairs", str(b.get("pairs", len(batch.rows)))
-    return "Samples marked correct", str(b.get("correct", len(batch.rows)))
+    if tally.format == "preference":
+        return "Pairs", str(b.get("pairs", tally.rows))
+    return "Samples marked correct", str(b.get("correct", tally.rows))
 
 
-def lineage_section(batch: RowBatch) -> list[str]:
+def lineage_section(tally: ExportTally) -> list[str]:
     """The card's description of the branch lineage columns, with how many rows come from branch runs."""
-    prefixes = ("chosen_", "rejected_") if batch.format == "preference" else ("",)
-    from_branches = sum(
-        1 for row in batch.rows if any(row.get(f"{prefix}branch_kind") is not None for prefix in prefixes)
-    )
     side = (
         " A preference row has them for each side, prefixed `chosen_` and `rejected_`."
-        if batch.format == "preference"
+        if tally.format == "preference"
         else ""
     )
     return [
         "## Branch lineage columns",
         "",
         "Samples from a branch run (tracelab's *Branch here*, step credit, auto labels or *Think longer* "
-        f"continue a stored trace) say which one. {from_branches} of {len(batch.rows)} rows come from "
+        f"continue a stored trace) say which one. {tally.from_branches} of {tally.rows} rows come from "
         f"branch runs; the columns are null for the others.{side}",
         "",
         "| Column | Meaning |",
@@ -156,39 +154,42 @@ def lineage_section(batch: RowBatch) -> list[str]:
     ]
 
 
-def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, created: datetime | None = None) -> str:
+def render_card(
+    counts: ExportTally | RowBatch, *, filters: ExportFilters | None = None, created: datetime | None = None
+) -> str:
     """The full README.md text (YAML front matter + Markdown) for an HF dataset folder."""
+    tally = counts if isinstance(counts, ExportTally) else ExportTally.of(counts)
     created = created or datetime.now(timezone.utc)
     front = {
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": HF_DATA_FILE}]}],
-        "tags": ["tracelab", "trl", *_TAGS.get(batch.format, [])],
-        "size_categories": [size_category(len(batch.rows))],
+        "tags": ["tracelab", "trl", *_TAGS.get(tally.format, [])],
+        "size_categories": [size_category(tally.rows)],
     }
     shape_key = (
-        f"{batch.format}/conversational"
-        if batch.conversational and batch.format in ("preference", "kto")
-        else batch.format
+        f"{tally.format}/conversational"
+        if tally.conversational and tally.format in ("preference", "kto")
+        else tally.format
     )
-    skipped = str(batch.skipped)
-    if batch.skip_reasons:
-        skipped += f" ({batch.skip_summary})"
-    balance_title, balance = _balance(batch)
+    skipped = str(tally.skipped)
+    if tally.skip_reasons:
+        skipped += f" ({tally.skip_summary})"
+    balance_title, balance = _balance(tally)
     table = [
-        ("Format", f"`{batch.format}`{' (conversational)' if shape_key.endswith('conversational') else ''}"),
-        ("Rows", str(len(batch.rows))),
+        ("Format", f"`{tally.format}`{' (conversational)' if shape_key.endswith('conversational') else ''}"),
+        ("Rows", str(tally.rows)),
         ("Skipped", skipped),
         (balance_title, balance),
-        ("Models", _names(batch.models)),
-        ("Annotators", _names(batch.annotators)),
+        ("Models", _names(tally.models)),
+        ("Annotators", _names(tally.annotators)),
         ("Selection", (filters or ExportFilters()).describe()),
         ("Exported", created.strftime("%Y-%m-%d %H:%M %Z").strip()),
     ]
-    if batch.format == "prm":
+    if tally.format == "prm":
         table.append(
             (
                 "Neutral (0) steps",
                 {"true": "labelled true", "false": "labelled false"}.get(
-                    batch.neutral, "not labelled (joined to the next step)"
+                    tally.neutral, "not labelled (joined to the next step)"
                 ),
             )
         )
@@ -197,9 +198,9 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(),
         "---",
         "",
-        f"# tracelab export: {batch.format}",
+        f"# tracelab export: {tally.format}",
         "",
-        f"{DATASET_FORMATS[batch.format].description}. Exported from tracelab annotations.",
+        f"{DATASET_FORMATS[tally.format].description}. Exported from tracelab annotations.",
         "",
         "| | |",
         "|---|---|",
@@ -213,7 +214,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "",
         "Completions keep the model's thinking as `<think>\\n...\\n</think>\\n\\nanswer` (just the answer when it did not think).",
         "",
-        *lineage_section(batch),
+        *lineage_section(tally),
         "## Load it",
         "",
         "```python",
@@ -225,7 +226,7 @@ def render_card(batch: RowBatch, *, filters: ExportFilters | None = None, create
         "## Train with TRL",
         "",
         "```python",
-        _TRL[batch.format],
+        _TRL[tally.format],
         "```",
         "",
     ]

@@ -20,10 +20,11 @@ from app.export.auto_rows import LABEL_SOURCES, prm_rows_by_source
 from app.export.lineage import Lineages
 from app.export.prm800k import prm800k_rows
 from app.export.rows import NEUTRAL_POLICIES, ExportError, ExportFilters, RowBatch, kto_rows, preference_rows, sft_rows
+from app.export.tally import ExportTally
 
 #: The store queries that feed exports (methods of ``ExportSource``).
 Query = Literal["labelled_samples", "preference_pairs", "verdict_samples", "auto_labelled_samples"]
-#: The records of an export, by the query that returned them.
+#: The records of an export (or of one page of it), by the query that returned them.
 Records = Mapping[str, Sequence[Any]]
 
 
@@ -94,7 +95,8 @@ LABEL_QUERIES: dict[str, tuple[Query, ...]] = {
 _AUTO_EMPTY = {"auto": "auto-labelled samples", "both": "labelled or auto-labelled samples"}
 _AUTOLABEL_FIRST = "run `python -m app autolabel --run RUN_ID --rollouts N` (or Auto-label in Annotate) first"
 
-#: Builds a format's rows from its records (by query), its options and the branch lineage of the records' runs.
+#: Builds a format's rows from its records (by query), its options and the branch lineage of the records' runs;
+#: a streamed export calls it once per page of records (every count a batch reports adds up across pages).
 Builder = Callable[[Records, ExportOptions, Lineages | None], RowBatch]
 
 
@@ -132,8 +134,11 @@ class ExportFormat:
             return batch
         raise self.nothing_to_write(batch, filters or ExportFilters(), options)
 
-    def nothing_to_write(self, batch: RowBatch, filters: ExportFilters, options: ExportOptions) -> ExportError:
-        """The error for a selection that gave no rows: what matched nothing, or why every match was skipped."""
+    def nothing_to_write(
+        self, batch: RowBatch | ExportTally, filters: ExportFilters, options: ExportOptions
+    ) -> ExportError:
+        """The error for a selection that gave no rows (``batch``: its rows, or what a streamed export counted):
+        what matched nothing, or why every match was skipped."""
         where = filters.describe()
         if SOURCE in self.options and options.provenance:
             skipped = f" ({batch.skipped} skipped: {batch.skip_summary})" if batch.skipped else ""

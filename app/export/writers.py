@@ -1,7 +1,10 @@
 """Dataset rows -> files: JSONL, Parquet, or a Hugging Face dataset folder.
 
 This module owns file layout, Arrow schemas and the never-clobber rule. It does not know where
-rows come from or what they mean beyond their column types. Every file is written to a hidden
+rows come from or what they mean beyond their column types. Rows are streamed: any iterable will do, and
+none is held longer than it takes to write it (JSONL line by line; Parquet through one ``ParquetWriter``, a row
+group of :data:`ROW_GROUP_ROWS` rows at a time, all with the one explicit schema), so an export's memory does
+not grow with its size. Every file is written to a hidden
 ``.<name>.<pid>.partial`` sibling first and ``os.replace``-d into place, so a failed export never leaves a
 truncated file that looks like data; the temp file goes on any error, Ctrl-C or SIGTERM, and leftovers of a
 killed export (its pid gone) are removed by the next one. Only regular files are ever replaced. A target that
@@ -16,8 +19,9 @@ import os
 import signal
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +37,10 @@ OUTPUTS: tuple[str, ...] = ("jsonl", "parquet", "hf")
 #: Where the rows live inside an HF dataset folder (the card's ``configs:`` points here).
 HF_DATA_FILE = "data/train-00000-of-00001.parquet"
 HF_CARD_FILE = "README.md"
+#: Rows per Parquet row group: what a streamed Parquet export holds in memory at once (a few MB of text).
+ROW_GROUP_ROWS = 1_000
+#: A dataset card, or what renders it once the rows are written (a streamed export counts them on the way).
+Card = str | Callable[[], str]
 
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _PRM800K_STEP = pa.struct(
@@ -90,7 +98,9 @@ def resolve_output(out: Path, output: str | None) -> str:
     """The output kind: explicit ``output`` wins; else ``.jsonl``/``.parquet`` by suffix, else a folder."""
     if output is not None:
         if output not in OUTPUTS:
-            raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)} (or None to infer from the path)")
+            raise ExportError(
+                f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one, or leave it out to go by the path's suffix"
+            )
         return output
     suffix = out.suffix.lower()
     if suffix == ".jsonl":
@@ -126,23 +136,22 @@ def _check_target(path: Path, output: str, overwrite: bool) -> None:
     if output == "hf":
         if path.is_symlink() or not path.is_dir():
             raise ExportError(
-                f"{path} is a file, but output='hf' writes a dataset folder; choose a folder path, or a .jsonl/.parquet path"
+                f"{path} is a file, but a Hugging Face dataset (output hf) is a folder; choose a folder path, "
+                "or a .jsonl/.parquet path"
             )
         if any(path.iterdir()) and not overwrite:
             raise ExportError(
-                f"{path} already exists and is not empty; pass overwrite=True to replace its "
+                f"{path} already exists and is not empty; add --overwrite to replace its "
                 f"{HF_CARD_FILE} and {HF_DATA_FILE}, or choose another folder"
             )
         return
     if path.is_dir() and not path.is_symlink():
         raise ExportError(
-            f"{path} is a folder, but output={output!r} writes one file; choose a file path or output='hf'"
+            f"{path} is a folder, but a {output} export is one file; choose a file path, or output hf for a folder"
         )
     _check_replaceable(path)
     if not overwrite:
-        raise ExportError(
-            f"{path} already exists; pass overwrite=True (--overwrite) to replace it, or choose another path"
-        )
+        raise ExportError(f"{path} already exists; add --overwrite to replace it, or choose another path")
 
 
 def _check_replaceable(path: Path) -> None:
@@ -227,8 +236,8 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
 
 
-def write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """One JSON object per line, UTF-8, non-ASCII kept readable."""
+def write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> None:
+    """One JSON object per line, UTF-8, non-ASCII kept readable; each row written as it comes."""
 
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as f:
@@ -238,39 +247,73 @@ def write_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:
     _write_atomically(path, write)
 
 
-def write_parquet(rows: Sequence[dict[str, Any]], path: Path, schema: pa.Schema) -> None:
-    """One Parquet file with an explicit schema."""
-    table = pa.Table.from_pylist(list(rows), schema=schema)
-    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+def row_groups(rows: Iterable[dict[str, Any]], size: int = ROW_GROUP_ROWS) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in lists of ``size`` (the last one shorter), taken from the iterable as they are needed."""
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def write_parquet(rows: Iterable[dict[str, Any]], path: Path, schema: pa.Schema) -> None:
+    """One Parquet file with an explicit schema, written a row group at a time (no rows: one empty group)."""
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            empty = True
+            for chunk in row_groups(rows):
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                empty = False
+            if empty:
+                writer.write_table(schema.empty_table())
+
+    try:
+        _write_atomically(path, write)
+    finally:
+        pa.default_memory_pool().release_unused()  # hand Arrow's freed buffers back to the system
 
 
 def write_text(text: str, path: Path) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_hf_folder(rows: Sequence[dict[str, Any]], folder: Path, schema: pa.Schema, card: str) -> None:
-    """``folder/data/train-00000-of-00001.parquet`` plus ``folder/README.md`` (the dataset card).
+def write_hf_folder(rows: Iterable[dict[str, Any]], folder: Path, schema: pa.Schema, card: Card) -> None:
+    """``folder/data/train-00000-of-00001.parquet`` plus ``folder/README.md`` (the dataset card, rendered after
+    the rows are written when ``card`` is a callable).
 
     The card's YAML ``configs:`` names the data file exactly, so ``datasets.load_dataset(folder)``
-    loads this export and nothing else that may sit in the folder.
+    loads this export and nothing else that may sit in the folder. A folder this call created is removed
+    again (when still empty) if writing fails.
     """
-    write_parquet(rows, folder / HF_DATA_FILE, schema)
-    write_text(card, folder / HF_CARD_FILE)
+    data = folder / HF_DATA_FILE
+    made = [d for d in (data.parent, folder) if not os.path.lexists(d)]  # innermost first
+    try:
+        write_parquet(rows, data, schema)
+        write_text(card if isinstance(card, str) else card(), folder / HF_CARD_FILE)
+    except BaseException:
+        for created in made:
+            _remove_if_empty(created)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with suppress(OSError):  # not empty (or already gone): keep it
+        folder.rmdir()
 
 
 def write_rows(
-    rows: Sequence[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     path: Path,
     output: str,
     schema: pa.Schema,
     *,
-    card: str | None = None,
+    card: Card | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write ``rows`` as ``output`` at ``path`` after :func:`check_target`; ``card`` is required for "hf". An
-    ``OSError`` on the way is an :class:`ExportError` naming ``path`` and the fix."""
+    """Write ``rows`` (any iterable, consumed once) as ``output`` at ``path`` after :func:`check_target`;
+    ``card`` is required for "hf". An ``OSError`` on the way is an :class:`ExportError` naming ``path`` and the
+    fix."""
     if output not in OUTPUTS:
-        raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}")
+        raise ExportError(f"output={output!r} is not one of {', '.join(OUTPUTS)}; pick one of those")
     check_target(path, output, overwrite)
     with _writable(path):
         if output == "jsonl":

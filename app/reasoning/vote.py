@@ -102,7 +102,7 @@ def majority_at_k(
             f"got {len(answers_per_question)} answer lists but {len(golds)} gold answers; pass one gold per question"
         )
     if k is not None and k < 1:
-        raise ValueError(f"k={k} must be >= 1 (or None for all samples)")
+        raise ValueError(f"k={k} must be >= 1 (or unset for all samples)")
     if not golds:
         return 0.0
     hits = sum(

@@ -77,7 +77,8 @@ def _parse_problem(line: str, where: str) -> Problem:
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where} is not valid JSON ({exc.msg}); each line must be one JSON object") from exc
     if not isinstance(row, dict):
-        raise InvalidInput(f"{where} is a JSON {type(row).__name__}, not an object with question and answer")
+        kind = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+        raise InvalidInput(f"{where} is {kind.get(type(row), 'null')}, not a JSON object with question and answer")
     missing = [key for key in ("question", "answer") if key not in row and not (key == "answer" and "final" in row)]
     if missing:
         raise InvalidInput(f"{where} has no {' or '.join(missing)} field; each line needs question and answer")

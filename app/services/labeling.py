@@ -188,8 +188,9 @@ def label_queue(
 def next_sample(store: Store, annotator: str | None, *, skip: int | None = None, **filters: Any) -> int | None:
     """The first sample the annotator (None = anyone) has not finished, other than ``skip``; None when all are
     done. ``filters`` are :func:`label_queue`'s; unfinished samples are looked for first, whatever the view sorts."""
-    filters["unlabelled_first"] = True
-    for item in label_queue(store, annotator, limit=50, **filters).items:
+    filters.pop("unlabelled_first", None)  # unfinished ones are the point, whatever the view sorts
+    filters.update(model=filters.get("model") or None, prompt_search=filters.get("prompt_search") or None)
+    for item in store.label_queue(annotator=annotator, unlabelled_first=True, limit=2, **filters):
         if not item.done and item.sample_id != skip:
             return item.sample_id
     return None
@@ -265,16 +266,13 @@ def open_sample(store: Store, sample_id: int, annotator: str, *, run_id: int | N
 def preference_candidates(store: Store, sample_id: int) -> list[SampleBrief]:
     """The other samples of the same prompt: its own run's, then those of up to ``MAX_OTHER_RUNS`` other runs.
 
-    The store has no "runs of this prompt" query, so the newest runs whose text matches the prompt's start are
-    read (at most ``MAX_OTHER_RUNS`` of them) and kept when they share the prompt itself.
+    The newest runs of the same prompt (an indexed lookup by prompt id) are read, at most ``MAX_OTHER_RUNS``.
     """
     run = _run_of_sample(store, sample_id)
     runs = [run]
-    for summary in store.list_runs(search=run.prompt[:200], limit=MAX_OTHER_RUNS + 1):
-        if summary.run_id != run.run_id:
-            other = store.get_run(summary.run_id)
-            if other.prompt_id == run.prompt_id:
-                runs.append(other)
+    for summary in store.list_runs(prompt_id=run.prompt_id, limit=MAX_OTHER_RUNS + 1):
+        if summary.run_id != run.run_id and len(runs) <= MAX_OTHER_RUNS:
+            runs.append(store.get_run(summary.run_id))
     return [
         SampleBrief(s.sample_id, r.run_id, s.index, r.model, s.thinking, s.answer, s.extracted_answer)
         for r in runs

@@ -24,6 +24,7 @@ from app.services.limits import checked_request
 from app.services.recording import CHECKPOINT_SECONDS, RunRecorder, SaveTicket
 from app.services.runtime import Runtime
 from app.store.records import StoredRun
+from app.store.repository import Store
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -47,6 +48,7 @@ class Saved:
     kind: str = "playground"
     gold: str | None = None
     ticket: SaveTicket | None = None
+    sample_ids: tuple[int, ...] = ()  # the stored samples' ids, by sample index, once saved
 
     @property
     def pending(self) -> bool:
@@ -213,7 +215,29 @@ def _save(
     if not ticket.settled:
         return Saved(None, result, kind=kind, gold=gold, ticket=ticket)
     run_id = None if ticket.error else ticket.run_id
-    return Saved(run_id, result, save_error=ticket.error, kind=kind, gold=gold, ticket=ticket)
+    ids = stored_sample_ids(recorder.store, run_id) if run_id is not None else ()
+    return Saved(run_id, result, save_error=ticket.error, kind=kind, gold=gold, ticket=ticket, sample_ids=ids)
+
+
+def stored_sample_ids(store: Store, run_id: int) -> tuple[int, ...]:
+    """The saved samples' ids of run ``run_id``, by sample index (empty when the store can't say now: the run is
+    saved all the same, only its JSON lacks them)."""
+    try:
+        samples = store.get_run(run_id).samples
+    except Exception as exc:  # a busy database, a run deleted meanwhile: the ids are a courtesy
+        log.info("could not read the sample ids of run %s: %s", run_id, exc)
+        return ()
+    by_index = {s.index: s.sample_id for s in samples}
+    return tuple(by_index[i] for i in sorted(by_index))
+
+
+def with_saved_ids(record: dict[str, Any], run_id: int | None, sample_ids: tuple[int, ...]) -> dict[str, Any]:
+    """:func:`run_json`'s ``record`` with the ids a save (finished later, e.g. after a busy database) gave it."""
+    samples = [
+        {**sample, "sample_id": sample_ids[i] if i < len(sample_ids) else None}
+        for i, sample in enumerate(record.get("samples") or [])
+    ]
+    return {**record, "run_id": run_id, "samples": samples}
 
 
 def _engine_events(
@@ -271,6 +295,17 @@ def run_prompt(
     return saved
 
 
+@dataclass(frozen=True)
+class _WithId:
+    """A just-generated sample with the id the store gave it (None before it was saved)."""
+
+    sample: SampleResult
+    sample_id: int | None
+
+    def to_result(self) -> SampleResult:
+        return self.sample
+
+
 def run_json(run: Saved | StoredRun) -> dict[str, Any]:
     """THE JSON shape of a run: what ``/generate`` returns last, ``/get_run`` returns, and the CLI's ``--json`` prints.
 
@@ -284,7 +319,9 @@ def run_json(run: Saved | StoredRun) -> dict[str, Any]:
         meta = {"created_at": run.created_at.isoformat(), "kind": run.kind, "status": run.status, "gold": run.gold}
         error = run.error
     else:
-        result, run_id, samples = run.result, run.run_id, list(run.result.samples)
+        result, run_id = run.result, run.run_id
+        ids = dict(enumerate(run.sample_ids))
+        samples = [_WithId(s, ids.get(i)) for i, s in enumerate(run.result.samples)]
         meta = {"created_at": None, "kind": run.kind, "status": run_status(result), "gold": run.gold}
         error = result.error
         # How the save went: "saved", "saving" (a busy database; retried in the background), "failed" or

@@ -1,6 +1,7 @@
 """Automatic step labels (``auto_step_labels``): writing a sample's Monte-Carlo labels, their current view,
-and the export query. Kept apart from the human labels of ``labels.py``: nothing here has an annotator, and
-nothing in ``labels.py`` ever reads this table, so a machine label is never shown or exported as a person's.
+and the export query (paged by sample id, see ``export_pages.py``). Kept apart from the human labels of
+``labels.py``: nothing here has an annotator, and nothing in ``labels.py`` ever reads this table, so a machine
+label is never shown or exported as a person's.
 
 Append-only like human labels: relabelling adds rows; the current label per (step, source) is the newest.
 """
@@ -18,8 +19,9 @@ from app.labelled_data import AutoLabelledSample, AutoStepLabel
 from app.store.checks import check_choice
 from app.store.convert import auto_label_record
 from app.store.errors import NotFound, StoreError
+from app.store.export_pages import every_page, is_current, sample_page
 from app.store.fragments import current_auto_label_ids
-from app.store.models import AUTO_MC, Run, Sample, Step, to_utc
+from app.store.models import AUTO_MC, Sample, Step, to_utc
 from app.store.models import AutoStepLabel as AutoRow
 from app.store.records import AutoLabelRecord
 from app.store.samples import ExportSampleFields, export_sample_fields
@@ -97,24 +99,45 @@ class AutoLabels(Repository):
             return {step.id: label.hard for label, step in _current_rows(session, *where)}
 
     def auto_labelled_samples(
-        self, *, model: str | None = None, since: datetime | None = None, source: str = AUTO_MC
+        self,
+        *,
+        model: str | None = None,
+        since: datetime | None = None,
+        source: str = AUTO_MC,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[AutoLabelledSample]:
-        """One per sample with current automatic labels of ``source``; ``since`` keeps samples labelled at or
-        after it (by their newest label)."""
+        """One per sample with current automatic labels of ``source``, by sample id; ``since`` keeps samples
+        labelled at or after it (by their newest label). ``after``/``limit``: only the samples after id
+        ``after``, at most ``limit`` of them (see ``export_pages.py``); ``limit=None`` reads every page."""
         since = to_utc(since) if since is not None else None
+        if limit is None:
+            return every_page(
+                lambda start, n: self.auto_labelled_samples(
+                    model=model, since=since, source=source, after=start, limit=n
+                ),
+                lambda sample: sample.sample_id,
+                after,
+            )
         with self.sessions.read() as session:
-            where: list[ColumnElement[bool]] = [AutoRow.source == source]
-            if model is not None:
-                where.append(Step.sample_id.in_(select(Sample.id).join(Run).where(Run.model == model)))
+            sample_ids = sample_page(session, _has_auto_label(source, since), after=after, limit=limit, model=model)
+            if not sample_ids:
+                return []
             by_sample: dict[int, list[tuple[AutoRow, Step]]] = {}
-            for label, step in _current_rows(session, *where):
+            for label, step in _current_rows(session, Step.sample_id.in_(sample_ids), AutoRow.source == source):
                 by_sample.setdefault(step.sample_id, []).append((label, step))
             if since is not None:
                 by_sample = {s: rows for s, rows in by_sample.items() if max(r.created_at for r, _ in rows) >= since}
-            if not by_sample:
-                return []
             shared = export_sample_fields(session, sorted(by_sample))
         return [_auto_labelled(shared[sample_id], rows, source) for sample_id, rows in sorted(by_sample.items())]
+
+
+def _has_auto_label(source: str, since: datetime | None) -> ColumnElement[bool]:
+    """A sample has a current automatic label of ``source`` on an active step (made at or after ``since``)."""
+    where = [Step.sample_id == Sample.id, Step.active.is_(True), AutoRow.source == source]
+    if since is not None:
+        where += [AutoRow.created_at >= since, is_current(AutoRow, AutoRow.id, AutoRow.step_id, AutoRow.source)]
+    return select(AutoRow.id).join(Step, Step.id == AutoRow.step_id).where(*where).exists()
 
 
 def _auto_labelled(shared: ExportSampleFields, rows: list[tuple[AutoRow, Step]], source: str) -> AutoLabelledSample:

@@ -4,7 +4,8 @@ export queries over them (``labelled_samples``, ``verdict_samples``).
 Both labels and verdicts are append-only; see ``fragments.py`` for what "current" means. Nothing is updated
 or deleted here, so every click an annotator made stays in ``label_history``. The export queries take the
 filters ``annotator`` (by name), ``model`` (the run's model id) and ``since`` (only what was labelled or judged
-at or after that time; a naive datetime is taken as UTC).
+at or after that time; a naive datetime is taken as UTC), and read a page of samples at a time (``after``,
+``limit``: see ``export_pages.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.labelled_data import LabelledSample, StepRating
 from app.store.checks import check_annotator_name
 from app.store.convert import label_record
 from app.store.errors import NotFound, StoreError
+from app.store.export_pages import every_page, is_current, sample_page
 from app.store.fragments import current_label_ids, current_verdict_ids
 from app.store.models import Annotator, Run, Sample, SampleVerdict, Step, StepLabel, to_utc
+from app.store.progress import refresh_progress
 from app.store.records import LabelRecord
 from app.store.samples import export_sample_fields
 from app.store.sessions import Repository
@@ -92,6 +95,7 @@ class Labels(Repository):
             )
             session.add(label)
             session.flush()
+            refresh_progress(session, [step.sample_id])
             return label.id
 
     def current_labels(self, sample_id: int, annotator: str | None = None) -> dict[int, LabelRecord]:
@@ -101,7 +105,11 @@ class Labels(Repository):
         use ``step_ratings_by_annotator`` to see everyone's side by side.
         """
         with self.sessions.read() as session:
-            where = [Step.sample_id == sample_id]
+            # By the sample's step ids, so the (step, annotator) index is used, not a walk of all the annotator's labels.
+            where = [
+                Step.sample_id == sample_id,
+                StepLabel.step_id.in_(select(Step.id).where(Step.sample_id == sample_id)),
+            ]
             if annotator is not None:
                 found = find_annotator_id(session, annotator)
                 if found is None:
@@ -164,63 +172,118 @@ class Labels(Repository):
                 )
             )
 
-    # --- export queries ------------------------------------------------------------------------------
+    # --- export queries (paged by sample id, see ``export_pages.py``) -----------------------------------
 
     def labelled_samples(
-        self, *, annotator: str | None = None, model: str | None = None, since: datetime | None = None
+        self,
+        *,
+        annotator: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[LabelledSample]:
-        """One per (sample, annotator) with at least one current step label; ratings in step order.
+        """One per (sample, annotator) with at least one current step label; ratings in step order; by sample id,
+        then annotator.
 
         ``created_at`` is the time of that annotator's newest current label on the sample; ``since`` keeps the
         pairs whose newest label is at or after it. ``marked_correct`` is the annotator's current verdict.
+        ``after``/``limit``: only the samples after id ``after``, at most ``limit`` of them (each with all its
+        pairs); ``limit=None`` reads every page.
         """
         since = to_utc(since) if since is not None else None
+        if limit is None:
+            return every_page(
+                lambda start, n: self.labelled_samples(
+                    annotator=annotator, model=model, since=since, after=start, limit=n
+                ),
+                lambda sample: sample.sample_id,
+                after,
+            )
+        who = _by_name(StepLabel.annotator_id, annotator)
         with self.sessions.read() as session:
-            where: list[ColumnElement[bool]] = []
-            if annotator is not None:
-                where.append(
-                    StepLabel.annotator_id.in_(select(Annotator.id).where(Annotator.name == annotator.strip()))
-                )
-            if model is not None:
-                where.append(Step.sample_id.in_(select(Sample.id).join(Run).where(Run.model == model)))
+            sample_ids = sample_page(session, _has_label(who, since), after=after, limit=limit, model=model)
+            if not sample_ids:
+                return []
             pairs: dict[tuple[int, str], _Pair] = {}
-            for label, step, name in current_label_rows(session, *where):
+            for label, step, name in current_label_rows(session, Step.sample_id.in_(sample_ids), *who):
                 pair = pairs.setdefault((step.sample_id, name), _Pair(ratings=[]))
                 pair.ratings.append(label_record(label, step, name).to_rating())
                 pair.created_at = max(filter(None, [pair.created_at, label.created_at]))
             if since is not None:
                 pairs = {key: p for key, p in pairs.items() if p.created_at and p.created_at >= since}
-            for (sample_id, name), verdict in _current_verdicts(session, {s for s, _ in pairs}).items():
+            for (sample_id, name), verdict in _current_verdicts(session, set(sample_ids)).items():
                 if (sample_id, name) in pairs:
                     pairs[(sample_id, name)].verdict = verdict[0]
             return _labelled(session, pairs)
 
     def verdict_samples(
-        self, *, annotator: str | None = None, model: str | None = None, since: datetime | None = None
+        self,
+        *,
+        annotator: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[LabelledSample]:
-        """One per (sample, annotator) whose current verdict is correct or incorrect, step labels or not (SFT/KTO).
+        """One per (sample, annotator) whose current verdict is correct or incorrect, step labels or not (SFT/KTO);
+        by sample id, then annotator.
 
         ``created_at`` and ``since`` refer to the verdict's time; ``ratings`` holds that annotator's current
-        step labels, possibly none.
+        step labels, possibly none. ``after``/``limit`` page by sample id as in :meth:`labelled_samples`.
         """
         since = to_utc(since) if since is not None else None
+        if limit is None:
+            return every_page(
+                lambda start, n: self.verdict_samples(
+                    annotator=annotator, model=model, since=since, after=start, limit=n
+                ),
+                lambda sample: sample.sample_id,
+                after,
+            )
+        who = _by_name(SampleVerdict.annotator_id, annotator)
         with self.sessions.read() as session:
-            where: list[ColumnElement[bool]] = []
-            if model is not None:
-                where.append(SampleVerdict.sample_id.in_(select(Sample.id).join(Run).where(Run.model == model)))
+            sample_ids = sample_page(session, _has_verdict(who, since), after=after, limit=limit, model=model)
             pairs: dict[tuple[int, str], _Pair] = {}
-            for (sample_id, name), (correct, created_at) in _current_verdicts(session, None, *where).items():
-                if correct is None or (annotator is not None and name != annotator.strip()):
-                    continue
-                if since is not None and created_at < since:
-                    continue
-                pairs[(sample_id, name)] = _Pair(ratings=[], verdict=correct, created_at=created_at)
+            for (sample_id, name), (correct, created_at) in _current_verdicts(session, set(sample_ids), *who).items():
+                if correct is not None and (since is None or created_at >= since):
+                    pairs[(sample_id, name)] = _Pair(ratings=[], verdict=correct, created_at=created_at)
             if pairs:
-                sample_ids = {s for s, _ in pairs}
                 for label, step, name in current_label_rows(session, Step.sample_id.in_(sample_ids)):
                     if (step.sample_id, name) in pairs:
                         pairs[(step.sample_id, name)].ratings.append(label_record(label, step, name).to_rating())
             return _labelled(session, pairs)
+
+
+def _by_name(annotator_column: InstrumentedAttribute[int], annotator: str | None) -> list[ColumnElement[bool]]:
+    """The condition "by the annotator called ``annotator``" on ``annotator_column`` (none for None)."""
+    if annotator is None:
+        return []
+    return [annotator_column.in_(select(Annotator.id).where(Annotator.name == annotator.strip()))]
+
+
+def _has_label(who: list[ColumnElement[bool]], since: datetime | None) -> ColumnElement[bool]:
+    """A sample has a current step label on an active step (by ``who``; given or changed at or after ``since``)."""
+    where = [Step.sample_id == Sample.id, Step.active.is_(True), *who]
+    if since is not None:
+        where += [
+            StepLabel.created_at >= since,
+            is_current(StepLabel, StepLabel.id, StepLabel.step_id, StepLabel.annotator_id),
+        ]
+    return select(StepLabel.id).join(Step, Step.id == StepLabel.step_id).where(*where).exists()
+
+
+def _has_verdict(who: list[ColumnElement[bool]], since: datetime | None) -> ColumnElement[bool]:
+    """A sample has a current verdict, correct or incorrect (by ``who``; given at or after ``since``)."""
+    where = [
+        SampleVerdict.sample_id == Sample.id,
+        SampleVerdict.correct.is_not(None),
+        is_current(SampleVerdict, SampleVerdict.id, SampleVerdict.sample_id, SampleVerdict.annotator_id),
+        *who,
+    ]
+    if since is not None:
+        where.append(SampleVerdict.created_at >= since)
+    return select(SampleVerdict.id).where(*where).exists()
 
 
 def _current_verdicts(

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -77,6 +78,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+_DELETED = "deleted_at IS NOT NULL"
+_NO_STEPS = "n_steps = 0"
 
 
 def _in(column: str, values: tuple[Any, ...]) -> str:
@@ -132,6 +137,8 @@ class Run(Base):
         Index("ix_runs_kind", "kind"),
         Index("ix_runs_prompt_id", "prompt_id"),
         Index("ix_runs_sweep_id", "sweep_id"),
+        # The few deleted runs, found without a scan (0005); partial, so no query of live runs is tempted by it.
+        Index("ix_runs_deleted", "id", sqlite_where=text(_DELETED), postgresql_where=text(_DELETED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -169,6 +176,10 @@ class Sample(Base):
     __table_args__ = (
         Index("ix_samples_run_id_index", "run_id", "index", unique=True),
         Index("ix_samples_stop_reason", "stop_reason"),
+        Index("ix_samples_run_id_n_steps", "run_id", "n_steps"),  # the filtered queue's count, in the index (0005)
+        # Samples without steps (running or failed runs): the queue's size without a scan (0005); partial, so
+        # the queue's walk in run order is never tempted by it.
+        Index("ix_samples_without_steps", "id", sqlite_where=text(_NO_STEPS), postgresql_where=text(_NO_STEPS)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,6 +198,7 @@ class Sample(Base):
     thinking_seconds: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    n_steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # active steps (progress.py)
 
     run: Mapped[Run] = relationship(back_populates="samples")
     # Every step row, replaced ones included; reads go through queries that keep only the active ones.
@@ -231,6 +243,20 @@ class StepLabel(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     first_error: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SampleProgress(Base):
+    """Kept as labels and steps change (``progress.py``): an annotator's current labels on one sample's active
+    steps. ``annotator_id`` 0 is "anyone" (labels by everyone together), so it has no foreign key."""
+
+    __tablename__ = "sample_progress"
+    __table_args__ = (Index("ix_sample_progress_annotator_id_done", "annotator_id", "done", "sample_id"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n_labelled: Mapped[int] = mapped_column(Integer)
+    first_error: Mapped[bool] = mapped_column(Boolean)
+    done: Mapped[bool] = mapped_column(Boolean)
 
 
 class SampleVerdict(Base):

@@ -1,5 +1,5 @@
 """Preferences between samples of the same prompt: single choices and rankings (stored as their implied pairs),
-reading them back, and the export query (``preference_pairs``).
+reading them back, and the export query (``preference_pairs``, paged by preference id).
 
 Two samples are "of the same prompt" when their runs share the prompt row, i.e. the same prompt text, whatever
 the model or settings, so a Compare tab can pit two models against each other.
@@ -19,6 +19,7 @@ from app.labelled_data import PreferencePair
 from app.store.checks import check_annotator_name
 from app.store.convert import preference_record
 from app.store.errors import NotFound, StoreError
+from app.store.export_pages import every_page
 from app.store.models import Annotator, Preference, Prompt, Run, Sample, to_utc
 from app.store.records import PreferenceRecord
 from app.store.sessions import Repository
@@ -111,11 +112,26 @@ class Preferences(Repository):
             return [preference_record(pref, name) for pref, name in rows]
 
     def preference_pairs(
-        self, *, annotator: str | None = None, model: str | None = None, since: datetime | None = None
+        self,
+        *,
+        annotator: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[PreferencePair]:
         """Every recorded preference, oldest first. ``model`` matches either side; a pair across two models
-        reports ``model`` as ``"<chosen model> vs <rejected model>"``."""
+        reports ``model`` as ``"<chosen model> vs <rejected model>"``. ``after``/``limit``: only the preferences
+        after id ``after`` (``preference_id``), at most ``limit`` of them; ``limit=None`` reads every page."""
         since = to_utc(since) if since is not None else None
+        if limit is None:
+            return every_page(
+                lambda start, n: self.preference_pairs(
+                    annotator=annotator, model=model, since=since, after=start, limit=n
+                ),
+                _preference_id,
+                after,
+            )
         chosen, rejected = aliased(Sample), aliased(Sample)
         chosen_run, rejected_run = aliased(Run), aliased(Run)
         stmt = (
@@ -126,7 +142,9 @@ class Preferences(Repository):
             .join(rejected, rejected.id == Preference.rejected_sample_id)
             .join(chosen_run, chosen_run.id == chosen.run_id)
             .join(rejected_run, rejected_run.id == rejected.run_id)
+            .where(Preference.id > after)
             .order_by(Preference.id)
+            .limit(limit)
         )
         if annotator is not None:
             stmt = stmt.where(Annotator.name == annotator.strip())
@@ -148,6 +166,13 @@ class Preferences(Repository):
                     created_at=pref.created_at,
                     chosen_run_id=good.run_id,
                     rejected_run_id=bad.run_id,
+                    preference_id=pref.id,
                 )
                 for pref, prompt, name, good, bad, good_model, bad_model in session.execute(stmt).tuples()
             ]
+
+
+def _preference_id(pair: PreferencePair) -> int:
+    """The id a page of pairs continues after (every pair this module returns has one)."""
+    assert pair.preference_id is not None
+    return pair.preference_id

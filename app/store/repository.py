@@ -13,6 +13,8 @@ attribute               module              what it owns
 ``store.branches``      ``branches.py``     which trace a run continues (lineage)
 ``store.labels``        ``labels.py``       annotators, step labels, verdicts, and their export queries
 ``store.queue``         ``label_queue.py``  the labelling queue and its progress count
+``store.agreement``     ``agreement_        counts of rating pairs and disagreeing steps (inter-annotator
+                        queries.py``        agreement, counted in the database)
 ``store.auto_labels``   ``auto_labels.py``  machine step labels and their export query
 ``store.choices``       ``preferences.py``  preferences and rankings between samples, and their export query
 ======================  ==================  =======================================================================
@@ -30,6 +32,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from typing_extensions import Self
 
+from app.store.agreement_queries import AgreementQueries
 from app.store.auto_labels import AutoLabels
 from app.store.branches import Branches
 from app.store.label_queue import LabelQueue
@@ -54,6 +57,9 @@ class Store:
         self._bind_runs(Runs(self.sessions), Samples(self.sessions), Sweeps(self.sessions), Probes(self.sessions))
         self._bind_labels(Labels(self.sessions), LabelQueue(self.sessions), AutoLabels(self.sessions))
         self._bind_preferences_and_branches(Preferences(self.sessions), Branches(self.sessions))
+        self.agreement = AgreementQueries(self.sessions)
+        self.rating_pair_counts = self.agreement.rating_pair_counts
+        self.disagreeing_steps = self.agreement.disagreeing_steps
 
     def _bind_runs(self, runs: Runs, samples: Samples, sweeps: Sweeps, probes: Probes) -> None:
         self.runs, self.samples, self.sweeps, self.probes = runs, samples, sweeps, probes

@@ -4,8 +4,9 @@ A live run is written when generation starts: ``lifecycle = 'running'`` and, unt
 ``status = 'error'`` with an "interrupted" error, so a reader that knows nothing of ``lifecycle`` still sees
 an unfinished run as failed, never as done. Its samples hold the text so far with stop reason ``error``;
 :meth:`Runs.finish_run` replaces them with the final samples and their steps in one transaction. Steps are
-only made for finished runs, so no label can point at a partial sample. At start-up
-:meth:`Runs.interrupt_running_runs` marks the runs a crashed server left behind ``interrupted``.
+only made for finished runs, so no label can point at a partial sample. While it runs, its process refreshes
+``heartbeat_at`` (:meth:`Runs.heartbeat_run`); at start-up :meth:`Runs.interrupt_running_runs` marks the runs
+whose heartbeat stopped (their server or CLI process died) ``interrupted``.
 
 Deleting is a soft delete: the run is hidden from History and the labelling queue but its rows stay, so labels
 people gave its steps are never destroyed and exports keep their provenance. Who may delete is the services'
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.domain import BranchLink, GenerationResult, GenerationSettings, SampleResult
@@ -29,8 +31,10 @@ from app.store.convert import run_record, run_summary, sample_record
 from app.store.errors import NotFound, StoreError
 from app.store.fragments import excerpt
 from app.store.models import RUN_KINDS, RUN_STATUSES, Prompt, Run, Sample, Sweep, utcnow
+from app.store.progress import refresh_progress
 from app.store.records import RunSummary, StoredRun, StoredSample
 from app.store.samples import load_active_steps, sample_rows
+from app.store.search import run_matches, walk_by_date
 from app.store.sessions import Repository
 from app.store.shared_rows import prompt_id
 from app.store.tokens import load_traces, token_row
@@ -138,6 +142,7 @@ class Runs(Repository):
                     session.add(token_row(sample.id, s.tokens))
             if branch is not None:
                 add_branch_link(session, run.id, branch)
+            refresh_progress(session, [sample.id for sample in run.samples])
             return run.id
 
     def begin_run(
@@ -203,6 +208,7 @@ class Runs(Repository):
             for s, row in zip(result.samples, rows, strict=True):  # the per-token data, as save_run keeps it
                 if s.tokens is not None:
                     session.add(token_row(row.id, s.tokens))
+            refresh_progress(session, [row.id for row in rows])
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)
@@ -216,14 +222,35 @@ class Runs(Repository):
             )
         return run_id
 
-    def interrupt_running_runs(self) -> int:
-        """At start-up: every run still ``running`` was left by a server that died; mark it ``interrupted``.
-
-        Assumes one server per database (a second server sharing it would see the first one's live runs
-        marked too). Returns how many runs were marked.
-        """
+    def heartbeat_run(self, run_id: int) -> bool:
+        """The running run's process is alive: refresh its ``heartbeat_at``. False once the run is no longer
+        ``running`` (finished, or marked interrupted meanwhile): there is nothing left to keep alive."""
+        check_id("run", run_id)
         with self.sessions.write() as session:
-            marked = session.execute(update(Run).where(Run.lifecycle == "running").values(lifecycle="interrupted"))
+            beat = session.execute(
+                update(Run).where(Run.id == run_id, Run.lifecycle == "running").values(heartbeat_at=utcnow())
+            )
+            return bool(cast("CursorResult[Any]", beat).rowcount)
+
+    def interrupt_running_runs(self, *, stale_seconds: float) -> int:
+        """Mark ``interrupted`` the runs still ``running`` whose process is gone: their heartbeat is older than
+        ``stale_seconds`` (a row with no heartbeat at all: created longer ago than that).
+
+        A run whose process is alive refreshes its heartbeat every few seconds (``app.services.recording``), so
+        a live run of another server or CLI process sharing this database is never touched. The cutoff is this
+        machine's clock against the writers' clocks: machines sharing one database need synchronised clocks.
+        Returns how many runs were marked.
+        """
+        cutoff = utcnow() - timedelta(seconds=max(0.0, stale_seconds))
+        stale = and_(
+            Run.lifecycle == "running",
+            or_(Run.heartbeat_at < cutoff, and_(Run.heartbeat_at.is_(None), Run.created_at < cutoff)),
+        )
+        with self.sessions.read() as session:  # usually none: no write lock taken, a read-only store is fine
+            if session.scalar(select(exists().where(stale))) is not True:
+                return 0
+        with self.sessions.write() as session:
+            marked = session.execute(update(Run).where(stale).values(lifecycle="interrupted"))
             return int(cast("CursorResult[Any]", marked).rowcount or 0)
 
     def list_runs(
@@ -233,24 +260,19 @@ class Runs(Repository):
         model: str | None = None,
         stop_reason: str | None = None,
         kind: str | None = None,
+        prompt_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[RunSummary]:
-        """Newest first, deleted runs left out. ``search`` matches the prompt text and the samples' answers,
-        case-insensitively; one longer than :data:`SEARCH_MAX` characters is refused."""
+        """Newest first, deleted runs left out. ``search`` matches a piece of the prompt text or the samples'
+        answers, in any case, through an index (``search.py``); one longer than :data:`SEARCH_MAX` characters is
+        refused. ``prompt_id`` keeps the runs of that one prompt."""
         where: list[ColumnElement[bool]] = [Run.deleted_at.is_(None)]
         term = (search or "").strip()
         if len(term) > SEARCH_MAX:
             raise StoreError(f"the search text is {len(term)} characters long; use at most {SEARCH_MAX}")
-        if term:
-            answer_hit = exists().where(
-                Sample.run_id == Run.id,
-                or_(
-                    Sample.answer.icontains(term, autoescape=True),
-                    Sample.extracted_answer.icontains(term, autoescape=True),
-                ),
-            )
-            where.append(or_(Prompt.text.icontains(term, autoescape=True), answer_hit))
+        if prompt_id is not None:
+            where.append(Run.prompt_id == prompt_id)
         if model:
             where.append(Run.model == model)
         if stop_reason:
@@ -259,6 +281,9 @@ class Runs(Repository):
             check_choice("kind", kind, RUN_KINDS)
             where.append(Run.kind == kind)
         with self.sessions.read() as session:
+            if term:
+                walk = walk_by_date(session.connection(), term)
+                where.append(run_matches(term, self.sessions.engine.dialect.name, walk=walk))
             rows = session.execute(
                 select(Run, excerpt(Prompt.text).label("prompt_excerpt"))
                 .join(Prompt, Prompt.id == Run.prompt_id)

@@ -20,6 +20,7 @@ from app.store.checks import check_choice, check_id
 from app.store.convert import sample_record, step_record
 from app.store.errors import NotFound, StoreError
 from app.store.models import STEP_SOURCES, Prompt, Run, Sample, Step
+from app.store.progress import refresh_progress
 from app.store.records import StoredSample, StoredStep
 from app.store.sessions import Repository
 from app.store.tokens import load_traces
@@ -172,6 +173,7 @@ class Samples(Repository):
             session.add(merged)
             session.flush()
             _shift_after(session, sample_id, second.index, -1)
+            refresh_progress(session, [sample_id])
             return merged.id
 
     def split_step(self, step_id: int, at: int) -> tuple[int, int]:
@@ -198,4 +200,5 @@ class Samples(Repository):
             tail = Step(index=step.index + 1, text=right, start=right_start, end=step.end, **common)
             session.add_all([head, tail])
             session.flush()
+            refresh_progress(session, [step.sample_id])
             return head.id, tail.id

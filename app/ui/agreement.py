@@ -15,6 +15,7 @@ from app.services import agreement as agreement_service
 from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 from app.ui.fields import WholeNumber
+from app.ui.refusal import refusal
 
 PAIR_HEADERS = ["annotator A", "annotator B", "steps both rated", "raw agreement", "Cohen's kappa", "disagreements"]
 DISAGREEMENT_HEADERS = ["A", "B", "sample", "step #", "rating A", "rating B", "step text"]
@@ -25,7 +26,7 @@ def agreement_tables(view: agreement_service.AgreementView) -> tuple[str, list[l
     """(summary, pair rows, disagreement rows) for the two tables."""
     pairs = [
         [p.annotator_a, p.annotator_b, p.overlap, round(p.raw_agreement, 3),
-         "n/a" if p.kappa is None else round(p.kappa, 3), len(p.disagreements)]
+         "n/a" if p.kappa is None else round(p.kappa, 3), p.n_disagreements]
         for p in view.pairs
     ]  # fmt: skip
     rows = [
@@ -64,7 +65,7 @@ def build_section(rt: Runtime) -> None:
             view = agreement_service.agreement(store, sample_id=wanted)
             versus = auto_labels.human_vs_auto(store, wanted)
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
         rows = [
             [r.annotator_a, r.overlap, round(r.raw_agreement, 3), "n/a" if r.kappa is None else round(r.kappa, 3),
              len(r.disagreements)]

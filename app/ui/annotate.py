@@ -31,6 +31,7 @@ from app.ui import annotate_view as v
 from app.ui.caller import login_of
 from app.ui.fields import WholeNumber
 from app.ui.page import OnLoad
+from app.ui.refusal import refusal
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 VERDICTS = ["correct", "incorrect", "no verdict"]
@@ -101,7 +102,7 @@ class Annotate:
         try:
             return labeling.resolve_annotator(name, login_of(request))
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
 
     def render(self, opened: Opened | None, annotator: str, cursor: Any, filters: Filters) -> View:
         """The sample ``opened`` shows (or the placeholder) and the queue, read fresh from the store."""
@@ -133,7 +134,7 @@ class Annotate:
         try:
             return self.render(opened, annotator, cursor, filters).outputs()
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
 
     def handler(self, action: Action) -> Callable[..., tuple[Any, ...]]:
         """An event handler over ``[name, opened, cursor, extra, *filters]`` running ``action``.
@@ -191,7 +192,7 @@ class Annotate:
                 seen, annotator, view.next_unlabelled() or 0, Filters(run, model, prompt, whose, first)
             )
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
         return (*rendered.outputs(), *self.prefs.opened(view.sample_id))
 
     def next(
@@ -215,7 +216,7 @@ class Annotate:
         try:
             labeling.add_ranking(self.store, order or "", self.who(name, request), why or "")
         except StoreError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise refusal(str(exc)) from exc
         gr.Info(f"Recorded the ranking {order} (best first)")
 
     # --- page load: the login, else the remembered name; fresh filter choices ---

@@ -26,6 +26,7 @@ from app.services import auto_labels, labeling
 from app.services.runtime import Runtime
 from app.ui.caller import login_of
 from app.ui.control_values import as_id
+from app.ui.refusal import refusal
 from app.ui.running import user_error
 from app.validation import clean_text
 
@@ -71,7 +72,7 @@ def _argument(name: str, kind: str, value: Any) -> Any:
             raise user_error(exc) from None
     if kind == "list[int]":
         if not isinstance(value, list):
-            raise gr.Error(f"{name} must be a list of sample numbers, e.g. [3, 5, 4]")
+            raise refusal(f"{name} must be a list of sample numbers, e.g. [3, 5, 4]")
         return [_argument(name, "int", v) for v in value]
     return value
 

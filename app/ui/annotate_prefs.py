@@ -23,6 +23,7 @@ from app.services import labeling
 from app.services.labeling import SampleBrief
 from app.services.runtime import Runtime
 from app.ui.caller import login_of
+from app.ui.refusal import refusal
 from app.ui.render import html_text
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
@@ -104,7 +105,7 @@ class Preferences:
 
         def act(name: str, seen: dict | None, other_id: Any, why: str, request: gr.Request) -> tuple[Any, ...]:
             if not seen or other_id in (None, ""):
-                raise gr.Error("open a sample and pick another sample of the same prompt (B) first")
+                raise refusal("open a sample and pick another sample of the same prompt (B) first")
             a, b = seen["sample_id"], int(other_id)
             try:
                 annotator = labeling.resolve_annotator(name, login_of(request))
@@ -116,7 +117,7 @@ class Preferences:
                     said = f"Recorded: sample {chosen} is better than sample {rejected}."
                 menu = choices(labeling.preference_candidates(self.rt.db, a))
             except StoreError as exc:
-                raise gr.Error(str(exc)) from exc
+                raise refusal(str(exc)) from exc
             ids = [v for _, v in menu]
             later = ids[ids.index(b) + 1 :] if b in ids else []
             if not later:

@@ -12,6 +12,7 @@ import importlib
 import gradio as gr
 
 from app.services.runtime import Runtime
+from app.ui.input_guard import guard_inputs
 from app.ui.page import OnLoad, OnTabSelect
 from app.ui.render import header_markdown
 from app.ui.security import exposure_warning
@@ -55,4 +56,4 @@ def build_demo(rt: Runtime) -> gr.Blocks:
                             hooks.append(hook)
         for hook in hooks:
             hook.register(demo)
-    return demo
+    return guard_inputs(demo)  # no bad value reaches anyone as a Python exception name

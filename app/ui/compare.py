@@ -18,7 +18,7 @@ from app.services.inputs import parse_budgets
 from app.services.runtime import Runtime
 from app.ui.caller import user_of
 from app.ui.control_values import analysis_settings
-from app.ui.fields import WholeNumber
+from app.ui.fields import SettingSlider, WholeNumber
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work
 
@@ -124,7 +124,7 @@ def build_tab(rt: Runtime) -> None:
                 value="64,256", label="Thinking budgets (2-3, comma-separated)", elem_id="tl-cmp-budgets"
             )
             max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-cmp-answer")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+            temperature = SettingSlider("temperature", 0.0, step=0.05, label="Temperature (0 = greedy)")
             seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     with gr.Row():
         run = gr.Button("Compare", variant="primary", elem_id="tl-cmp-run")

@@ -22,8 +22,9 @@ from app.services.runtime import Runtime
 from app.ui import branch_here, charts, lens_branch
 from app.ui.caller import user_of
 from app.ui.control_values import analysis_settings, as_int
-from app.ui.fields import WholeNumber
+from app.ui.fields import SettingSlider, WholeNumber
 from app.ui.lens import add_lens
+from app.ui.refusal import refusal
 from app.ui.render import CARD_CSS, card_html, cards_html, html_text, status_html
 from app.ui.running import MODEL_QUEUE, PREPARE, UPDATE_EVERY, ModelTab, Work, user_error
 
@@ -179,7 +180,7 @@ class SelfConsistency(ModelTab):
             a_index = (as_int(a_value, "sample A", 1) or 1) - 1
             b_index = (as_int(b_value, "sample B", 2) or 2) - 1
             if run_number is None:
-                raise gr.Error("Sample first (or type a run number), then pick two samples to compare.")
+                raise refusal("Sample first (or type a run number), then pick two samples to compare.")
             return side_by_side_html(svc.side_by_side(self.rt, run_number, a_index, b_index))
         except Exception as exc:
             raise user_error(exc) from exc
@@ -213,7 +214,7 @@ def build_tab(rt: Runtime) -> None:
                 gold = gr.Textbox(label="Gold answer (optional)", scale=1, elem_id="tl-sc-gold")
         with gr.Column(scale=2):
             k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Samples (k)", elem_id="tl-sc-k")
-            temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+            temperature = SettingSlider("temperature", 0.7, step=0.05, label="Temperature")
             with gr.Row():
                 thinking = gr.Checkbox(value=True, label="Thinking")
                 budget = WholeNumber(value=128, minimum=0, label="Max thinking tokens", elem_id="tl-sc-budget")

@@ -16,6 +16,9 @@ from typing import Any
 
 import gradio as gr
 
+from app.domain import setting_range
+from app.ui.refusal import refusal
+
 
 def _shown(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
@@ -25,9 +28,9 @@ def _preprocess(box: gr.Number, payload: float | None) -> float | int | None:
     if payload is not None:
         name = box.label or "This number"
         if box.minimum is not None and payload < box.minimum:
-            raise gr.Error(f"{name} must be at least {_shown(box.minimum)} (you gave {_shown(payload)}).")
+            raise refusal(f"{name} must be at least {_shown(box.minimum)} (you gave {_shown(payload)}).")
         if box.maximum is not None and payload > box.maximum:
-            raise gr.Error(f"{name} must be at most {_shown(box.maximum)} (you gave {_shown(payload)}).")
+            raise refusal(f"{name} must be at most {_shown(box.maximum)} (you gave {_shown(payload)}).")
     return gr.Number.preprocess(box, payload)
 
 
@@ -38,6 +41,22 @@ def WholeNumber(value: Any = None, *, label: str | None = None, **kwargs: Any) -
     box = gr.Number(value, label=label, **kwargs)
     box.preprocess = MethodType(_preprocess, box)  # type: ignore[method-assign]
     return box
+
+
+def SettingSlider(name: str, value: float, *, step: float, label: str, **kwargs: Any) -> gr.Slider:  # noqa: N802
+    """A slider over the declared range of the :class:`GenerationSettings` field ``name`` (``app.domain``'s
+    ``Range``, the one validation and the CLI read): an open lower end starts one ``step`` above it."""
+    allowed = setting_range(name)
+    if allowed.high is None:
+        raise ValueError(f"{name} has no upper end: a slider needs one")
+    low = allowed.low + step if allowed.low_open else allowed.low
+    return gr.Slider(low, allowed.high, value=value, step=step, label=label, **kwargs)
+
+
+def SettingNumber(name: str, value: float | None, *, label: str, **kwargs: Any) -> gr.Number:  # noqa: N802
+    """A :func:`WholeNumber` box bounded by the declared range of the :class:`GenerationSettings` field ``name``."""
+    allowed = setting_range(name)
+    return WholeNumber(value, label=label, minimum=allowed.low, maximum=allowed.high, **kwargs)
 
 
 def problem_file() -> gr.File:

@@ -25,6 +25,7 @@ from app.ui.caller import user_of
 from app.ui.control_values import as_id
 from app.ui.lens import add_lens
 from app.ui.page import OnTabSelect
+from app.ui.refusal import refusal
 from app.ui.render import conversation_messages, safe_text, trace_messages
 from app.ui.running import user_error
 from app.validation import clean_text
@@ -98,7 +99,7 @@ class History:
                 self.rt.db, clean_text(search) if isinstance(search, str) else None, model, stop_reason
             )
         except StoreError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refusal(str(exc)) from None
         return pd.DataFrame([_row(r) for r in runs], columns=COLUMNS)
 
     def model_choices(self) -> gr.Dropdown:
@@ -107,7 +108,7 @@ class History:
     def get_run(self, run_id: float | None) -> tuple[list[gr.ChatMessage], str, dict[str, Any]]:
         """One run with its collapsible traces, a summary, and the full record as JSON."""
         if run_id is None:
-            raise gr.Error("Pick a run in the table (or type its number) first.")
+            raise refusal("Pick a run in the table (or type its number) first.")
         try:
             run = history.get_run(self.rt.db, as_id(run_id, "run"))
         except Exception as exc:  # a refusal in one line; a bug says so
@@ -118,7 +119,7 @@ class History:
         """Delete (hide) one of your runs, or any run if you are an admin; labels on it are kept for export.
         Returns a message and the table."""
         if run_id is None:
-            raise gr.Error("Pick a run to delete first.")
+            raise refusal("Pick a run to delete first.")
         try:
             ownership.delete_run(self.rt, as_id(run_id, "run"), user_of(request))
         except Exception as exc:  # a refusal in one line; a bug says so
@@ -186,7 +187,7 @@ def build_tab(rt: Runtime) -> list[OnTabSelect]:
 
     def ask(n: float | None) -> tuple[gr.Row, str]:
         if n is None:
-            raise gr.Error("Pick a run to delete first.")
+            raise refusal("Pick a run to delete first.")
         return gr.Row(visible=True), (
             f"Delete run #{int(n)}? It disappears from History and the labelling queue; its labels are kept "
             "and still exported."

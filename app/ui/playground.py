@@ -18,9 +18,10 @@ from app.services.inputs import load_examples, require_prompt
 from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, EFFORTS
 from app.ui import branch_here, lens_branch
-from app.ui.fields import WholeNumber
+from app.ui.fields import SettingNumber, SettingSlider
 from app.ui.lens import add_lens
-from app.ui.playground_run import CONTROLS, Chat, Playground
+from app.ui.playground_run import CONTROLS, NOTHING_RUNNING, Chat, Playground
+from app.ui.refusal import refusal
 from app.ui.running import MODEL_QUEUE, user_error
 
 _EFFORT_INFO = ", ".join(
@@ -163,14 +164,16 @@ def _settings_controls() -> tuple[dict[str, gr.components.Component], gr.Checkbo
         list(EFFORTS), value=defaults.effort, label="Effort", info=f"Thinking tokens: {_EFFORT_INFO}", elem_id="effort"
     )
     with gr.Group(visible=False) as custom_box:
-        max_thinking = WholeNumber(value=512, label="Max thinking tokens", minimum=0)
-        min_thinking = WholeNumber(value=0, label="Min thinking tokens", minimum=0, info="Below this, keep thinking")
+        max_thinking = SettingNumber("max_thinking_tokens", 512, label="Max thinking tokens")
+        min_thinking = SettingNumber(
+            "min_thinking_tokens", 0, label="Min thinking tokens", info="Below this, keep thinking"
+        )
         continuation = gr.Textbox(
             value=defaults.continuation, label="Continuation string", info="Appended when the model stops too early"
         )
     max_answer = gr.Slider(1, 4096, value=defaults.max_answer_tokens, step=1, label="Max answer tokens")
-    temperature = gr.Slider(0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature", info="0 = greedy")
-    top_p = gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="top_p")
+    temperature = SettingSlider("temperature", defaults.temperature, step=0.05, label="Temperature", info="0 = greedy")
+    top_p = SettingSlider("top_p", defaults.top_p, step=0.05, label="top_p")
     seed = gr.Number(value=-1, label="Seed", precision=0, info="-1 = not fixed")
     leave_out = gr.Checkbox(
         value=True, label="Leave earlier thinking out of the context", info="Qwen3's advice for multi-turn chats"
@@ -192,7 +195,7 @@ def _wire_generate(pg: Playground, page: Page) -> None:
         except Exception as exc:
             raise user_error(exc) from None
         if pg.busy(request):  # Enter in the box while a run goes: refuse, and the text stays in the box
-            raise gr.Error(
+            raise refusal(
                 "The answer is still being written: wait for it, or press Stop. Your prompt stays in the box."
             )
         return (*pg.accept(text, chat, request), *_busy())
@@ -232,16 +235,31 @@ def _wire_generate(pg: Playground, page: Page) -> None:
         show_progress="hidden",
         concurrency_limit=None,
     )
+    # Stop's answer goes to a hidden box, never to the status line: the run's own stream writes that
+    # ("Stopping…", then the saved run), so no late answer can overwrite the final state.
+    stop_answer = gr.Textbox(visible=False)
     page.stop.click(
-        pg.cancel, outputs=[page.numbers], api_name="cancel", concurrency_limit=None, show_progress="hidden"
+        _stop_pressed(pg), outputs=[stop_answer], api_name="cancel", concurrency_limit=None, show_progress="hidden"
     )
     page.stop_thinking.click(
         pg.stop_thinking,
-        outputs=[page.numbers],
+        outputs=[stop_answer],  # the status line is the run's (it says when the thinking stopped)
         api_name="stop_thinking",
         concurrency_limit=None,
         show_progress="hidden",
     )
+
+
+def _stop_pressed(pg: Playground):  # noqa: ANN202 - a Gradio handler
+    """Stop: cancel this session's run; "Nothing is running." also shows as a note (the status line is the run's)."""
+
+    def cancel(request: gr.Request) -> str:
+        answer = pg.cancel(request)
+        if answer == NOTHING_RUNNING:
+            gr.Info(answer)
+        return answer
+
+    return cancel
 
 
 def _wire_think_longer(pg: Playground, page: Page) -> None:

@@ -23,16 +23,21 @@ from app.domain import GenerationSettings, SampleResult
 from app.engine.events import AnswerDelta, CancelToken, Finished, PhaseChange, Progress, SteerToken, ThinkingDelta
 from app.services.chat import chat_context
 from app.services.inputs import load_examples
-from app.services.runs import Saved, run_json, stream_run
+from app.services.runs import Saved, run_json, stored_sample_ids, stream_run, with_saved_ids
 from app.services.runtime import Runtime
 from app.services.settings_input import CUSTOM, build_settings
 from app.services.think_longer import stream_think_longer
 from app.ui.caller import user_of
+from app.ui.refusal import refusal
 from app.ui.render import empty_sample, safe_text, stop_reason_words, trace_messages, user_message
 from app.ui.running import CANCELLED_BEFORE_START, CANCELS, UPDATE_EVERY, CancelRegistry, ModelTab, user_error
 from app.ui.saving import PENDING, SAVE_WAIT, SAVING, PendingSaves, follow, unsaved_warning
 
-__all__ = ["CONTROLS", "Chat", "Playground", "Turn", "playground_settings"]
+__all__ = ["CONTROLS", "NOTHING_RUNNING", "STOPPING", "Chat", "Playground", "Turn", "playground_settings"]
+
+#: What Stop answers, and what the status line says from Stop until the run's last update.
+STOPPING = "Stopping…"
+NOTHING_RUNNING = "Nothing is running."
 
 #: The Playground's settings controls (GenerationSettings field names), in the order the layout builds them
 #: and its events (``generate``, ``think_longer``) take them.
@@ -120,6 +125,13 @@ class Chat:
 # --- generation -----------------------------------------------------------------------------------
 
 
+def _live_status(live: SampleResult, thinking_now: bool, stopping: bool) -> str:
+    """The status line while a run streams: "Thinking… 12 tokens · 1.3 s", or "Stopping…" once Stop was pressed."""
+    tokens = live.thinking_tokens + live.answer_tokens
+    doing = STOPPING if stopping else f"{'Thinking' if thinking_now else 'Answering'}…"
+    return f"{doing} {tokens} tokens · {live.seconds:.1f} s"
+
+
 class Playground(ModelTab):
     """The playground's handlers over one :class:`Runtime`; methods are wired as Gradio events.
 
@@ -189,9 +201,9 @@ class Playground(ModelTab):
         chat = chat or Chat()
         last = chat.turns[-1] if chat.turns else None
         if last is None or last.run_id is None or last.sample is None:
-            raise gr.Error("Think longer continues a finished, saved answer: ask something first.")
+            raise refusal("Think longer continues a finished, saved answer: ask something first.")
         if not last.sample.thinking.strip():
-            raise gr.Error("The last answer did not think (thinking was off), so there is no thinking to continue.")
+            raise refusal("The last answer did not think (thinking was off), so there is no thinking to continue.")
         with self.running(request) as token, self._steering(request) as steer:
             settings = playground_settings(controls)
             events = stream_think_longer(
@@ -229,6 +241,7 @@ class Playground(ModelTab):
         live = empty_sample()
         thinking_now = settings.thinking
         started = last = time.perf_counter()
+        stopping = False  # Stop was pressed and the status line says so (the run's own stream writes it)
         try:
             first = next(events)
         except Exception as exc:  # the shared gate refused it (caps, context, text, an empty prompt): one sentence
@@ -257,11 +270,14 @@ class Playground(ModelTab):
                 elif isinstance(event, Saved):
                     yield self._finished(prompt, event, settings, chat, steer)
                     return
-                if now - last >= UPDATE_EVERY:
-                    last = now
-                    tokens = live.thinking_tokens + live.answer_tokens
-                    status = f"{'Thinking' if thinking_now else 'Answering'}… {tokens} tokens · {live.seconds:.1f} s"
-                    yield chat.view(live=(prompt, live, thinking_now)), status, None, chat
+                if now - last >= UPDATE_EVERY or (token.cancelled and not stopping):
+                    last, stopping = now, token.cancelled
+                    yield (
+                        chat.view(live=(prompt, live, thinking_now)),
+                        _live_status(live, thinking_now, stopping),
+                        None,
+                        chat,
+                    )
         except GeneratorExit:
             # The browser went away (or Gradio cancelled the event): stop the model, but still save the run.
             token.cancel()
@@ -308,14 +324,20 @@ class Playground(ModelTab):
                 continue
             unsaved = None if ticket.state == "saved" else ticket.error or "the database stayed busy"
             chat = chat.settle_last(ticket.run_id if unsaved is None else None, unsaved)
-            done = {**(run or {}), "run_id": ticket.run_id if unsaved is None else None, "pending_save": None}
+            run_id = ticket.run_id if unsaved is None else None
+            ids = stored_sample_ids(self.rt.db, run_id) if run_id is not None else ()
+            done = {**with_saved_ids(run or {}, run_id, ids), "pending_save": None}
             done["save"] = "saved" if unsaved is None else "failed"
             yield line, chat.view(), done, chat
 
-    def cancel(self, request: gr.Request) -> str:  # type: ignore[override] - the status line says it
-        """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``."""
+    def cancel(self, request: gr.Request) -> str:  # type: ignore[override] - the answer says it
+        """Stop this session's running generation; it keeps what it wrote and is saved as ``cancelled``.
+
+        Returns "Stopping…" or "Nothing is running." for the API caller. The page's status line is written by the
+        run's own stream alone ("Stopping…", then the saved run): were Stop to write it too, its answer could
+        land after the run's last update on a busy server and leave "Stopping…" up for good."""
         n = self.registry.cancel(self.key(request))
-        return "Stopping…" if n else "Nothing is running."
+        return STOPPING if n else NOTHING_RUNNING
 
     def new_chat(self) -> tuple[list[gr.ChatMessage], str, None, Chat]:
         """Start over: an empty chat (saved runs stay in History)."""

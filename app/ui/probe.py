@@ -19,7 +19,7 @@ from app.services.inputs import Problem, check_samples, load_problems, normalise
 from app.services.runtime import Runtime
 from app.ui import charts
 from app.ui.control_values import analysis_settings, as_int
-from app.ui.fields import WholeNumber, problem_file, report_controls
+from app.ui.fields import SettingSlider, WholeNumber, problem_file, report_controls
 from app.ui.render import CARD_CSS, html_text
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
@@ -172,7 +172,7 @@ def build_tab(rt: Runtime) -> None:
             with gr.Row():
                 budget = WholeNumber(value=128, minimum=0, label="Max thinking tokens", elem_id="tl-pr-budget")
                 max_answer = WholeNumber(value=64, minimum=1, label="Max answer tokens", elem_id="tl-pr-answer")
-                temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+                temperature = SettingSlider("temperature", 0.7, step=0.05, label="Temperature")
                 seed = gr.Number(value=0, precision=0, label="Seed", info="both arms share it")
     controls = report_controls("probe", "pr", probe_choices(rt))
     run, stop, past, refresh, reopen = (controls.run, controls.stop, controls.past, controls.refresh, controls.reopen)

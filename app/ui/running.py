@@ -54,6 +54,7 @@ from app.engine.events import CancelToken
 from app.errors import UserError, is_user_error
 from app.services.runtime import Runtime
 from app.ui.listeners import watch_client
+from app.ui.refusal import refusal
 from app.ui.render import status_html
 
 #: Event-listener kwargs for anything that runs the model: one generation at a time across all tabs
@@ -131,6 +132,17 @@ class CancelRegistry:
         with self._lock:
             return len(self._active.get(key, []))
 
+    def cancel_session(self, session: str) -> int:
+        """Cancel every running generation of one Gradio session (all its tabs); return how many it has running
+        (cancelled now or before). ``POST /gradio_api/cancel`` of a running event goes here
+        (:mod:`app.ui.cancelling`), so the run ends itself and is saved instead of being closed mid-step."""
+        prefix = f"{session}/"
+        with self._lock:
+            tokens = [t for key, ts in self._active.items() if key.startswith(prefix) for t in ts]
+        for token in tokens:
+            token.cancel()
+        return len(tokens)
+
 
 CANCELS = CancelRegistry()
 
@@ -152,10 +164,10 @@ def user_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, UserError) or is_user_error(exc):
-        return gr.Error(str(exc))
+        return refusal(str(exc))
     log.error("a UI handler failed", exc_info=exc)
     lines = str(exc).strip().splitlines()
-    return gr.Error(f"{BUG_MESSAGE}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""))
+    return gr.Error(f"{BUG_MESSAGE}: {type(exc).__name__}" + (f": {lines[0]}" if lines else ""), print_exception=False)
 
 
 # --- running a service in the background ---------------------------------------------------------
@@ -328,11 +340,11 @@ class ModelTab:
 def open_saved(value: Any, what: str, load: Callable[[int], R]) -> R:
     """A past report picked in a tab's list (a sweep, a probe): ``load(its number)``, or one ``gr.Error`` line."""
     if value in (None, ""):
-        raise gr.Error(f"Pick a past {what} first (Refresh list if it is not there).")
+        raise refusal(f"Pick a past {what} first (Refresh list if it is not there).")
     try:
         number = int(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{value!r} is not a {what} number; pick one from the list") from None
+    except (TypeError, ValueError, OverflowError):  # text, a list, Infinity
+        raise refusal(f"{value!r} is not a {what} number; pick one from the list") from None
     try:
         return load(number)
     except Exception as exc:

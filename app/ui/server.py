@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import gradio as gr
 
 from app.engine.interface import engine_concurrency
-from app.services.recording import mark_interrupted
+from app.services.recording import keep_recovering, recover_stale_runs
 from app.services.runtime import Runtime
 from app.settings import AppSettings
 from app.ui.app import CSS, build_demo
 from app.ui.running import MODEL_QUEUE
-from app.ui.security import LoginGuard, cancel_guard, exposure_warning
+from app.ui.security import LoginGuard, cancel_guard, distrust_forwarding, exposure_warning, lock_rule
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +53,22 @@ def prepare(demo: gr.Blocks, model_concurrency: int = 1) -> gr.Blocks:
 def serve(settings: AppSettings) -> None:
     """Load the model, build the app and serve it until interrupted.
 
-    Before serving: a read-only database is refused (``Runtime.start``), runs a crashed server left
-    ``running`` become ``interrupted``, and listening beyond this machine without ``--auth`` is warned about.
+    Before serving: a read-only database is refused (``Runtime.start``), runs a dead process left ``running``
+    become ``interrupted`` (see ``start_up``; and every 30 s while serving), and listening beyond this machine without ``--auth`` is warned
+    about. Logins back off per name and client address (``app.ui.security``); ``X-Forwarded-For`` counts only
+    from the proxies named in ``FORWARDED_ALLOW_IPS``.
     """
     pairs = settings.auth_pairs()  # a malformed --auth fails before the slow model load
     rt = start_up(settings)
     demo = prepare(build_demo(rt), engine_concurrency(rt.engine))
     log.info("Serving on http://%s:%s", settings.host, settings.port)
+    keep_recovering(rt.db, threading.Event())  # runs other processes leave behind while this one serves
+    distrust_forwarding()
     demo.launch(
         server_name=settings.host,
         server_port=int(settings.port),
         auth=LoginGuard(pairs) if pairs else None,
-        auth_message="tracelab: sign in with your annotator name" if pairs else None,
+        auth_message=f"tracelab: sign in with your annotator name. {lock_rule()}" if pairs else None,
         show_error=True,
         css=CSS,
         footer_links=["api", "settings"],
@@ -74,11 +79,10 @@ def serve(settings: AppSettings) -> None:
 
 def start_up(settings: AppSettings) -> Runtime:
     """What ``serve`` does before it listens: load the runtime (refusing a read-only database), mark runs a
-    killed server left ``running`` as ``interrupted``, and warn when the app is open to anyone."""
+    dead server or CLI process left ``running`` as ``interrupted`` (judged by their heartbeat: a live run of
+    another process is left alone), and warn when the app is open to anyone."""
     rt = Runtime.start(settings)
-    recovered = mark_interrupted(rt.db)
-    if recovered:
-        log.warning("%d run(s) were still running when the server last stopped; kept as 'interrupted'", recovered)
+    recover_stale_runs(rt.db)
     warning = exposure_warning(settings)
     if warning:
         log.warning(warning)
@@ -97,6 +101,7 @@ def launch_for_tests(rt: Runtime, port: int | None = None, auth: LoginGuard | No
 
     ``auth``: a :class:`LoginGuard`, as ``serve`` installs for ``--auth``."""
     demo = prepare(build_demo(rt), engine_concurrency(rt.engine))
+    distrust_forwarding()
     demo.launch(
         server_name="127.0.0.1",
         server_port=port or free_port(),

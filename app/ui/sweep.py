@@ -20,7 +20,7 @@ from app.services.runtime import Runtime
 from app.ui import charts
 from app.ui.caller import user_of
 from app.ui.control_values import analysis_settings, as_int
-from app.ui.fields import WholeNumber, problem_file, report_controls
+from app.ui.fields import SettingSlider, WholeNumber, problem_file, report_controls
 from app.ui.render import CARD_CSS, html_text
 from app.ui.running import MODEL_QUEUE, PREPARE, ModelTab, Work, counted, open_saved
 
@@ -150,7 +150,7 @@ def build_tab(rt: Runtime) -> None:
             )
             k = gr.Slider(1, max_k, value=min(4, max_k), step=1, label="Samples per problem (k)", elem_id="tl-sw-k")
             with gr.Row():
-                temperature = gr.Slider(0.0, 1.5, value=0.7, step=0.05, label="Temperature")
+                temperature = SettingSlider("temperature", 0.7, step=0.05, label="Temperature")
                 max_answer = WholeNumber(value=128, minimum=1, label="Max answer tokens", elem_id="tl-sw-answer")
                 seed = gr.Number(value=-1, precision=0, label="Seed", info="-1 = not fixed")
     controls = report_controls("sweep", "sw", sweep_choices(rt))

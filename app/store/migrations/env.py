@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from app.store.db import make_engine
 from app.store.models import Base
+from app.store.search import is_search_index
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,6 +24,7 @@ def _configure_and_run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=lambda name, kind, parent: not is_search_index(name),  # FTS tables, trigram indexes
     )
     with context.begin_transaction():
         context.run_migrations()
