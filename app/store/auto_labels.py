@@ -19,7 +19,7 @@ from app.labelled_data import AutoLabelledSample, AutoStepLabel
 from app.store.checks import check_choice
 from app.store.convert import auto_label_record
 from app.store.errors import NotFound, StoreError
-from app.store.export_pages import every_page, is_current, sample_page
+from app.store.export_pages import is_current, paged, sample_page
 from app.store.fragments import current_auto_label_ids
 from app.store.models import AUTO_MC, Sample, Step, to_utc
 from app.store.models import AutoStepLabel as AutoRow
@@ -98,6 +98,7 @@ class AutoLabels(Repository):
             where = [AutoRow.source == source] + ([Step.sample_id == sample_id] if sample_id is not None else [])
             return {step.id: label.hard for label, step in _current_rows(session, *where)}
 
+    @paged(lambda sample: sample.sample_id)
     def auto_labelled_samples(
         self,
         *,
@@ -111,14 +112,6 @@ class AutoLabels(Repository):
         labelled at or after it (by their newest label). ``after``/``limit``: only the samples after id
         ``after``, at most ``limit`` of them (see ``export_pages.py``); ``limit=None`` reads every page."""
         since = to_utc(since) if since is not None else None
-        if limit is None:
-            return every_page(
-                lambda start, n: self.auto_labelled_samples(
-                    model=model, since=since, source=source, after=start, limit=n
-                ),
-                lambda sample: sample.sample_id,
-                after,
-            )
         with self.sessions.read() as session:
             sample_ids = sample_page(session, _has_auto_label(source, since), after=after, limit=limit, model=model)
             if not sample_ids:

@@ -16,6 +16,7 @@ views of ``fragments.py`` compute for the whole table at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -57,3 +58,19 @@ def every_page(fetch: Callable[[int, int], list[T]], key: Callable[[T], int], af
         found.extend(page)
         after = key(page[-1])
     return found
+
+
+def paged(key: Callable[[Any], int]) -> Callable[[Callable[..., list[T]]], Callable[..., list[T]]]:
+    """Make a paged export query (keyword arguments only, ``after``/``limit`` among them) answer ``limit=None``
+    with every page, in order (:func:`every_page`, continuing after ``key`` of each page's last record)."""
+
+    def wrap(query: Callable[..., list[T]]) -> Callable[..., list[T]]:
+        @functools.wraps(query)
+        def each_page(self: Any, *, after: int = 0, limit: int | None = None, **filters: Any) -> list[T]:
+            if limit is not None:
+                return query(self, after=after, limit=limit, **filters)
+            return every_page(lambda start, n: query(self, after=start, limit=n, **filters), key, after)
+
+        return each_page
+
+    return wrap

@@ -20,7 +20,7 @@ from app.labelled_data import LabelledSample, StepRating
 from app.store.checks import check_annotator_name
 from app.store.convert import label_record
 from app.store.errors import NotFound, StoreError
-from app.store.export_pages import every_page, is_current, sample_page
+from app.store.export_pages import is_current, paged, sample_page
 from app.store.fragments import current_label_ids, current_verdict_ids
 from app.store.models import Annotator, Run, Sample, SampleVerdict, Step, StepLabel, to_utc
 from app.store.progress import refresh_progress
@@ -174,6 +174,7 @@ class Labels(Repository):
 
     # --- export queries (paged by sample id, see ``export_pages.py``) -----------------------------------
 
+    @paged(lambda sample: sample.sample_id)
     def labelled_samples(
         self,
         *,
@@ -192,14 +193,6 @@ class Labels(Repository):
         pairs); ``limit=None`` reads every page.
         """
         since = to_utc(since) if since is not None else None
-        if limit is None:
-            return every_page(
-                lambda start, n: self.labelled_samples(
-                    annotator=annotator, model=model, since=since, after=start, limit=n
-                ),
-                lambda sample: sample.sample_id,
-                after,
-            )
         who = _by_name(StepLabel.annotator_id, annotator)
         with self.sessions.read() as session:
             sample_ids = sample_page(session, _has_label(who, since), after=after, limit=limit, model=model)
@@ -217,6 +210,7 @@ class Labels(Repository):
                     pairs[(sample_id, name)].verdict = verdict[0]
             return _labelled(session, pairs)
 
+    @paged(lambda sample: sample.sample_id)
     def verdict_samples(
         self,
         *,
@@ -233,14 +227,6 @@ class Labels(Repository):
         step labels, possibly none. ``after``/``limit`` page by sample id as in :meth:`labelled_samples`.
         """
         since = to_utc(since) if since is not None else None
-        if limit is None:
-            return every_page(
-                lambda start, n: self.verdict_samples(
-                    annotator=annotator, model=model, since=since, after=start, limit=n
-                ),
-                lambda sample: sample.sample_id,
-                after,
-            )
         who = _by_name(SampleVerdict.annotator_id, annotator)
         with self.sessions.read() as session:
             sample_ids = sample_page(session, _has_verdict(who, since), after=after, limit=limit, model=model)

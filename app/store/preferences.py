@@ -19,7 +19,7 @@ from app.labelled_data import PreferencePair
 from app.store.checks import check_annotator_name
 from app.store.convert import preference_record
 from app.store.errors import NotFound, StoreError
-from app.store.export_pages import every_page
+from app.store.export_pages import paged
 from app.store.models import Annotator, Preference, Prompt, Run, Sample, to_utc
 from app.store.records import PreferenceRecord
 from app.store.sessions import Repository
@@ -63,6 +63,12 @@ def _add_pairs(
     ]
     session.add_all(rows)
     return rows
+
+
+def _preference_id(pair: PreferencePair) -> int:
+    """The id a page of pairs continues after (every pair this module returns has one)."""
+    assert pair.preference_id is not None
+    return pair.preference_id
 
 
 class Preferences(Repository):
@@ -111,6 +117,7 @@ class Preferences(Repository):
             ).tuples()
             return [preference_record(pref, name) for pref, name in rows]
 
+    @paged(_preference_id)
     def preference_pairs(
         self,
         *,
@@ -124,14 +131,6 @@ class Preferences(Repository):
         reports ``model`` as ``"<chosen model> vs <rejected model>"``. ``after``/``limit``: only the preferences
         after id ``after`` (``preference_id``), at most ``limit`` of them; ``limit=None`` reads every page."""
         since = to_utc(since) if since is not None else None
-        if limit is None:
-            return every_page(
-                lambda start, n: self.preference_pairs(
-                    annotator=annotator, model=model, since=since, after=start, limit=n
-                ),
-                _preference_id,
-                after,
-            )
         chosen, rejected = aliased(Sample), aliased(Sample)
         chosen_run, rejected_run = aliased(Run), aliased(Run)
         stmt = (
@@ -170,9 +169,3 @@ class Preferences(Repository):
                 )
                 for pref, prompt, name, good, bad, good_model, bad_model in session.execute(stmt).tuples()
             ]
-
-
-def _preference_id(pair: PreferencePair) -> int:
-    """The id a page of pairs continues after (every pair this module returns has one)."""
-    assert pair.preference_id is not None
-    return pair.preference_id
