@@ -96,93 +96,54 @@ def _bulk(store: Store, table: str, columns: Sequence[str], rows: Iterator[tuple
     return n
 
 
-def build(store: Store, runs: int, seed: int = 0) -> dict[str, float]:
-    """Fill an empty store with ``runs`` runs (see the module docstring); seconds per phase."""
-    rng = random.Random(seed)
-    n_prompts = max(1, runs // 5)
-    start = datetime(2026, 1, 1)
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    _bulk(store, "annotators", ["id", "name", "created_at"], ((k + 1, n, start) for k, n in enumerate(ANNOTATORS)))
-    _bulk(
-        store,
-        "prompts",
-        ["id", "text_hash", "text", "created_at"],
-        ((p + 1, f"{p:064d}", _prompt_text(p), start) for p in range(n_prompts)),
-    )
+RUN_COLUMNS = ["id", "prompt_id", "kind", "model", "format", "settings", "seed", "status", "messages", "seconds",
+               "created_at", "created_by"]  # fmt: skip
+SAMPLE_COLUMNS = ["id", "run_id", "index", "raw_text", "thinking", "answer", "extracted_answer", "thinking_tokens",
+                  "answer_tokens", "stop_reason", "continuations", "seconds", "tokens_per_second", "n_steps"]  # fmt: skip
+STEP_COLUMNS = ["id", "sample_id", "index", "source", "text", "start", "end", "active", "created_at"]
+LABEL_COLUMNS = ["id", "step_id", "annotator_id", "rating", "comment", "first_error", "created_at"]
+PREFERENCE_COLUMNS = ["id", "prompt_id", "chosen_sample_id", "rejected_sample_id", "annotator_id", "reason",
+                      "created_at"]  # fmt: skip
+
+
+def _run_rows(runs: int, n_prompts: int, start: datetime) -> Iterator[tuple[Any, ...]]:
     settings = json.dumps({"temperature": 0.7, "samples": 1, "precision": "bench"})
-    run_columns = ["id", "prompt_id", "kind", "model", "format", "settings", "seed", "status", "messages", "seconds",
-                   "created_at", "created_by"]  # fmt: skip
-    _bulk(
-        store,
-        "runs",
-        run_columns,
-        (
-            (
-                i + 1,
-                i % n_prompts + 1,
-                "playground",
-                MODELS[i % 3],
-                "prompted",
-                settings,
-                i,
-                "done",
-                "[]",
-                1.0,
-                start + timedelta(seconds=i),
-                "local",
-            )
-            for i in range(runs)
-        ),  # fmt: skip
-    )
-    sample_columns = ["id", "run_id", "index", "raw_text", "thinking", "answer", "extracted_answer",
-                      "thinking_tokens", "answer_tokens", "stop_reason", "continuations", "seconds",
-                      "tokens_per_second", "n_steps"]  # fmt: skip
+    for i in range(runs):
+        yield (i + 1, i % n_prompts + 1, "playground", MODELS[i % 3], "prompted", settings, i, "done", "[]", 1.0,
+               start + timedelta(seconds=i), "local")  # fmt: skip
 
-    def samples() -> Iterator[tuple[Any, ...]]:
-        for i in range(runs):
-            thinking, _ = _steps(i)
-            answer = f"The answer is {(i % 97) * 11}."
-            yield (i + 1, i + 1, 0, thinking + answer, thinking, answer, str((i % 97) * 11), 120, 8, "end", 0,
-                   1.0, 30.0, 0)  # fmt: skip
 
-    _bulk(store, "samples", sample_columns, samples())
-    timings["runs, samples"] = time.perf_counter() - t0
+def _sample_rows(runs: int) -> Iterator[tuple[Any, ...]]:
+    for i in range(runs):
+        thinking, _ = _steps(i)
+        answer = f"The answer is {(i % 97) * 11}."
+        yield (i + 1, i + 1, 0, thinking + answer, thinking, answer, str((i % 97) * 11), 120, 8, "end", 0,
+               1.0, 30.0, 0)  # fmt: skip
 
-    def steps() -> Iterator[tuple[Any, ...]]:
-        for i in range(runs):
-            for k, source, sentence, s, e in _steps(i)[1]:
-                yield (i * STEPS_PER_SAMPLE + k + 1, i + 1, k, source, sentence, s, e, True, start)
 
-    t1 = time.perf_counter()
-    _bulk(
-        store, "steps", ["id", "sample_id", "index", "source", "text", "start", "end", "active", "created_at"], steps()
-    )
-    timings["steps"] = time.perf_counter() - t1
+def _step_rows(runs: int, start: datetime) -> Iterator[tuple[Any, ...]]:
+    for i in range(runs):
+        for k, source, sentence, s, e in _steps(i)[1]:
+            yield (i * STEPS_PER_SAMPLE + k + 1, i + 1, k, source, sentence, s, e, True, start)
 
-    def labels() -> Iterator[tuple[Any, ...]]:
-        label_id = 0
-        for i in range(0, runs, 10):
-            for a in range(len(ANNOTATORS)):
-                for k in range(STEPS_PER_SAMPLE):
-                    label_id += 1
-                    rating = rng.choice((1, 1, 1, 0, -1))
-                    yield (label_id, i * STEPS_PER_SAMPLE + k + 1, a + 1, rating, "", False, start)
 
-    t2 = time.perf_counter()
-    _bulk(store, "step_labels", ["id", "step_id", "annotator_id", "rating", "comment", "first_error", "created_at"],
-          labels())  # fmt: skip
-    _bulk(
-        store,
-        "preferences",
-        ["id", "prompt_id", "chosen_sample_id", "rejected_sample_id", "annotator_id", "reason", "created_at"],
-        (
-            (j + 1, i % n_prompts + 1, i + 1, i + n_prompts + 1, 1, "", start)
-            for j, i in enumerate(range(0, max(0, runs - n_prompts), 10))
-        ),  # fmt: skip
-    )
-    timings["labels, preferences"] = time.perf_counter() - t2
-    t3 = time.perf_counter()
+def _label_rows(runs: int, rng: random.Random, start: datetime) -> Iterator[tuple[Any, ...]]:
+    """One sample in ten, every step labelled by each of the three annotators."""
+    label_id = 0
+    for i in range(0, runs, 10):
+        for a in range(len(ANNOTATORS)):
+            for k in range(STEPS_PER_SAMPLE):
+                label_id += 1
+                yield (label_id, i * STEPS_PER_SAMPLE + k + 1, a + 1, rng.choice((1, 1, 1, 0, -1)), "", False, start)
+
+
+def _preference_rows(runs: int, n_prompts: int, start: datetime) -> Iterator[tuple[Any, ...]]:
+    for j, i in enumerate(range(0, max(0, runs - n_prompts), 10)):
+        yield (j + 1, i % n_prompts + 1, i + 1, i + n_prompts + 1, 1, "", start)
+
+
+def _fill_counters_and_analyze(store: Store) -> None:
+    """The labelling counters as migration 0005 fills them, the id sequences (PostgreSQL), fresh statistics."""
     with store.engine.begin() as connection:
         refresh_progress(connection, None)
         if store.engine.dialect.name == "postgresql":
@@ -195,6 +156,30 @@ def build(store: Store, runs: int, seed: int = 0) -> dict[str, float]:
     if store.engine.dialect.name == "sqlite":
         with store.engine.connect() as connection:
             connection.execute(text("ANALYZE"))
+
+
+def build(store: Store, runs: int, seed: int = 0) -> dict[str, float]:
+    """Fill an empty store with ``runs`` runs (see the module docstring); seconds per phase."""
+    rng = random.Random(seed)
+    n_prompts = max(1, runs // 5)
+    start = datetime(2026, 1, 1)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _bulk(store, "annotators", ["id", "name", "created_at"], ((k + 1, n, start) for k, n in enumerate(ANNOTATORS)))
+    prompts = ((p + 1, f"{p:064d}", _prompt_text(p), start) for p in range(n_prompts))
+    _bulk(store, "prompts", ["id", "text_hash", "text", "created_at"], prompts)
+    _bulk(store, "runs", RUN_COLUMNS, _run_rows(runs, n_prompts, start))
+    _bulk(store, "samples", SAMPLE_COLUMNS, _sample_rows(runs))
+    timings["runs, samples"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    _bulk(store, "steps", STEP_COLUMNS, _step_rows(runs, start))
+    timings["steps"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    _bulk(store, "step_labels", LABEL_COLUMNS, _label_rows(runs, rng, start))
+    _bulk(store, "preferences", PREFERENCE_COLUMNS, _preference_rows(runs, n_prompts, start))
+    timings["labels, preferences"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    _fill_counters_and_analyze(store)
     timings["counters, analyze"] = time.perf_counter() - t3
     return timings
 

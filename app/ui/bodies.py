@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyShape", "body_refusal"]
+__all__ = ["BodyShape", "body_refusal", "replaying"]
 
 #: The largest body read here (bigger ones go on to Gradio, which has its own limits).
 MAX_CHECKED = 8 * 1024 * 1024
@@ -42,6 +42,21 @@ def body_refusal(path: str, raw: bytes) -> str | None:
         if key != "data" and isinstance(value, float) and not math.isfinite(value):
             return f'"{key}" is {value}, which is no value JSON knows. {SHAPE}.'
     return None
+
+
+def replaying(raw: bytes, more: bool, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body a middleware already read (``raw``; ``more``: the request goes
+    on), then the rest of the request as it comes."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": more}
+
+    return again
 
 
 class BodyShape:
@@ -74,13 +89,4 @@ class BodyShape:
         if problem is not None:
             await JSONResponse({"error": problem, "detail": problem}, status_code=422)(scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": more}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(raw, more, receive), send)

@@ -27,8 +27,9 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.ui.bodies import replaying
 from app.ui.running import CANCELS
 
 __all__ = ["NOT_YOURS", "OwnCancelOnly", "own_event"]
@@ -110,16 +111,7 @@ class OwnCancelOnly:
             # that can fail while the step runs, leaving the run unsaved and the event open).
             await JSONResponse({"success": True})(scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(raw, False, receive), send)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
