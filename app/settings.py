@@ -15,6 +15,8 @@ from app.errors import InvalidInput, UnusablePath
 
 #: The ``--quantize`` choices (the one declaration: the loader checks against it, the CLI offers it).
 QUANTIZE_CHOICES: tuple[str, ...] = ("auto", "int4", "4bit", "8bit", "none")
+#: The ``--dtype`` choices (one declaration, like the quantize choices).
+DTYPE_CHOICES: tuple[str, ...] = ("auto", "bfloat16", "float32")
 
 
 def _setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, secret: bool = False) -> Any:
@@ -44,7 +46,7 @@ class AppSettings:
         "auto = bfloat16 on CUDA and for NF4 and int4, float32 for plain weights on CPU (bf16 was 1.48x "
         "on one quiet CPU, 0.96x on another and 0.70x under load, and it changes greedy text; see README "
         "Benchmarks).",
-        choices=("auto", "bfloat16", "float32"),
+        choices=DTYPE_CHOICES,
     )
     format: str = _setting(
         "",

@@ -32,7 +32,7 @@ from app.engine.events import (
 from app.engine.model_source import LoadedModel
 from app.engine.prefixes import prefix_start
 from app.engine.reasoning_formats import ReasoningFormat, build_prompt
-from app.engine.rulebook import RowStart
+from app.engine.rulebook import RowStart, end_delimiter
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,8 @@ class GenerationEngine(ABC):
 
     def forced_tokens(self, settings: GenerationSettings) -> int:
         """Tokens a budget cut may force beyond the budget (close tag + answer cue), for the context check."""
-        cue = self.tokenizer(settings.answer_cue or "", add_special_tokens=False)["input_ids"]
-        close = self.tokenizer(self.format.close_tag, add_special_tokens=False)["input_ids"]
-        return len(cue) + len(close) + 2
+        forced = end_delimiter(self.format.close_tag) + (settings.answer_cue or "")
+        return len(self.tokenizer(forced, add_special_tokens=False)["input_ids"]) + 2
 
     def prefix_start(self, prefix: TracePrefix | None, thinking: bool) -> tuple[str, RowStart]:
         """The text a prefix appends to the prompt, and the state a sample starts from (app.engine.prefixes)."""

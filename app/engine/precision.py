@@ -12,11 +12,10 @@ import logging
 from typing import Any
 
 from app.engine.model_source import LoadError
-from app.settings import QUANTIZE_CHOICES
+from app.settings import DTYPE_CHOICES, QUANTIZE_CHOICES
 
 log = logging.getLogger(__name__)
 
-DTYPE_CHOICES = ("auto", "bfloat16", "float32")
 #: What ``--dtype auto`` picks for unquantised weights on CPU, chosen by bench/cpu_bench.py (figures in the README).
 CPU_AUTO_DTYPE = "float32"
 

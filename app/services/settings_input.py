@@ -81,7 +81,11 @@ def _read(name: str, value: Any, default: Any) -> Any:
     if name == "seed":
         return as_seed(value) if not blank(value) else default
     if kind is bool:
-        return default if value is None else bool(value)
+        if value is None:
+            return default
+        if not isinstance(value, bool):  # bool("false") is True: a string or number would read backwards
+            raise InvalidInput(f"{label(name)} takes true or false, not {value!r}.")
+        return value
     if kind is int:
         return as_int(value, label(name), default)
     if kind is float:

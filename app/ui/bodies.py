@@ -25,8 +25,10 @@ MAX_CHECKED = 8 * 1024 * 1024
 SHAPE = 'An API call takes a JSON object {"data": [one value per input, in order]}'
 
 
-def body_refusal(path: str, raw: bytes) -> str | None:
-    """Why the JSON body ``raw`` of a call to ``path`` can't be a call (one sentence), or None."""
+def body_refusal(path: str, raw: bytes, gradio_app: Any = None) -> str | None:
+    """Why the JSON body ``raw`` of a call to ``path`` can't be a call (one sentence), or None. With the Gradio
+    app, a ``data`` list shorter than the event's inputs is refused too (Gradio itself answers that with a
+    traceback in the server log)."""
     try:
         body: Any = json.loads(raw)
     except ValueError:
@@ -41,6 +43,39 @@ def body_refusal(path: str, raw: bytes) -> str | None:
     for key, value in body.items():
         if key != "data" and isinstance(value, float) and not math.isfinite(value):
             return f'"{key}" is {value}, which is no value JSON knows. {SHAPE}.'
+    if _web_address(body.get("data")):  # Gradio would download it into its cache: the app fetches nothing remote
+        return "A file input takes an uploaded file, not a web address: upload the file itself."
+    wanted = _inputs_of(gradio_app, path, body) if isinstance(body.get("data"), list) else None
+    if wanted is not None and len(body["data"]) < wanted:
+        return f'"data" holds {len(body["data"])} values; this call takes {wanted}, one per input, in order.'
+    return None
+
+
+def _web_address(value: Any) -> bool:
+    """Whether ``value`` holds a file reference (``{"path"|"url": ...}``) to an http(s) address, at any depth."""
+    if isinstance(value, dict):
+        if any(str(value.get(key) or "").lower().startswith(("http://", "https://")) for key in ("path", "url")):
+            return True
+        return any(_web_address(v) for v in value.values())
+    return isinstance(value, list) and any(_web_address(v) for v in value)
+
+
+def _sent(fn: Any) -> int:
+    """The inputs a caller sends for event ``fn``: all but session state, which Gradio fills in itself."""
+    return sum(not getattr(block, "stateful", False) for block in fn.inputs)
+
+
+def _inputs_of(gradio_app: Any, path: str, body: dict[str, Any]) -> int | None:
+    """How many inputs the event ``path``/``body`` calls takes (None when it can't be told: Gradio decides)."""
+    try:
+        fns = gradio_app.get_blocks().fns
+        if isinstance(body.get("fn_index"), int):
+            return _sent(fns[body["fn_index"]])
+        if "/gradio_api/call/" in path:
+            name = path.split("/gradio_api/call/", 1)[1].strip("/")
+            return next((_sent(fn) for fn in fns.values() if fn.api_name == name), None)
+    except Exception:  # noqa: BLE001 - an app or event this can't read: Gradio checks it itself
+        return None
     return None
 
 
@@ -85,7 +120,7 @@ class BodyShape:
             size += len(chunks[-1])
             more = message.get("more_body", False)
         raw = b"".join(chunks)
-        problem = body_refusal(path, raw) if not more else None
+        problem = body_refusal(path, raw, scope.get("app")) if not more else None
         if problem is not None:
             await JSONResponse({"error": problem, "detail": problem}, status_code=422)(scope, receive, send)
             return

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app.domain import SampleResult
-from app.errors import InvalidInput, StoreError
+from app.errors import InvalidInput, StoreError, UserError
 from app.services import branching
 from app.services.runtime import Runtime
 from app.ui.branch_here import BUDGET_LABEL, budget_of, result_html, run_id_of
@@ -162,7 +162,7 @@ class TokenBranch(ModelTab):
             source = branching.load_source(self.rt, point.run_id, point.sample)
             rollouts = as_int(n, "rollouts", 4) or 4
             text = branching.plan_rollouts(source, point.step, rollouts, budget_of(budget)).text
-        except ValueError:
+        except (ValueError, UserError):  # a refused point, or a run deleted meanwhile (NotFound)
             return ""  # the panel above already says why this token can't branch
         return f"<div class='tl-branch-cost'>Cost: {html_text(text)}.</div>"
 
